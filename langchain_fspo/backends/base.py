@@ -1,0 +1,125 @@
+"""The one interface every serving backend implements (local transformers, TGI, OpenAI-compatible).
+
+`ChatFSPO` renders the prompt (memory + `PromptFormat`) and hands a `RenderedPrompt` to a
+backend. The backend decides how to send it: `style="paper"` prompts go as raw text
+(`RenderedPrompt.text`), `style="chat"` prompts as chat messages (`RenderedPrompt.messages`).
+The adapter to use travels per call, so one backend serves every adapter and user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from langchain_fspo.prompt_format import RenderedPrompt
+
+__all__ = ["Backend", "Generation", "GenerationChunk", "GenerationParams"]
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling parameters for one call. `None` means "the server's default"; never dropped."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    repetition_penalty: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Passed through as they are: `tools`, `tool_choice`, `response_format`, ..."""
+
+    def set_fields(self) -> dict[str, Any]:
+        """The parameters that were set, as a dict (without `extra`)."""
+        return {
+            name: value
+            for name, value in self.__dict__.items()
+            if name != "extra" and value is not None
+        }
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A finished completion."""
+
+    text: str
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    model_name: str | None = None
+    """The adapter (or base model) that answered, as the server reports it."""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    """OpenAI-style tool calls: `{"id", "name", "args"}`."""
+
+
+@dataclass(frozen=True)
+class GenerationChunk:
+    """One streamed piece of a completion; the last one carries `finish_reason` and usage."""
+
+    text: str
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    model_name: str | None = None
+    tool_call_chunks: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Backend(ABC):
+    """Sends a rendered FSPO prompt to a model with a given adapter and returns the completion.
+
+    Subclasses implement `generate` and `stream`; the async variants default to running the
+    sync ones in a thread and should be overridden where a native async client exists.
+    """
+
+    name: ClassVar[str] = "base"
+    """Short name used in `ls_provider` and in error messages."""
+
+    @abstractmethod
+    def generate(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Generation:
+        """Complete `prompt` with `adapter` (None: the base model)."""
+
+    @abstractmethod
+    def stream(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Iterator[GenerationChunk]:
+        """Stream the completion of `prompt` token by token."""
+
+    async def agenerate(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Generation:
+        """Async `generate`; runs the sync one in a worker thread unless overridden."""
+        return await asyncio.to_thread(self.generate, prompt, adapter=adapter, params=params)
+
+    async def astream(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> AsyncIterator[GenerationChunk]:
+        """Async `stream`; pulls the sync stream in a worker thread unless overridden."""
+        iterator = iter(self.stream(prompt, adapter=adapter, params=params))
+        done = object()
+        while True:
+            chunk = await asyncio.to_thread(next, iterator, done)
+            if chunk is done:
+                return
+            assert isinstance(chunk, GenerationChunk)  # noqa: S101 - narrows the sentinel
+            yield chunk
+
+    def count_tokens(self, text: str) -> int | None:  # noqa: ARG002 - optional capability
+        """Tokens in `text` for this backend's tokenizer, or None when unknown."""
+        return None
+
+    def check_adapter(self, adapter: str | None) -> None:  # noqa: B027 - optional hook
+        """Raise `AdapterNotFoundError` if `adapter` is not served; the default checks nothing."""
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether `tools` / `tool_choice` in `GenerationParams.extra` reach the model."""
+        return False

@@ -1,0 +1,40 @@
+"""One small error hierarchy shared by `langchain_fspo` and `fspo_train`.
+
+Each class also inherits the nearest builtin, so code that already catches `ValueError`,
+`LookupError` or `RuntimeError` keeps working (the trick PEFT uses for its errors).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AdapterNotFoundError",
+    "FSPOError",
+    "InferenceServerError",
+    "InvalidExampleError",
+    "PromptBudgetError",
+    "PromptFormatError",
+]
+
+
+class FSPOError(Exception):
+    """Base class for every error raised by langchain-fspo."""
+
+
+class PromptFormatError(FSPOError, ValueError):
+    """The prompt-format contract (`fspo_format.json`) is missing, invalid or does not match."""
+
+
+class PromptBudgetError(PromptFormatError):
+    """The query alone does not fit the prompt token budget, even with zero shots."""
+
+
+class InvalidExampleError(FSPOError, ValueError):
+    """A preference example or a user id is invalid; nothing was written."""
+
+
+class AdapterNotFoundError(FSPOError, LookupError):
+    """The requested adapter is not served, not allowed, or has no `fspo_format.json`."""
+
+
+class InferenceServerError(FSPOError, RuntimeError):
+    """The inference server answered with an error, a malformed response, or not at all."""
