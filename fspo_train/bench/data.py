@@ -1,0 +1,126 @@
+"""From a `Domain` to labelled per-user preference records, with the domain's exact judge.
+
+The pipeline mirrors the paper's (reference/fspo-paper.md §2.3) with the LLM parts replaced by
+exact ones: for each question, random response pairs are generated once and shared by every
+user (so users on the same axis disagree on the same pairs); each user labels every pair with
+the judge in both orders, and a pair is kept only when both orders agree and it is not a tie.
+
+Example:
+    >>> from fspo_train.bench.reviews_mini import ReviewsMini
+    >>> domain = ReviewsMini(seed=0, num_questions=20)
+    >>> records = build_records(domain, domain.users("trained"), split="train", seed=0)
+    >>> {r.user_id for r in records} == {"positive", "negative", "concise", "verbose"}
+    True
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fspo_train.bench.domain import Domain, Question, SimUser, Split
+from fspo_train.records import PreferenceRecord
+
+__all__ = ["ExactJudge", "build_records", "sample_pairs"]
+
+
+@dataclass(frozen=True)
+class ExactJudge:
+    """A user-aware pairwise judge that compares responses by the domain's exact utility.
+
+    `compare` answers like a pairwise LLM judge: 1.0 when the first response is preferred,
+    0.0 when the second is, 0.5 for a tie. Being exact, it is order-invariant; the harness
+    still asks in both orders, as the paper's protocol does.
+
+    Example:
+        >>> from fspo_train.bench.reviews_mini import ReviewsMini
+        >>> domain = ReviewsMini()
+        >>> judge = ExactJudge(domain)
+        >>> q = domain.questions("test")[0]
+        >>> judge.compare(domain.user("concise"), q, "Short.", "Short. Longer words here.")
+        0.5
+    """
+
+    domain: Domain
+
+    def compare(self, user: SimUser, question: Question, first: str, second: str) -> float:
+        """1.0 if `user` prefers `first`, 0.0 if `second`, 0.5 on a tie."""
+        a = self.domain.utility(user, question, first)
+        b = self.domain.utility(user, question, second)
+        if a > b:
+            return 1.0
+        if b > a:
+            return 0.0
+        return 0.5
+
+
+def sample_pairs(
+    domain: Domain, questions: Sequence[Question], pairs_per_question: int, seed: int
+) -> list[tuple[Question, str, str]]:
+    """Random response pairs for each question (two different responses per pair)."""
+    rng = random.Random(seed)
+    pairs = []
+    for question in questions:
+        for _ in range(pairs_per_question):
+            first = domain.generate(question, rng)
+            second = domain.generate(question, rng)
+            for _retry in range(10):
+                if second != first:
+                    break
+                second = domain.generate(question, rng)
+            if second != first:
+                pairs.append((question, first, second))
+    return pairs
+
+
+def build_records(
+    domain: Domain,
+    users: Sequence[SimUser],
+    *,
+    split: Split = "train",
+    pairs_per_question: int = 2,
+    seed: int = 0,
+    judge: ExactJudge | None = None,
+) -> list[PreferenceRecord]:
+    """Label shared random pairs for every user; keep the order-stable, non-tied ones.
+
+    Args:
+        domain: The domain (questions, generator, utility).
+        users: Who labels.
+        split: Which questions (`train` for training records, `test` for held-out ones).
+        pairs_per_question: Response pairs generated per question.
+        seed: Seeds the responses; the same seed gives the same records.
+        judge: Defaults to `ExactJudge(domain)`.
+
+    Returns:
+        Records grouped by user, in question order within a user.
+    """
+    judge = judge or ExactJudge(domain)
+    pairs = sample_pairs(domain, domain.questions(split), pairs_per_question, seed)
+    records = []
+    for user in users:
+        for question, first, second in pairs:
+            forward = judge.compare(user, question, first, second)
+            backward = judge.compare(user, question, second, first)
+            if forward == 0.5 or forward + backward != 1.0:  # noqa: PLR2004 - tie or order bias
+                continue
+            chosen, rejected = (first, second) if forward == 1.0 else (second, first)
+            records.append(
+                PreferenceRecord(
+                    user_id=user.id,
+                    question=question.text,
+                    chosen=chosen,
+                    rejected=rejected,
+                    user_description=user.description,
+                    question_id=question.id,
+                    provenance={
+                        "domain": domain.name,
+                        "split": split,
+                        "labeller": "exact-judge",
+                        "utility_chosen": domain.utility(user, question, chosen),
+                        "utility_rejected": domain.utility(user, question, rejected),
+                    },
+                )
+            )
+    return records
