@@ -55,7 +55,7 @@ def test_hostile_text_cannot_forge_structure(
     shots: list[tuple[str, str, str]], question: str, include_rejected: bool, style: str
 ) -> None:
     examples = [PreferenceExample(prompt=p, chosen=c, rejected=r) for p, c, r in shots if c != r]
-    fmt = PromptFormat(style=style, include_rejected=include_rejected)  # type: ignore[arg-type]
+    fmt = PromptFormat(style=style, include_rejected=include_rejected)
     rendered = fmt.render(examples, question)
     n = len(examples)
 
