@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import sqlite3
 import threading
@@ -80,6 +81,22 @@ def _check_record_id(record_id: object) -> str:
         )
         raise InvalidExampleError(msg)
     return record_id
+
+
+def _sqlite_driver(*, need_extensions: bool) -> Any:
+    """The DB-API module to open SQLite with: the stdlib's, or pysqlite3 for extensions."""
+    if not need_extensions or hasattr(sqlite3.Connection, "enable_load_extension"):
+        return sqlite3
+    try:
+        return importlib.import_module("pysqlite3.dbapi2")
+    except ImportError as e:
+        msg = (
+            "An embedding index on SQLite needs the sqlite-vec extension, and this Python's "
+            "sqlite3 cannot load extensions. Install `langchain-fspo[sqlite-index]` "
+            "(pysqlite3-binary), use a Python built with --enable-loadable-sqlite-extensions, "
+            "or drop `index=`."
+        )
+        raise MemoryConfigError(msg) from e
 
 
 def _check_k(k: object) -> int:
@@ -174,7 +191,9 @@ class PreferenceMemory:
 
         The connection is shared by all threads (the store serialises access) and uses WAL
         journaling, so other processes can read while this one writes. Close it with `close()`
-        or a `with` block. `index` needs the `sqlite-vec` package.
+        or a `with` block. An `index` needs `sqlite-vec` and a `sqlite3` that can load
+        extensions: where Python's cannot, `pysqlite3-binary` is used (extra
+        `langchain-fspo[sqlite-index]`).
 
         Example:
             >>> import tempfile, pathlib
@@ -187,7 +206,8 @@ class PreferenceMemory:
         """
         from langgraph.store.sqlite import SqliteStore
 
-        conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        driver = _sqlite_driver(need_extensions=index is not None)
+        conn = driver.connect(str(path), check_same_thread=False, isolation_level=None)
         try:
             conn.execute("PRAGMA busy_timeout = 10000")
             conn.execute("PRAGMA journal_mode = WAL")
