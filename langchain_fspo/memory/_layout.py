@@ -73,11 +73,15 @@ def decode_user_id(label: str) -> str:
         raise ValueError(msg)
     body = label[len(_USER_LABEL_MARK) :]
     try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
+        user_id = raw.decode("utf-8", "surrogatepass")
     except (binascii.Error, ValueError) as e:
         msg = f"{label!r} is not an encoded user id: {e}"
         raise ValueError(msg) from e
-    return raw.decode("utf-8", "surrogatepass")
+    if encode_user_id(user_id) != label:
+        msg = f"{label!r} is not an encoded user id (not in canonical form)."
+        raise ValueError(msg)
+    return user_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,9 +191,11 @@ class PreferenceMemory:
 
         The connection is shared by all threads (the store serialises access) and uses WAL
         journaling, so other processes can read while this one writes. Close it with `close()`
-        or a `with` block. An `index` needs `sqlite-vec` and a `sqlite3` that can load
-        extensions: where Python's cannot, `pysqlite3-binary` is used (extra
-        `langchain-fspo[sqlite-index]`).
+        or a `with` block. Foreign keys are switched on, so deleting an example deletes its
+        vectors (bring your own `SqliteStore` connection? run `PRAGMA foreign_keys = ON` on it,
+        or `forget` leaves the embeddings behind). An `index` needs `sqlite-vec` and a
+        `sqlite3` that can load extensions: where Python's cannot, `pysqlite3-binary` is used
+        (extra `langchain-fspo[sqlite-index]`).
 
         Example:
             >>> import tempfile, pathlib
@@ -212,6 +214,9 @@ class PreferenceMemory:
             conn.execute("PRAGMA busy_timeout = 10000")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            # store_vectors rows are deleted with their item by ON DELETE CASCADE, which SQLite
+            # only enforces when foreign keys are on (off by default, per connection).
+            conn.execute("PRAGMA foreign_keys = ON")
             store = SqliteStore(conn, index=index)
             store.setup()
         except BaseException:

@@ -1,4 +1,4 @@
-"""Shot selection strategies: `relevant`, `diverse`, user functions, and the pure ranking helpers."""
+"""Shot selection strategies: `relevant`, `diverse`, user functions, the pure ranking helpers."""
 
 from __future__ import annotations
 
@@ -92,7 +92,9 @@ async def test_async_relevant(indexed_memory: PreferenceMemory) -> None:
 # ----------------------------------------------------------------------------- diverse
 
 
-def duplicates_then_distinct(memory: PreferenceMemory, user: str) -> tuple[list, list]:
+def duplicates_then_distinct(
+    memory: PreferenceMemory, user: str
+) -> tuple[list[PreferenceExample], list[PreferenceExample]]:
     dupes = [
         memory.add(user, prompt="bake sourdough bread at home", chosen=f"bread {i}")
         for i in range(6)
@@ -104,7 +106,7 @@ def duplicates_then_distinct(memory: PreferenceMemory, user: str) -> tuple[list,
 
 
 def test_diverse_with_embeddings_avoids_near_duplicates(indexed_memory: PreferenceMemory) -> None:
-    dupes, distinct = duplicates_then_distinct(indexed_memory, "d")
+    duplicates_then_distinct(indexed_memory, "d")
     recent = indexed_memory.select("d", k=4, strategy="recent")
     assert sum(e.prompt.startswith("bake") for e in recent) == 1
     diverse = indexed_memory.select("d", "bread baking", k=3, strategy="diverse", lambda_mult=0.3)
@@ -167,9 +169,9 @@ def test_callable_strategy_must_return_examples(memory: PreferenceMemory, users)
     user = users("badfn")
     memory.add(user, prompt="p", chosen="c")
     with pytest.raises(MemoryConfigError, match="must return PreferenceExample"):
-        memory.select(user, strategy=lambda ex, q, k: ["not an example"])
+        memory.select(user, strategy=lambda ex, q, k: ["not an example"])  # type: ignore[list-item]
     with pytest.raises(MemoryConfigError, match="must return a sequence"):
-        memory.select(user, strategy=lambda ex, q, k: None)
+        memory.select(user, strategy=lambda ex, q, k: None)  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- pure helpers
