@@ -21,7 +21,7 @@ from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError
 if TYPE_CHECKING:
     from langchain_fspo.prompt_format import RenderedPrompt
 
-__all__ = ["LocalBackend"]
+__all__ = ["LocalBackend", "adapter_folder", "read_adapter_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,14 @@ def _import_stack() -> tuple[Any, Any, Any]:
     return torch, transformers, peft
 
 
-def _read_adapter_config(adapter_dir_or_repo: str | Path, revision: str | None) -> dict[str, Any]:
+def read_adapter_config(
+    adapter_dir_or_repo: str | Path, revision: str | None = None
+) -> dict[str, Any]:
+    """The adapter's `adapter_config.json` (folder or Hub repo), which must name its base model.
+
+    Raises:
+        AdapterNotFoundError: No such file, or no `base_model_name_or_path` in it.
+    """
     from langchain_fspo.hub import resolve_file
 
     path = resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision)
@@ -60,7 +67,7 @@ def _read_adapter_config(adapter_dir_or_repo: str | Path, revision: str | None) 
     return data
 
 
-def _adapter_folder(adapter_dir_or_repo: str | Path, revision: str | None) -> Path:
+def adapter_folder(adapter_dir_or_repo: str | Path, revision: str | None = None) -> Path:
     """A local folder holding the adapter (a Hub repo is downloaded to the cache first)."""
     local = Path(adapter_dir_or_repo).expanduser()
     if local.is_dir():
@@ -197,8 +204,8 @@ class LocalBackend(Backend):
             revision: Revision of the adapter repo on the Hub.
             **kwargs: Passed to `LocalBackend(...)` (`device`, `dtype`, ...).
         """
-        config = _read_adapter_config(adapter_dir_or_repo, revision)
-        folder = _adapter_folder(adapter_dir_or_repo, revision)
+        config = read_adapter_config(adapter_dir_or_repo, revision)
+        folder = adapter_folder(adapter_dir_or_repo, revision)
         adapter_name = name or Path(str(adapter_dir_or_repo).rstrip("/")).name
         return cls(
             config["base_model_name_or_path"],
@@ -229,7 +236,7 @@ class LocalBackend(Backend):
         if not name or not isinstance(name, str):
             msg = f"Adapter names must be non-empty strings, got {name!r}."
             raise ValueError(msg)
-        folder = _adapter_folder(path, revision)
+        folder = adapter_folder(path, revision)
         with self._lock:
             if name in self._adapters:
                 msg = (
@@ -372,7 +379,7 @@ class LocalBackend(Backend):
         prompt_ids = self.encode_prompt(prompt)
         try:
             output = self._generate_locked(prompt_ids, adapter, params, {})
-        except (RuntimeError, ValueError) as e:
+        except RuntimeError as e:
             msg = f"LocalBackend generation failed for adapter {adapter!r}: {e}"
             raise InferenceServerError(msg) from e
         new_ids = [int(t) for t in output[0, len(prompt_ids) :].tolist()]
@@ -417,6 +424,8 @@ class LocalBackend(Backend):
                 item = tokens.get()
                 if item is _END:
                     break
+                if isinstance(item, ValueError):
+                    raise item  # invalid parameters: the caller's error, as in `generate`
                 if isinstance(item, BaseException):
                     msg = f"LocalBackend generation failed for adapter {adapter!r}: {item}"
                     raise InferenceServerError(msg) from item

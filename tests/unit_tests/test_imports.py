@@ -17,6 +17,7 @@ LIGHT_MODULES = (
     "langchain_fspo.backends",
     "langchain_fspo.backends.factory",
     "langchain_fspo.backends.local",
+    "langchain_fspo.chat_models",
 )
 
 
