@@ -35,10 +35,10 @@ class CompletionStreamParser:
         >>> parser = CompletionStreamParser(fmt)
         >>> parts = [parser.feed(p) for p in ["## Pref", "erred Response \nHel", "lo\n"]]
         >>> parts
-        ['', '', 'Hel']
+        ['', 'Hel', 'lo']
         >>> tail, parsed = parser.finish()
         >>> tail, parsed.response
-        ('lo', 'Hello')
+        ('', 'Hello')
     """
 
     def __init__(self, prompt_format: PromptFormat) -> None:
