@@ -428,9 +428,9 @@ def test_server_errors_are_retried_then_raised(caplog: pytest.LogCaptureFixture)
 
 def test_timeout_applies_to_sync_and_async_calls() -> None:
     slow = _model(ScriptedBackend(delay=0.5), timeout=0.05, max_retries=0)
-    with pytest.raises(InferenceServerError, match="within 0.05s"):
+    with pytest.raises(InferenceServerError, match=r"within 0\.05s"):
         slow.invoke("Q?")
-    with pytest.raises(InferenceServerError, match="within 0.05s"):
+    with pytest.raises(InferenceServerError, match=r"within 0\.05s"):
         asyncio.run(slow.ainvoke("Q?"))
 
 
@@ -476,7 +476,7 @@ def test_from_pretrained_detects_chat_template_drift(tmp_path: Path) -> None:
 
 
 def test_from_pretrained_without_format_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(AdapterNotFoundError, match="fspo_format.json"):
+    with pytest.raises(AdapterNotFoundError, match=r"fspo_format\.json"):
         ChatFSPO.from_pretrained(tmp_path, backend=ScriptedBackend())
 
 
