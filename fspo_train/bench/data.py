@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from fspo_train.bench.domain import Domain, Question, SimUser, Split
 from fspo_train.records import PreferenceRecord
@@ -25,27 +24,55 @@ from fspo_train.records import PreferenceRecord
 __all__ = ["ExactJudge", "build_records", "sample_pairs"]
 
 
-@dataclass(frozen=True)
 class ExactJudge:
     """A user-aware pairwise judge that compares responses by the domain's exact utility.
 
-    `compare` answers like a pairwise LLM judge: 1.0 when the first response is preferred,
-    0.0 when the second is, 0.5 for a tie. Being exact, it is order-invariant; the harness
-    still asks in both orders, as the paper's protocol does.
+    It follows the `fspo_train.judges.Judge` protocol, `compare(question, user_description,
+    a, b)` -> 1.0 when `a` is preferred, 0.0 when `b` is, 0.5 for a tie; the user and the
+    question are looked up by their description and text. Each comparison is made in both
+    orders (as the paper's protocol does) and an order-dependent verdict would count as a
+    tie; an exact judge never has one.
 
     Example:
         >>> from fspo_train.bench.reviews_mini import ReviewsMini
         >>> domain = ReviewsMini()
         >>> judge = ExactJudge(domain)
         >>> q = domain.questions("test")[0]
-        >>> judge.compare(domain.user("concise"), q, "Short.", "Short. Longer words here.")
-        0.5
+        >>> user = domain.user("negative")
+        >>> judge.compare(q.text, user.description, "The plot is dull.", "The plot is good.")
+        1.0
     """
 
-    domain: Domain
+    def __init__(self, domain: Domain) -> None:
+        """Judge for the users and questions of `domain`."""
+        self.domain = domain
+        self.name = f"exact-judge({domain.name})"
+        self._users = {u.description: u for u in domain.users()}
+        self._questions = {q.text: q for q in domain.questions()}
 
-    def compare(self, user: SimUser, question: Question, first: str, second: str) -> float:
-        """1.0 if `user` prefers `first`, 0.0 if `second`, 0.5 on a tie."""
+    def _lookup(self, question: str, user_description: str | None) -> tuple[SimUser, Question]:
+        user = self._users.get(user_description or "")
+        if user is None:
+            msg = (
+                f"The exact judge of {self.domain.name!r} knows no user described as "
+                f"{user_description!r}; pass one of the domain's user descriptions."
+            )
+            raise KeyError(msg)
+        q = self._questions.get(question)
+        if q is None:
+            msg = f"The exact judge of {self.domain.name!r} knows no question {question!r}."
+            raise KeyError(msg)
+        return user, q
+
+    def compare(self, question: str, user_description: str | None, a: str, b: str) -> float:
+        """Score `a` against `b` for the user described (both orders, ties half)."""
+        user, q = self._lookup(question, user_description)
+        forward = self.compare_for(user, q, a, b)
+        backward = self.compare_for(user, q, b, a)
+        return (forward + 1.0 - backward) / 2
+
+    def compare_for(self, user: SimUser, question: Question, first: str, second: str) -> float:
+        """One order: 1.0 if `user` prefers `first`, 0.0 if `second`, 0.5 on a tie."""
         a = self.domain.utility(user, question, first)
         b = self.domain.utility(user, question, second)
         if a > b:
@@ -101,8 +128,8 @@ def build_records(
     records = []
     for user in users:
         for question, first, second in pairs:
-            forward = judge.compare(user, question, first, second)
-            backward = judge.compare(user, question, second, first)
+            forward = judge.compare_for(user, question, first, second)
+            backward = judge.compare_for(user, question, second, first)
             if forward == 0.5 or forward + backward != 1.0:  # noqa: PLR2004 - tie or order bias
                 continue
             chosen, rejected = (first, second) if forward == 1.0 else (second, first)
