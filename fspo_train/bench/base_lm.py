@@ -64,7 +64,7 @@ def base_lm_documents(
     seed: int,
 ) -> list[str]:
     """`n` training documents: a rendered prompt with 0..K shots, then a random response."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - seeded sampling, not secrets
     by_user: dict[str, list[PreferenceRecord]] = {}
     for record in records:
         by_user.setdefault(record.user_id, []).append(record)
@@ -120,10 +120,10 @@ def train_base_lm(
     from fspo_train.tiny import build_tiny_base_model
 
     out = Path(out_dir)
-    rng = random.Random(config.seed)
+    rng = random.Random(config.seed)  # noqa: S311 - seeded sampling, not secrets
     corpus = domain.corpus(rng)
     # Rendered prompts teach the tokenizer the format's markers as whole tokens.
-    fmt_rng = random.Random(config.seed + 1)
+    fmt_rng = random.Random(config.seed + 1)  # noqa: S311 - seeded sampling, not secrets
     for record in fmt_rng.sample(list(records), min(64, len(records))):
         shot = record.to_example()
         corpus.append(prompt_format.render([shot, shot], record.question).text)

@@ -86,7 +86,7 @@ def sample_pairs(
     domain: Domain, questions: Sequence[Question], pairs_per_question: int, seed: int
 ) -> list[tuple[Question, str, str]]:
     """Random response pairs for each question (two different responses per pair)."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - seeded sampling, not secrets
     pairs = []
     for question in questions:
         for _ in range(pairs_per_question):

@@ -2,16 +2,17 @@
 
 Every method is one trained adapter (or the base model) and a way of prompting it:
 
-| method      | model                           | prompt / completion prefix             | accuracy reference          |
-|-------------|---------------------------------|----------------------------------------|-----------------------------|
-| `base`      | base LM                         | question only                          | - (it is the reference)     |
-| `few_shot`  | base LM                         | K shots                                | base LM, question only      |
-| `pref_ft`   | FSPO stage 1 (Pref-FT)          | K shots                                | base LM, K shots            |
-| `ipo`       | 0-shot Pref-FT + IPO            | question only                          | its stage 1, question only  |
-| `fspo`      | FSPO (Pref-FT + IPO)            | K shots                                | its stage 1, K shots        |
-| `fspo_rat`  | FSPO trained with RAT           | K shots; writes the description first  | its stage 1 (true desc.)    |
-| `oracle`    | 0-shot model trained with RAT   | question; the TRUE description is      | its stage 1 (true desc.)    |
-|             | (teacher-forced description)    | given as the start of its answer       |                             |
+| method     | model                        | prompt                     | accuracy reference      |
+|------------|------------------------------|----------------------------|-------------------------|
+| `base`     | base LM                      | question only              | - (it is the reference) |
+| `few_shot` | base LM                      | K shots                    | base LM, question only  |
+| `pref_ft`  | FSPO stage 1 (Pref-FT)       | K shots                    | base LM, K shots        |
+| `ipo`      | 0-shot Pref-FT + IPO         | question only              | its stage 1, same       |
+| `fspo`     | FSPO (Pref-FT + IPO)         | K shots                    | its stage 1, same       |
+| `fspo_rat` | FSPO trained with RAT        | K shots; writes the        | its stage 1, true       |
+|            |                              | description, then answers  | description given       |
+| `oracle`   | 0-shot, trained with the     | question; the TRUE         | its stage 1, same       |
+|            | teacher-forced description   | description starts answer  |                         |
 
 Win rate: each method's greedy review of a held-out question, for each user, against the base
 model's review of the same question, judged by the domain's exact judge in both orders (ties
@@ -63,12 +64,35 @@ class Method:
 
 METHODS: tuple[Method, ...] = (
     Method("base", "Base (tiny LM)", None, shots=False),
-    Method("few_shot", "Few-shot prompting", None, True, reference=None, reference_shots=False),
-    Method("pref_ft", "Few-shot Pref-FT", "fspo_stage1", True, reference_shots=True),
-    Method("ipo", "IPO (not personalised)", "ipo", False, "none", "ipo_stage1", False),
-    Method("fspo", "FSPO", "fspo", True, "none", "fspo_stage1", True),
-    Method("fspo_rat", "FSPO + RAT", "rat", True, "generated", "rat_stage1", True),
-    Method("oracle", "Oracle (true description)", "oracle", False, "oracle", "oracle_stage1", False),
+    Method("few_shot", "Few-shot prompting", None, shots=True, reference_shots=False),
+    Method("pref_ft", "Few-shot Pref-FT", "fspo_stage1", shots=True, reference_shots=True),
+    Method(
+        "ipo",
+        "IPO (not personalised)",
+        "ipo",
+        shots=False,
+        reference="ipo_stage1",
+        reference_shots=False,
+    ),
+    Method("fspo", "FSPO", "fspo", shots=True, reference="fspo_stage1", reference_shots=True),
+    Method(
+        "fspo_rat",
+        "FSPO + RAT",
+        "rat",
+        shots=True,
+        description="generated",
+        reference="rat_stage1",
+        reference_shots=True,
+    ),
+    Method(
+        "oracle",
+        "Oracle (true description)",
+        "oracle",
+        shots=False,
+        description="oracle",
+        reference="oracle_stage1",
+        reference_shots=False,
+    ),
 )
 """The benchmark's methods, in table order."""
 
@@ -156,7 +180,7 @@ def _eval_queries(
     shot_records: Sequence[PreferenceRecord],
     settings: EvalSettings,
 ) -> list[_Query]:
-    rng = random.Random(settings.seed)
+    rng = random.Random(settings.seed)  # noqa: S311 - seeded sampling, not secrets
     pool = _by_user(shot_records)
     questions = domain.questions("test")
     queries = []
@@ -174,7 +198,7 @@ def _accuracy_items(
     settings: EvalSettings,
     num_shots: int,
 ) -> list[tuple[PreferenceRecord, tuple[PreferenceExample, ...]]]:
-    rng = random.Random(settings.seed + 1)
+    rng = random.Random(settings.seed + 1)  # noqa: S311 - seeded sampling, not secrets
     pool = _by_user(shot_records)
     items = []
     for user_id, rows in sorted(_by_user(test_records).items()):
@@ -256,7 +280,9 @@ def _generate(
         )
     if method.description == "oracle":
         prefix = prompter.prefix("x")
-        raw = [prefix.replace("x", q.user.description) + r for q, r in zip(queries, raw, strict=True)]
+        raw = [
+            prefix.replace("x", q.user.description) + r for q, r in zip(queries, raw, strict=True)
+        ]
     return [prompter.fmt.parse_completion(text).response for text in raw]
 
 
@@ -312,7 +338,7 @@ def evaluate_methods(
                 for q, o in list(zip(queries, outs, strict=True))[:: max(1, len(queries) // 16)]
             ]
         else:
-            row["win_rate"] = {g: 50.0 for g in ("trained", "interpolated")}
+            row["win_rate"] = dict.fromkeys(("trained", "interpolated"), 50.0)
         if method.reference_shots is not None:
             say(f"scoring: {method.name}")
             correct = _accuracy(policies, prompters, method, items, settings)
@@ -342,9 +368,7 @@ def shots_curve(
     """Implicit-reward accuracy of `method` (and its reference) with k shots, per user group."""
     curve: dict[str, dict[str, float]] = {}
     for k in shots:
-        fmts = {
-            name: fmt.model_copy(update={"num_shots": k}) for name, fmt in formats.items()
-        }
+        fmts = {name: fmt.model_copy(update={"num_shots": k}) for name, fmt in formats.items()}
         prompters = {name: _Prompter(fmt, policies.tokenizer) for name, fmt in fmts.items()}
         items = _accuracy_items(test_records, shot_records, settings, k)
         correct = _accuracy(policies, prompters, method, items, settings, shots_override=k > 0)

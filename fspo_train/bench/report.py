@@ -19,14 +19,24 @@ def markdown_table(results: dict[str, Any]) -> str:
     """The results as Markdown: the methods table, then accuracy against the number of shots.
 
     Example:
-        >>> res = {"methods": {"fspo": {"label": "FSPO", "win_rate": {"trained": 91.0,
-        ...        "interpolated": 80.5}, "accuracy": {"trained": 97.0}}}, "shots_curve": {}}
+        >>> res = {
+        ...     "methods": {
+        ...         "fspo": {
+        ...             "label": "FSPO",
+        ...             "win_rate": {"trained": 91.0, "interpolated": 80.5},
+        ...             "accuracy": {"trained": 97.0},
+        ...         }
+        ...     },
+        ...     "shots_curve": {},
+        ... }
         >>> print(markdown_table(res).splitlines()[2])
         | FSPO | 91.0 | 80.5 | 97.0 | - |
     """
     lines = [
-        "| Method | Win rate, trained | Win rate, interpolated | Accuracy, trained "
-        "| Accuracy, interpolated |",
+        (
+            "| Method | Win rate, trained | Win rate, interpolated | Accuracy, trained "
+            "| Accuracy, interpolated |"
+        ),
         "|---|---|---|---|---|",
     ]
     for row in results["methods"].values():

@@ -119,13 +119,13 @@ class ReviewsMini(Domain):
 
     def __init__(self, seed: int = 0, num_questions: int = 240, test_fraction: float = 0.2) -> None:
         titles = [f"The {a} {n}" for a in TITLE_ADJECTIVES for n in TITLE_NOUNS]
-        if not 2 <= num_questions <= len(titles):
+        if not 2 <= num_questions <= len(titles):  # noqa: PLR2004 - train and test
             msg = f"`num_questions`={num_questions} must be between 2 and {len(titles)}."
             raise ValueError(msg)
         if not 0.0 < test_fraction < 1.0:
             msg = f"`test_fraction`={test_fraction} must be strictly between 0 and 1."
             raise ValueError(msg)
-        rng = random.Random(seed)
+        rng = random.Random(seed)  # noqa: S311 - seeded sampling, not secrets
         chosen = rng.sample(titles, num_questions)
         n_test = max(1, round(num_questions * test_fraction))
         self._questions = [
@@ -139,6 +139,7 @@ class ReviewsMini(Domain):
             for medium in [rng.choice(MEDIA)]
         ]
         self._users = self._make_users()
+        self._pattern_cache: dict[tuple[str, str], list[re.Pattern[str]]] = {}
 
     @staticmethod
     def _make_users() -> list[SimUser]:
@@ -262,6 +263,12 @@ class ReviewsMini(Domain):
         }
 
     def _patterns(self, title: str, medium: str) -> list[re.Pattern[str]]:
+        key = (title, medium)
+        if key not in self._pattern_cache:
+            self._pattern_cache[key] = self._compile(title, medium)
+        return self._pattern_cache[key]
+
+    def _compile(self, title: str, medium: str) -> list[re.Pattern[str]]:
         slots = {**self._slot_patterns, "title": re.escape(title), "medium": re.escape(medium)}
         patterns = []
         for template in _ALL_TEMPLATES:

@@ -88,6 +88,8 @@ class BenchConfig:
     eval: EvalSettings = field(default_factory=EvalSettings)
     shots_curve: tuple[int, ...] = (0, 1, 2, 4, 8)
     methods: tuple[str, ...] = tuple(m.name for m in METHODS)
+    workers: int = 4
+    """Trainings run in parallel processes (tiny models use one core poorly; 1 = inline)."""
 
     @classmethod
     def cpu(cls, seed: int = 0) -> BenchConfig:
@@ -189,6 +191,72 @@ _NEEDS = {
 }
 
 
+_DONE = "_bench_done.json"
+
+
+def _start_job(name: str, cfg: Any, records: list[Any], job_dir: Path, threads: int) -> Any:
+    """Start `fspo_train.bench._train_job` in a subprocess; its output goes to `job_dir`."""
+    import subprocess
+    import sys
+
+    import fspo_train
+
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    with (job_dir / "records.jsonl").open("w", encoding="utf-8") as f:
+        f.writelines(r.model_dump_json() + "\n" for r in records)
+    root = str(Path(fspo_train.__file__).resolve().parent.parent)
+    paths = [root, os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    env["OMP_NUM_THREADS"] = str(threads)
+    log = (job_dir / "train.log").open("w", encoding="utf-8")
+    command = [sys.executable, "-m", "fspo_train.bench._train_job", str(job_dir), str(threads)]
+    logger.info("Training %s in a subprocess (log: %s)", name, job_dir / "train.log")
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)  # noqa: S603
+
+
+def _finish_job(
+    name: str, process: Any, job_dir: Path
+) -> tuple[Path, Path | None, dict[str, float]]:
+    import json
+
+    code = process.wait()
+    if code != 0:
+        tail = (job_dir / "train.log").read_text(encoding="utf-8")[-3000:]
+        msg = f"Training {name!r} failed (exit {code}); end of {job_dir / 'train.log'}:\n{tail}"
+        raise RuntimeError(msg)
+    data = json.loads((job_dir / "result.json").read_text(encoding="utf-8"))
+    stage1 = Path(data["stage1_dir"]) if data["stage1_dir"] else None
+    return Path(data["adapter_dir"]), stage1, data["metrics"]
+
+
+def _fingerprint(settings: object) -> str:
+    import hashlib
+    import json
+
+    data = json.dumps(settings, default=dataclasses.asdict, sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def _is_done(folder: Path, settings: object) -> bool:
+    """Whether `folder` holds a finished stage trained with exactly `settings`."""
+    import json
+
+    marker = folder / _DONE
+    if not marker.is_file():
+        return False
+    return bool(
+        json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == _fingerprint(settings)
+    )
+
+
+def _mark_done(folder: Path, settings: object) -> None:
+    import json
+
+    marker = folder / _DONE
+    marker.write_text(json.dumps({"fingerprint": _fingerprint(settings)}) + "\n", encoding="utf-8")
+
+
 def _environment() -> dict[str, Any]:
     import peft
     import torch
@@ -234,9 +302,7 @@ def run_benchmark(
     from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
     from fspo_train.bench.reviews_mini import ReviewsMini
-    from fspo_train.records import PreferenceRecord  # noqa: F401 - documents the record type
     from fspo_train.scoring import PolicySet
-    from fspo_train.train import train
 
     started = time.monotonic()
     out = Path(out_dir)
@@ -281,17 +347,23 @@ def run_benchmark(
 
     t = time.monotonic()
     stage("training the base LM from scratch")
-    lm_format = PromptFormat(style="chat", num_shots=max(config.shots_curve + (config.num_shots,)))
-    base_dir = train_base_lm(domain, train_records, out / "base", config.base, lm_format)
+    lm_format = PromptFormat(style="chat", num_shots=max(*config.shots_curve, config.num_shots))
+    base_dir = out / "base"
+    data_key = [domain.name, config.seed, config.num_questions, config.pairs_per_question]
+    base_key = {"data": data_key, "base": config.base, "format": lm_format.to_json()}
+    if not _is_done(base_dir, base_key):
+        train_base_lm(domain, train_records, base_dir, config.base, lm_format)
+        _mark_done(base_dir, base_key)
     done("base_lm", t)
 
     results_dirs: dict[str, Path] = {}
     stage1_dirs: dict[str, Path] = {}
     metrics: dict[str, dict[str, float]] = {}
+    stage(f"training {', '.join(trainings)} (Pref-FT, then IPO), {config.workers} at a time")
+    t = time.monotonic()
+    jobs: dict[str, tuple[Any, dict[str, Any]]] = {}
     for name in trainings:
-        t = time.monotonic()
         with_shots, rationale = _TRAININGS[name]
-        stage(f"training {name} (Pref-FT, then IPO)")
         cfg = _train_config(
             config,
             base_dir,
@@ -299,12 +371,36 @@ def run_benchmark(
             num_shots=config.num_shots if with_shots else 0,
             rationale=rationale,
         )
-        result = train(cfg, train_records)
-        results_dirs[name] = result.adapter_dir
-        if result.stage1_dir is not None:
-            stage1_dirs[name] = result.stage1_dir
-        metrics[name] = {k: v for k, v in result.metrics.items() if "loss" in k or "step" in k}
-        done(f"train_{name}", t)
+        key = {"base": base_key, "train": cfg.to_dict()}
+        if _is_done(out / name, key):
+            results_dirs[name], stage1_dirs[name] = out / name, out / name / "stage1"
+            metrics[name] = {"reused": 1.0}
+            done(f"train_{name}", t)
+        else:
+            jobs[name] = (cfg, key)
+    workers = max(1, min(config.workers, len(jobs) or 1))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pending = list(jobs)
+    running: dict[str, Any] = {}
+    while pending or running:
+        while pending and len(running) < workers:
+            name = pending.pop(0)
+            cfg = jobs[name][0]
+            running[name] = _start_job(name, cfg, train_records, out / "jobs" / name, threads)
+        finished = next((n for n, p in running.items() if p.poll() is not None), None)
+        if finished is None:
+            time.sleep(1.0)
+            continue
+        process = running.pop(finished)
+        adapter_dir, stage1_dir, stage_metrics = _finish_job(
+            finished, process, out / "jobs" / finished
+        )
+        results_dirs[finished] = adapter_dir
+        if stage1_dir is not None:
+            stage1_dirs[finished] = stage1_dir
+        metrics[finished] = stage_metrics
+        _mark_done(out / finished, jobs[finished][1])
+        done(f"train_{finished}", t)
 
     t = time.monotonic()
     stage("evaluating on held-out questions")
@@ -313,11 +409,13 @@ def run_benchmark(
         adapters[name] = path
         adapters[f"{name}_stage1"] = stage1_dirs[name]
     policies = PolicySet(base_dir, adapters)
-    fspo_format = PromptFormat.from_pretrained(results_dirs["fspo"]) if "fspo" in results_dirs else None
+    fspo_format = (
+        PromptFormat.from_pretrained(results_dirs["fspo"]) if "fspo" in results_dirs else None
+    )
     base_format = (fspo_format or lm_format).model_copy(update={"num_shots": config.num_shots})
     formats: dict[str | None, PromptFormat] = {None: base_format}
-    for name in adapters:
-        formats[name] = PromptFormat.from_pretrained(adapters[name])
+    for name, folder in adapters.items():
+        formats[name] = PromptFormat.from_pretrained(folder)
     evaluated = evaluate_methods(
         domain,
         policies,
@@ -326,7 +424,7 @@ def run_benchmark(
         shot_records=shot_records,
         test_records=test_records,
         settings=config.eval,
-        progress=lambda line: bar.set_postfix_str(line),
+        progress=bar.set_postfix_str,
     )
     done("evaluate", t)
 
