@@ -64,7 +64,7 @@ class StageConfig:
     batch_size: int = 16
     sft_epochs: float = 1.0
     epochs: float = 1.0
-    episode_passes: int = 2
+    episode_passes: int = 3
     """Reshuffled passes over each trained user's records when cutting episodes."""
     warmup_steps: int = 10
     lora_r: int = 16
