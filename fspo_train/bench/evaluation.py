@@ -262,7 +262,7 @@ def _generate(
     method: Method,
     queries: Sequence[_Query],
     settings: EvalSettings,
-) -> list[str]:
+) -> list[Any]:
     prompts = []
     for query in queries:
         text, _ = prompter.prompt(query.shots if method.shots else (), query.question.text)
@@ -283,7 +283,16 @@ def _generate(
         raw = [
             prefix.replace("x", q.user.description) + r for q, r in zip(queries, raw, strict=True)
         ]
-    return [prompter.fmt.parse_completion(text).response for text in raw]
+    return [prompter.fmt.parse_completion(text) for text in raw]
+
+
+def _description_match(queries: Sequence[_Query], parsed: Sequence[Any]) -> dict[str, float]:
+    """Share (%) of generated user descriptions equal to the true one, per user group."""
+    hits: dict[str, list[float]] = {}
+    for query, p in zip(queries, parsed, strict=True):
+        same = (p.user_description or "").strip() == query.user.description
+        hits.setdefault(query.user.group, []).append(float(same))
+    return {g: 100 * sum(v) / len(v) for g, v in hits.items()}
 
 
 def evaluate_methods(
@@ -320,14 +329,17 @@ def evaluate_methods(
     groups = {u.id: u.group for u in domain.users()}
     base = next(m for m in METHODS if m.name == "base")
     say("generating: base")
-    base_out = _generate(policies, prompters[None], base, queries, settings)
+    base_out = [p.response for p in _generate(policies, prompters[None], base, queries, settings)]
     items = _accuracy_items(test_records, shot_records, settings, settings.num_shots)
     results: dict[str, Any] = {"methods": {}, "samples": []}
     for method in methods:
         row: dict[str, Any] = {"label": method.label, "win_rate": {}, "accuracy": {}}
         if method.name != "base":
             say(f"generating: {method.name}")
-            outs = _generate(policies, prompters[method.adapter], method, queries, settings)
+            parsed = _generate(policies, prompters[method.adapter], method, queries, settings)
+            outs = [p.response for p in parsed]
+            if method.description == "generated":
+                row["description_match"] = _description_match(queries, parsed)
             scores: dict[str, list[float]] = {}
             for query, ours, theirs in zip(queries, outs, base_out, strict=True):
                 score = judge.compare(query.question.text, query.user.description, ours, theirs)

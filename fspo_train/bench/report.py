@@ -43,6 +43,11 @@ def markdown_table(results: dict[str, Any]) -> str:
         win, acc = row.get("win_rate", {}), row.get("accuracy", {})
         cells = [_cell(win.get(g)) for g in GROUPS] + [_cell(acc.get(g)) for g in GROUPS]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    for row in results["methods"].values():
+        match = row.get("description_match")
+        if match:
+            cells = ", ".join(f"{g} {_cell(match.get(g))}%" for g in GROUPS)
+            lines += ["", f"{row['label']}: generated user description = the true one: {cells}."]
     curve = results.get("shots_curve") or {}
     if curve:
         shots = list(curve)

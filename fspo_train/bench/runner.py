@@ -59,12 +59,12 @@ class StageConfig:
     """
 
     sft_learning_rate: float = 3e-3
-    learning_rate: float = 2e-3
+    learning_rate: float = 3e-3
     beta: float = 0.1
     batch_size: int = 16
     sft_epochs: float = 1.0
     epochs: float = 1.0
-    episode_passes: int = 3
+    episode_passes: int = 2
     """Reshuffled passes over each trained user's records when cutting episodes."""
     warmup_steps: int = 10
     lora_r: int = 16

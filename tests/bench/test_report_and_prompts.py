@@ -1,0 +1,84 @@
+"""The result writers, and how the evaluation splits prompts, descriptions and answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fspo_train.bench.report import markdown_table, write_results
+from langchain_fspo.examples import PreferenceExample
+from langchain_fspo.prompt_format import PromptFormat
+
+RESULT = {
+    "title": "test",
+    "meta": {"seed": 3, "device": "CPU"},
+    "methods": {
+        "base": {"label": "Base", "win_rate": {"trained": 50.0, "interpolated": 50.0}},
+        "fspo": {
+            "label": "FSPO",
+            "win_rate": {"trained": 93.75, "interpolated": 81.25},
+            "accuracy": {"trained": 97.5, "interpolated": 88.0},
+        },
+        "fspo_rat": {
+            "label": "FSPO + RAT",
+            "win_rate": {"trained": 90.0, "interpolated": 70.0},
+            "accuracy": {},
+            "description_match": {"trained": 100.0, "interpolated": 0.0},
+        },
+    },
+    "shots_curve": {"0": {"trained": 51.0}, "8": {"trained": 96.0, "interpolated": 80.0}},
+}
+
+
+def test_markdown_table_rows_and_curve() -> None:
+    table = markdown_table(RESULT)
+    assert "| FSPO | 93.8 | 81.2 | 97.5 | 88.0 |" in table
+    assert "| Base | 50.0 | 50.0 | - | - |" in table
+    assert "| trained | 51.0 | 96.0 |" in table
+    assert "| interpolated | - | 80.0 |" in table
+    assert "trained 100.0%, interpolated 0.0%" in table
+
+
+def test_write_results_json_markdown_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    paths = write_results(RESULT, tmp_path, "reviews_mini")
+    assert json.loads(paths["json"].read_text())["meta"]["seed"] == 3
+    text = paths["markdown"].read_text()
+    assert text.startswith("# test\n")
+    assert "- seed: 3" in text
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("rationale", ["none", "user_description"])
+def test_scored_text_is_prompt_then_answer_with_end_of_turn(
+    tiny_model_dir: Path, rationale: str
+) -> None:
+    from transformers import AutoTokenizer
+
+    from fspo_train.bench.evaluation import _Prompter
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    fmt = PromptFormat(style="chat", num_shots=2, rationale=rationale)
+    prompter = _Prompter(fmt, tokenizer)
+    shots = [PreferenceExample(prompt="Review X.", chosen="Good.", rejected="Bad.")]
+    description = "This user prefers positive reviews." if rationale != "none" else None
+    head, answer = prompter.scored(shots, "Review Y.", "Lovely film.", description)
+    prompt, _ = prompter.prompt(shots, "Review Y.")
+    assert head.startswith(prompt)
+    assert answer.startswith("Lovely film.")
+    assert tokenizer.eos_token in answer
+    # The head + answer is exactly the chat template applied to the whole conversation.
+    content = fmt.completion("Lovely film.", user_description=description)
+    rendered = fmt.render(shots, "Review Y.")
+    full = tokenizer.apply_chat_template(
+        [*rendered.messages, {"role": "assistant", "content": content}], tokenize=False
+    )
+    assert head + answer == full
+    if description is not None:
+        assert head.endswith(prompter.prefix(description))
+        assert description in prompter.prefix(description)
+    else:
+        assert prompter.prefix(None) == ""
