@@ -132,7 +132,9 @@ class FSPOTrainConfig:
     bf16: bool | None = field(
         default=None, metadata=_help("bf16 training (default: when the GPU has it).")
     )
-    gradient_checkpointing: bool = field(default=False, metadata=_help("Gradient checkpointing."))
+    gradient_checkpointing: bool = field(
+        default=True, metadata=_help("Gradient checkpointing (TRL's default; saves memory).")
+    )
     logging_steps: int = field(default=10, metadata=_help("Log every N steps."))
     save_steps: int = field(default=500, metadata=_help("Checkpoint every N steps."))
     save_total_limit: int | None = field(default=2, metadata=_help("Checkpoints kept per stage."))
@@ -275,7 +277,7 @@ def load_config(
     Example:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "run.yaml"
-        >>> _ = p.write_text("model_name_or_path: tiny\\ntrain_file: d.jsonl\\nnum_shots: 4\\n")
+        >>> _ = p.write_text("model_name_or_path: tiny\ntrain_file: d.jsonl\nnum_shots: 4\n")
         >>> load_config(p, {"num_shots": 2}).num_shots
         2
     """

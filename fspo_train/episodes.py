@@ -107,7 +107,8 @@ def group_by_user(records: Iterable[PreferenceRecord]) -> dict[str, list[Prefere
 def _dedupe(rows: list[PreferenceRecord]) -> list[PreferenceRecord]:
     seen: set[tuple[str, str, str]] = set()
     unique = []
-    for row in rows:
+    # A canonical order first, so that episodes do not depend on the order of the input.
+    for row in sorted(rows, key=lambda r: (r.question, r.chosen, r.rejected)):
         key = (row.question, row.chosen, row.rejected)
         if key not in seen:
             seen.add(key)

@@ -19,7 +19,7 @@ Example:
     >>> import json, tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "prefs.jsonl"
     >>> row = {"user_id": "u1", "question": "Hi?", "chosen": "Hello!", "rejected": "Go away."}
-    >>> _ = path.write_text(json.dumps(row) + "\\n{not json\\n")
+    >>> _ = path.write_text(json.dumps(row) + "\n{not json\n")
     >>> result = load_records(path)
     >>> len(result.records), result.skipped[0].line
     (1, 2)
@@ -338,7 +338,7 @@ def load_paper_dataset(
         ...     "level_y": "an expert",
         ...     "scorer_level": "an expert",
         ... }
-        >>> _ = path.write_text(json.dumps(row) + "\\n")
+        >>> _ = path.write_text(json.dumps(row) + "\n")
         >>> rec = load_paper_dataset(path, "elix").records[0]
         >>> rec.chosen, rec.user_description
         ('B', 'The user is an expert.')

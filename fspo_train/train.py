@@ -69,8 +69,10 @@ __all__ = [
     "SUMMARY_FILENAME",
     "TrainResult",
     "TrainingRows",
+    "build_preference_trainer",
     "build_prompt_format",
     "build_training_rows",
+    "load_tokenizer",
     "preference_trainer_class",
     "train",
 ]
@@ -120,6 +122,18 @@ class TrainingRows:
     preference: list[dict[str, list[int]]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     shots_dropped_for_budget: int = 0
+
+
+def load_tokenizer(config: FSPOTrainConfig) -> Any:
+    """The base model's tokenizer (pad token = EOS when it has none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        config.model_name_or_path, revision=config.base_model_revision
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def build_prompt_format(config: FSPOTrainConfig, tokenizer: Any) -> PromptFormat:
@@ -396,21 +410,25 @@ def _stage2_model(config: FSPOTrainConfig, stage1: Path | None) -> tuple[Any, An
     return PeftModel.from_pretrained(base, str(stage1), is_trainable=True), None
 
 
-def _stage2(
+def build_preference_trainer(
     config: FSPOTrainConfig,
     rows: TrainingRows,
     tokenizer: Any,
-    fmt: PromptFormat,
-    out: Path,
-    stage1: Path | None,
-    callbacks: list[Any],
-) -> dict[str, float]:
+    stage1_dir: Path | None,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """The stage-2 trainer, set up as `train` does: policy and reference = the stage-1 model.
+
+    With LoRA the policy is the stage-1 adapter (trainable) and TRL keeps a frozen copy as the
+    "ref" adapter; with `full_finetune` both are loaded from `stage1_dir`; without stage 1
+    (`stage1_dir=None`) a fresh LoRA is trained against the base model.
+    """
     from datasets import Dataset
     from trl import DPOConfig
 
-    checkpoints = out / CHECKPOINTS_DIRNAME / "stage2"
+    checkpoints = Path(config.output_dir) / CHECKPOINTS_DIRNAME / "stage2"
     common = _common_args(config, checkpoints)
-    model, peft_config = _stage2_model(config, stage1)
+    model, peft_config = _stage2_model(config, stage1_dir)
     if not isinstance(model, str):
         common.pop("model_init_kwargs")
     args = DPOConfig(
@@ -422,15 +440,28 @@ def _stage2(
         precompute_ref_log_probs=config.precompute_ref_log_probs,
     )
     trainer_cls = preference_trainer_class(config)
-    trainer = trainer_cls(
+    return trainer_cls(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows.preference),
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=callbacks,
+        callbacks=list(callbacks),
         fspo_loss=config.loss,
     )
+
+
+def _stage2(
+    config: FSPOTrainConfig,
+    rows: TrainingRows,
+    tokenizer: Any,
+    fmt: PromptFormat,
+    out: Path,
+    stage1: Path | None,
+    callbacks: list[Any],
+) -> dict[str, float]:
+    trainer = build_preference_trainer(config, rows, tokenizer, stage1, callbacks)
+    checkpoints = out / CHECKPOINTS_DIRNAME / "stage2"
     resumed = _run_trainer(trainer, checkpoints, resume=config.resume)
     if trainer.is_world_process_zero():
         _save_artifact(trainer.accelerator.unwrap_model(trainer.model), out, fmt, tokenizer)
@@ -467,8 +498,6 @@ def train(
         ValueError: no data, or no episode could be built (the message says why).
         FSPOError: the output folder holds a different run and `resume` is on.
     """
-    from transformers import AutoTokenizer
-
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}
@@ -509,11 +538,7 @@ def train(
         marker = {}
     completed: list[str] = list(marker.get("completed", []))
 
-    tokenizer = AutoTokenizer.from_pretrained(
-        config.model_name_or_path, revision=config.base_model_revision
-    )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(config)
     fmt = build_prompt_format(config, tokenizer)
 
     episodes = build_episodes(
