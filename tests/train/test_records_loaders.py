@@ -8,9 +8,10 @@ import importlib
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
+import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
 from fspo_train.loaders import (
@@ -101,7 +102,7 @@ def test_strict_raises_on_first_bad_line(tmp_path: Path) -> None:
 
 
 def test_missing_file_names_the_path(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.jsonl"):
         load_records(tmp_path / "nope.jsonl")
 
 
@@ -131,7 +132,7 @@ ELIX_ROWS = [
 ]
 
 
-def _write_table(rows: list[dict], path: Path) -> Path:
+def _write_table(rows: list[dict[str, Any]], path: Path) -> Path:
     if path.suffix == ".jsonl":
         return _jsonl(path, [json.dumps(r) for r in rows])
     if path.suffix == ".parquet":
@@ -228,6 +229,6 @@ def test_bad_paper_rows_are_reported(tmp_path: Path) -> None:
 def test_unknown_layout_and_suffix(tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "x.txt", [json.dumps(ELIX_ROWS[0])])
     with pytest.raises(ValueError, match="Unknown dataset layout"):
-        load_paper_dataset(path, "movies")  # type: ignore[arg-type]
+        load_paper_dataset(path, "movies")
     with pytest.raises(ValueError, match=r"\.parquet or \.csv"):
         load_paper_dataset(path, "elix")

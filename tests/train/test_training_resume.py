@@ -34,7 +34,10 @@ class SlowStage2(TrainerCallback):
             time.sleep(3)
 
 _train = t.train
-t.train = lambda config, records=None, callbacks=None: _train(config, records, callbacks=[SlowStage2()])
+def slow_train(config, records=None, callbacks=None):
+    return _train(config, records, callbacks=[SlowStage2()])
+
+t.train = slow_train
 from fspo_train.cli import main
 sys.exit(main(sys.argv[1:]))
 """
