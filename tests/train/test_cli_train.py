@@ -12,7 +12,6 @@ from fspo_train.cli import SUBCOMMAND_MODULES, build_parser, main
 from fspo_train.config import CONFIG_FILENAME, load_config
 from fspo_train.loaders import write_records
 from langchain_fspo.prompt_format import PromptFormat
-from tests.train._fspo_tiny import tiny_model_dir
 from tests.train.test_training import _records
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,9 +87,11 @@ def test_missing_data_file_is_a_clear_error(
 
 
 @pytest.mark.train
-def test_fspo_train_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fspo_train_runs_end_to_end(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Chat style, RAT, DPO, full fine-tuning: the other code paths, through the CLI."""
-    tiny = tiny_model_dir(tmp_path)
+    tiny = tiny_model_dir
     data = write_records(tmp_path / "prefs.jsonl", _records())
     config = _yaml(
         tmp_path / "run.yaml",

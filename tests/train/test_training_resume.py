@@ -14,7 +14,6 @@ import yaml
 
 from fspo_train.loaders import write_records
 from fspo_train.train import STAGE_MARKER, SUMMARY_FILENAME
-from tests.train._fspo_tiny import tiny_model_dir
 from tests.train.test_training import _records
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
@@ -47,8 +46,8 @@ def _checkpoint_ready(path: Path) -> bool:
     return all((path / name).is_file() for name in ("trainer_state.json", "optimizer.pt"))
 
 
-def test_killed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
-    tiny = tiny_model_dir(tmp_path)
+def test_killed_run_resumes_from_its_checkpoint(tmp_path: Path, tiny_model_dir: Path) -> None:
+    tiny = tiny_model_dir
     out = tmp_path / "run"
     config = {
         "model_name_or_path": str(tiny),
