@@ -583,9 +583,12 @@ def train(
             completed.append("sft")
             _write_json(marker_path, {"fingerprint": fingerprint, "completed": completed})
     if config.run_preference:
-        metrics.update(_stage2(config, rows, tokenizer, fmt, out, stage1_dir, callback_list))
-        completed.append("preference")
-        _write_json(marker_path, {"fingerprint": fingerprint, "completed": completed})
+        if "preference" in completed and (out / FORMAT_FILENAME).is_file():
+            logger.info("Stage 2 (%s) already done in %s; skipping it.", config.loss, out)
+        else:
+            metrics.update(_stage2(config, rows, tokenizer, fmt, out, stage1_dir, callback_list))
+            completed.append("preference")
+            _write_json(marker_path, {"fingerprint": fingerprint, "completed": completed})
     elif stage1_dir is not None:
         _copy_stage1_artifact(stage1_dir, out)
 

@@ -10,7 +10,7 @@ import yaml
 
 from fspo_train.cli import SUBCOMMAND_MODULES, build_parser, main
 from fspo_train.config import CONFIG_FILENAME, load_config
-from fspo_train.loaders import write_records
+from fspo_train.loaders import load_records, write_records
 from langchain_fspo.prompt_format import PromptFormat
 from tests.train.test_training import _records
 
@@ -106,6 +106,8 @@ def test_fspo_train_runs_end_to_end(
             "max_length": 256,
             "use_cpu": True,
             "gradient_checkpointing": False,
+            "holdout_users": 1,
+            "holdout_question_fraction": 0.2,
         },
     )
     code = main(
@@ -140,4 +142,10 @@ def test_fspo_train_runs_end_to_end(
     metrics = json.loads((out / "training_summary.json").read_text())["metrics"]
     assert metrics["stage1/global_step"] == 1
     assert metrics["stage2/global_step"] == 1
-    assert metrics["data/episodes"] == 6
+    # 1 of 3 users and 1 of 6 questions held out: 2 users x 5 questions -> 2 episodes of K+1=3.
+    assert metrics["data/episodes"] == 2
+    held_users = {r.user_id for r in load_records(out / "splits" / "test_users.jsonl").records}
+    train_users = {r.user_id for r in load_records(out / "splits" / "train.jsonl").records}
+    assert len(held_users) == 1
+    assert not held_users & train_users
+    assert len(load_records(out / "splits" / "test_questions.jsonl").records) == 2

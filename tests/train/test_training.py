@@ -11,6 +11,7 @@ import yaml
 from safetensors.torch import load_file
 
 from fspo_train.config import CONFIG_FILENAME, FSPOTrainConfig, load_config
+from langchain_fspo.errors import FSPOError
 from fspo_train.episodes import Episode, build_episodes
 from fspo_train.records import PreferenceRecord
 from fspo_train.tokenization import tokenize_episode
@@ -166,6 +167,12 @@ def test_bad_data_is_reported_and_training_finishes(
     assert (paper_run.adapter_dir / "adapter_model.safetensors").is_file()
 
 
+def test_resuming_with_other_settings_is_refused(paper_run: TrainResult, tiny: Path) -> None:
+    changed = _config(tiny, paper_run.adapter_dir, style="paper", num_shots=3, resume=True)
+    with pytest.raises(FSPOError, match="other settings or data"):
+        train(changed, _records())
+
+
 def test_ipo_loss_is_the_papers_eq6_against_the_stage1_policy(
     paper_run: TrainResult, tiny: Path, tmp_path: Path
 ) -> None:
@@ -298,3 +305,21 @@ def test_rat_completion_is_description_then_answer(tiny: Path) -> None:
     skipped = build_training_rows(no_description, fmt, tokenizer, max_length=256)
     assert skipped.preference == []
     assert "needs a `user_description`" in skipped.skipped[0]
+
+
+def test_single_stage_runs(tiny: Path, tmp_path: Path) -> None:
+    """Baselines: Pref-FT only (its adapter is the artifact), and IPO without Pref-FT."""
+    sft_only = train(_config(tiny, tmp_path / "sft", max_steps=1, run_preference=False), _records())
+    assert "stage2/global_step" not in sft_only.metrics
+    assert sft_only.stage1_dir is not None
+    assert (sft_only.adapter_dir / "adapter_model.safetensors").read_bytes() == (
+        sft_only.stage1_dir / "adapter_model.safetensors"
+    ).read_bytes()
+    assert PromptFormat.from_pretrained(sft_only.adapter_dir) == sft_only.prompt_format
+
+    ipo_only = train(_config(tiny, tmp_path / "ipo", max_steps=1, run_sft=False), _records())
+    assert ipo_only.stage1_dir is None
+    assert "stage1/global_step" not in ipo_only.metrics
+    # A fresh LoRA starts equal to the base model, its reference: h = 0 at the first step.
+    assert ipo_only.metrics["stage2/ipo/h"] == pytest.approx(0.0, abs=1e-3)
+    assert (ipo_only.adapter_dir / "adapter_model.safetensors").is_file()
