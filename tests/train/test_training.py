@@ -11,7 +11,6 @@ import yaml
 from safetensors.torch import load_file
 
 from fspo_train.config import CONFIG_FILENAME, FSPOTrainConfig, load_config
-from langchain_fspo.errors import FSPOError
 from fspo_train.episodes import Episode, build_episodes
 from fspo_train.records import PreferenceRecord
 from fspo_train.tokenization import tokenize_episode
@@ -24,6 +23,7 @@ from fspo_train.train import (
     load_tokenizer,
     train,
 )
+from langchain_fspo.errors import FSPOError
 from langchain_fspo.prompt_format import PromptFormat
 
 pytestmark = pytest.mark.train
