@@ -112,6 +112,12 @@ class FSPOTrainConfig:
     max_grad_norm: float = field(default=10.0, metadata=_help("Gradient clipping (paper 10)."))
     optim: str = field(default="rmsprop", metadata=_help("Optimizer name (transformers)."))
     weight_decay: float = field(default=0.0, metadata=_help("Weight decay."))
+    prefix_sharing: bool = field(
+        default=True,
+        metadata=_help(
+            "Stage 2: compute each pair's prompt once (exact; falls back when unsupported)."
+        ),
+    )
     precompute_ref_log_probs: bool = field(
         default=False, metadata=_help("Compute reference log-probs once before stage 2.")
     )

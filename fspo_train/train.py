@@ -42,8 +42,10 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -214,14 +216,27 @@ def build_training_rows(
 def preference_trainer_class(config: FSPOTrainConfig) -> type[Any]:
     """The stage-2 trainer class: the ONE place to plug in another `DPOTrainer` subclass.
 
+    `FSPOPreferenceTrainer`, wrapped by `fspo_train.prefix_sharing.with_prefix_sharing` when
+    `config.prefix_sharing` is on and that module is installed (it falls back to the standard
+    forward, with the reason logged, for models it cannot run exactly).
+
     It is constructed as `cls(model=..., args=DPOConfig, train_dataset=<pre-tokenized rows with
     prompt_ids/chosen_ids/rejected_ids>, processing_class=tokenizer, peft_config=...,
     callbacks=..., fspo_loss=config.loss)`.
     """
-    del config  # every setting uses the same class for now
     from fspo_train._trainers import FSPOPreferenceTrainer
 
-    return FSPOPreferenceTrainer
+    if not config.prefix_sharing:
+        return FSPOPreferenceTrainer
+    try:  # imported by name: the prefix-sharing module is optional
+        prefix_sharing = importlib.import_module("fspo_train.prefix_sharing")
+    except ModuleNotFoundError as e:
+        if e.name != "fspo_train.prefix_sharing":
+            raise
+        logger.info("Prefix sharing is not installed; using the standard DPO forward.")
+        return FSPOPreferenceTrainer
+    shared: type[Any] = prefix_sharing.with_prefix_sharing(FSPOPreferenceTrainer)
+    return shared
 
 
 # ---------------------------------------------------------------------- helpers
@@ -236,6 +251,11 @@ def _fingerprint(config: FSPOTrainConfig, records: Sequence[PreferenceRecord]) -
     return digest.hexdigest()
 
 
+def _is_main_process() -> bool:
+    """True on the process that writes files (rank 0 under `accelerate launch`/`torchrun`)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _read_marker(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -244,6 +264,8 @@ def _read_marker(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    if not _is_main_process():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
@@ -517,8 +539,9 @@ def train(
             test_question_fraction=config.holdout_question_fraction,
             seed=config.seed,
         )
-        for name in ("train", "test_users", "test_questions"):
-            write_records(out / "splits" / f"{name}.jsonl", getattr(split, name))
+        if _is_main_process():
+            for name in ("train", "test_users", "test_questions"):
+                write_records(out / "splits" / f"{name}.jsonl", getattr(split, name))
         summary["split"] = split.summary()
         logger.info("Split: %s", split.summary())
         records = split.train
@@ -532,7 +555,7 @@ def train(
             "`output_dir`, or set `resume: false` to start over (its checkpoints are deleted)."
         )
         raise FSPOError(msg)
-    if not config.resume and (out / CHECKPOINTS_DIRNAME).exists():
+    if not config.resume and (out / CHECKPOINTS_DIRNAME).exists() and _is_main_process():
         logger.warning("resume is off: deleting the previous checkpoints in %s", out)
         shutil.rmtree(out / CHECKPOINTS_DIRNAME)
         marker = {}
@@ -589,11 +612,12 @@ def train(
             metrics.update(_stage2(config, rows, tokenizer, fmt, out, stage1_dir, callback_list))
             completed.append("preference")
             _write_json(marker_path, {"fingerprint": fingerprint, "completed": completed})
-    elif stage1_dir is not None:
+    elif stage1_dir is not None and _is_main_process():
         _copy_stage1_artifact(stage1_dir, out)
 
-    config.save(out)
-    fmt.save_pretrained(out)
+    if _is_main_process():
+        config.save(out)
+        fmt.save_pretrained(out)
     summary["metrics"] = metrics
     _write_json(out / SUMMARY_FILENAME, summary)
     logger.info("FSPO adapter written to %s", out)

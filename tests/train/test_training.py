@@ -21,6 +21,7 @@ from fspo_train.train import (
     build_prompt_format,
     build_training_rows,
     load_tokenizer,
+    preference_trainer_class,
     train,
 )
 from langchain_fspo.errors import FSPOError
@@ -173,13 +174,21 @@ def test_resuming_with_other_settings_is_refused(paper_run: TrainResult, tiny: P
         train(changed, _records())
 
 
+@pytest.mark.parametrize("prefix_sharing", [False, True])
 def test_ipo_loss_is_the_papers_eq6_against_the_stage1_policy(
-    paper_run: TrainResult, tiny: Path, tmp_path: Path
+    paper_run: TrainResult, tiny: Path, tmp_path: Path, prefix_sharing: bool
 ) -> None:
+    """With TRL's standard forward, and through `preference_trainer_class` with prefix sharing."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    config = _config(tiny, tmp_path, style="paper", beta=0.05)
+    from fspo_train._trainers import FSPOPreferenceTrainer
+
+    config = _config(tiny, tmp_path, style="paper", beta=0.05, prefix_sharing=prefix_sharing)
+    cls = preference_trainer_class(config)
+    assert issubclass(cls, FSPOPreferenceTrainer)
+    if not prefix_sharing:
+        assert cls is FSPOPreferenceTrainer
     tokenizer = load_tokenizer(config)
     fmt = build_prompt_format(config, tokenizer)
     episodes = build_episodes(_records(), num_shots=2, seed=0)
