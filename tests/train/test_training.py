@@ -137,6 +137,11 @@ def test_artifact_is_one_lora_over_the_original_base(paper_run: TrainResult, tin
         tuned_logits = tuned(input_ids=ids).logits
     assert not torch.allclose(base_logits, tuned_logits)
 
+    from langchain_fspo.backends.local import LocalBackend
+
+    served = LocalBackend.from_adapter_dir(out, name="fspo")  # base model from adapter_config
+    assert served.adapters == {"fspo": str(out)}
+
     fmt = PromptFormat.from_pretrained(out)
     assert fmt == paper_run.prompt_format
     assert fmt.style == "paper"
@@ -248,6 +253,10 @@ def test_training_prompt_ids_equal_what_serving_sends(
     served = PromptFormat.from_pretrained(tmp_path / "artifact")  # what serving loads
     from transformers import AutoTokenizer
 
+    from langchain_fspo.backends.local import LocalBackend
+
+    backend = LocalBackend(tiny)
+
     serving_tokenizer = AutoTokenizer.from_pretrained(tiny)
     for episode, row in zip(episodes.episodes, rows.preference, strict=True):
         shots = [r.to_example() for r in episode.shots]
@@ -260,6 +269,7 @@ def test_training_prompt_ids_equal_what_serving_sends(
                 rendered.messages, add_generation_prompt=True, tokenize=True, return_dict=True
             )["input_ids"]
         assert row["prompt_ids"] == list(ids)
+        assert row["prompt_ids"] == backend.encode_prompt(rendered)  # the in-process server
     if style == "paper":
         # The trainer keeps the rows as they are: what it trains on is what serving sends.
         trainer = build_preference_trainer(config, rows, tokenizer, paper_run.stage1_dir)
