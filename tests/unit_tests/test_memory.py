@@ -473,3 +473,29 @@ async def test_gather_does_not_mix_users(memory: PreferenceMemory, users: Users)
     for user, seen in zip(names, results, strict=True):
         assert all(c.startswith(f"{user} ") for c in seen)
         assert [e.chosen for e in await memory.alist(user)] == [f"{user} c{j}" for j in range(8)]
+
+
+# ----------------------------------------------------------------------------- bulk load
+
+
+def test_add_many_users_bulk_loads_and_validates_first(
+    memory: PreferenceMemory, users: Users
+) -> None:
+    names = [users(f"bulk{i}") for i in range(7)]
+    data = {u: [{"prompt": f"{u} q{j}", "chosen": f"{u} c{j}"} for j in range(3)] for u in names}
+    data[names[-1]] = []
+    bad = {**data, users("bad"): [{"prompt": "p", "chosen": "x", "rejected": "x"}]}
+    with pytest.raises(InvalidExampleError, match="identical"):
+        memory.add_many_users(bad)
+    assert all(raw_items(memory, u) == [] for u in names)
+
+    added = memory.add_many_users(data, users_per_batch=3)
+    assert set(added) == set(names)
+    assert added[names[-1]] == []
+    for user in names[:-1]:
+        assert [e.chosen for e in memory.list(user)] == [f"{user} c{j}" for j in range(3)]
+        assert memory.select(user, k=2) == added[user][-2:]
+        assert memory.count(user) == 3
+    # Later single adds continue the same manifest.
+    newest = memory.add(names[0], prompt="later", chosen="later")
+    assert memory.select(names[0], k=1) == [newest]
