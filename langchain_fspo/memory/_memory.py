@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from os import PathLike
@@ -17,6 +15,7 @@ from langgraph.store.memory import InMemoryStore
 from langchain_fspo.errors import InvalidExampleError, MemoryConfigError
 from langchain_fspo.examples import PreferenceExample, validate_user_id
 from langchain_fspo.memory import _plans as plans
+from langchain_fspo.memory._backends import open_postgres_store, open_sqlite_store
 from langchain_fspo.memory._driver import StoreDriver
 from langchain_fspo.memory._inputs import (
     check_k,
@@ -48,22 +47,6 @@ _Examples = list[PreferenceExample]
 _Choices = list[ChoiceRecord]
 
 _DEFAULT_FETCH_K = 32
-
-
-def _sqlite_driver(*, need_extensions: bool) -> Any:
-    """The DB-API module to open SQLite with: the stdlib's, or pysqlite3 for extensions."""
-    if not need_extensions or hasattr(sqlite3.Connection, "enable_load_extension"):
-        return sqlite3
-    try:
-        return importlib.import_module("pysqlite3.dbapi2")
-    except ImportError as e:
-        msg = (
-            "An embedding index on SQLite needs the sqlite-vec extension, and this Python's "
-            "sqlite3 cannot load extensions. Install `langchain-fspo[sqlite-index]` "
-            "(pysqlite3-binary), use a Python built with --enable-loadable-sqlite-extensions, "
-            "or drop `index=`."
-        )
-        raise MemoryConfigError(msg) from e
 
 
 class PreferenceMemory:
@@ -156,24 +139,9 @@ class PreferenceMemory:
             ...     [e.chosen for e in memory.list("u1")]
             ['A.']
         """
-        from langgraph.store.sqlite import SqliteStore
-
-        driver = _sqlite_driver(need_extensions=index is not None)
-        conn = driver.connect(str(path), check_same_thread=False, isolation_level=None)
-        try:
-            conn.execute("PRAGMA busy_timeout = 10000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            # store_vectors rows are deleted with their item by ON DELETE CASCADE, which SQLite
-            # only enforces when foreign keys are on (off by default, per connection).
-            conn.execute("PRAGMA foreign_keys = ON")
-            store = SqliteStore(conn, index=index)
-            store.setup()
-        except BaseException:
-            conn.close()
-            raise
+        store, resources = open_sqlite_store(path, index)
         memory = cls(store, namespace=namespace)
-        memory._resources.callback(conn.close)
+        memory._resources.push(resources)
         return memory
 
     @classmethod
@@ -195,27 +163,7 @@ class PreferenceMemory:
             ...     "postgresql://fspo:fspo@127.0.0.1:5432/fspo"
             ... )  # doctest: +SKIP
         """
-        try:
-            from langgraph.store.postgres import PostgresStore
-        except ImportError as e:
-            msg = (
-                "PreferenceMemory.postgres needs langgraph-checkpoint-postgres and psycopg: "
-                "pip install 'langchain-fspo[postgres]'"
-            )
-            raise ImportError(msg) from e
-        resources = ExitStack()
-        try:
-            store = resources.enter_context(
-                PostgresStore.from_conn_string(
-                    conn_string,
-                    pool_config={"min_size": 1, "max_size": max_connections},
-                    index=index,  # type: ignore[arg-type]
-                )
-            )
-            store.setup()
-        except BaseException:
-            resources.close()
-            raise
+        store, resources = open_postgres_store(conn_string, index, max_connections)
         memory = cls(store, namespace=namespace)
         memory._resources.push(resources)
         return memory
