@@ -384,6 +384,15 @@ class PreferenceMemory:
         ns = self.namespaces(user_id)
         return self._driver.run(plans.delete_plan(ns, check_record_id(example_id)), [user_id])
 
+    def reindex(self, user_id: str) -> int:
+        """Rebuild `user_id`'s manifest from the stored examples; return their number.
+
+        The manifest (newest ids, count) is kept in step by this process's per-user lock.
+        Processes writing the same user at the same instant can race on it; `select` notices
+        ids that vanished, but not an add the manifest missed: run this to repair.
+        """
+        return self._driver.run(plans.reindex_plan(self.namespaces(user_id)), [user_id])
+
     def forget(self, user_id: str) -> int:
         """Delete everything stored about `user_id`; return the number of store items removed.
 
@@ -498,6 +507,10 @@ class PreferenceMemory:
         return await self._driver.arun(
             plans.delete_plan(ns, check_record_id(example_id)), [user_id]
         )
+
+    async def areindex(self, user_id: str) -> int:
+        """Async `reindex`."""
+        return await self._driver.arun(plans.reindex_plan(self.namespaces(user_id)), [user_id])
 
     async def aforget(self, user_id: str) -> int:
         """Async `forget`."""
