@@ -49,6 +49,8 @@ def open_sqlite_store(
         # store_vectors rows are deleted with their item by ON DELETE CASCADE, which SQLite
         # only enforces when foreign keys are on (off by default, per connection).
         conn.execute("PRAGMA foreign_keys = ON")
+        # Overwrite deleted content (forget/delete) instead of leaving it in free pages.
+        conn.execute("PRAGMA secure_delete = ON")
         store = SqliteStore(conn, index=index)
         store.setup()
     except BaseException:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from langgraph.store.base import BaseStore, Op, Result
 from langgraph.store.memory import InMemoryStore
+from langgraph.store.sqlite import SqliteStore
 
 from langchain_fspo.errors import MemoryConfigError
 from langchain_fspo.memory._plans import Embed, Plan
@@ -177,13 +178,36 @@ class StoreDriver:
             raise MemoryConfigError(msg)
         pending[i] = step
 
-    def prune_in_memory(self, prefix: tuple[str, ...]) -> None:
-        """Drop the empty namespace entries an `InMemoryStore` keeps after deletes and reads."""
-        if self._store_lock is None:
-            return
+    def _prune(self, prefix: tuple[str, ...]) -> None:
         n = len(prefix)
         store: Any = self.store
-        with self._store_lock:
-            for table in (store._data, store._vectors):  # noqa: SLF001 - no public API for it
-                for namespace in [ns for ns, v in table.items() if ns[:n] == prefix and not v]:
-                    del table[namespace]
+        for table in (store._data, store._vectors):  # noqa: SLF001 - no public API for it
+            for namespace in [ns for ns, v in table.items() if ns[:n] == prefix and not v]:
+                del table[namespace]
+
+    def _checkpoint_sqlite(self) -> None:
+        store: Any = self.store
+        with store.lock:
+            # Fold the WAL into the database and truncate it: the deleted rows' old page
+            # images must not linger in the -wal file.
+            store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def scrub(self, prefix: tuple[str, ...]) -> None:
+        """After a `forget`: remove what the store keeps besides the items themselves.
+
+        `InMemoryStore` keeps empty namespace entries (after deletes, and after reads of
+        unknown namespaces); a WAL-mode SQLite file keeps old page images in its -wal file.
+        """
+        if self._store_lock is not None:
+            with self._store_lock:
+                self._prune(prefix)
+        elif isinstance(self.store, SqliteStore):
+            self._checkpoint_sqlite()
+
+    async def ascrub(self, prefix: tuple[str, ...]) -> None:
+        """Async `scrub` (never blocks the event loop on a lock)."""
+        if self._store_lock is not None:
+            async with _hold(self._store_lock):
+                self._prune(prefix)
+        elif isinstance(self.store, SqliteStore):
+            await asyncio.to_thread(self._checkpoint_sqlite)

@@ -397,11 +397,12 @@ class PreferenceMemory:
         """Delete everything stored about `user_id`; return the number of store items removed.
 
         Examples, choices, the cached description and the manifest all go: afterwards the
-        store holds no namespace of this user.
+        store holds no namespace of this user. On a memory opened with `sqlite()` the deleted
+        text is also overwritten in the file (`secure_delete`, WAL checkpointed).
         """
         ns = self.namespaces(user_id)
         removed = self._driver.run(plans.forget_plan(ns), [user_id])
-        self._driver.prune_in_memory(ns.user)
+        self._driver.scrub(ns.user)
         return removed
 
     def export(self, user_id: str) -> dict[str, Any]:
@@ -516,7 +517,7 @@ class PreferenceMemory:
         """Async `forget`."""
         ns = self.namespaces(user_id)
         removed = await self._driver.arun(plans.forget_plan(ns), [user_id])
-        self._driver.prune_in_memory(ns.user)
+        await self._driver.ascrub(ns.user)
         return removed
 
     async def aexport(self, user_id: str) -> dict[str, Any]:
