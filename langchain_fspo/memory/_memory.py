@@ -253,6 +253,9 @@ class PreferenceMemory:
         ns = self.namespaces(user_id)
         k = check_k(k)
         query = check_query(query)
+        if not 0.0 <= lambda_mult <= 1.0:
+            msg = f"`lambda_mult` must lie in [0, 1], got {lambda_mult!r}."
+            raise MemoryConfigError(msg)
         if callable(strategy):
             return plans.function_plan(ns, strategy, query, k)
         name = str(strategy)  # callers without type checking pass any string
