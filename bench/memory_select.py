@@ -208,7 +208,12 @@ def main() -> None:
         def description_big(_: int) -> None:
             memory.get_description(BIG_USER)
 
+        def control(_: int) -> None:
+            # No store, no I/O: ~0.1 ms of pure Python. Its wall tail is the machine's noise.
+            sum(i * i for i in range(2_500))
+
         print("timing select ...", flush=True)
+        results["control_pure_python_no_io"] = timed(control, args.calls)
         results["select_recent_big_user_k8"] = timed(recent_big, args.calls)
         results["select_recent_random_small_users_k8"] = timed(recent_small, args.calls)
         results["get_description_big_user"] = timed(description_big, args.calls)
