@@ -103,9 +103,9 @@ def _assert_isolated(
 def test_canary_sync_async_and_streaming(
     llm: ChatFSPO, backend: RecordingLocalBackend, memory: PreferenceMemory
 ) -> None:
-    for user in CANARY:
+    for user, canary in CANARY.items():
         prompt = llm.build_prompt("What should I read?", user_id=user)
-        assert _canaries(prompt.messages[-1]["content"]) == {CANARY[user]}
+        assert _canaries(prompt.messages[-1]["content"]) == {canary}
         assert prompt.example_ids == [ex.id for ex in memory.list(user)]
 
     message = llm.invoke("What should I read?", user_id="ada")
@@ -222,7 +222,9 @@ def test_paper_adapter_sends_raw_text_without_special_tokens(
     llm.invoke("Q?", user_id="bob")
     (call,) = backend.generate_calls
     prompt = backend.calls[0].prompt
-    assert call["input_ids"] == backend.tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
+    assert (
+        call["input_ids"] == backend.tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
+    )
     assert call["active_adapter"] == "paper"
     assert _canaries(prompt.text) == {CANARY["bob"]}
 
@@ -233,7 +235,10 @@ def test_from_pretrained_builds_a_local_backend_from_a_kit_folder(
     from langchain_fspo.backends.local import LocalBackend
 
     llm = ChatFSPO.from_pretrained(
-        tiny_adapter_dirs["beta"], memory=memory, max_tokens=5, backend_kwargs={"default_max_tokens": 5}
+        tiny_adapter_dirs["beta"],
+        memory=memory,
+        max_tokens=5,
+        backend_kwargs={"default_max_tokens": 5},
     )
     assert isinstance(llm.backend, LocalBackend)
     assert llm.backend.base_model == str(tiny_model_dir.resolve())
