@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,18 @@ def test_from_pretrained_builds_a_local_backend_from_a_kit_folder(
     assert message.usage_metadata["output_tokens"] == 5
     assert message.response_metadata["model_name"] == "beta"
     assert message.response_metadata["backend"] == "local"
+
+
+def test_class_docstring_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Setup / Instantiate / Invoke / Stream / Async blocks of `ChatFSPO` run as written."""
+    monkeypatch.chdir(tmp_path)
+    doc = ChatFSPO.__doc__ or ""
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", doc, re.DOTALL)]
+    assert len(blocks) >= 6
+    namespace: dict[str, Any] = {}
+    for block in blocks:
+        exec(compile(block, "<ChatFSPO docstring>", "exec"), namespace)  # noqa: S102
+    message = namespace["msg"]
+    assert message.response_metadata["user_id"] == "ada"
+    assert len(message.response_metadata["example_ids"]) == 1
+    assert namespace["prompt"].shots[0].chosen.startswith("Arrival")
