@@ -259,7 +259,7 @@ def test_class_docstring_examples_run(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len(blocks) >= 6
     namespace: dict[str, Any] = {}
     for block in blocks:
-        exec(compile(block, "<ChatFSPO docstring>", "exec"), namespace)  # noqa: S102
+        exec(compile(block, "<ChatFSPO docstring>", "exec"), namespace)
     message = namespace["msg"]
     assert message.response_metadata["user_id"] == "ada"
     assert len(message.response_metadata["example_ids"]) == 1
