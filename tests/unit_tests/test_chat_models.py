@@ -253,7 +253,16 @@ def test_user_from_config_reaches_stream_batch_and_async(memory: PreferenceMemor
         ]
 
     assert asyncio.run(run()) == ["bob", "bob", "ada", "bob"]
-    assert _users_seen(backend) == ["BOB", "BOB", "ADA", "BOB", "BOB", "ADA", "BOB"]
+
+    async def events() -> list[Any]:
+        return [
+            e["data"]["output"].response_metadata["user_id"]
+            async for e in model.astream_events("Q?", config=cfg, version="v2")
+            if e["event"] == "on_chat_model_end"
+        ]
+
+    assert asyncio.run(events()) == ["bob"]
+    assert _users_seen(backend) == ["BOB", "BOB", "ADA", "BOB", "BOB", "ADA", "BOB", "BOB"]
 
 
 @pytest.mark.parametrize("user_id", [None, "nobody"])
