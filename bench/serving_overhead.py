@@ -175,6 +175,10 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -254,8 +258,11 @@ def main(argv: list[str] | None = None) -> int:
             "populate_seconds": round(populate_s, 1),
         },
         "budget": {"median_ms": BUDGET_MEDIAN_MS, "p99_ms": BUDGET_P99_MS},
-        "within_budget": invoke["median_ms"] < BUDGET_MEDIAN_MS
-        and invoke["p99_ms"] < BUDGET_P99_MS,
+        "within_budget": {
+            "median": invoke["median_ms"] < BUDGET_MEDIAN_MS,
+            "p99_wall_clock": invoke["p99_ms"] < BUDGET_P99_MS,
+            "p99_cpu_time": invoke["cpu_p99_ms"] < BUDGET_P99_MS,
+        },
         "results": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -289,8 +296,14 @@ def main(argv: list[str] | None = None) -> int:
             for name, r in results.items()
         ),
         "",
-        f"Budget for `ChatFSPO.invoke`: median < {BUDGET_MEDIAN_MS} ms, p99 < {BUDGET_P99_MS} ms: "
-        + ("**met**." if report["within_budget"] else "**not met**."),
+        (
+            f"Budget for `ChatFSPO.invoke`: median < {BUDGET_MEDIAN_MS} ms: "
+            f"{_verdict(report['within_budget']['median'])} ({invoke['median_ms']:.3f} ms); "
+            f"p99 < {BUDGET_P99_MS} ms: wall clock "
+            f"{_verdict(report['within_budget']['p99_wall_clock'])} ({invoke['p99_ms']:.3f} ms), "
+            f"CPU time {_verdict(report['within_budget']['p99_cpu_time'])} "
+            f"({invoke['cpu_p99_ms']:.3f} ms)."
+        ),
         "",
     ]
     (args.out / "serving_overhead.md").write_text("\n".join(lines))
