@@ -14,8 +14,15 @@ Public API:
   the tokenizer files, and `training_summary.json` (metrics and what data was skipped);
 - `stage1/`: the Pref-FT adapter (the reference model of stage 2, for evaluation);
 - `splits/`: held-out users/questions as JSONL when `holdout_*` is set;
-- `checkpoints/stage1`, `checkpoints/stage2`: Trainer checkpoints, and `fspo_stage.json`, the
-  stage marker. A killed run started again with the same config resumes (`resume=True`).
+- `checkpoints/stage1`, `checkpoints/stage2`: Trainer checkpoints, `checkpoints/data`: the
+  tokenized episodes (Arrow), and `checkpoints/fspo_stage.json`, the stage marker. A killed
+  run started again with the same config and data resumes (`resume=True`, the default): done
+  stages are skipped, the running one continues from its last checkpoint. Publish the folder
+  without `checkpoints/`.
+
+Episodes are rendered only through `PromptFormat.render`/`completion` and tokenized as serving
+tokenizes (`fspo_train.tokenization`). Stage-2 IPO is the paper's Eq. 6 on summed
+log-probabilities (`fspo_train.losses.ipo_loss`), not TRL's length-normalised `ipo`.
 
 Stage 1 is TRL's `SFTTrainer` on prompt/completion rows with the loss on the completion only;
 the paper's chosen-only variant by default (`sft_targets="chosen_and_rejected"` is the official
