@@ -26,9 +26,13 @@ log-probabilities (`fspo_train.losses.ipo_loss`), not TRL's length-normalised `i
 
 Stage 1 is TRL's `SFTTrainer` on prompt/completion rows with the loss on the completion only;
 the paper's chosen-only variant by default (`sft_targets="chosen_and_rejected"` is the official
-code's variant, paper §6.6). Stage 2 is `FSPOPreferenceTrainer` (TRL's `DPOTrainer`), started
-from the stage-1 adapter, whose frozen copy (TRL's "ref" adapter) is the reference model. The
-preference trainer class is chosen in one place, `preference_trainer_class(config)`.
+code's variant, paper §6.6). TRL averages the SFT loss over the batch's completion tokens where
+the official code sums per sequence and averages over the batch: the two differ by a per-batch
+constant, which RMSprop (the paper's optimizer, our default) largely normalises away.
+
+Stage 2 is `FSPOPreferenceTrainer` (TRL's `DPOTrainer`), started from the stage-1 adapter, whose
+frozen copy (TRL's "ref" adapter) is the reference model. The preference trainer class is chosen
+in one place, `preference_trainer_class(config)`.
 
 Example:
     ```python
