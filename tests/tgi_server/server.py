@@ -295,7 +295,7 @@ class TGITestServer:
                 body = json.loads(raw)
             except json.JSONDecodeError as e:
                 parse_error = str(e)
-        entry = LoggedRequest(method, path, body, dict(handler.headers.items()))
+        entry = LoggedRequest(method, path, body, {k.lower(): v for k, v in handler.headers.items()})
         with self._lock:
             self.requests.append(entry)
         try:
