@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, replace
@@ -24,12 +24,12 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Usag
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from langchain_fspo._messages import split_messages, to_chat_turn
 from langchain_fspo._streaming import CompletionStreamParser
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
-from langchain_fspo.errors import InferenceServerError
+from langchain_fspo.errors import InferenceServerError, PromptFormatError
 from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.prompt_format import ParsedCompletion, PromptFormat, RenderedPrompt, neutralize
 
@@ -48,6 +48,39 @@ _GENERATION_FIELDS = (
     "repetition_penalty",
 )
 _CONTROL_KWARGS = frozenset({"user_id", "model", "model_name", "stream"})
+
+
+_SERVER_FIELDS = ("base_url", "api_key", "adapters", "timeout", "max_retries")
+"""`ChatFSPO` fields that configure a server backend built from `base_url`."""
+
+
+def _server_backend(kind: str, values: Mapping[str, Any]) -> Backend:
+    """Build the `kind` server backend from `ChatFSPO` constructor values."""
+    from langchain_fspo.backends.factory import make_backend
+
+    if not values.get("base_url"):
+        msg = (
+            f"backend={kind!r} needs `base_url`, the server's URL "
+            "(e.g. ChatFSPO(backend='tgi', base_url='http://localhost:8080', ...))."
+        )
+        raise ValueError(msg)
+    kwargs = {k: values[k] for k in _SERVER_FIELDS if values.get(k) is not None}
+    if isinstance(kwargs.get("api_key"), SecretStr):
+        kwargs["api_key"] = kwargs["api_key"].get_secret_value()
+    return make_backend(kind, **kwargs)
+
+
+def _own_timeout(backend: Backend) -> bool:
+    """Whether the backend applies a timeout per HTTP attempt itself (TGI, OpenAI-compatible)."""
+    return isinstance(getattr(backend, "timeout", None), int | float)
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Same Hub id or same local folder (paths compared after resolving)."""
+    if a.rstrip("/") == b.rstrip("/"):
+        return True
+    path_a, path_b = Path(a).expanduser(), Path(b).expanduser()
+    return path_a.exists() and path_b.exists() and path_a.resolve() == path_b.resolve()
 
 
 @runtime_checkable
@@ -220,6 +253,30 @@ class ChatFSPO(BaseChatModel):
     """Whether `invoke` streams under the hood (for callbacks)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra parameters for the backend (`GenerationParams.extra`)."""
+    base_url: str | None = None
+    """URL of a TGI or OpenAI-compatible server. Given without a `backend` (or with a backend
+    kind such as `"tgi"` or `"openai"`), the server backend is built from it (TGI by default)
+    with `api_key`, `adapters`, `timeout` and `max_retries`."""
+    api_key: SecretStr | None = None
+    """Bearer token for a server backend built from `base_url` (default: the backend's own
+    environment variable, `HF_TOKEN` for TGI, `OPENAI_API_KEY` for OpenAI-compatible)."""
+    adapters: list[str] | None = None
+    """Adapter ids the server serves (TGI's `LORA_ADAPTERS`) for a backend built from
+    `base_url`: others raise `AdapterNotFoundError` instead of silently getting the base
+    model (TGI's behaviour for an unknown adapter id)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_from_url(cls, values: Any) -> Any:
+        """`base_url=...` (and optionally `backend="tgi"`/`"openai"`): build the backend."""
+        if not isinstance(values, dict):
+            return values
+        kind = values.get("backend")
+        if kind is None and values.get("base_url") is not None:
+            kind = "tgi"
+        if not isinstance(kind, str) or kind == "local":
+            return values
+        return {**values, "backend": _server_backend(kind, values)}
 
     @model_validator(mode="before")
     @classmethod
@@ -287,6 +344,19 @@ class ChatFSPO(BaseChatModel):
         fmt = PromptFormat.from_pretrained(adapter_dir_or_repo, revision=revision, token=token)
         adapter_config = read_adapter_config(adapter_dir_or_repo, revision)
         base_model = str(adapter_config["base_model_name_or_path"])
+        if fmt.base_model_id is not None and not _same_model(fmt.base_model_id, base_model):
+            msg = (
+                f"{adapter_dir_or_repo}: fspo_format.json says the adapter was trained on "
+                f"{fmt.base_model_id!r}, but adapter_config.json names {base_model!r} as its "
+                "base model. Republish the adapter with matching files."
+            )
+            raise PromptFormatError(msg)
+        if kwargs.get("base_url") is not None and isinstance(backend, str):
+            backend = "tgi" if backend == "local" else backend
+            server = {k: kwargs[k] for k in _SERVER_FIELDS if kwargs.get(k) is not None}
+            backend_kwargs = {**server, **(backend_kwargs or {})}
+            if isinstance(backend_kwargs.get("api_key"), SecretStr):
+                backend_kwargs["api_key"] = backend_kwargs["api_key"].get_secret_value()
         local = Path(adapter_dir_or_repo).expanduser()
         name = (
             adapter_name
@@ -632,13 +702,13 @@ class ChatFSPO(BaseChatModel):
     def _backend_generate(self, call: _Call) -> Generation:
         for attempt in range(self.max_retries + 1):
             try:
-                if self.timeout is None:
+                if self.timeout is None or _own_timeout(self.backend):
                     return self.backend.generate(
                         call.prompt, adapter=call.adapter, params=call.params
                     )
                 return self._generate_with_timeout(call, self.timeout)
             except InferenceServerError as e:
-                if attempt == self.max_retries:
+                if attempt == self.max_retries or e.retryable is False:
                     raise
                 time.sleep(self._backoff(attempt, e))
         msg = "unreachable"  # pragma: no cover
@@ -666,7 +736,7 @@ class ChatFSPO(BaseChatModel):
                 request = self.backend.agenerate(
                     call.prompt, adapter=call.adapter, params=call.params
                 )
-                if self.timeout is None:
+                if self.timeout is None or _own_timeout(self.backend):
                     return await request
                 return await asyncio.wait_for(request, self.timeout)
             except TimeoutError as e:
@@ -679,7 +749,7 @@ class ChatFSPO(BaseChatModel):
                     raise error from e
                 await asyncio.sleep(self._backoff(attempt, error))
             except InferenceServerError as e:
-                if attempt == self.max_retries:
+                if attempt == self.max_retries or e.retryable is False:
                     raise
                 await asyncio.sleep(self._backoff(attempt, e))
         msg = "unreachable"  # pragma: no cover
@@ -755,7 +825,7 @@ class ChatFSPO(BaseChatModel):
                         yield out
                 break
             except InferenceServerError as e:
-                if started or attempt == self.max_retries:
+                if started or attempt == self.max_retries or e.retryable is False:
                     raise
                 time.sleep(self._backoff(attempt, e))
         yield self._last_chunk(call, parser, state)
@@ -782,7 +852,7 @@ class ChatFSPO(BaseChatModel):
                         yield out
                 break
             except InferenceServerError as e:
-                if started or attempt == self.max_retries:
+                if started or attempt == self.max_retries or e.retryable is False:
                     raise
                 await asyncio.sleep(self._backoff(attempt, e))
         yield self._last_chunk(call, parser, state)

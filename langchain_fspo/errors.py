@@ -53,6 +53,8 @@ class InferenceServerError(FSPOError, RuntimeError):
         url: The server URL (credentials stripped), when known.
         adapter: The adapter the call asked for (None: the base model).
         status_code: The HTTP status, when the server answered with one.
+        retryable: False when retrying cannot help or was already done by the backend (a 4xx,
+            a malformed answer, retries exhausted); None when the raiser does not say.
     """
 
     def __init__(
@@ -62,11 +64,13 @@ class InferenceServerError(FSPOError, RuntimeError):
         url: str | None = None,
         adapter: str | None = None,
         status_code: int | None = None,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.url = url
         self.adapter = adapter
         self.status_code = status_code
+        self.retryable = retryable
 
 
 class UnsupportedParameterError(FSPOError, ValueError):

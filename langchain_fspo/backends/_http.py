@@ -119,7 +119,11 @@ class CallContext:
         status_text = f"HTTP {status}: " if status is not None else ""
         message = f"{self.describe()} failed: {status_text}{detail}"
         return InferenceServerError(
-            message, url=safe_url(self.url), adapter=self.adapter, status_code=status
+            message,
+            url=safe_url(self.url),
+            adapter=self.adapter,
+            status_code=status,
+            retryable=False,  # the backend retries what is worth retrying before raising
         )
 
 
@@ -244,7 +248,11 @@ def _exhausted(error: InferenceServerError, retries: int) -> InferenceServerErro
         return error
     message = f"{error} (gave up after {retries} retries)"
     return InferenceServerError(
-        message, url=error.url, adapter=error.adapter, status_code=error.status_code
+        message,
+        url=error.url,
+        adapter=error.adapter,
+        status_code=error.status_code,
+        retryable=False,
     )
 
 
@@ -255,7 +263,11 @@ def _cut(ctx: CallContext, error: BaseException, chunks: int) -> InferenceServer
         "not returned as if it were complete"
     )
     return InferenceServerError(
-        message, url=typed.url, adapter=typed.adapter, status_code=typed.status_code
+        message,
+        url=typed.url,
+        adapter=typed.adapter,
+        status_code=typed.status_code,
+        retryable=False,
     )
 
 

@@ -231,7 +231,7 @@ class OpenAICompatibleBackend(Backend):
             served = self.served_models()
             if not served:
                 msg = f"{safe_url(self.base_url)}/v1/models lists no model; pass model=..."
-                raise InferenceServerError(msg, url=safe_url(self.base_url))
+                raise InferenceServerError(msg, url=safe_url(self.base_url), retryable=False)
             self.model = served[0]
         return self.model
 
@@ -455,7 +455,7 @@ class _StreamState:
         error = _error_in(payload)
         if error is not None:
             msg = f"the server sent an error mid-stream: {error}"
-            raise InferenceServerError(msg, adapter=self.adapter)
+            raise InferenceServerError(msg, adapter=self.adapter, retryable=False)
         self.model = payload.get("model") or self.model
         input_tokens, output_tokens = _usage(payload)
         if input_tokens is not None:

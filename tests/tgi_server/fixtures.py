@@ -1,8 +1,9 @@
 """Shared pytest fixtures: one tiny Llama + LoRA adapters served by TGI-speaking test servers.
 
-The stack is built once per test process (a tiny random Llama, three LoRA adapters that
-really change the outputs, `LocalBackend` over them) and served by one `TGITestServer` per
-flavor (`tgi`, `vllm`, `sglang`), all sharing the same engine. Test modules import the
+The stack is built once per test session from the root conftest's tiny random Llama and LoRA
+adapters (`tiny_model_dir`, `tiny_adapter_dirs`; the adapters really change the outputs):
+`LocalBackend` over them, served by one `TGITestServer` per flavor (`tgi`, `vllm`, `sglang`),
+all sharing the same engine. Test modules import the
 fixtures they use:
 
 ```python
@@ -12,9 +13,6 @@ from tests.tgi_server.fixtures import tgi, tiny_stack  # noqa: F401
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +32,6 @@ BASE_MODEL_ID = "fspo/tiny-llama"
 class TinyStack:
     """The tiny model, its adapters, the engine and the servers (one per flavor)."""
 
-    root: Path
     base_dir: Path
     adapter_dirs: dict[str, Path]
     backend: Any
@@ -54,39 +51,36 @@ class TinyStack:
     def close(self) -> None:
         for server in self.servers.values():
             server.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        self.servers.clear()
+
+
+ADAPTER_SOURCES = {"fspo-alice": "alpha", "fspo-bob": "beta", "fspo-carol": "paper"}
+"""Served adapter id -> the root conftest's tiny adapter (`tiny_adapter_dirs`) it serves."""
 
 
 _STACK: TinyStack | None = None
-_STACK_LOCK = threading.Lock()
-
-
-def get_tiny_stack() -> TinyStack:
-    """Build (once per process) the tiny model, adapters and `LocalBackend`."""
-    global _STACK
-    with _STACK_LOCK:
-        if _STACK is None:
-            from fspo_train.tiny import build_tiny_adapter, build_tiny_base_model
-            from langchain_fspo.backends.local import LocalBackend
-
-            root = Path(tempfile.mkdtemp(prefix="fspo-tgi-"))
-            base = build_tiny_base_model(root / "base")
-            adapter_dirs = {
-                name: build_tiny_adapter(base, root / name, seed=seed)
-                for seed, name in enumerate(ADAPTERS, start=1)
-            }
-            backend = LocalBackend(
-                base, adapters={k: str(v) for k, v in adapter_dirs.items()}, default_max_tokens=8
-            )
-            _STACK = TinyStack(root, base, adapter_dirs, backend)
-            atexit.register(_STACK.close)
-        return _STACK
 
 
 @pytest.fixture(scope="session")
-def tiny_stack() -> TinyStack:
-    """The shared tiny model stack (built once)."""
-    return get_tiny_stack()
+def tiny_stack(tiny_model_dir: Path, tiny_adapter_dirs: dict[str, Path]) -> Iterator[TinyStack]:
+    """`LocalBackend` over the session's tiny Llama and three of its adapters, served lazily.
+
+    Test modules import this fixture, which gives each module its own fixture definition;
+    the stack itself is cached so that the model is loaded and served once per session.
+    """
+    global _STACK
+    if _STACK is None or _STACK.base_dir != tiny_model_dir:
+        from langchain_fspo.backends.local import LocalBackend
+
+        dirs = {name: tiny_adapter_dirs[source] for name, source in ADAPTER_SOURCES.items()}
+        backend = LocalBackend(
+            tiny_model_dir,
+            adapters={name: str(path) for name, path in dirs.items()},
+            default_max_tokens=8,
+        )
+        _STACK = TinyStack(tiny_model_dir, dirs, backend)
+    yield _STACK
+    _STACK.close()  # session end: every definition tears down then; closing twice is fine
 
 
 def _clean(server: TGITestServer) -> Iterator[TGITestServer]:
