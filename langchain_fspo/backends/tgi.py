@@ -148,8 +148,10 @@ class TGIBackend(Backend):
       `frequency_penalty`, `repetition_penalty`; `response_format` becomes TGI's `grammar`;
       `presence_penalty` and `tools` raise `UnsupportedParameterError`.
 
-    Streams ask for usage (`stream_options.include_usage` on chat; `details` on
-    `/generate_stream`) and must end with their final event: a stream cut off mid-way raises
+    Usage: chat answers and both streams report prompt and completion tokens; a non-streamed
+    `/generate` answer reports only the completion tokens (TGI's `details` carry no prompt
+    length), so `input_tokens` is None there. Streams ask for usage
+    (`stream_options.include_usage` on chat; `details` on `/generate_stream`) and must end with their final event: a stream cut off mid-way raises
     `InferenceServerError`. Timeouts, connection errors, 429 and 5xx are retried with
     exponential backoff (`max_retries`); other errors raise `InferenceServerError` at once.
 
