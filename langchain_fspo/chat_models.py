@@ -20,10 +20,19 @@ from typing import Any, Protocol, runtime_checkable
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ToolCall,
+    ToolCallChunk,
+    UsageMetadata,
+)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from langchain_fspo._messages import split_messages, to_chat_turn
@@ -386,6 +395,34 @@ class ChatFSPO(BaseChatModel):
 
     # ------------------------------------------------------------------ LangChain hooks
 
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Send `tools` (OpenAI format) and `tool_choice` with every call.
+
+        They reach servers that take them (TGI and OpenAI-compatible chat routes, which turn
+        them into a grammar); the in-process backend cannot honour them and warns. An FSPO
+        adapter is trained to answer, not to call tools: use this with adapters trained for it.
+
+        Args:
+            tools: LangChain tools, pydantic models, functions or OpenAI tool dicts.
+            tool_choice: `"auto"`, `"none"`, `"required"` (or `"any"`, `True`), a tool name,
+                or an OpenAI `tool_choice` dict.
+            **kwargs: More call parameters to bind.
+        """
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        if tool_choice is not None and tool_choice is not False:
+            if tool_choice is True or tool_choice == "any":
+                tool_choice = "required"
+            if isinstance(tool_choice, str) and tool_choice not in {"auto", "none", "required"}:
+                tool_choice = {"type": "function", "function": {"name": tool_choice}}
+            kwargs["tool_choice"] = tool_choice
+        return self.bind(tools=formatted, **kwargs)
+
     @property
     def _llm_type(self) -> str:
         return "fspo"
@@ -684,6 +721,10 @@ class ChatFSPO(BaseChatModel):
                 call, parsed, generation.finish_reason, generation.model_name
             ),
             usage_metadata=self._usage(generation.input_tokens, generation.output_tokens),
+            tool_calls=[
+                ToolCall(name=c["name"], args=c["args"], id=c.get("id"))
+                for c in generation.tool_calls
+            ],
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -786,7 +827,17 @@ class ChatFSPO(BaseChatModel):
             if value is not None:
                 state[key] = value
         piece = parser.feed(chunk.text)
-        return ChatGenerationChunk(message=AIMessageChunk(content=piece)) if piece else None
+        tool_chunks = [
+            ToolCallChunk(
+                name=c.get("name"), args=c.get("args"), id=c.get("id"), index=c.get("index")
+            )
+            for c in chunk.tool_call_chunks
+        ]
+        if not piece and not tool_chunks:
+            return None
+        return ChatGenerationChunk(
+            message=AIMessageChunk(content=piece, tool_call_chunks=tool_chunks)
+        )
 
     def _last_chunk(
         self, call: _Call, parser: CompletionStreamParser, state: dict[str, Any]
