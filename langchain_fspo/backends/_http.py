@@ -96,7 +96,7 @@ class RetryPolicy:
 
     def delay(self, retry: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number `retry` (1-based), with 10% jitter."""
-        base = min(self.backoff_max, self.backoff_factor * (2 ** (retry - 1)))
+        base = min(self.backoff_max, self.backoff_factor * 2.0 ** (retry - 1))
         if retry_after is not None:
             base = min(self.backoff_max, max(base, retry_after))
         return base * (1 + random.random() / 10)  # noqa: S311 - jitter, not cryptography
@@ -211,7 +211,7 @@ def call_with_retries(fn: Callable[[], T], ctx: CallContext, policy: RetryPolicy
     while True:
         try:
             return fn()
-        except Exception as e:  # noqa: BLE001 - classified below
+        except Exception as e:
             retry, error, retry_after = classify(e, ctx)
             if not retry or attempt >= policy.max_retries:
                 if retry:
@@ -231,7 +231,7 @@ async def acall_with_retries(
     while True:
         try:
             return await fn()
-        except Exception as e:  # noqa: BLE001 - classified below
+        except Exception as e:
             retry, error, retry_after = classify(e, ctx)
             if not retry or attempt >= policy.max_retries:
                 if retry:
@@ -357,7 +357,7 @@ def sse_payloads(lines: Iterator[str]) -> Iterator[dict[str, Any] | None]:
         payload = _sse_line(line)
         if payload is _SKIP:
             continue
-        yield payload  # type: ignore[misc]
+        yield payload
         if payload is None:
             return
 
@@ -368,7 +368,7 @@ async def asse_payloads(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, An
         payload = _sse_line(line)
         if payload is _SKIP:
             continue
-        yield payload  # type: ignore[misc]
+        yield payload
         if payload is None:
             return
 

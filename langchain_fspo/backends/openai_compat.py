@@ -1,4 +1,4 @@
-"""`OpenAICompatibleBackend`: FSPO adapters on vLLM or SGLang (OpenAI-compatible API, httpx).
+r"""`OpenAICompatibleBackend`: FSPO adapters on vLLM or SGLang (OpenAI-compatible API, httpx).
 
 Launching the servers with FSPO adapters:
 
@@ -163,7 +163,8 @@ class OpenAICompatibleBackend(Backend):
 
     def __repr__(self) -> str:
         return (
-            f"OpenAICompatibleBackend(base_url={safe_url(self.base_url)!r}, flavor={self.flavor!r}, "
+            f"OpenAICompatibleBackend(base_url={safe_url(self.base_url)!r}, "
+            f"flavor={self.flavor!r}, "
             f"model={self.model!r}, api_key={'**********' if self.api_key else None}, "
             f"timeout={self.timeout}, max_retries={self.retry.max_retries})"
         )

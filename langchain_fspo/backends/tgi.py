@@ -1,4 +1,4 @@
-"""`TGIBackend`: FSPO adapters served by Text Generation Inference, through `huggingface_hub`.
+r"""`TGIBackend`: FSPO adapters served by Text Generation Inference, through `huggingface_hub`.
 
 Launching TGI with FSPO adapters (LoRA adapters are loaded at startup only; TGI cannot load
 one at run time):
@@ -151,7 +151,8 @@ class TGIBackend(Backend):
     Usage: chat answers and both streams report prompt and completion tokens; a non-streamed
     `/generate` answer reports only the completion tokens (TGI's `details` carry no prompt
     length), so `input_tokens` is None there. Streams ask for usage
-    (`stream_options.include_usage` on chat; `details` on `/generate_stream`) and must end with their final event: a stream cut off mid-way raises
+    (`stream_options.include_usage` on chat; `details` on `/generate_stream`) and must end
+    with their final event: a stream cut off mid-way raises
     `InferenceServerError`. Timeouts, connection errors, 429 and 5xx are retried with
     exponential backoff (`max_retries`); other errors raise `InferenceServerError` at once.
 
@@ -426,7 +427,7 @@ class TGIBackend(Backend):
 
     # ------------------------------------------------------------------ Backend API
 
-    def _prepare(self, prompt: RenderedPrompt, adapter: str | None) -> None:
+    def _prepare(self, adapter: str | None) -> None:
         if self.adapters is not None:
             self.check_adapter(adapter)
 
@@ -434,7 +435,7 @@ class TGIBackend(Backend):
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Generation:
         """Complete `prompt` with `adapter` (None: the base model); see the class docstring."""
-        self._prepare(prompt, adapter)
+        self._prepare(adapter)
         if prompt.style == "chat":
             args = self.chat_arguments(adapter, params, stream=False)
 
@@ -459,7 +460,7 @@ class TGIBackend(Backend):
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Iterator[GenerationChunk]:
         """Stream the completion; the last chunk carries `finish_reason` and usage."""
-        self._prepare(prompt, adapter)
+        self._prepare(adapter)
         if prompt.style == "chat":
             args = self.chat_arguments(adapter, params, stream=True)
 
@@ -468,7 +469,7 @@ class TGIBackend(Backend):
                 try:
                     events = client.chat_completion(list(prompt.messages), **args)
                 except BaseException:
-                    client.close()
+                    _close(client)
                     raise
                 return _closing(self._chat_chunks(events, adapter), client)
 
@@ -481,7 +482,7 @@ class TGIBackend(Backend):
             try:
                 events = client.text_generation(prompt.text, **args)
             except BaseException:
-                client.close()
+                _close(client)
                 raise
             return _closing(self._paper_chunks(events, adapter), client)
 
@@ -493,7 +494,7 @@ class TGIBackend(Backend):
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Generation:
         """Native async `generate` (`AsyncInferenceClient`)."""
-        self._prepare(prompt, adapter)
+        self._prepare(adapter)
         if prompt.style == "chat":
             args = self.chat_arguments(adapter, params, stream=False)
 
@@ -517,7 +518,7 @@ class TGIBackend(Backend):
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> AsyncIterator[GenerationChunk]:
         """Native async `stream`."""
-        self._prepare(prompt, adapter)
+        self._prepare(adapter)
         if prompt.style == "chat":
             args = self.chat_arguments(adapter, params, stream=True)
 
@@ -526,7 +527,7 @@ class TGIBackend(Backend):
                 try:
                     events = await client.chat_completion(list(prompt.messages), **args)
                 except BaseException:
-                    await client.close()
+                    await _aclose(client)
                     raise
                 return _aclosing(self._achat_chunks(events, adapter), client)
 
@@ -540,7 +541,7 @@ class TGIBackend(Backend):
                 try:
                     events = await client.text_generation(prompt.text, **args)
                 except BaseException:
-                    await client.close()
+                    await _aclose(client)
                     raise
                 return _aclosing(self._apaper_chunks(events, adapter), client)
 
@@ -552,13 +553,21 @@ class TGIBackend(Backend):
 
 def _tgi_grammar(response_format: Any) -> Any:
     """OpenAI's `{"type": "json_object"}` has no schema; TGI's grammar needs one."""
-    if isinstance(response_format, Mapping) and response_format.get("type") in {
-        "json_object",
-        "json",
-    }:
-        if "value" not in response_format:
-            return {**response_format, "type": "json_object", "value": {"type": "object"}}
+    if (
+        isinstance(response_format, Mapping)
+        and response_format.get("type") in {"json_object", "json"}
+        and "value" not in response_format
+    ):
+        return {**response_format, "type": "json_object", "value": {"type": "object"}}
     return response_format
+
+
+def _close(client: Any) -> None:
+    client.close()
+
+
+async def _aclose(client: Any) -> None:
+    await client.close()
 
 
 def _closing(chunks: Iterator[GenerationChunk], client: Any) -> Iterator[GenerationChunk]:

@@ -16,7 +16,7 @@ from langchain_fspo.backends.openai_compat import OpenAICompatibleBackend
 from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
 from tests.tgi_server import TGITestServer
-from tests.tgi_server.fixtures import ADAPTERS, BASE_MODEL_ID, sglang, tiny_stack, vllm  # noqa: F401
+from tests.tgi_server.fixtures import BASE_MODEL_ID
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +26,13 @@ PARAMS = GenerationParams(max_tokens=4, temperature=0)
 
 
 def _prompt(style: str) -> RenderedPrompt:
-    return PromptFormat(style=style).render([], "Review the film Dune.")  # type: ignore[arg-type]
+    return PromptFormat(style=style).render([], "Review the film Dune.")
 
 
 @pytest.fixture(params=["vllm", "sglang"])
-def served(request: pytest.FixtureRequest, tiny_stack) -> tuple[TGITestServer, OpenAICompatibleBackend]:  # noqa: F811
+def served(
+    request: pytest.FixtureRequest, tiny_stack
+) -> tuple[TGITestServer, OpenAICompatibleBackend]:
     server: TGITestServer = request.getfixturevalue(request.param)
     backend = OpenAICompatibleBackend(f"{server.url}/v1", flavor=request.param, backoff_factor=0.01)
     return server, backend
@@ -89,7 +91,9 @@ def test_check_adapter_asks_the_server(served) -> None:
 
 def test_allow_list_refuses_before_sending(served) -> None:
     server, backend = served
-    allowed = OpenAICompatibleBackend(server.url, flavor=backend.flavor, model=BASE_MODEL_ID, adapters=["fspo-alice"])
+    allowed = OpenAICompatibleBackend(
+        server.url, flavor=backend.flavor, model=BASE_MODEL_ID, adapters=["fspo-alice"]
+    )
     with pytest.raises(AdapterNotFoundError, match="fspo-bob"):
         allowed.generate(_prompt("chat"), adapter="fspo-bob", params=PARAMS)
     assert server.requests == []
@@ -122,9 +126,19 @@ def test_every_param_and_passthrough_is_sent(served, style: str) -> None:
     fields = {f.name for f in dataclasses.fields(GenerationParams)} - {"extra"}
     assert set(VALUES) == fields, "a new GenerationParams field needs a wire test"
     tools = [{"type": "function", "function": {"name": "rate", "parameters": {"type": "object"}}}]
-    response_format = {"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}}
-    extra = {"tools": tools, "tool_choice": "required", "response_format": response_format, "min_p": 0.05}
-    backend.generate(_prompt(style), adapter="fspo-alice", params=GenerationParams(**VALUES, extra=extra))
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "r", "schema": {"type": "object"}},
+    }
+    extra = {
+        "tools": tools,
+        "tool_choice": "required",
+        "response_format": response_format,
+        "min_p": 0.05,
+    }
+    backend.generate(
+        _prompt(style), adapter="fspo-alice", params=GenerationParams(**VALUES, extra=extra)
+    )
     (request,) = server.requests_to(ROUTE[style])
     for name, value in VALUES.items():
         assert request.body[name] == value, name
@@ -172,10 +186,14 @@ async def test_async_cut_stream_and_malformed_raise(served) -> None:
     assert len(server.requests) == 2
 
 
-def test_api_key_is_secret(served, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_key_is_secret(
+    served, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server, _ = served
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
-    backend = OpenAICompatibleBackend(server.url, model=BASE_MODEL_ID, backoff_factor=0.01, max_retries=1)
+    backend = OpenAICompatibleBackend(
+        server.url, model=BASE_MODEL_ID, backoff_factor=0.01, max_retries=1
+    )
     assert "sk-from-env" not in repr(backend)
     server.fail_next(2, status=503)
     with caplog.at_level(logging.DEBUG), pytest.raises(InferenceServerError) as info:

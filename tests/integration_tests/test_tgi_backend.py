@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from langchain_fspo.errors import AdapterNotFoundError, UnsupportedParameterErro
 from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
 from tests.tgi_server import TGITestServer
-from tests.tgi_server.fixtures import ADAPTERS, tgi, tiny_stack  # noqa: F401
+from tests.tgi_server.fixtures import ADAPTERS
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ STREAM_ROUTE = {"chat": "/v1/chat/completions", "paper": "/generate_stream"}
 
 
 def _prompt(style: str, question: str = "Review the film Dune.") -> RenderedPrompt:
-    fmt = PromptFormat(style=style)  # type: ignore[arg-type]
+    fmt = PromptFormat(style=style)
     shots = [PreferenceExample(prompt="Review Heat.", chosen="Tense and great.", rejected="Long.")]
     return fmt.render(shots, question)
 
@@ -38,7 +39,7 @@ def _backend(server: TGITestServer, **kwargs) -> TGIBackend:
     return TGIBackend(server.url, **kwargs)
 
 
-def _adapter_on_wire(style: str, body: dict) -> str | None:
+def _adapter_on_wire(style: str, body: dict[str, Any]) -> str | None:
     if style == "chat":
         return body["model"]
     return body.get("parameters", {}).get("adapter_id")
@@ -85,13 +86,16 @@ async def test_adapter_reaches_tgi_async(tgi: TGITestServer, style: str) -> None
 def test_adapters_answer_differently_and_base_model_is_tgi(tgi: TGITestServer) -> None:
     backend = _backend(tgi)
     params = GenerationParams(max_tokens=8, temperature=0)
-    texts = {a: backend.generate(_prompt("chat"), adapter=a, params=params).text for a in [None, *ADAPTERS]}
+    texts = {
+        a: backend.generate(_prompt("chat"), adapter=a, params=params).text
+        for a in [None, *ADAPTERS]
+    }
     assert len(set(texts.values())) == len(texts), texts
     assert tgi.requests[0].body["model"] == "tgi"
     assert tgi.requests[0].served_adapter is None
 
 
-def test_same_text_through_the_wire_as_in_process(tgi: TGITestServer, tiny_stack) -> None:  # noqa: F811
+def test_same_text_through_the_wire_as_in_process(tgi: TGITestServer, tiny_stack) -> None:
     params = GenerationParams(max_tokens=8, temperature=0)
     for style in STYLES:
         prompt = _prompt(style)
@@ -106,9 +110,15 @@ def test_allow_list_refuses_unknown_adapter_before_sending(tgi: TGITestServer) -
     with pytest.raises(AdapterNotFoundError, match="fspo-nobody"):
         backend.check_adapter("fspo-nobody")
     with pytest.raises(AdapterNotFoundError, match="silently"):
-        backend.generate(_prompt("chat"), adapter="fspo-nobody", params=GenerationParams(max_tokens=2))
+        backend.generate(
+            _prompt("chat"), adapter="fspo-nobody", params=GenerationParams(max_tokens=2)
+        )
     with pytest.raises(AdapterNotFoundError):
-        list(backend.stream(_prompt("paper"), adapter="fspo-nobody", params=GenerationParams(max_tokens=2)))
+        list(
+            backend.stream(
+                _prompt("paper"), adapter="fspo-nobody", params=GenerationParams(max_tokens=2)
+            )
+        )
     assert tgi.requests == []
     backend.check_adapter("fspo-alice")
     backend.check_adapter(None)
@@ -122,7 +132,9 @@ def test_lora_adapters_string_is_an_allow_list(tgi: TGITestServer) -> None:
         backend.check_adapter("fspo-carol")
 
 
-def test_without_allow_list_unknown_adapter_warns_and_tgi_serves_base(tgi: TGITestServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_without_allow_list_unknown_adapter_warns_and_tgi_serves_base(
+    tgi: TGITestServer, caplog: pytest.LogCaptureFixture
+) -> None:
     backend = TGIBackend(tgi.url)
     with caplog.at_level(logging.WARNING, logger="langchain_fspo.backends"):
         backend.check_adapter("fspo-nobody")
@@ -147,7 +159,10 @@ VALUES = {
 }
 WIRE_NAME = {
     "chat": {name: name for name in VALUES if name not in {"top_k", "repetition_penalty"}},
-    "paper": {**{name: name for name in VALUES if name != "presence_penalty"}, "max_tokens": "max_new_tokens"},
+    "paper": {
+        **{name: name for name in VALUES if name != "presence_penalty"},
+        "max_tokens": "max_new_tokens",
+    },
 }
 FIELDS = [f.name for f in dataclasses.fields(GenerationParams) if f.name != "extra"]
 
@@ -156,7 +171,7 @@ def test_every_generation_param_has_a_test_value() -> None:
     assert sorted(VALUES) == sorted(FIELDS), "a new GenerationParams field needs a wire test"
 
 
-def _sent_params(style: str, body: dict) -> dict:
+def _sent_params(style: str, body: dict[str, Any]) -> dict[str, Any]:
     return body if style == "chat" else body["parameters"]
 
 
@@ -177,9 +192,27 @@ def test_each_param_is_sent_or_refused_loudly(tgi: TGITestServer, style: str, fi
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_all_chat_params_and_passthrough_reach_tgi(tgi: TGITestServer, stream: bool) -> None:
-    tools = [{"type": "function", "function": {"name": "rate", "description": "Rate a film", "parameters": {"type": "object", "properties": {"stars": {"type": "integer"}}}}}]
-    response_format = {"type": "json_object", "value": {"type": "object", "properties": {"stars": {"type": "integer"}}}}
-    extra = {"tools": tools, "tool_choice": "auto", "response_format": response_format, "logprobs": False, "custom_flag": "x"}
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "rate",
+                "description": "Rate a film",
+                "parameters": {"type": "object", "properties": {"stars": {"type": "integer"}}},
+            },
+        }
+    ]
+    response_format = {
+        "type": "json_object",
+        "value": {"type": "object", "properties": {"stars": {"type": "integer"}}},
+    }
+    extra = {
+        "tools": tools,
+        "tool_choice": "auto",
+        "response_format": response_format,
+        "logprobs": False,
+        "custom_flag": "x",
+    }
     values = {k: v for k, v in VALUES.items() if k in WIRE_NAME["chat"]}
     params = GenerationParams(**values, extra=extra)
     backend = _backend(tgi)
@@ -204,14 +237,19 @@ def test_all_chat_params_and_passthrough_reach_tgi(tgi: TGITestServer, stream: b
 def test_json_mode_without_schema_gets_a_grammar_tgi_accepts(tgi: TGITestServer) -> None:
     params = GenerationParams(max_tokens=2, extra={"response_format": {"type": "json_object"}})
     _backend(tgi).generate(_prompt("chat"), adapter=None, params=params)
-    assert tgi.requests[0].body["response_format"] == {"type": "json_object", "value": {"type": "object"}}
+    assert tgi.requests[0].body["response_format"] == {
+        "type": "json_object",
+        "value": {"type": "object"},
+    }
     assert tgi.requests[0].status == 200
 
 
 def test_all_paper_params_reach_tgi(tgi: TGITestServer) -> None:
     values = {k: v for k, v in VALUES.items() if k in WIRE_NAME["paper"]}
     grammar = {"type": "json", "value": {"type": "object"}}
-    params = GenerationParams(**values, extra={"response_format": grammar, "typical_p": 0.5, "truncate": 100})
+    params = GenerationParams(
+        **values, extra={"response_format": grammar, "typical_p": 0.5, "truncate": 100}
+    )
     chunks = list(_backend(tgi).stream(_prompt("paper"), adapter="fspo-carol", params=params))
     (request,) = tgi.requests_to("/generate_stream")
     sent = request.body["parameters"]
@@ -251,23 +289,38 @@ async def test_concurrent_users_each_get_only_their_own_examples(tgi: TGITestSer
     users = [f"user{u}" for u in range(8)]
     examples = {
         user: [
-            PreferenceExample(prompt=f"Q-{user}-{i}?", chosen=f"yes-{user}-{i}", rejected=f"no-{user}-{i}", id=f"{user}-{i}")
+            PreferenceExample(
+                prompt=f"Q-{user}-{i}?",
+                chosen=f"yes-{user}-{i}",
+                rejected=f"no-{user}-{i}",
+                id=f"{user}-{i}",
+            )
             for i in range(3)
         ]
         for user in users
     }
     backend = _backend(tgi)
-    formats = {"chat": PromptFormat(style="chat", num_shots=3), "paper": PromptFormat(style="paper", num_shots=3)}
+    formats = {
+        "chat": PromptFormat(style="chat", num_shots=3),
+        "paper": PromptFormat(style="paper", num_shots=3),
+    }
 
     async def ask(user: str, k: int) -> tuple[str, str]:
         style = STYLES[k % 2]
         prompt = formats[style].render(examples[user], f"Final question {user} #{k}")
         adapter = ADAPTERS[k % len(ADAPTERS)]
         if k % 4 == 3:
-            chunks = [c async for c in backend.astream(prompt, adapter=adapter, params=GenerationParams(max_tokens=2, temperature=0))]
+            chunks = [
+                c
+                async for c in backend.astream(
+                    prompt, adapter=adapter, params=GenerationParams(max_tokens=2, temperature=0)
+                )
+            ]
             assert chunks[-1].finish_reason is not None
         else:
-            await backend.agenerate(prompt, adapter=adapter, params=GenerationParams(max_tokens=2, temperature=0))
+            await backend.agenerate(
+                prompt, adapter=adapter, params=GenerationParams(max_tokens=2, temperature=0)
+            )
         return user, adapter
 
     results = await asyncio.gather(*(ask(user, k) for user in users for k in range(4)))
@@ -275,7 +328,11 @@ async def test_concurrent_users_each_get_only_their_own_examples(tgi: TGITestSer
     assert len(tgi.requests) == 32
     seen = set()
     for request in tgi.requests:
-        text = request.body["messages"][-1]["content"] if "messages" in request.body else request.body["inputs"]
+        text = (
+            request.body["messages"][-1]["content"]
+            if "messages" in request.body
+            else request.body["inputs"]
+        )
         (user,) = [u for u in users if f"Final question {u} #" in text]
         k = int(text.split(f"Final question {user} #")[1].split()[0])
         seen.add((user, k))
@@ -290,13 +347,17 @@ async def test_concurrent_users_each_get_only_their_own_examples(tgi: TGITestSer
 # ---------------------------------------------------------------------- secrets
 
 
-def test_api_key_is_secret_and_sent_as_bearer(tgi: TGITestServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_api_key_is_secret_and_sent_as_bearer(
+    tgi: TGITestServer, caplog: pytest.LogCaptureFixture
+) -> None:
     backend = _backend(tgi, api_key="hf_sekret_value", max_retries=1)
     assert "hf_sekret_value" not in repr(backend)
     assert "hf_sekret_value" not in str(backend.__dict__)
     tgi.fail_next(2, status=503)
     with caplog.at_level(logging.DEBUG), pytest.raises(Exception) as info:
-        backend.generate(_prompt("chat"), adapter="fspo-alice", params=GenerationParams(max_tokens=1))
+        backend.generate(
+            _prompt("chat"), adapter="fspo-alice", params=GenerationParams(max_tokens=1)
+        )
     assert "hf_sekret_value" not in str(info.value)
     assert "hf_sekret_value" not in caplog.text
     assert "retry 1" in caplog.text

@@ -10,6 +10,7 @@ import asyncio
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessageChunk
@@ -21,7 +22,7 @@ from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError, Pr
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat
 from tests.tgi_server import TGITestServer
-from tests.tgi_server.fixtures import ADAPTERS, BASE_MODEL_ID, tgi, tiny_stack, vllm  # noqa: F401
+from tests.tgi_server.fixtures import ADAPTERS, BASE_MODEL_ID
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +34,19 @@ def memory() -> PreferenceMemory:
     memory = PreferenceMemory()
     for user in USERS:
         for i in range(3):
-            memory.add(user, prompt=f"Q-{user}-{i}?", chosen=f"yes-{user}-{i}", rejected=f"no-{user}-{i}")
+            memory.add(
+                user, prompt=f"Q-{user}-{i}?", chosen=f"yes-{user}-{i}", rejected=f"no-{user}-{i}"
+            )
     return memory
 
 
-def _llm(server: TGITestServer, memory: PreferenceMemory | None = None, style: str = "chat", **kwargs) -> ChatFSPO:
+def _llm(
+    server: TGITestServer, memory: PreferenceMemory | None = None, style: str = "chat", **kwargs
+) -> ChatFSPO:
     params = {
         "model": "fspo-alice",
         "base_url": server.url,
-        "prompt_format": PromptFormat(style=style, num_shots=3),  # type: ignore[arg-type]
+        "prompt_format": PromptFormat(style=style, num_shots=3),
         "memory": memory,
         "adapters": list(ADAPTERS),
         "max_tokens": 4,
@@ -51,12 +56,14 @@ def _llm(server: TGITestServer, memory: PreferenceMemory | None = None, style: s
     return ChatFSPO(**params)
 
 
-def _wire_text(body: dict) -> str:
+def _wire_text(body: dict[str, Any]) -> str:
     return body["messages"][-1]["content"] if "messages" in body else body["inputs"]
 
 
 @pytest.mark.parametrize("style", ["chat", "paper"])
-def test_invoke_and_stream_send_the_users_examples_to_the_adapter(tgi: TGITestServer, memory: PreferenceMemory, style: str) -> None:
+def test_invoke_and_stream_send_the_users_examples_to_the_adapter(
+    tgi: TGITestServer, memory: PreferenceMemory, style: str
+) -> None:
     llm = _llm(tgi, memory, style=style)
     assert isinstance(llm.backend, TGIBackend)
     message = llm.invoke("Review Dune.", user_id="user3")
@@ -96,7 +103,9 @@ def test_per_call_model_selects_the_adapter(tgi: TGITestServer) -> None:
     assert len(tgi.requests) == 2
 
 
-async def test_32_concurrent_calls_for_8_users_keep_examples_apart(tgi: TGITestServer, memory: PreferenceMemory) -> None:
+async def test_32_concurrent_calls_for_8_users_keep_examples_apart(
+    tgi: TGITestServer, memory: PreferenceMemory
+) -> None:
     llm = _llm(tgi, memory, max_tokens=2)
 
     async def ask(user: str, k: int) -> str:
@@ -119,9 +128,20 @@ async def test_32_concurrent_calls_for_8_users_keep_examples_apart(tgi: TGITestS
 
 
 def test_tools_and_response_format_reach_the_server(tgi: TGITestServer) -> None:
-    tools = [{"type": "function", "function": {"name": "rate", "description": "Rate a film.", "parameters": {"type": "object", "properties": {"stars": {"type": "integer"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "rate",
+                "description": "Rate a film.",
+                "parameters": {"type": "object", "properties": {"stars": {"type": "integer"}}},
+            },
+        }
+    ]
     response_format = {"type": "json_object", "value": {"type": "object"}}
-    _llm(tgi).bind(tools=tools, tool_choice="required", response_format=response_format).invoke("Rate Dune.")
+    _llm(tgi).bind(tools=tools, tool_choice="required", response_format=response_format).invoke(
+        "Rate Dune."
+    )
     (request,) = tgi.requests
     assert request.body["tools"] == tools
     assert request.body["tool_choice"] == "required"
@@ -129,7 +149,14 @@ def test_tools_and_response_format_reach_the_server(tgi: TGITestServer) -> None:
 
 
 def test_every_chat_field_reaches_tgi(tgi: TGITestServer) -> None:
-    values = {"temperature": 0.5, "max_tokens": 3, "top_p": 0.8, "seed": 3, "frequency_penalty": 0.1, "presence_penalty": 0.2}
+    values = {
+        "temperature": 0.5,
+        "max_tokens": 3,
+        "top_p": 0.8,
+        "seed": 3,
+        "frequency_penalty": 0.1,
+        "presence_penalty": 0.2,
+    }
     _llm(tgi, **values, stop=["zz"]).invoke("Review Dune.")
     (request,) = tgi.requests
     for name, value in values.items():
@@ -185,10 +212,21 @@ def test_server_backend_needs_base_url() -> None:
 # ---------------------------------------------------------------------- from_pretrained
 
 
-@pytest.mark.parametrize(("served", "route"), [("fspo-alice", "/v1/chat/completions"), ("fspo-carol", "/generate")])
-def test_from_pretrained_folder_with_tgi(tgi: TGITestServer, tiny_stack, served: str, route: str) -> None:  # noqa: F811
+@pytest.mark.parametrize(
+    ("served", "route"), [("fspo-alice", "/v1/chat/completions"), ("fspo-carol", "/generate")]
+)
+def test_from_pretrained_folder_with_tgi(
+    tgi: TGITestServer, tiny_stack, served: str, route: str
+) -> None:
     folder = tiny_stack.adapter_dirs[served]
-    llm = ChatFSPO.from_pretrained(folder, base_url=tgi.url, backend="tgi", adapter_name=served, adapters=list(ADAPTERS), max_tokens=3)
+    llm = ChatFSPO.from_pretrained(
+        folder,
+        base_url=tgi.url,
+        backend="tgi",
+        adapter_name=served,
+        adapters=list(ADAPTERS),
+        max_tokens=3,
+    )
     assert isinstance(llm.backend, TGIBackend)
     assert llm.prompt_format == PromptFormat.from_pretrained(folder)
     llm.invoke("Review Dune.")
@@ -197,14 +235,22 @@ def test_from_pretrained_folder_with_tgi(tgi: TGITestServer, tiny_stack, served:
     assert request.served_adapter == served
 
 
-def test_from_pretrained_refuses_an_adapter_not_served(tgi: TGITestServer, tiny_stack) -> None:  # noqa: F811
+def test_from_pretrained_refuses_an_adapter_not_served(tgi: TGITestServer, tiny_stack) -> None:
     folder = tiny_stack.adapter_dirs["fspo-alice"]
     with pytest.raises(AdapterNotFoundError, match="fspo-nobody"):
-        ChatFSPO.from_pretrained(folder, base_url=tgi.url, backend="tgi", adapter_name="fspo-nobody", adapters=list(ADAPTERS))
+        ChatFSPO.from_pretrained(
+            folder,
+            base_url=tgi.url,
+            backend="tgi",
+            adapter_name="fspo-nobody",
+            adapters=list(ADAPTERS),
+        )
     assert tgi.requests == []
 
 
-def test_from_pretrained_checks_the_base_model(tgi: TGITestServer, tiny_stack, tmp_path: Path) -> None:  # noqa: F811
+def test_from_pretrained_checks_the_base_model(
+    tgi: TGITestServer, tiny_stack, tmp_path: Path
+) -> None:
     folder = tmp_path / "adapter"
     shutil.copytree(tiny_stack.adapter_dirs["fspo-alice"], folder)
     fmt = json.loads((folder / "fspo_format.json").read_text())

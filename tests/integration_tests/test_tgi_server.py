@@ -12,27 +12,42 @@ import httpx
 import pytest
 
 from tests.tgi_server import TGITestServer, schema_errors
-from tests.tgi_server.fixtures import ADAPTERS, BASE_MODEL_ID, tgi, tiny_stack  # noqa: F401
+from tests.tgi_server.fixtures import ADAPTERS, BASE_MODEL_ID
 from tests.tgi_server.spec import check, spec_paths
 
 pytestmark = pytest.mark.integration
 
 
 def _sse(response: httpx.Response) -> list[str]:
-    return [line.removeprefix("data:").strip() for line in response.iter_lines() if line.startswith("data:")]
+    return [
+        line.removeprefix("data:").strip()
+        for line in response.iter_lines()
+        if line.startswith("data:")
+    ]
 
 
 def test_spec_covers_every_route_the_server_serves(tgi: TGITestServer) -> None:
-    served = {"/", "/generate", "/generate_stream", "/v1/chat/completions", "/v1/completions", "/v1/models", "/info", "/health"}
+    served = {
+        "/",
+        "/generate",
+        "/generate_stream",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/models",
+        "/info",
+        "/health",
+    }
     assert served <= set(spec_paths())
 
 
 def test_validation_rejects_a_bad_request_like_tgi(tgi: TGITestServer) -> None:
-    response = httpx.post(f"{tgi.url}/generate", json={"inputs": 5, "parameters": {"stop": ["a"] * 5}})
+    response = httpx.post(
+        f"{tgi.url}/generate", json={"inputs": 5, "parameters": {"stop": ["a"] * 5}}
+    )
     assert response.status_code == 422
     body = response.json()
     assert body["error_type"] == "validation"
-    assert check("ErrorResponse", body) is None
+    check("ErrorResponse", body)
     assert len(tgi.spec_violations) == 1
     assert "inputs" in tgi.spec_violations[0]
     assert "stop" in tgi.spec_violations[0]
@@ -40,7 +55,11 @@ def test_validation_rejects_a_bad_request_like_tgi(tgi: TGITestServer) -> None:
 
 
 def test_validation_rejects_a_body_that_is_not_json(tgi: TGITestServer) -> None:
-    response = httpx.post(f"{tgi.url}/v1/chat/completions", content=b"{not json", headers={"Content-Type": "application/json"})
+    response = httpx.post(
+        f"{tgi.url}/v1/chat/completions",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 422
     assert response.json()["error_type"] == "validation"
     assert tgi.spec_violations
@@ -51,14 +70,26 @@ def test_validator_catches_bad_responses() -> None:
     good = {"generated_text": "hi", "details": None}
     assert schema_errors("GenerateResponse", good) == []
     assert schema_errors("GenerateResponse", {"text": "hi"})  # generated_text missing
-    chunk = {"id": "x", "created": 1, "model": "m", "system_fingerprint": "f", "choices": [], "usage": None}
+    chunk = {
+        "id": "x",
+        "created": 1,
+        "model": "m",
+        "system_fingerprint": "f",
+        "choices": [],
+        "usage": None,
+    }
     assert schema_errors("ChatCompletionChunk", chunk) == []
     assert schema_errors("ChatCompletionChunk", {**chunk, "usage": {"prompt_tokens": 1}})
-    assert schema_errors("StreamDetails", {"finish_reason": "done", "generated_tokens": 1, "input_length": 1})
+    assert schema_errors(
+        "StreamDetails", {"finish_reason": "done", "generated_tokens": 1, "input_length": 1}
+    )
 
 
 def test_generate_uses_adapter_id_and_answers_in_tgi_format(tgi: TGITestServer) -> None:
-    body = {"inputs": "Review Dune.", "parameters": {"adapter_id": "fspo-alice", "max_new_tokens": 5, "details": True}}
+    body = {
+        "inputs": "Review Dune.",
+        "parameters": {"adapter_id": "fspo-alice", "max_new_tokens": 5, "details": True},
+    }
     response = httpx.post(f"{tgi.url}/generate", json=body, timeout=60)
     assert response.status_code == 200
     payload = response.json()
@@ -72,7 +103,11 @@ def test_unknown_adapter_silently_runs_the_base_model(tgi: TGITestServer) -> Non
 
     def text(adapter_id: str | None) -> str:
         parameters = {"max_new_tokens": 8, "adapter_id": adapter_id}
-        response = httpx.post(f"{tgi.url}/generate", json={"inputs": "Review Dune.", "parameters": parameters}, timeout=60)
+        response = httpx.post(
+            f"{tgi.url}/generate",
+            json={"inputs": "Review Dune.", "parameters": parameters},
+            timeout=60,
+        )
         assert response.status_code == 200
         return str(response.json()["generated_text"])
 
@@ -85,7 +120,11 @@ def test_unknown_adapter_silently_runs_the_base_model(tgi: TGITestServer) -> Non
 def test_chat_model_field_is_the_adapter_unless_tgi(tgi: TGITestServer) -> None:
     messages = [{"role": "user", "content": "Review Dune."}]
     for model, served in [("fspo-bob", "fspo-bob"), ("tgi", None)]:
-        response = httpx.post(f"{tgi.url}/v1/chat/completions", json={"model": model, "messages": messages, "max_tokens": 3}, timeout=60)
+        response = httpx.post(
+            f"{tgi.url}/v1/chat/completions",
+            json={"model": model, "messages": messages, "max_tokens": 3},
+            timeout=60,
+        )
         assert response.status_code == 200
         payload = response.json()
         check("ChatCompletion", payload)
@@ -94,7 +133,13 @@ def test_chat_model_field_is_the_adapter_unless_tgi(tgi: TGITestServer) -> None:
 
 
 def test_chat_stream_sends_usage_chunk_then_done(tgi: TGITestServer) -> None:
-    body = {"model": "fspo-alice", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True, "stream_options": {"include_usage": True}}
+    body = {
+        "model": "fspo-alice",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 4,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     with httpx.stream("POST", f"{tgi.url}/v1/chat/completions", json=body, timeout=60) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = _sse(response)
@@ -131,12 +176,22 @@ def test_injected_failures_look_like_tgi_errors(tgi: TGITestServer) -> None:
     response = httpx.post(f"{tgi.url}/generate", json={"inputs": "x"})
     assert response.status_code == 429
     assert response.json() == {"error": "Injected failure (HTTP 429)", "error_type": "overloaded"}
-    assert httpx.post(f"{tgi.url}/generate", json={"inputs": "x", "parameters": {"max_new_tokens": 1}}, timeout=60).status_code == 200
+    assert (
+        httpx.post(
+            f"{tgi.url}/generate",
+            json={"inputs": "x", "parameters": {"max_new_tokens": 1}},
+            timeout=60,
+        ).status_code
+        == 200
+    )
 
 
 def test_cut_stream_closes_the_connection_mid_body(tgi: TGITestServer) -> None:
     tgi.cut_stream_next(1, after_events=1)
     body = {"inputs": "hi", "parameters": {"max_new_tokens": 5}}
-    with pytest.raises(httpx.RemoteProtocolError), httpx.stream("POST", f"{tgi.url}/generate_stream", json=body, timeout=60) as response:
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.stream("POST", f"{tgi.url}/generate_stream", json=body, timeout=60) as response,
+    ):
         _sse(response)
     assert set(ADAPTERS) == tgi.adapters

@@ -34,6 +34,7 @@ generated (TGI's default is 1024 for `/generate`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -43,7 +44,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, Self
 
 from langchain_fspo.backends.base import Backend, GenerationChunk, GenerationParams
 from langchain_fspo.prompt_format import RenderedPrompt
@@ -125,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        logger.debug("tgi-test-server: " + format, *args)
+        logger.debug("tgi-test-server: %s", format % args)
 
     def do_GET(self) -> None:
         self.server.app.handle(self, "GET")
@@ -216,8 +217,9 @@ class TGITestServer:
             self._thread.join(timeout=10)
             self._thread = None
 
-    def __enter__(self) -> TGITestServer:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -295,7 +297,9 @@ class TGITestServer:
                 body = json.loads(raw)
             except json.JSONDecodeError as e:
                 parse_error = str(e)
-        entry = LoggedRequest(method, path, body, {k.lower(): v for k, v in handler.headers.items()})
+        entry = LoggedRequest(
+            method, path, body, {k.lower(): v for k, v in handler.headers.items()}
+        )
         with self._lock:
             self.requests.append(entry)
         try:
@@ -474,7 +478,7 @@ class TGITestServer:
 
     def _openai_error(self, handler: _Handler, entry: LoggedRequest, message: str) -> None:
         if self.flavor == "vllm":
-            payload = {
+            payload: dict[str, Any] = {
                 "object": "error",
                 "message": message,
                 "type": "NotFoundError",
@@ -587,9 +591,8 @@ class TGITestServer:
             return
 
         def events() -> Iterator[dict[str, Any]]:
-            index = 0
             produced = ""
-            for piece, outcome in self._run(prompt, adapter, params):
+            for index, (piece, outcome) in enumerate(self._run(prompt, adapter, params)):
                 produced += piece
                 event: dict[str, Any] = {
                     "index": index,
@@ -606,7 +609,6 @@ class TGITestServer:
                         "input_length": outcome.input_tokens,
                         "seed": params.seed,
                     }
-                index += 1
                 yield event
 
         self._send_sse(handler, entry, events(), schema="StreamResponse", done=False, fault=fault)
@@ -833,8 +835,7 @@ class TGITestServer:
             handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             handler.wfile.flush()
 
-        sent = 0
-        for event in events:
+        for sent, event in enumerate(events):
             if (
                 fault is not None
                 and fault.kind in {"cut", "truncate"}
@@ -850,7 +851,6 @@ class TGITestServer:
                 handler.wfile.write(b"0\r\n\r\n")
                 return
             write(f"data: {json.dumps(event)}\n\n")
-            sent += 1
         if done:
             write("data: [DONE]\n\n")
         handler.wfile.write(b"0\r\n\r\n")
@@ -860,10 +860,8 @@ class TGITestServer:
 def _abort(handler: _Handler) -> NoReturn:
     """Close the connection mid-body: the client sees an incomplete response."""
     handler.wfile.flush()
-    try:
+    with contextlib.suppress(OSError):
         handler.connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     raise _StreamCutError
 
 
