@@ -7,7 +7,11 @@ import importlib
 
 import pytest
 
-MODULES = ["langchain_fspo.examples", "langchain_fspo.prompt_format"]
+MODULES = [
+    "langchain_fspo.examples",
+    "langchain_fspo.memory",
+    "langchain_fspo.prompt_format",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
