@@ -39,7 +39,7 @@ def test_backoff_doubles_up_to_the_cap_with_small_jitter() -> None:
 @pytest.mark.parametrize("kwargs", [{"max_retries": -1}, {"backoff_factor": -0.1}])
 def test_retry_policy_rejects_negative_values(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be >= 0"):
-        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+        RetryPolicy(**kwargs)
 
 
 @pytest.mark.parametrize(
