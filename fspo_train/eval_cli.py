@@ -1,4 +1,4 @@
-"""`fspo eval`: implicit-reward accuracy and judged win rates against the paper's baselines.
+r"""`fspo eval`: implicit-reward accuracy and judged win rates against the paper's baselines.
 
 Example:
     fspo eval out/fspo-run --split trained=data/eval_trained.jsonl \\
@@ -89,7 +89,9 @@ def load_judge(spec: str | None, model: str | None) -> Any:
         try:
             from langchain.chat_models import init_chat_model
         except ImportError as e:
-            msg = "--judge-model needs `langchain` (pip install langchain) and the provider package."
+            msg = (
+                "--judge-model needs `langchain` (pip install langchain) and the provider package."
+            )
             raise ImportError(msg) from e
         return as_judge(init_chat_model(model, temperature=0))
     if spec is None:
@@ -117,7 +119,13 @@ def _takes_no_args(fn: Any) -> bool:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return False
-    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+    return all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params
+    )
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,12 +165,14 @@ def run(args: argparse.Namespace) -> int:
         config,
         judge=judge,
         plot=not args.no_plot,
-        progress=lambda line: sys.stderr.write(line + "\n"),
+        progress=_say,
     )
     out = config.output_dir or config.adapter
     for section, metric in (("win_rate", "win_rate"), ("accuracy", "accuracy")):
         for method, per_split in results[section].items():
-            cells = ", ".join(f"{s} {100 * v[metric]:.1f}% (n={v['n']})" for s, v in per_split.items())
+            cells = ", ".join(
+                f"{s} {100 * v[metric]:.1f}% (n={v['n']})" for s, v in per_split.items()
+            )
             sys.stdout.write(f"{section:9s} {method:9s} {cells}\n")
     sys.stdout.write(f"Wrote {out / 'eval_results.json'}\n")
     return 0

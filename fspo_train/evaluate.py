@@ -10,17 +10,17 @@ Two measures, per method and per split (e.g. `trained` users vs `held_out` users
 
 Methods (the paper's baselines, §4.1):
 
-| name       | model                      | prompt                          | accuracy reference   |
-|------------|----------------------------|---------------------------------|----------------------|
-| `fspo`     | the FSPO adapter           | K shots of the user             | stage-1 / given / base |
-| `base`     | base model, no adapter     | zero-shot (question only)       | (none: it is the reference) |
-| `few_shot` | base model                 | K shots (few-shot prompting)    | base, zero-shot prompt |
-| `pref_ft`  | the stage-1 Pref-FT adapter| K shots                         | base, same prompt    |
-| `ipo`      | a 0-shot IPO adapter       | zero-shot                       | base, same prompt    |
-| `oracle`   | base model                 | the true user description       | base, zero-shot prompt |
+| name       | model                   | prompt                  | accuracy reference        |
+|------------|-------------------------|-------------------------|---------------------------|
+| `fspo`     | the FSPO adapter        | K shots of the user     | stage-1 / given / base    |
+| `base`     | base model, no adapter  | zero-shot (question)    | none (it is the reference)|
+| `few_shot` | base model              | K shots (prompting)     | base, zero-shot prompt    |
+| `pref_ft`  | stage-1 Pref-FT adapter | K shots                 | base, same prompt         |
+| `ipo`      | a 0-shot IPO adapter    | zero-shot               | base, same prompt         |
+| `oracle`   | base model              | true user description   | base, zero-shot prompt    |
 
-For the prompting baselines the "implicit reward" is in-context: log π(y | prompt with the
-shots or description) − log π(y | question only).
+For the prompting baselines the "implicit reward" is in-context: log pi(y | prompt with the
+shots or description) - log pi(y | question only).
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def build_eval_items(
     pool: dict[str, list[PreferenceRecord]] = defaultdict(list)
     for record in shot_records if shot_records is not None else records:
         pool[record.user_id].append(record)
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - sampling, not secrets
     items = []
     for record in records:
         candidates = [r for r in pool[record.user_id] if r.question != record.question]
@@ -168,7 +168,7 @@ def build_eval_items(
             )
         )
     if max_items is not None and len(items) > max_items:
-        items = random.Random(seed).sample(items, max_items)
+        items = random.Random(seed).sample(items, max_items)  # noqa: S311
     return items
 
 
@@ -293,8 +293,14 @@ class _Runner:
             tok = self.policies.tokenizer
             rendered = self._prompts(items, mode)
             prompts = [prompt_text(self.fmt, r, tok) for r in rendered]
-            chosen = [completion_text(self.fmt, r, i.chosen, tok) for r, i in zip(rendered, items, strict=True)]
-            rejected = [completion_text(self.fmt, r, i.rejected, tok) for r, i in zip(rendered, items, strict=True)]
+            chosen = [
+                completion_text(self.fmt, r, i.chosen, tok)
+                for r, i in zip(rendered, items, strict=True)
+            ]
+            rejected = [
+                completion_text(self.fmt, r, i.rejected, tok)
+                for r, i in zip(rendered, items, strict=True)
+            ]
             special = self.fmt.style == "paper"
             label = f"log-probs {adapter or 'base'}/{mode}/{split}"
             with self.policies.use(adapter):
@@ -424,8 +430,7 @@ def run_evaluation(
                 pol_c, pol_r = runner.logprobs(spec.adapter, spec.prompt, split, items)
                 ref_c, ref_r = runner.logprobs(ref_adapter, spec.reference_prompt, split, items)
                 pairs = [
-                    PairLogProbs(*values)
-                    for values in zip(pol_c, pol_r, ref_c, ref_r, strict=True)
+                    PairLogProbs(*values) for values in zip(pol_c, pol_r, ref_c, ref_r, strict=True)
                 ]
                 result = implicit_reward_accuracy(pairs, config.beta)
                 accuracy.setdefault(name, {})[split] = result.to_dict()

@@ -181,7 +181,9 @@ class FunctionJudge:
     `fn` may return a score in [0, 1], a bool (`a` preferred?), or "a" / "b" / "tie".
 
     Example:
-        >>> shorter = FunctionJudge(lambda q, d, a, b: "tie" if len(a) == len(b) else len(a) < len(b))
+        >>> shorter = FunctionJudge(
+        ...     lambda q, d, a, b: "tie" if len(a) == len(b) else len(a) < len(b)
+        ... )
         >>> shorter.compare("Q?", None, "short", "much longer")
         1.0
     """

@@ -1,6 +1,6 @@
 """Evaluation metrics: implicit-reward accuracy and pairwise win rate (pure Python, no torch).
 
-Implicit reward (DPO/IPO, paper Eq. 4): r(x, y) = β · (log π(y|x) − log π_ref(y|x)), with the
+Implicit reward (DPO/IPO, paper Eq. 4): r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x)), with the
 log-probabilities summed over the completion tokens. A pair is ranked correctly when
 r(x, chosen) > r(x, rejected).
 
@@ -51,7 +51,7 @@ class AccuracyResult:
     accuracy: float
     """Share of pairs ranked correctly (ties count half)."""
     margin: float
-    """Mean reward margin, r(chosen) − r(rejected)."""
+    """Mean reward margin, r(chosen) - r(rejected)."""
     chosen_reward: float
     rejected_reward: float
     ties: int

@@ -77,23 +77,120 @@ def _eval_section(results: dict[str, Any]) -> str:
         judge = results.get("judge", "a user-aware judge")
         baseline = results.get("baseline", "the base model")
         parts += [
-            f"Pairwise win rate (%) against `{baseline}`, judged by {judge} with the user's "
-            "description, both orders, order-inconsistent verdicts counted as ties (half a win).",
+            (
+                f"Pairwise win rate (%) against `{baseline}`, judged by {judge} with the user's "
+                "description, both orders, order-inconsistent verdicts counted as ties (half a "
+                "win)."
+            ),
             "",
             _results_table(results["win_rate"], "win_rate"),
             "",
         ]
     if results.get("accuracy"):
-        beta = results.get("beta", "β")
+        beta = results.get("beta", "?")
         parts += [
-            f"Implicit-reward accuracy (%): share of held-out pairs where β·log π/π_ref "
-            f"(β={beta}) of the chosen response exceeds that of the rejected one.",
+            (
+                "Implicit-reward accuracy (%): share of held-out pairs where beta * "
+                f"log(pi/pi_ref) (beta={beta}) of the chosen response exceeds the rejected one's."
+            ),
             "",
             _results_table(results["accuracy"], "accuracy"),
             "",
         ]
     parts.append(f"Raw numbers: [`{EVAL_RESULTS_FILENAME}`]({EVAL_RESULTS_FILENAME}).")
     return "\n".join(parts)
+
+
+_TGI_PAPER = """\
+The adapter was trained on the paper's raw markdown layout (`style: paper`): send the rendered
+prompt to `/generate` with `adapter_id`:
+
+```bash
+curl localhost:8080/generate -H 'Content-Type: application/json' -d '{{
+  "inputs": "# Example 1\\n## Question \\n...\\n# Task\\n...",
+  "parameters": {{"adapter_id": "{repo_id}", "max_new_tokens": 256}}
+}}'
+```"""
+
+_TGI_CHAT = """\
+The adapter was trained with the chat template (`style: chat`): call `/v1/chat/completions`
+with `model` set to the adapter:
+
+```bash
+curl localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d '{{
+  "model": "{repo_id}",
+  "messages": [{{"role": "user", "content": "# Example 1\\n..."}}]
+}}'
+```"""
+
+_INTRO = """\
+# {name}
+
+A LoRA adapter for [`{base}`](https://huggingface.co/{base}) trained with **FSPO** (Few-Shot
+Preference Optimization, Singh et al. 2025, arXiv:2502.19312). The model reads K of a user's own
+labelled preferences (question, preferred answer, dispreferred answer) in its prompt and answers
+a new question the way that user would prefer: one adapter personalises to every user in
+context, with no per-user training.
+
+## Prompt contract
+
+Training and serving must render the same prompt. The format is saved as
+[`{format_file}`]({format_file}) next to the adapter; `langchain_fspo.PromptFormat.from_pretrained`
+reads it and renders prompts exactly as in training (oldest shots dropped first when over
+budget, user text neutralised).
+
+{contract}
+"""
+
+_SERVING = """\
+## Serving
+
+### Text Generation Inference (TGI)
+
+```bash
+docker run --gpus all -p 8080:80 \\
+  -e LORA_ADAPTERS={repo_id} \\
+  ghcr.io/huggingface/text-generation-inference:3.3.7 --model-id {base}
+```
+
+{tgi_call}
+
+TGI serves the base model for an adapter id it did not load; `langchain-fspo` checks the
+adapter is served before sending prompts.
+
+### vLLM
+
+```bash
+vllm serve {base} --enable-lora --lora-modules fspo={repo_id}{rank_flag}
+```
+
+Then call the OpenAI-compatible API with `model="fspo"`.
+
+### LangChain
+
+```python
+from langchain_fspo import ChatFSPO, PreferenceMemory
+
+memory = PreferenceMemory()  # each user's stored preferences
+memory.add(
+    "ada", prompt="Review Dune.", chosen="Epic and moving.", rejected="Too long."
+)
+chat = ChatFSPO.from_pretrained(
+    "{repo_id}", base_url="http://localhost:8080", memory=memory
+)
+chat.invoke("Review Heat.", user_id="ada")
+```
+
+Without a server, `backend="local"` runs the base model and adapter in-process
+(transformers + PEFT).
+
+## Training
+
+Trained with `fspo_train` (TRL + PEFT): few-shot Pref-FT (SFT on the preferred response), then
+IPO with the Pref-FT policy as reference.
+"""
+
+_VLLM_DEFAULT_MAX_RANK = 16
 
 
 def _body(
@@ -105,96 +202,26 @@ def _body(
 ) -> str:
     base_name = base or "<base-model>"
     rank = adapter_config.get("r")
-    rank_flag = f" --max-lora-rank {rank}" if isinstance(rank, int) and rank > 16 else ""
-    if fmt.style == "paper":
-        tgi_call = (
-            "The adapter was trained on the paper's raw markdown layout (`style: paper`): send the "
-            "rendered prompt to `/generate` with `adapter_id`:\n\n"
-            "```bash\n"
-            "curl localhost:8080/generate -H 'Content-Type: application/json' -d '{\n"
-            '  "inputs": "# Example 1\\n## Question \\n...\\n# Task\\n...",\n'
-            f'  "parameters": {{"adapter_id": "{repo_id}", "max_new_tokens": 256}}\n'
-            "}'\n```"
+    rank_flag = (
+        f" --max-lora-rank {rank}"
+        if isinstance(rank, int) and rank > _VLLM_DEFAULT_MAX_RANK
+        else ""
+    )
+    tgi_call = (_TGI_PAPER if fmt.style == "paper" else _TGI_CHAT).format(repo_id=repo_id)
+    parts = [
+        _INTRO.format(
+            name=repo_id.rsplit("/", 1)[-1],
+            base=base_name,
+            format_file=FORMAT_FILENAME,
+            contract=_contract_table(fmt),
         )
-    else:
-        tgi_call = (
-            "The adapter was trained with the chat template (`style: chat`): call "
-            "`/v1/chat/completions` with `model` set to the adapter:\n\n"
-            "```bash\n"
-            "curl localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d '{\n"
-            f'  "model": "{repo_id}",\n'
-            '  "messages": [{"role": "user", "content": "# Example 1\\n..."}]\n'
-            "}'\n```"
-        )
-    sections = [
-        f"# {repo_id.split('/')[-1]}",
-        "",
-        f"A LoRA adapter for [`{base_name}`](https://huggingface.co/{base_name}) trained with "
-        "**FSPO** (Few-Shot Preference Optimization, Singh et al. 2025, arXiv:2502.19312). The "
-        "model reads K of a user's own labelled preferences (question, preferred answer, "
-        "dispreferred answer) in its prompt and answers a new question the way that user would "
-        "prefer: one adapter personalises to every user in context, with no per-user training.",
-        "",
-        "## Prompt contract",
-        "",
-        f"Training and serving must render the same prompt. The format is saved as "
-        f"[`{FORMAT_FILENAME}`]({FORMAT_FILENAME}) next to the adapter; "
-        "`langchain_fspo.PromptFormat.from_pretrained` reads it and renders prompts exactly as in "
-        "training (oldest shots dropped first when over budget, user text neutralised).",
-        "",
-        _contract_table(fmt),
-        "",
     ]
     if eval_results:
-        sections += [_eval_section(eval_results), ""]
-    sections += [
-        "## Serving",
-        "",
-        "### Text Generation Inference (TGI)",
-        "",
-        "```bash\n"
-        "docker run --gpus all -p 8080:80 \\\n"
-        f"  -e LORA_ADAPTERS={repo_id} \\\n"
-        f"  ghcr.io/huggingface/text-generation-inference:3.3.7 --model-id {base_name}\n"
-        "```",
-        "",
-        tgi_call,
-        "",
-        "TGI serves the base model for an adapter id it did not load; `langchain-fspo` checks "
-        "the adapter is served before sending prompts.",
-        "",
-        "### vLLM",
-        "",
-        "```bash\n"
-        f"vllm serve {base_name} --enable-lora --lora-modules fspo={repo_id}{rank_flag}\n"
-        "```",
-        "",
-        'Then call the OpenAI-compatible API with `model="fspo"`.',
-        "",
-        "### LangChain",
-        "",
-        "```python\n"
-        "from langchain_fspo import ChatFSPO, PreferenceMemory\n"
-        "\n"
-        "memory = PreferenceMemory()  # each user's stored preferences\n"
-        "memory.add(\n"
-        '    "ada", prompt="Review Dune.", chosen="Epic and moving.", rejected="Too long."\n'
-        ")\n"
-        "chat = ChatFSPO.from_pretrained(\n"
-        f'    "{repo_id}", base_url="http://localhost:8080", memory=memory\n'
-        ")\n"
-        'chat.invoke("Review Heat.", user_id="ada")\n'
-        "```",
-        "",
-        "Without a server, `backend=\"local\"` runs the base model and adapter in-process "
-        "(transformers + PEFT).",
-        "",
-        "## Training",
-        "",
-        "Trained with `fspo_train` (TRL + PEFT): few-shot Pref-FT (SFT on the preferred "
-        "response), then IPO with the Pref-FT policy as reference.",
-    ]
-    return "\n".join(sections) + "\n"
+        parts.append(_eval_section(eval_results) + "\n")
+    parts.append(
+        _SERVING.format(repo_id=repo_id, base=base_name, tgi_call=tgi_call, rank_flag=rank_flag)
+    )
+    return "\n".join(parts)
 
 
 def build_model_card(

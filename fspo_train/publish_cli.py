@@ -43,6 +43,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run `fspo publish` with parsed arguments; returns the exit code."""
+    from huggingface_hub.errors import HfHubHTTPError
+
     from fspo_train.model_card import write_model_card
     from fspo_train.publish import check_adapter_folder, publish_adapter
     from langchain_fspo.errors import AdapterNotFoundError
@@ -64,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
     except AdapterNotFoundError as e:
         sys.stderr.write(f"fspo publish: {e}\n")
         return 2
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else "?"
+        hint = ""
+        if status in {401, 403}:
+            hint = " Log in (`hf auth login`), set HF_TOKEN, or pass --token with write access."
+        sys.stderr.write(f"fspo publish: the Hub refused the upload ({status}): {e}.{hint}\n")
+        return 1
     visibility = "private" if result.private else "public"
     sys.stdout.write(
         f"Published {args.folder} to {result.repo_url} ({visibility}), "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
 
@@ -120,8 +120,11 @@ class PolicySet:
         *,
         add_special_tokens: bool = True,
     ) -> list[tuple[list[int], list[int]]]:
-        """Token ids of each (prompt, completion): the prompt as the model reads it, then the
-        completion tokenized on its own (no special tokens added), as TRL does."""
+        """Token ids of each (prompt, completion), tokenized apart as TRL does.
+
+        The prompt is encoded as the model reads it; the completion on its own, without
+        special tokens added.
+        """
         if len(prompts) != len(completions):
             msg = f"{len(prompts)} prompts but {len(completions)} completions."
             raise ValueError(msg)
@@ -166,7 +169,7 @@ class PolicySet:
         pairs = self.encode_pairs(prompts, completions, add_special_tokens=add_special_tokens)
         out: list[float] = []
         starts = range(0, len(pairs), batch_size)
-        for start in tqdm(starts, desc=desc, leave=False, disable=len(starts) < 2):
+        for start in tqdm(starts, desc=desc, leave=False, disable=len(starts) <= 1):
             summed = self.sequence_logprobs(pairs[start : start + batch_size])
             out += [float(v) for v in summed.cpu()]
         return out

@@ -1,8 +1,9 @@
 """Pytest fixtures around the Hub test double (`tests.hub_server.HubServer`).
 
-Import the fixture into a conftest (or a test module) to use it:
+Import the fixture into a conftest (or a test module) to use it; it is registered under the
+name `hub_server`:
 
-    from tests.hub_fixtures import hub_server  # noqa: F401
+    from tests.hub_fixtures import hub_server_fixture  # noqa: F401
 
 `hub_server` starts a `HubServer` on 127.0.0.1 and points `huggingface_hub` at it for the
 duration of one test: `HF_ENDPOINT` (environment, for subprocesses) and the module constants
@@ -23,7 +24,7 @@ import pytest
 
 from tests.hub_server import HubServer
 
-__all__ = ["hub_server", "point_hub_at", "set_hub_offline"]
+__all__ = ["hub_server_fixture", "point_hub_at", "set_hub_offline"]
 
 
 def point_hub_at(monkeypatch: pytest.MonkeyPatch, url: str, home: Path) -> None:
@@ -65,8 +66,8 @@ def set_hub_offline(monkeypatch: pytest.MonkeyPatch, offline: bool = True) -> No
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
 
 
-@pytest.fixture
-def hub_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[HubServer]:
+@pytest.fixture(name="hub_server")
+def hub_server_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[HubServer]:
     """A running Hub test double, with `huggingface_hub` pointed at it and an empty cache."""
     with HubServer() as server:
         point_hub_at(monkeypatch, server.url, tmp_path / "hf_home")

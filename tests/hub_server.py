@@ -11,6 +11,7 @@ client's own source (`hf_api.py`, `_commit_api.py`, `_upload_pipeline.py`,
 | `HfApi.create_branch`            | `POST /api/models/{repo}/branch/{branch}` (409 when exists) |
 | `upload_folder` / `create_commit`| `POST /api/models/{repo}/preupload/{rev}`, then             |
 |                                  | `POST /api/models/{repo}/commit/{rev}` (NDJSON body)        |
+| `upload_folder` with a README.md | `POST /api/validate-yaml` (model card metadata check)       |
 | `HfApi.repo_info`/`model_info`   | `GET /api/models/{repo}[/revision/{rev}]`                   |
 | `HfApi.list_repo_tree`           | `GET /api/models/{repo}/tree/{rev}[/{path}]`                |
 | `hf_hub_download`                | `HEAD` and `GET /{repo}/resolve/{rev}/{filename}`           |
@@ -23,8 +24,9 @@ Simplification, stated: `preupload` answers `uploadMode: "regular"` for every fi
 client inlines each file's bytes (base64) in the commit. The real Hub stores large and binary
 files (`*.safetensors`) through LFS/Xet storage instead; that storage protocol is not
 emulated, so the LFS batch and Xet endpoints are never called. Only model repos are served.
-Private repos answer 404 `RepoNotFound` to requests without an `Authorization` header, as
-the Hub does for anonymous callers.
+Writes (create a repo or branch, preupload, commit) need an `Authorization` header (any
+token; 401 otherwise), and private repos answer 404 `RepoNotFound` to requests without one,
+as the Hub does for anonymous callers.
 
 Use it through `tests.hub_fixtures.hub_server` (a pytest fixture that also points
 `huggingface_hub` at the server and at an empty cache), or directly:
@@ -44,7 +46,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["HubCommit", "HubRepo", "HubRequest", "HubServer", "git_blob_sha"]
@@ -146,20 +148,24 @@ class HubServer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> HubServer:
+    def start(self) -> Self:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
+        """Stop serving and close the socket (idempotent)."""
+        if self._thread is None:
+            return
         self._httpd.shutdown()
         self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._thread.join(timeout=5)
+        self._thread = None
 
-    def __enter__(self) -> HubServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -295,8 +301,12 @@ class HubServer:
         headers: dict[str, str],
         body: bytes,
     ) -> tuple[int, dict[str, str], bytes]:
+        if method == "POST" and path != "/api/validate-yaml" and "authorization" not in headers:
+            raise _HubError(401, None, "Invalid credentials in Authorization header")
         if method == "POST" and path == "/api/repos/create":
             return self._create_repo(json.loads(body or b"{}"))
+        if method == "POST" and path == "/api/validate-yaml":
+            return _validate_yaml(json.loads(body or b"{}").get("content", ""))
         api = _API_ROUTE.match(path)
         if api:
             repo = self._repo(unquote(api["repo"]), headers)
@@ -464,6 +474,37 @@ class HubServer:
             out["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
             return 206, out, payload
         return 200, out, payload
+
+
+def _validate_yaml(content: str) -> tuple[int, dict[str, str], bytes]:
+    """Check a model card's YAML header the way the Hub does for the fields we write."""
+    import yaml
+
+    if not content.startswith("---"):
+        return _json(200, {"errors": [], "warnings": [{"message": "Empty metadata"}]})
+    try:
+        _, header, _ = content.split("---", 2)
+        meta = yaml.safe_load(header)
+    except (ValueError, yaml.YAMLError) as e:
+        return _json(400, {"errors": [{"message": f"Invalid YAML: {e}"}]})
+    errors = []
+    if not isinstance(meta, dict):
+        errors.append("metadata must be a YAML mapping")
+    else:
+        errors += [
+            f'"{key}" must be a string'
+            for key in ("library_name", "pipeline_tag", "license")
+            if key in meta and not isinstance(meta[key], str)
+        ]
+        tags = meta.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            errors.append('"tags" must be an array of strings')
+        base = meta.get("base_model")
+        if base is not None and not isinstance(base, str | list):
+            errors.append('"base_model" must be a string or an array of strings')
+    if errors:
+        return _json(400, {"errors": [{"message": m} for m in errors]})
+    return _json(200, {"errors": [], "warnings": []})
 
 
 def _range_start(value: str | None) -> int:
