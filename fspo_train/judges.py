@@ -80,12 +80,12 @@ this user would prefer.
 
 Which output would this user prefer? Answer with the identifier only: m or M."""
 
-_VERDICT = re.compile(r"^\W*(m|M)\b")
+_VERDICT = re.compile(r"^\W*(?:(?i:output|answer|identifier)\W*)?(m|M)\b")
 
 
 def _parse_verdict(text: str) -> str | None:
     """'m', 'M', or None when the answer is not an identifier."""
-    match = _VERDICT.match(text.strip().strip("`*\"'()[]"))
+    match = _VERDICT.match(text.strip())
     return match.group(1) if match else None
 
 
