@@ -395,3 +395,22 @@ def test_cli_eval_needs_a_judge_for_win_rates(
 ) -> None:
     assert _cli(["eval", str(run_dir), "--split", f"held_out={splits['held_out']}"]) == 2
     assert "--judge" in capsys.readouterr().err
+
+
+def test_results_render_in_the_model_card(full_eval, run_dir: Path, tmp_path: Path) -> None:
+    from fspo_train.model_card import build_model_card
+
+    results, out, _ = full_eval
+    folder = _copy(run_dir, tmp_path)
+    shutil.copy(out / "eval_results.json", folder / "eval_results.json")
+
+    body = str(build_model_card(folder, "org/tiny"))
+
+    assert "## Evaluation" in body
+    assert "against `base`, judged by recording-length-judge" in body
+    for method, per_split in results["win_rate"].items():
+        cells = " | ".join(
+            f"{100 * per_split[s]['win_rate']:.1f} (n={ITEMS})" for s in ("trained", "held_out")
+        )
+        assert f"| {method} | {cells} |" in body
+    assert "| trained | held_out |" in body

@@ -12,7 +12,7 @@ from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from langchain_fspo.errors import AdapterNotFoundError
 from langchain_fspo.hub import resolve_file
 from langchain_fspo.prompt_format import FORMAT_FILENAME, PromptFormat
-from tests.hub_fixtures import hub_server_fixture, set_hub_offline  # noqa: F401
+from tests.hub_fixtures import set_hub_offline
 from tests.hub_server import HubServer, git_blob_sha
 
 pytestmark = [pytest.mark.integration, pytest.mark.enable_socket]

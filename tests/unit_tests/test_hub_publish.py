@@ -19,7 +19,6 @@ from fspo_train import publish_cli
 from fspo_train.publish import REQUIRED_FILES, check_adapter_folder, publish_adapter
 from langchain_fspo.errors import AdapterNotFoundError
 from langchain_fspo.prompt_format import FORMAT_FILENAME, PromptFormat
-from tests.hub_fixtures import hub_server_fixture  # noqa: F401
 from tests.hub_server import HubServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.enable_socket]
