@@ -56,8 +56,11 @@ __all__ = [
     "MethodSpec",
     "build_eval_items",
     "find_stage1_adapter",
+    "generation_prompts",
     "load_records",
+    "render_item",
     "run_evaluation",
+    "tokenize_items",
 ]
 
 logger = logging.getLogger(__name__)
@@ -172,17 +175,79 @@ def build_eval_items(
     return items
 
 
-def render_item(fmt: PromptFormat, item: EvalItem, mode: PromptMode) -> RenderedPrompt:
-    """Render `item` for a prompt mode (swap point for `fspo_train.episodes` rendering)."""
+def render_item(
+    fmt: PromptFormat,
+    item: EvalItem,
+    mode: PromptMode,
+    *,
+    count_tokens: Callable[[str], int] | None = None,
+    reserve_tokens: int = 0,
+) -> RenderedPrompt:
+    """Render `item` for a prompt mode, through `PromptFormat.render` only.
+
+    `few_shot`: the user's shots (under RAT the true description is teacher-forced, as in
+    training); `zero_shot`: the question alone; `oracle`: the question and the true user
+    description. With `count_tokens`, the format's `max_prompt_tokens` budget applies.
+    """
+    kwargs: dict[str, Any] = {"count_tokens": count_tokens, "reserve_tokens": reserve_tokens}
     if mode == "few_shot":
         teacher = item.user_description if fmt.rationale == "user_description" else None
-        return fmt.render(list(item.shots), item.question, user_description=teacher)
+        return fmt.render(list(item.shots), item.question, user_description=teacher, **kwargs)
     if mode == "oracle":
         if not item.user_description:
             msg = f"User {item.user_id!r} has no user_description; the oracle baseline needs one."
             raise ValueError(msg)
-        return fmt.render([], item.question, user_description=item.user_description)
-    return fmt.render([], item.question)
+        return fmt.render([], item.question, user_description=item.user_description, **kwargs)
+    return fmt.render([], item.question, **kwargs)
+
+
+def tokenize_items(
+    fmt: PromptFormat, tokenizer: Any, items: Sequence[EvalItem], mode: PromptMode
+) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+    """Prompt, chosen-completion and rejected-completion token ids of each item.
+
+    Tokenized as training does (`fspo_train.scoring.prompt_ids` / `completion_ids`); over
+    the format's token budget the oldest shots are dropped, keeping room for the completion.
+    """
+    from fspo_train.scoring import completion_ids, prompt_ids, token_counter
+
+    counter = token_counter(fmt, tokenizer) if fmt.max_prompt_tokens else None
+    prompts, chosen, rejected = [], [], []
+    for item in items:
+        reserve = 0
+        if counter is not None:
+            reserve = max(
+                len(tokenizer(fmt.completion(text), add_special_tokens=False)["input_ids"]) + 1
+                for text in (item.chosen, item.rejected)
+            )
+        rendered = render_item(fmt, item, mode, count_tokens=counter, reserve_tokens=reserve)
+        prompt = prompt_ids(fmt, tokenizer, rendered)
+        prompts.append(prompt)
+        chosen.append(completion_ids(fmt, tokenizer, rendered, item.chosen, prompt))
+        rejected.append(completion_ids(fmt, tokenizer, rendered, item.rejected, prompt))
+    return prompts, chosen, rejected
+
+
+def generation_prompts(
+    fmt: PromptFormat,
+    tokenizer: Any,
+    items: Sequence[EvalItem],
+    mode: PromptMode,
+    *,
+    max_new_tokens: int = 0,
+) -> list[list[int]]:
+    """Prompt token ids to generate from, within the format's budget (if any)."""
+    from fspo_train.scoring import prompt_ids, token_counter
+
+    counter = token_counter(fmt, tokenizer) if fmt.max_prompt_tokens else None
+    return [
+        prompt_ids(
+            fmt,
+            tokenizer,
+            render_item(fmt, item, mode, count_tokens=counter, reserve_tokens=max_new_tokens),
+        )
+        for item in items
+    ]
 
 
 def find_stage1_adapter(adapter_dir: str | Path) -> Path | None:
@@ -280,36 +345,20 @@ class _Runner:
         self._logps: dict[tuple[str | None, PromptMode, str], tuple[list[float], list[float]]] = {}
         self._gens: dict[tuple[str | None, PromptMode, str], list[str]] = {}
 
-    def _prompts(self, items: Sequence[EvalItem], mode: PromptMode) -> list[RenderedPrompt]:
-        return [render_item(self.fmt, item, mode) for item in items]
-
     def logprobs(
         self, adapter: str | None, mode: PromptMode, split: str, items: Sequence[EvalItem]
     ) -> tuple[list[float], list[float]]:
         key = (adapter, mode, split)
         if key not in self._logps:
-            from fspo_train.scoring import completion_text, prompt_text
-
-            tok = self.policies.tokenizer
-            rendered = self._prompts(items, mode)
-            prompts = [prompt_text(self.fmt, r, tok) for r in rendered]
-            chosen = [
-                completion_text(self.fmt, r, i.chosen, tok)
-                for r, i in zip(rendered, items, strict=True)
-            ]
-            rejected = [
-                completion_text(self.fmt, r, i.rejected, tok)
-                for r, i in zip(rendered, items, strict=True)
-            ]
-            special = self.fmt.style == "paper"
-            label = f"log-probs {adapter or 'base'}/{mode}/{split}"
+            prompts, chosen, rejected = tokenize_items(
+                self.fmt, self.policies.tokenizer, items, mode
+            )
+            pairs = list(zip(prompts * 2, chosen + rejected, strict=True))
             with self.policies.use(adapter):
                 scores = self.policies.logprobs(
-                    prompts * 2,
-                    chosen + rejected,
-                    add_special_tokens=special,
+                    pairs,
                     batch_size=self.config.batch_size,
-                    desc=label,
+                    desc=f"log-probs {adapter or 'base'}/{mode}/{split}",
                 )
             self._logps[key] = (scores[: len(items)], scores[len(items) :])
         return self._logps[key]
@@ -319,15 +368,17 @@ class _Runner:
     ) -> list[str]:
         key = (adapter, mode, split)
         if key not in self._gens:
-            from fspo_train.scoring import prompt_text
-
-            tok = self.policies.tokenizer
-            prompts = [prompt_text(self.fmt, r, tok) for r in self._prompts(items, mode)]
+            prompts = generation_prompts(
+                self.fmt,
+                self.policies.tokenizer,
+                items,
+                mode,
+                max_new_tokens=self.config.max_new_tokens,
+            )
             with self.policies.use(adapter):
                 raw = self.policies.generate(
                     prompts,
                     max_new_tokens=self.config.max_new_tokens,
-                    add_special_tokens=self.fmt.style == "paper",
                     batch_size=self.config.batch_size,
                     desc=f"generating {adapter or 'base'}/{mode}/{split}",
                 )

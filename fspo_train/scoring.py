@@ -8,7 +8,7 @@ the base model with the adapters disabled.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,45 +16,86 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
+from langchain_fspo.errors import PromptFormatError
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
 
-__all__ = ["PolicySet", "completion_text", "prompt_text"]
+__all__ = ["PolicySet", "completion_ids", "prompt_ids", "token_counter"]
 
 logger = logging.getLogger(__name__)
 
 
-def prompt_text(fmt: PromptFormat, rendered: RenderedPrompt, tokenizer: Any) -> str:
-    """The exact text the model reads: raw text (paper) or the chat template applied (chat)."""
-    if fmt.style == "paper":
-        return rendered.text
-    fmt.check_chat_template(getattr(tokenizer, "chat_template", None))
-    text = tokenizer.apply_chat_template(
-        rendered.messages, tokenize=False, add_generation_prompt=True
+def _ids(encoded: Any) -> list[int]:
+    ids = encoded if isinstance(encoded, list) else encoded["input_ids"]
+    return [int(i) for i in ids]
+
+
+def _chat_ids(tokenizer: Any, messages: list[dict[str, Any]], *, generation: bool) -> list[int]:
+    return _ids(
+        tokenizer.apply_chat_template(
+            messages, add_generation_prompt=generation, tokenize=True, return_dict=True
+        )
     )
-    return str(text)
 
 
-def completion_text(
-    fmt: PromptFormat, rendered: RenderedPrompt, response: str, tokenizer: Any
-) -> str:
-    """The text scored after the prompt: `PromptFormat.completion` plus the end of the turn.
+def prompt_ids(fmt: PromptFormat, tokenizer: Any, rendered: RenderedPrompt) -> list[int]:
+    """The prompt token ids, as training and serving compute them.
 
-    Paper style appends the EOS token, as the official code does. Chat style takes the
-    assistant turn as the chat template writes it (end-of-turn token included).
+    `style="paper"`: the raw text without special tokens (no BOS, as the official code);
+    `style="chat"`: the chat template with the generation prompt (what TGI/vLLM send).
+    """
+    if fmt.style == "paper":
+        return _ids(tokenizer(rendered.text, add_special_tokens=False))
+    fmt.check_chat_template(getattr(tokenizer, "chat_template", None))
+    return _chat_ids(tokenizer, rendered.messages, generation=True)
+
+
+def token_counter(fmt: PromptFormat, tokenizer: Any) -> Callable[[str], int]:
+    """A `count_tokens` for `PromptFormat.render` counting exactly the prompt tokens sent."""
+    if fmt.style == "paper":
+        return lambda text: len(_ids(tokenizer(text, add_special_tokens=False)))
+    system = fmt.system_prompt
+
+    def count(countable: str) -> int:
+        messages: list[dict[str, Any]] = []
+        text = countable
+        if system:
+            text = countable[len(system) + 1 :]
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": text})
+        return len(_chat_ids(tokenizer, messages, generation=True))
+
+    return count
+
+
+def completion_ids(
+    fmt: PromptFormat,
+    tokenizer: Any,
+    rendered: RenderedPrompt,
+    response: str,
+    prompt: list[int] | None = None,
+) -> list[int]:
+    """Token ids of the completion scored after the prompt (`PromptFormat.completion`).
+
+    Paper style: the completion text + EOS, tokenized apart from the prompt. Chat style: the
+    rest of the template rendered with the assistant message appended (end of turn included).
     """
     completion = fmt.completion(response)
     if fmt.style == "paper":
-        return completion + (tokenizer.eos_token or "")
-    prompt = prompt_text(fmt, rendered, tokenizer)
-    full = str(
-        tokenizer.apply_chat_template(
-            [*rendered.messages, {"role": "assistant", "content": completion}], tokenize=False
+        if tokenizer.eos_token_id is None:
+            msg = "The tokenizer has no EOS token; `style='paper'` ends each response with EOS."
+            raise PromptFormatError(msg)
+        text_ids = _ids(tokenizer(completion, add_special_tokens=False))
+        return [*text_ids, int(tokenizer.eos_token_id)]
+    prompt = prompt if prompt is not None else prompt_ids(fmt, tokenizer, rendered)
+    messages = [*rendered.messages, {"role": "assistant", "content": completion}]
+    full = _chat_ids(tokenizer, messages, generation=False)
+    if full[: len(prompt)] != prompt:
+        msg = (
+            "The chat template renders the prompt differently when an assistant answer follows; "
+            "the completion cannot be scored as training scores it."
         )
-    )
-    if full.startswith(prompt):
-        return full[len(prompt) :]
-    logger.warning("The chat template does not extend the prompt; scoring the bare completion.")
-    return completion + (tokenizer.eos_token or "")
+        raise PromptFormatError(msg)
+    return full[len(prompt) :]
 
 
 class PolicySet:
@@ -63,8 +104,12 @@ class PolicySet:
     Example:
         ```python
         policies = PolicySet("meta-llama/Llama-3.2-1B-Instruct", {"fspo": "out/run"})
+        fmt = PromptFormat.from_pretrained("out/run")
+        rendered = fmt.render(shots, "Review 'Heat'.")
+        prompt = prompt_ids(fmt, policies.tokenizer, rendered)
+        answer = completion_ids(fmt, policies.tokenizer, rendered, "Tense!", prompt)
         with policies.use("fspo"):
-            logps = policies.logprobs(["prompt"], ["completion"])
+            (logp,) = policies.logprobs([(prompt, answer)])
         ```
     """
 
@@ -109,37 +154,8 @@ class PolicySet:
             self.model.set_adapter(adapter)
             yield
 
-    def _encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
-        ids = self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
-        return [int(i) for i in ids]
-
-    def encode_pairs(
-        self,
-        prompts: Sequence[str],
-        completions: Sequence[str],
-        *,
-        add_special_tokens: bool = True,
-    ) -> list[tuple[list[int], list[int]]]:
-        """Token ids of each (prompt, completion), tokenized apart as TRL does.
-
-        The prompt is encoded as the model reads it; the completion on its own, without
-        special tokens added.
-        """
-        if len(prompts) != len(completions):
-            msg = f"{len(prompts)} prompts but {len(completions)} completions."
-            raise ValueError(msg)
-        pairs = []
-        for prompt, completion in zip(prompts, completions, strict=True):
-            prompt_ids = self._encode(prompt, add_special_tokens=add_special_tokens)
-            completion_ids = self._encode(completion, add_special_tokens=False)
-            if not completion_ids:
-                msg = f"The completion {completion!r} has no tokens to score."
-                raise ValueError(msg)
-            pairs.append((prompt_ids, completion_ids))
-        return pairs
-
     def sequence_logprobs(self, batch: Sequence[tuple[list[int], list[int]]]) -> torch.Tensor:
-        """Summed completion log-probs of one batch of `encode_pairs` output (keeps grads)."""
+        """Summed completion log-probs of a batch of (prompt ids, completion ids); keeps grads."""
         pad = int(self.tokenizer.pad_token_id)
         width = max(len(p) + len(c) for p, c in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
@@ -158,15 +174,22 @@ class PolicySet:
     @torch.no_grad()
     def logprobs(
         self,
-        prompts: Sequence[str],
-        completions: Sequence[str],
+        pairs: Sequence[tuple[list[int], list[int]]],
         *,
-        add_special_tokens: bool = True,
         batch_size: int = 8,
         desc: str = "log-probs",
     ) -> list[float]:
-        """Sum of log π(completion token | prefix) over the completion tokens, per pair."""
-        pairs = self.encode_pairs(prompts, completions, add_special_tokens=add_special_tokens)
+        """Sum of log pi(completion token | prefix) over the completion tokens, per pair.
+
+        Args:
+            pairs: (prompt ids, completion ids), e.g. from `prompt_ids` / `completion_ids`.
+            batch_size: Sequences per forward pass.
+            desc: Progress bar label.
+        """
+        for prompt, completion in pairs:
+            if not completion:
+                msg = f"A completion has no tokens to score (prompt of {len(prompt)} tokens)."
+                raise ValueError(msg)
         out: list[float] = []
         starts = range(0, len(pairs), batch_size)
         for start in tqdm(starts, desc=desc, leave=False, disable=len(starts) <= 1):
@@ -177,16 +200,15 @@ class PolicySet:
     @torch.no_grad()
     def generate(
         self,
-        prompts: Sequence[str],
+        prompts: Sequence[list[int]],
         *,
         max_new_tokens: int = 128,
-        add_special_tokens: bool = True,
         batch_size: int = 8,
         desc: str = "generating",
     ) -> list[str]:
-        """Greedy completions of `prompts` (left-padded batches), special tokens removed."""
+        """Greedy completions of prompt token ids (left-padded batches), special tokens removed."""
         pad = int(self.tokenizer.pad_token_id)
-        encoded = [self._encode(p, add_special_tokens=add_special_tokens) for p in prompts]
+        encoded = list(prompts)
         out: list[str] = []
         for start in tqdm(range(0, len(encoded), batch_size), desc=desc, leave=False):
             batch = encoded[start : start + batch_size]

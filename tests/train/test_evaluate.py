@@ -16,12 +16,12 @@ import pytest
 
 from fspo_train.evaluate import (
     EvalConfig,
-    EvalItem,
     build_eval_items,
     find_stage1_adapter,
+    generation_prompts,
     load_records,
-    render_item,
     run_evaluation,
+    tokenize_items,
 )
 from fspo_train.records import PreferenceRecord
 from langchain_fspo.prompt_format import PromptFormat
@@ -153,21 +153,6 @@ def test_reference_equal_to_policy_gives_chance_accuracy(
         assert acc["margin"] == 0.0
 
 
-def _pair_ids(policies, fmt: PromptFormat, items: list[EvalItem]):
-    from fspo_train.scoring import completion_text, prompt_text
-
-    rendered = [render_item(fmt, item, "few_shot") for item in items]
-    prompts = [prompt_text(fmt, r, policies.tokenizer) for r in rendered]
-    pairs = list(zip(rendered, items, strict=True))
-    chosen = [completion_text(fmt, r, i.chosen, policies.tokenizer) for r, i in pairs]
-    rejected = [completion_text(fmt, r, i.rejected, policies.tokenizer) for r, i in pairs]
-    special = fmt.style == "paper"
-    return (
-        policies.encode_pairs(prompts, chosen, add_special_tokens=special),
-        policies.encode_pairs(prompts, rejected, add_special_tokens=special),
-    )
-
-
 @pytest.mark.parametrize(("towards", "expected"), [("chosen", 1.0), ("rejected", 0.0)])
 def test_policy_tuned_on_the_pairs_ranks_them_by_construction(
     tiny_model_dir: Path,
@@ -190,7 +175,9 @@ def test_policy_tuned_on_the_pairs_ranks_them_by_construction(
     items = build_eval_items(
         load_records(splits["held_out"]), split="held_out", num_shots=fmt.num_shots, max_items=4
     )
-    chosen, rejected = _pair_ids(policies, fmt, items)
+    prompts, chosen_ids, rejected_ids = tokenize_items(fmt, policies.tokenizer, items, "few_shot")
+    chosen = list(zip(prompts, chosen_ids, strict=True))
+    rejected = list(zip(prompts, rejected_ids, strict=True))
     with torch.no_grad(), policies.use(None):  # the reference: the base model
         ref_margin = policies.sequence_logprobs(chosen) - policies.sequence_logprobs(rejected)
     params = [p for n, p in policies.model.named_parameters() if "lora_" in n]
@@ -286,7 +273,7 @@ def test_each_method_generates_with_its_adapter_and_prompt(
     full_eval, run_dir: Path, ipo_dir: Path, tiny_model_dir: Path
 ) -> None:
     """Regenerate each method's answers directly and compare with what the judge saw."""
-    from fspo_train.scoring import PolicySet, prompt_text
+    from fspo_train.scoring import PolicySet
 
     _, out, _ = full_eval
     rows = [json.loads(line) for line in (out / "eval_generations.jsonl").read_text().splitlines()]
@@ -307,11 +294,9 @@ def test_each_method_generates_with_its_adapter_and_prompt(
     by_question = {(i.user_id, i.question): i for i in held_out}
     outputs: dict[str, list[str]] = {}
     for method, (adapter, mode) in [*wiring.items(), ("base", (None, "zero_shot"))]:
-        prompts = [
-            prompt_text(fmt, render_item(fmt, item, mode), policies.tokenizer) for item in held_out
-        ]
+        prompts = generation_prompts(fmt, policies.tokenizer, held_out, mode)
         with policies.use(adapter):
-            raw = policies.generate(prompts, max_new_tokens=6, add_special_tokens=False)
+            raw = policies.generate(prompts, max_new_tokens=6)
         outputs[method] = [fmt.parse_completion(t).response for t in raw]
     for method in wiring:
         seen = [r for r in rows if r["method"] == method and r["split"] == "held_out"]
@@ -414,3 +399,22 @@ def test_results_render_in_the_model_card(full_eval, run_dir: Path, tmp_path: Pa
         )
         assert f"| {method} | {cells} |" in body
     assert "| trained | held_out |" in body
+
+
+def test_prompt_budget_drops_the_oldest_shots(tiny_model_dir: Path, chat_format) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    items = build_eval_items(_records("trained"), split="trained", num_shots=2, max_items=3)
+    full, _, _ = tokenize_items(chat_format, tokenizer, items, "few_shot")
+    zero, _, _ = tokenize_items(chat_format, tokenizer, items, "zero_shot")
+    budget = max(len(z) for z in zero) + 24  # room for the question and the answer only
+    tight = chat_format.model_copy(update={"max_prompt_tokens": budget})
+
+    prompts, chosen, rejected = tokenize_items(tight, tokenizer, items, "few_shot")
+
+    for prompt, c, r, long in zip(prompts, chosen, rejected, full, strict=True):
+        assert len(prompt) < len(long)
+        assert len(prompt) + max(len(c), len(r)) <= budget
+    generation = generation_prompts(tight, tokenizer, items, "few_shot", max_new_tokens=8)
+    assert all(len(p) + 8 <= budget for p in generation)

@@ -172,3 +172,23 @@ def test_accuracy_tie_rule_and_margins() -> None:
     assert result.margin == pytest.approx(0.5 * (3.0 - 3.0 + 0.5) / 3)
     with pytest.raises(ValueError, match="beta"):
         implicit_reward_accuracy(pairs, beta=0)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "fspo_train.evaluate",
+        "fspo_train.judges",
+        "fspo_train.metrics",
+        "fspo_train.model_card",
+        "fspo_train.plots",
+        "fspo_train.publish",
+    ],
+)
+def test_docstring_examples_run(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
