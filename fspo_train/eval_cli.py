@@ -43,11 +43,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--split",
         action="append",
         type=_split,
-        required=True,
         metavar="NAME=JSONL",
-        help="a named set of users' preference records (repeat: trained=..., held_out=...)",
+        help=(
+            "a named set of users' preference records (repeat: trained=..., held_out=...); "
+            "default: the run's splits/ (test_questions as trained, test_users as held_out)"
+        ),
     )
-    parser.add_argument("--shots", type=Path, help="JSONL the shots are drawn from")
+    parser.add_argument(
+        "--shots", type=Path, help="extra JSONL the shots are drawn from (same user only)"
+    )
     parser.add_argument("--base-model", help="base model id or path (default: from the adapter)")
     parser.add_argument("--reference", type=Path, help="accuracy reference adapter")
     parser.add_argument("--pref-ft-adapter", type=Path, help="stage-1 adapter (default: found)")
@@ -131,6 +135,7 @@ def _say(line: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run `fspo eval` with parsed arguments; returns the exit code."""
     from fspo_train.evaluate import EvalConfig, run_evaluation
+    from langchain_fspo.errors import FSPOError
 
     win = not args.no_win_rate
     judge = load_judge(args.judge, args.judge_model) if win else None
@@ -142,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     config = EvalConfig(
         adapter=args.adapter,
-        splits=dict(args.split),
+        splits=dict(args.split) if args.split else None,
         shots=args.shots,
         base_model=args.base_model,
         reference=args.reference,
@@ -161,12 +166,11 @@ def run(args: argparse.Namespace) -> int:
         output_dir=args.output_dir,
         device=args.device,
     )
-    results = run_evaluation(
-        config,
-        judge=judge,
-        plot=not args.no_plot,
-        progress=_say,
-    )
+    try:
+        results = run_evaluation(config, judge=judge, plot=not args.no_plot, progress=_say)
+    except (ValueError, FSPOError) as e:
+        sys.stderr.write(f"fspo eval: {e}\n")
+        return 2
     out = config.output_dir or config.adapter
     for section, metric in (("win_rate", "win_rate"), ("accuracy", "accuracy")):
         for method, per_split in results[section].items():

@@ -30,7 +30,7 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -55,6 +55,7 @@ __all__ = [
     "EvalItem",
     "MethodSpec",
     "build_eval_items",
+    "default_splits",
     "find_stage1_adapter",
     "generation_prompts",
     "load_records",
@@ -139,8 +140,8 @@ def build_eval_items(
 ) -> list[EvalItem]:
     """One item per record: the record is the query, K shots come from the same user.
 
-    Shots are drawn (seeded) from `shot_records` when given (e.g. the users' training pairs),
-    else from the user's other records in `records`; never the query itself.
+    Shots are drawn (seeded) from the user's other records in `records` and in
+    `shot_records` (e.g. the users' training pairs); never a record with the query's question.
 
     Example:
         >>> recs = [
@@ -152,12 +153,14 @@ def build_eval_items(
         [2, 2, 2]
     """
     pool: dict[str, list[PreferenceRecord]] = defaultdict(list)
-    for record in shot_records if shot_records is not None else records:
-        pool[record.user_id].append(record)
+    for record in [*records, *(shot_records or [])]:
+        if record not in pool[record.user_id]:
+            pool[record.user_id].append(record)
     rng = random.Random(seed)  # noqa: S311 - sampling, not secrets
     items = []
     for record in records:
-        candidates = [r for r in pool[record.user_id] if r.question != record.question]
+        key = record.question_id or record.question
+        candidates = [r for r in pool[record.user_id] if (r.question_id or r.question) != key]
         shots = rng.sample(candidates, min(num_shots, len(candidates)))
         items.append(
             EvalItem(
@@ -271,10 +274,13 @@ class EvalConfig:
 
     adapter: Path
     """The FSPO adapter folder (with `fspo_format.json`)."""
-    splits: dict[str, Path]
-    """Split name -> preference JSONL of the users to evaluate (e.g. trained, held_out)."""
+    splits: dict[str, Path] | None = None
+    """Split name -> preference JSONL of the queries to evaluate (e.g. trained, held_out).
+    Default: the training run's `splits/` (`test_questions.jsonl` as `trained`: trained
+    users on held-out questions; `test_users.jsonl` as `held_out`: users never trained on)."""
     shots: Path | None = None
-    """Optional JSONL the shots are drawn from (default: the split's own records)."""
+    """JSONL of extra shot records (default: the run's `splits/train.jsonl` when the splits
+    are defaulted). Shots always come from the same user, never with the query's question."""
     base_model: str | None = None
     """Default: `fspo_format.json` `base_model_id`, else `adapter_config.json`."""
     reference: Path | None = None
@@ -299,7 +305,35 @@ class EvalConfig:
     output_dir: Path | None = None
     """Default: `adapter` (so `fspo publish` puts the results in the model card)."""
     device: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+SPLITS_DIRNAME = "splits"
+_DEFAULT_SPLITS = {"trained": "test_questions.jsonl", "held_out": "test_users.jsonl"}
+
+
+def default_splits(adapter_dir: str | Path) -> tuple[dict[str, Path], Path | None]:
+    """The evaluation splits a training run saved (`splits/`), and its shot pool.
+
+    Returns `({"trained": test_questions.jsonl, "held_out": test_users.jsonl}, train.jsonl)`,
+    leaving out empty or missing files.
+
+    Raises:
+        ValueError: The run saved no non-empty split.
+    """
+    folder = Path(adapter_dir) / SPLITS_DIRNAME
+    splits = {
+        name: folder / filename
+        for name, filename in _DEFAULT_SPLITS.items()
+        if (folder / filename).is_file() and (folder / filename).stat().st_size > 0
+    }
+    if not splits:
+        msg = (
+            f"No evaluation data given and {folder} holds no held-out split. Pass "
+            "--split NAME=JSONL, or train with `holdout_users` / `holdout_question_fraction`."
+        )
+        raise ValueError(msg)
+    train = folder / "train.jsonl"
+    return splits, (train if train.is_file() else None)
 
 
 def _adapter_base(adapter: Path) -> str | None:
@@ -441,6 +475,9 @@ def run_evaluation(
     if config.pref_ft_adapter is None:
         config.pref_ft_adapter = find_stage1_adapter(config.adapter)
     num_shots = fmt.num_shots if config.num_shots is None else config.num_shots
+    if config.splits is None:
+        config.splits, default_shots = default_splits(config.adapter)
+        config.shots = config.shots or default_shots
     shot_records = load_records(config.shots) if config.shots is not None else None
     items_by_split = {
         name: build_eval_items(

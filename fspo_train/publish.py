@@ -47,6 +47,10 @@ REQUIRED_FILES: dict[str, str] = {
 """Files a publishable folder must hold -> what they are and how to produce them."""
 
 IGNORE_PATTERNS: tuple[str, ...] = (
+    "checkpoints/**",
+    "splits/**",
+    "*.jsonl",
+    "**/*.jsonl",
     "checkpoint-*",
     "**/checkpoint-*/**",
     "checkpoint-*/**",
@@ -57,7 +61,8 @@ IGNORE_PATTERNS: tuple[str, ...] = (
     "runs/**",
     "**/.ipynb_checkpoints/**",
 )
-"""Trainer state that is never uploaded (checkpoints, optimizer, TensorBoard runs)."""
+"""Never uploaded: trainer state (checkpoints, optimizer, TensorBoard runs) and data files
+(`splits/`, any `*.jsonl`: users' preferences and eval generations stay private)."""
 
 
 @dataclass(frozen=True)

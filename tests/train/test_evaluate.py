@@ -418,3 +418,42 @@ def test_prompt_budget_drops_the_oldest_shots(tiny_model_dir: Path, chat_format)
         assert len(prompt) + max(len(c), len(r)) <= budget
     generation = generation_prompts(tight, tokenizer, items, "few_shot", max_new_tokens=8)
     assert all(len(p) + 8 <= budget for p in generation)
+
+
+def test_cli_eval_defaults_to_the_runs_saved_splits(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _copy(run_dir, tmp_path)
+    trained = _records("trained")
+    splits = out / "splits"
+    splits.mkdir()
+    _write_jsonl(splits / "train.jsonl", [r for r in trained if "tea" in r.question])
+    _write_jsonl(splits / "test_questions.jsonl", [r for r in trained if "cats" in r.question])
+    _write_jsonl(splits / "test_users.jsonl", _records("held_out"))
+
+    argv = ["eval", str(out), "--no-win-rate", "--methods", "fspo", "--max-items", "2"]
+    assert _cli(argv) == 0
+
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["splits"] == {"trained": 2, "held_out": 2}
+    assert set(results["accuracy"]["fspo"]) == {"trained", "held_out"}
+    assert results["win_rate"] == {}
+
+
+def test_saved_split_queries_take_shots_from_the_training_records() -> None:
+    trained = _records("trained")
+    queries = [r for r in trained if "cats" in r.question]
+    pool = [r for r in trained if "tea" in r.question]
+    items = build_eval_items(queries, split="trained", num_shots=2, shot_records=pool)
+    for item in items:
+        assert [s.prompt for s in item.shots] == ["What do you think about tea?"]
+
+
+def test_cli_eval_without_splits_says_what_to_pass(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _copy(run_dir, tmp_path)
+    assert _cli(["eval", str(out), "--no-win-rate"]) == 2
+    err = capsys.readouterr().err
+    assert "--split" in err
+    assert "holdout_users" in err

@@ -37,6 +37,13 @@ def _adapter_folder(root: Path, *, style: str = "paper", results: bool = False) 
     PromptFormat(style=style, num_shots=8, base_model_id=BASE).save_pretrained(folder)
     (folder / "checkpoint-10").mkdir()
     (folder / "checkpoint-10" / "optimizer.pt").write_bytes(b"state")
+    for private in (
+        "checkpoints/stage2/checkpoint-5/adapter_model.safetensors",
+        "splits/test_users.jsonl",
+        "eval_generations.jsonl",
+    ):
+        (folder / private).parent.mkdir(parents=True, exist_ok=True)
+        (folder / private).write_text("users' data or trainer state")
     stage1 = folder / "pref_ft"
     stage1.mkdir()
     (stage1 / "adapter_config.json").write_text(json.dumps(config))
@@ -67,6 +74,7 @@ def test_publish_uploads_adapter_format_and_card(hub_server: HubServer, tmp_path
     commit = hub_server.commits[0]
     assert commit.revision == "main"
     assert commit.oid == result.commit_oid
+    # Trainer state and data files (users' preferences, generations) are never uploaded.
     assert set(commit.files) == {*ADAPTER_FILES, "README.md", "pref_ft/adapter_config.json"}
     assert commit.files["adapter_model.safetensors"] == b"\x00weights" * 64
     assert PromptFormat.from_json(commit.files[FORMAT_FILENAME].decode()).num_shots == 8
