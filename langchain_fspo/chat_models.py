@@ -169,14 +169,15 @@ class ChatFSPO(BaseChatModel):
 
     Token usage:
         ```python
-        msg.usage_metadata  # {'input_tokens': ..., 'output_tokens': 16, 'total_tokens': ...}
+        print(msg.usage_metadata)  # {'input_tokens': ..., 'output_tokens': 16, ...}
         ```
 
     Response metadata:
         ```python
-        msg.response_metadata
-        # {'model_name': 'adapter', 'user_id': 'ada', 'example_ids': ['...'],
-        #  'finish_reason': 'length', 'backend': 'local', ...}
+        print(msg.response_metadata)
+        # {'model_name': 'adapter', 'adapter': 'adapter', 'user_id': 'ada',
+        #  'example_ids': ['...'], 'num_shots': 1, 'dropped_shots': 0,
+        #  'prompt_style': 'chat', 'finish_reason': 'length', 'backend': 'local'}
         ```
     """
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.chat_models import ChatFSPO
@@ -234,16 +234,18 @@ def test_user_resolution_order(memory: PreferenceMemory) -> None:
 def test_user_from_config_reaches_stream_batch_and_async(memory: PreferenceMemory) -> None:
     backend = ScriptedBackend()
     model = _model(backend, memory=memory)
-    cfg = {"configurable": {"user_id": "bob"}}
+    cfg: RunnableConfig = {"configurable": {"user_id": "bob"}}
     chunks = list(model.stream("Q?", config=cfg))
     assert chunks[-1].response_metadata["user_id"] == "bob"
-    batch = model.batch(["Q?", "Q?"], config=[cfg, {"configurable": {"user_id": "ada"}}])
+    batch = model.batch(["Q?", "Q?"], config=[cfg, RunnableConfig(configurable={"user_id": "ada"})])
     assert [m.response_metadata["user_id"] for m in batch] == ["bob", "ada"]
 
     async def run() -> list[str | None]:
         one = await model.ainvoke("Q?", config=cfg)
         streamed = [c async for c in model.astream("Q?", config=cfg)]
-        many = await model.abatch(["Q?", "Q?"], config=[{"configurable": {"user_id": "ada"}}, cfg])
+        many = await model.abatch(
+            ["Q?", "Q?"], config=[RunnableConfig(configurable={"user_id": "ada"}), cfg]
+        )
         return [
             one.response_metadata["user_id"],
             streamed[-1].response_metadata["user_id"],
@@ -251,7 +253,16 @@ def test_user_from_config_reaches_stream_batch_and_async(memory: PreferenceMemor
         ]
 
     assert asyncio.run(run()) == ["bob", "bob", "ada", "bob"]
-    assert _users_seen(backend) == ["BOB", "BOB", "ADA", "BOB", "BOB", "ADA", "BOB"]
+
+    async def events() -> list[Any]:
+        return [
+            e["data"]["output"].response_metadata["user_id"]
+            async for e in model.astream_events("Q?", config=cfg, version="v2")
+            if e["event"] == "on_chat_model_end"
+        ]
+
+    assert asyncio.run(events()) == ["bob"]
+    assert _users_seen(backend) == ["BOB", "BOB", "ADA", "BOB", "BOB", "ADA", "BOB", "BOB"]
 
 
 @pytest.mark.parametrize("user_id", [None, "nobody"])
@@ -392,8 +403,8 @@ def test_streaming_field_routes_invoke_through_stream() -> None:
     from langchain_core.callbacks import BaseCallbackHandler
 
     class Collect(BaseCallbackHandler):
-        def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-            tokens.append(token)
+        def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:
+            tokens.append(str(token))
 
     message = _model(backend, streaming=True).invoke("Q?", config={"callbacks": [Collect()]})
     assert message.content == "Streamed."
@@ -468,10 +479,10 @@ def test_from_pretrained_detects_chat_template_drift(tmp_path: Path) -> None:
     )
     folder = _adapter_folder(tmp_path, fmt)
     backend = ScriptedBackend()
-    backend.chat_template = "{{ served }}"  # type: ignore[attr-defined]
+    backend.chat_template = "{{ served }}"
     with pytest.raises(PromptFormatError, match="drift"):
         ChatFSPO.from_pretrained(folder, backend=backend)
-    backend.chat_template = "{{ trained }}"  # type: ignore[attr-defined]
+    backend.chat_template = "{{ trained }}"
     assert ChatFSPO.from_pretrained(folder, backend=backend).prompt_format == fmt
 
 
