@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import cache
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -70,6 +71,11 @@ class PersonaAddition(_Out):
     addition: Text
 
 
+@cache
+def _schema_json(schema: type[BaseModel]) -> str:
+    return json.dumps(schema.model_json_schema(), sort_keys=True)
+
+
 class OutputParser(Protocol):
     """Turns a model's raw answer into the stage's output dict, or raises `OutputParseError`."""
 
@@ -96,7 +102,7 @@ class JsonOutput:
 
     def schema_json(self) -> str:
         """The JSON schema shown to the model in the prompt."""
-        return json.dumps(self.schema.model_json_schema(), sort_keys=True)
+        return _schema_json(self.schema)
 
     def parse(self, text: str) -> dict[str, Any]:
         """Parse `text` (a JSON object, optionally in one code fence) into the schema."""
