@@ -70,6 +70,8 @@ def load_chat_model(spec: ModelLike, *, temperature: float | None = None) -> Bas
             raise SynthConfigError(msg)
         kwargs["base_url"] = base_url
         kwargs["api_key"] = os.environ.get("OPENAI_API_KEY", "EMPTY")
+        if model.startswith("openai:"):
+            kwargs["http_async_client"] = _fresh_async_client()
     from langchain.chat_models import init_chat_model
 
     try:
@@ -81,6 +83,18 @@ def load_chat_model(spec: ModelLike, *, temperature: float | None = None) -> Bas
         msg = f"Model spec {spec!r} did not give a chat model."
         raise SynthConfigError(msg)
     return built
+
+
+def _fresh_async_client() -> Any:
+    """A new async HTTP client for `ChatOpenAI`.
+
+    `langchain-openai` caches one default async client per base URL for the whole process; its
+    pooled connections belong to the event loop that opened them, so a second `run_synth` (a new
+    `asyncio.run`) in the same process would reuse dead connections and fail requests.
+    """
+    import openai
+
+    return openai.DefaultAsyncHttpxClient()
 
 
 def _from_factory(spec: str, kwargs: dict[str, Any]) -> BaseChatModel:
