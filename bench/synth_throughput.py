@@ -40,7 +40,10 @@ def _start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.synth.server", "--latency", str(latency)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()
@@ -53,7 +56,10 @@ def _one_run(spec: str, concurrency: int, args: argparse.Namespace) -> dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         run = SynthRun(
-            domain=domain, out=out, generators=[spec], labeller=spec,
+            domain=domain,
+            out=out,
+            generators=[spec],
+            labeller=spec,
             settings=RunnerSettings(concurrency=concurrency, progress=False, fsync=True),
         )
         start = time.perf_counter()
@@ -96,7 +102,14 @@ def _machine() -> dict[str, Any]:
 
 def _versions() -> dict[str, str]:
     out = {}
-    for pkg in ("langchain-fspo", "langchain-core", "langchain-openai", "openai", "httpx", "pydantic"):
+    for pkg in (
+        "langchain-fspo",
+        "langchain-core",
+        "langchain-openai",
+        "openai",
+        "httpx",
+        "pydantic",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -120,7 +133,7 @@ def _summarise(runs: list[dict[str, Any]], concurrencies: list[int]) -> dict[str
         "by_concurrency": summary,
         "speedup_records_per_s": round(speedup, 2),
         "target": f"concurrency {high} >= 20x concurrency {low}",
-        "passed": speedup >= 20,  # noqa: PLR2004
+        "passed": speedup >= 20,
     }
 
 
@@ -181,13 +194,18 @@ def main() -> int:
     lines = [
         "# fspo synth throughput",
         "",
-        f"{result['date']} on {result['machine']['cpu']} ({result['machine']['cpu_count']} cores, "
-        f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after), "
-        f"Python {result['machine']['python']}.",
+        (
+            f"{result['date']} on {result['machine']['cpu']} "
+            f"({result['machine']['cpu_count']} cores, "
+            f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after), "
+            f"Python {result['machine']['python']}."
+        ),
         f"Versions: {', '.join(f'{k} {v}' for k, v in result['versions'].items())}.",
         "",
-        f"{result['setup']['domain']}; {result['setup']['client']}; "
-        f"median of {args.repeats} runs. Records identical across all runs: {same_records}.",
+        (
+            f"{result['setup']['domain']}; {result['setup']['client']}; "
+            f"median of {args.repeats} runs. Records identical across all runs: {same_records}."
+        ),
         "",
         "| server latency | concurrency | records/s | requests/s | wall s |",
         "|---:|---:|---:|---:|---:|",

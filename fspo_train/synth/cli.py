@@ -1,4 +1,4 @@
-"""`fspo synth`: run the synthetic preference data pipeline from the command line.
+r"""`fspo synth`: run the synthetic preference data pipeline from the command line.
 
 Example:
     ```console
@@ -43,13 +43,17 @@ _OVERRIDES = {
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--domain", required=True,
+        "--domain",
+        required=True,
         help=f"packaged domain ({', '.join(available_domains())}) or a .yaml/.json config path",
     )
     p.add_argument("--out", required=True, help="run folder (created; reused to resume)")
     models = p.add_argument_group("models (init_chat_model specs; see fspo_train.synth.models)")
     models.add_argument(
-        "--generator", action="append", required=True, metavar="SPEC",
+        "--generator",
+        action="append",
+        required=True,
+        metavar="SPEC",
         help="response generator, repeatable: 'openai:gpt-4o-mini', "
         "'openai:NAME@http://127.0.0.1:8000/v1' (OpenAI-compatible server), "
         "'factory:pkg.module:fn'",
@@ -57,7 +61,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     models.add_argument("--labeller", required=True, metavar="SPEC", help="pairwise labeller")
     models.add_argument("--refiner", metavar="SPEC", help="persona refiner (default: labeller)")
     models.add_argument(
-        "--question-writer", metavar="SPEC",
+        "--question-writer",
+        metavar="SPEC",
         help="writes personas, questions, views (default: first generator)",
     )
     models.add_argument("--generator-temperature", type=float, default=1.0)

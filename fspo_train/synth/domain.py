@@ -174,7 +174,9 @@ class DomainConfig(_Cfg):
                 msg = f"Unknown domain override {key!r}; known: {sorted([*sections, *data])}."
                 raise SynthConfigError(msg)
             if key == "personas_per_combination" and self.users.kind != "traits":
-                msg = f"--personas-per-combination needs a trait domain; {self.name} has fixed users."
+                msg = (
+                    f"--personas-per-combination needs a trait domain; {self.name} has fixed users."
+                )
                 raise SynthConfigError(msg)
             if section is None:
                 data[key] = value
@@ -194,7 +196,9 @@ def _validate(data: Any, where: str) -> DomainConfig:
 def available_domains() -> list[str]:
     """Names of the packaged domain configs."""
     folder = resources.files("fspo_train.synth") / "domains"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def load_domain(name_or_path: str | Path) -> DomainConfig:

@@ -1,9 +1,9 @@
 """Deterministic ids and random generators derived from the run seed and a work item's key.
 
-Every random choice of the pipeline (which seeds a batch shows, which responses form a pair, which
-users are held out, ...) draws from `rng(seed, *key)`, a generator seeded from a hash of the run seed
-and the choice's own key. Choices therefore do not depend on the order in which concurrent work
-finishes, and a resumed run makes exactly the choices an uninterrupted run makes.
+Every random choice of the pipeline (which seeds a batch shows, which responses form a pair,
+which users are held out, ...) draws from `rng(seed, *key)`, a generator seeded from a hash of the
+run seed and the choice's own key. Choices therefore do not depend on the order in which
+concurrent work finishes, and a resumed run makes exactly the choices an uninterrupted run makes.
 """
 
 from __future__ import annotations

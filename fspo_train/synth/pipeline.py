@@ -49,7 +49,11 @@ _COUNT_FIELDS = {
     "users": ("personas_per_combination",),
 }
 _TOP_COUNTS = (
-    "refine_rounds", "refine_pairs_per_call", "disagreement_threshold", "max_users", "splits"
+    "refine_rounds",
+    "refine_pairs_per_call",
+    "disagreement_threshold",
+    "max_users",
+    "splits",
 )
 
 
@@ -119,9 +123,7 @@ def _check_manifest(run_dir: Path, identity: dict[str, Any], domain: DomainConfi
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
         if old.get("identity") != identity:
-            keys = sorted(
-                k for k in identity if old.get("identity", {}).get(k) != identity[k]
-            )
+            keys = sorted(k for k in identity if old.get("identity", {}).get(k) != identity[k])
             msg = (
                 f"{run_dir} was created with a different {', '.join(keys)}; resuming would mix "
                 "incompatible data. Use a new --out folder (or delete this one)."

@@ -58,10 +58,7 @@ class SynthPrompt:
         """Render the template; missing or unknown variables raise `SynthConfigError`."""
         expected = set(self._compiled.input_variables)
         if set(variables) != expected:
-            msg = (
-                f"Prompt {self.ref} takes variables {sorted(expected)}, "
-                f"got {sorted(variables)}."
-            )
+            msg = f"Prompt {self.ref} takes variables {sorted(expected)}, got {sorted(variables)}."
             raise SynthConfigError(msg)
         return self._compiled.format(**variables)
 

@@ -37,8 +37,8 @@ def _stage_stats(ctx: SynthContext) -> tuple[dict[str, Any], dict[str, Any]]:
                 for key in _USAGE_KEYS:
                     stats[key] += usage.get(key, 0)
                     if model:
-                        per_model.setdefault(model, dict.fromkeys(_USAGE_KEYS, 0))[key] += usage.get(
-                            key, 0
+                        per_model.setdefault(model, dict.fromkeys(_USAGE_KEYS, 0))[key] += (
+                            usage.get(key, 0)
                         )
             stages[filename.removesuffix(".jsonl")] = stats
     return stages, per_model
@@ -138,9 +138,11 @@ def _markdown(report: dict[str, Any]) -> str:
             f"order swap ({rate}), {f['unexplained']} unexplained by the description"
         )
     lines += [
-        f"- records kept: {rec.get('records', 0)}; dropped: {rec.get('order_inconsistent', 0)} "
-        f"order-inconsistent, {rec.get('label_failed', 0)} with a failed label, "
-        f"{rec.get('invalid', 0)} invalid",
+        (
+            f"- records kept: {rec.get('records', 0)}; dropped: {rec.get('order_inconsistent', 0)} "
+            f"order-inconsistent, {rec.get('label_failed', 0)} with a failed label, "
+            f"{rec.get('invalid', 0)} invalid"
+        ),
         f"- per split: {rec.get('per_split', {})}",
         "",
         "## Persona refinement",
@@ -159,7 +161,11 @@ def _markdown(report: dict[str, Any]) -> str:
     lines.append(
         f"Mean {mean} over {d.get('user_pairs_compared', 0)} user pairs, threshold "
         f"{d.get('threshold')}: "
-        + ("**flagged for regeneration**." if d.get("needs_regeneration") else "within the threshold.")
+        + (
+            "**flagged for regeneration**."
+            if d.get("needs_regeneration")
+            else "within the threshold."
+        )
     )
     if report["heatmap"]:
         lines += ["", "![disagreement](disagreement.png)"]
@@ -197,7 +203,9 @@ def run_report(
         "labels": {"initial": _flip_rate(initial), "final": _flip_rate(final)},
         "records": records,
         "refinement": _refinement(ctx),
-        "disagreement": {k: v for k, v in disagreement.items() if k not in {"matrix", "shared_pairs"}},
+        "disagreement": {
+            k: v for k, v in disagreement.items() if k not in {"matrix", "shared_pairs"}
+        },
         "heatmap": heatmap,
         "examples": _examples(ctx, examples_per_user, max_example_users),
     }

@@ -167,17 +167,17 @@ async def _invoke(
                 msg = f"The model server refused the credentials (HTTP {code}): {e}"
                 raise InferenceServerError(msg) from e
             if code in _CLIENT_ERRORS:
-                raise _ItemError(f"HTTP {code}: {e}", final=True) from e
+                msg_0 = f"HTTP {code}: {e}"
+                raise _ItemError(msg_0, final=True) from e
             if retry == settings.max_retries:
-                raise _ItemError(f"{type(e).__name__}: {e}", final=False) from e
+                msg_0 = f"{type(e).__name__}: {e}"
+                raise _ItemError(msg_0, final=False) from e
             delay = min(settings.backoff_max, settings.backoff_base * 2**retry)
             delay *= 0.5 + jitter.random()
             logger.debug("request failed (%s), retry %d in %.2fs", e, retry + 1, delay)
             await asyncio.sleep(delay)
             continue
         usage.add(answer)
-        if not isinstance(answer, AIMessage):  # pragma: no cover - chat models return AIMessage
-            raise _ItemError(f"model returned {type(answer).__name__}", final=True)
         return answer
     raise AssertionError  # pragma: no cover - the loop returns or raises
 
@@ -259,8 +259,12 @@ async def run_items(
     consecutive = 0
     stop = asyncio.Event()
     bar = tqdm(
-        total=len(items), initial=outcome.skipped, desc=stage, unit="req",
-        disable=not settings.progress, dynamic_ncols=True,
+        total=len(items),
+        initial=outcome.skipped,
+        desc=stage,
+        unit="req",
+        disable=not settings.progress,
+        dynamic_ncols=True,
     )
 
     async def worker() -> None:

@@ -1,11 +1,12 @@
 """Append-only JSONL files keyed by work-item id: the unit of resumption.
 
-Each stage appends one JSON object per finished work item. Every line is written and flushed to the
-operating system before `append` returns, so a killed process loses at most the line being
-written; with `fsync=True` a background thread also fsyncs the file after every append, coalescing
-appends that arrive while an fsync is running (group commit), so that a power loss loses at most
-the last few milliseconds without the event loop ever waiting on the disk. On open, a half-written last line (no
-trailing newline, or not valid JSON) is cut off; ids already present are skipped by the runner.
+Each stage appends one JSON object per finished work item. Every line is written and flushed to
+the operating system before `append` returns, so a killed process loses at most the line being
+written; with `fsync=True` a background thread also fsyncs the file after every append,
+coalescing appends that arrive while an fsync is running (group commit), so that a power loss
+loses at most the last few milliseconds without the event loop ever waiting on the disk. On open,
+a half-written last line (no trailing newline, or not valid JSON) is cut off; ids already present
+are skipped by the runner.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ class JsonlStore:
         self._rows[item_id] = row
 
     def close(self) -> None:
-        """fsync (when enabled) and close the file (appending again reopens it)."""
+        """Fsync (when enabled) and close the file (appending again reopens it)."""
         if self._syncer is not None:
             self._syncer.stop()
             self._syncer = None
@@ -162,7 +163,10 @@ class _Syncer:
             self._wanted.wait()
             self._wanted.clear()
             closing = self._closing  # read before the fsync: it then covers every write
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError:  # the file was closed without `close()` (garbage collected)
+                return
             if closing:
                 return
 

@@ -1,5 +1,6 @@
-"""Deterministic answers by rule to the pipeline's prompts (shared by the scripted chat model and
-the fixed-latency OpenAI-compatible test server).
+"""Deterministic answers by rule to the pipeline's prompts.
+
+Shared by the scripted chat model and the fixed-latency OpenAI-compatible test server.
 
 The rules recognise each prompt by the output schema it embeds (or by its tags, for free text):
 
@@ -21,8 +22,14 @@ import json
 import re
 
 STYLES = (
-    "practical", "humorous", "scientific", "historical",
-    "frugal", "adventurous", "traditional", "minimalist",
+    "practical",
+    "humorous",
+    "scientific",
+    "historical",
+    "frugal",
+    "adventurous",
+    "traditional",
+    "minimalist",
 )
 _WORD = re.compile(r"[a-z]+")
 
@@ -53,16 +60,16 @@ def _persona(prompt: str) -> str:
 
 
 def _questions(prompt: str) -> str:
-    n = int(re.search(r"Write (\d+)", prompt).group(1))  # type: ignore[union-attr]
+    n = int(re.search(r"Write (\d+)", prompt).group(1))
     persona = _tag(prompt, "persona")
     batch = re.search(r"\(batch (\d+)\)", prompt)
-    key = persona if persona else f"batch {batch.group(1) if batch else 0}"
+    key = persona or f"batch {batch.group(1) if batch else 0}"
     tag = _h(key) % 100000
     return json.dumps({"questions": [f"What should I do about topic {tag}-{i}?" for i in range(n)]})
 
 
 def _views(prompt: str) -> str:
-    n = int(re.search(r"List (\d+)", prompt).group(1))  # type: ignore[union-attr]
+    n = int(re.search(r"List (\d+)", prompt).group(1))
     start = _h(_tag(prompt, "question")) % len(STYLES)
     styles = [STYLES[(start + i) % len(STYLES)] for i in range(min(n, len(STYLES)))]
     return json.dumps({"views": [f"a {s} approach" for s in styles]})

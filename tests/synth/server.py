@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from tests.synth.rules import answer
 
@@ -129,7 +129,7 @@ class FixedLatencyServer:
         """Completions served so far."""
         return self._server.requests
 
-    def __enter__(self) -> FixedLatencyServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     server = _Server(("127.0.0.1", args.port), args.latency)
-    print(f"http://127.0.0.1:{server.server_address[1]}/v1", flush=True)  # noqa: T201
+    print(f"http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     server.serve_forever()
 
 

@@ -55,7 +55,9 @@ def test_records_validate_and_splits_are_disjoint(reference_run):
 def test_order_inconsistent_pairs_are_dropped(reference_run):
     run_dir, summary = reference_run
     records = _rows(run_dir / "records.jsonl")
-    kept = {(r["user_id"], r["provenance"]["pair_id"], r["provenance"]["label_round"]) for r in records}
+    kept = {
+        (r["user_id"], r["provenance"]["pair_id"], r["provenance"]["label_round"]) for r in records
+    }
     flipped = 0
     for round_, filename in ((0, "labels.jsonl"), (1, "relabels.jsonl"), (2, "relabels.jsonl")):
         for (user, pair), verdict in _labels_by_user_pair(run_dir, filename, round_).items():
@@ -75,7 +77,9 @@ def test_refinement_changes_persona_and_relabels(reference_run):
     assert refinements
     user = refinements[0]["meta"]["user_id"]
     seed_description = f"{seeds[user]['name']}: {seeds[user]['description']}"
-    final = {r["user_description"] for r in _rows(run_dir / "records.jsonl") if r["user_id"] == user}
+    final = {
+        r["user_description"] for r in _rows(run_dir / "records.jsonl") if r["user_id"] == user
+    }
     assert len(final) == 1
     (description,) = final
     assert description != seed_description
@@ -137,7 +141,12 @@ def test_accounting_and_report(reference_run):
 def test_same_seed_same_bytes(reference_run, tmp_path):
     run_dir, _ = reference_run
     again = tmp_path / "again"
-    run_synth(make_run(again, settings=RunnerSettings(concurrency=7, backoff_base=0, progress=False, fsync=False)))
+    run_synth(
+        make_run(
+            again,
+            settings=RunnerSettings(concurrency=7, backoff_base=0, progress=False, fsync=False),
+        )
+    )
     for name in OUTPUT_FILES:
         assert (again / name).read_bytes() == (run_dir / name).read_bytes(), name
 
@@ -145,7 +154,7 @@ def test_same_seed_same_bytes(reference_run, tmp_path):
 def test_rerunning_a_finished_run_sends_no_request(reference_run, tmp_path, monkeypatch):
     import shutil
 
-    import tests.synth.scripted as scripted
+    from tests.synth import scripted
 
     run_dir, _ = reference_run
     copy = tmp_path / "copy"
@@ -194,7 +203,9 @@ def test_persona_steering_domains_run_end_to_end(tmp_path):
         settings=RunnerSettings(concurrency=4, progress=False, fsync=False),
     )
     summary = run_synth(run)
-    records = [PreferenceRecord.model_validate(r) for r in _rows(tmp_path / "reviews" / "records.jsonl")]
+    records = [
+        PreferenceRecord.model_validate(r) for r in _rows(tmp_path / "reviews" / "records.jsonl")
+    ]
     assert summary["users"] == 8
     assert records
     interpolated = {"positive+concise", "positive+verbose", "negative+concise", "negative+verbose"}

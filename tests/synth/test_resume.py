@@ -1,5 +1,7 @@
-"""Resumption: a run killed with SIGKILL mid-stage, started again, gives the records of an
-uninterrupted run byte for byte, and neither repeats nor loses finished work."""
+"""Resumption: a run killed with SIGKILL mid-stage, started again, gives the same records.
+
+Byte for byte the records of an uninterrupted run, and neither repeats nor loses finished work.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +21,13 @@ from tests.synth.conftest import REPO_ROOT, SCRIPTED, TINY_DOMAIN, make_run
 
 COMPARED = ("records.jsonl", "train.jsonl", "test.jsonl", "splits.json", "disagreement.json")
 STAGE_FILES = (
-    "personas.jsonl", "questions.jsonl", "views.jsonl", "responses.jsonl",
-    "labels.jsonl", "refinements.jsonl", "relabels.jsonl",
+    "personas.jsonl",
+    "questions.jsonl",
+    "views.jsonl",
+    "responses.jsonl",
+    "labels.jsonl",
+    "refinements.jsonl",
+    "relabels.jsonl",
 )
 
 
@@ -28,12 +35,27 @@ def _cli(out: Path, latency: str = "0.02") -> subprocess.Popen[bytes]:
     """`fspo synth` in a subprocess; the latency makes it slow enough to be killed mid-stage."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "SCRIPTED_LATENCY_S": latency}
     cmd = [
-        sys.executable, "-m", "fspo_train.synth", "synth",
-        "--domain", str(TINY_DOMAIN), "--out", str(out),
-        "--generator", SCRIPTED, "--labeller", SCRIPTED,
-        "--concurrency", "4", "--backoff", "0", "--no-progress",
+        sys.executable,
+        "-m",
+        "fspo_train.synth",
+        "synth",
+        "--domain",
+        str(TINY_DOMAIN),
+        "--out",
+        str(out),
+        "--generator",
+        SCRIPTED,
+        "--labeller",
+        SCRIPTED,
+        "--concurrency",
+        "4",
+        "--backoff",
+        "0",
+        "--no-progress",
     ]
-    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def _lines(path: Path) -> int:
@@ -44,7 +66,7 @@ def _kill_when(proc: subprocess.Popen[bytes], path: Path, lines: int) -> None:
     deadline = time.monotonic() + 120
     while _lines(path) < lines:
         if proc.poll() is not None:
-            out, err = proc.communicate()
+            _out, err = proc.communicate()
             pytest.fail(f"the run ended before it could be killed: {err.decode()[-2000:]}")
         if time.monotonic() > deadline:
             proc.kill()

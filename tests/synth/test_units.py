@@ -1,4 +1,4 @@
-"""Unit tests of the pipeline's parts: store, parsers, prompts, domains, model specs, runner, CLI."""
+"""Unit tests of the pipeline's parts: store, parsers, prompts, domains, models, runner, CLI."""
 
 from __future__ import annotations
 
@@ -108,8 +108,16 @@ def test_text_parser_limits():
 def test_every_prompt_is_a_versioned_packaged_file():
     refs = available_prompts()
     expected = {
-        "persona", "questions", "specific_questions", "views", "response_persona",
-        "response_view", "label", "refine", "repair_json", "repair_text",
+        "persona",
+        "questions",
+        "specific_questions",
+        "views",
+        "response_persona",
+        "response_view",
+        "label",
+        "refine",
+        "repair_json",
+        "repair_text",
     }
     assert {r.split("@")[0] for r in refs} == expected
     for ref in refs:
@@ -191,8 +199,8 @@ def test_domain_overrides_and_errors(tmp_path):
 def test_model_specs():
     model = load_chat_model("openai:served-name@http://127.0.0.1:9/v1", temperature=0.7)
     assert type(model).__name__ == "ChatOpenAI"
-    assert model.openai_api_base == "http://127.0.0.1:9/v1"  # type: ignore[attr-defined]
-    assert model.temperature == 0.7  # type: ignore[attr-defined]
+    assert model.openai_api_base == "http://127.0.0.1:9/v1"
+    assert model.temperature == 0.7
     scripted = load_chat_model("factory:tests.synth.scripted:make_model", temperature=1.0)
     assert isinstance(scripted, ScriptedChatModel)
     assert scripted.temperature == 1.0
@@ -221,12 +229,14 @@ class _Flaky(BaseChatModel):
     def _llm_type(self) -> str:
         return "flaky"
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         raise NotImplementedError
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: Any = None,
-                         run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         await asyncio.sleep(self.delay)
@@ -235,7 +245,9 @@ class _Flaky(BaseChatModel):
         if isinstance(answer, BaseException):
             raise answer
         usage = {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(answer, usage_metadata=usage))])
+        return ChatResult(
+            generations=[ChatGeneration(message=AIMessage(answer, usage_metadata=usage))]
+        )
 
 
 class _HTTPError(Exception):
@@ -247,8 +259,11 @@ class _HTTPError(Exception):
 def _items(n: int) -> list[WorkItem]:
     return [
         WorkItem(
-            id=f"v-{i}", model="m", prompt=load_prompt("views"),
-            variables={"question": f"q{i}", "n": "1"}, parser=JsonOutput(ViewsOut),
+            id=f"v-{i}",
+            model="m",
+            prompt=load_prompt("views"),
+            variables={"question": f"q{i}", "n": "1"},
+            parser=JsonOutput(ViewsOut),
         )
         for i in range(n)
     ]
@@ -265,11 +280,19 @@ def test_malformed_answers_are_repaired_or_counted(tmp_path):
     outcome = _run(model, store, n=2, max_attempts=3, concurrency=1)
     assert (outcome.ok, outcome.failed) == (1, 1)
     ok, failed = store.get("v-0"), store.get("v-1")
-    assert ok["output"] == {"views": ["a"]} and ok["attempts"] == 2
-    assert ok["usage"] == {"requests": 2, "input_tokens": 6, "output_tokens": 4,
-                           "total_tokens": 10, "missing_usage": 0}
-    assert failed["status"] == "failed" and failed["output"] is None
-    assert failed["attempts"] == 3 and "attempt 3" in failed["error"]
+    assert ok["output"] == {"views": ["a"]}
+    assert ok["attempts"] == 2
+    assert ok["usage"] == {
+        "requests": 2,
+        "input_tokens": 6,
+        "output_tokens": 4,
+        "total_tokens": 10,
+        "missing_usage": 0,
+    }
+    assert failed["status"] == "failed"
+    assert failed["output"] is None
+    assert failed["attempts"] == 3
+    assert "attempt 3" in failed["error"]
 
 
 def test_transport_errors_are_retried_then_left_for_the_next_run(tmp_path):
@@ -320,8 +343,23 @@ def test_register_adds_the_synth_subcommand():
     parser = argparse.ArgumentParser(prog="fspo")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        ["synth", "--domain", "elix", "--out", "x", "--generator", "a:b", "--generator", "c:d",
-         "--labeller", "e:f", "--questions", "7", "--concurrency", "32"]
+        [
+            "synth",
+            "--domain",
+            "elix",
+            "--out",
+            "x",
+            "--generator",
+            "a:b",
+            "--generator",
+            "c:d",
+            "--labeller",
+            "e:f",
+            "--questions",
+            "7",
+            "--concurrency",
+            "32",
+        ]
     )
     assert args.generator == ["a:b", "c:d"]
     assert (args.questions, args.concurrency) == (7, 32)
@@ -329,17 +367,46 @@ def test_register_adds_the_synth_subcommand():
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):
-    status = main(["synth", "--domain", "imdb", "--out", str(tmp_path), "--generator", "a:b",
-                   "--labeller", "a:b"])
+    status = main(
+        [
+            "synth",
+            "--domain",
+            "imdb",
+            "--out",
+            str(tmp_path),
+            "--generator",
+            "a:b",
+            "--labeller",
+            "a:b",
+        ]
+    )
     assert status == 2
     assert "Unknown domain 'imdb'" in capsys.readouterr().err
 
 
 def test_cli_runs_a_domain(tmp_path, capsys):
     spec = "factory:tests.synth.scripted:make_model"
-    status = main(["synth", "--domain", "elix", "--out", str(tmp_path / "r"), "--generator", spec,
-                   "--labeller", spec, "--questions", "4", "--question-batch", "2",
-                   "--responses-per-question", "3", "--no-progress", "--no-fsync"])
+    status = main(
+        [
+            "synth",
+            "--domain",
+            "elix",
+            "--out",
+            str(tmp_path / "r"),
+            "--generator",
+            spec,
+            "--labeller",
+            spec,
+            "--questions",
+            "4",
+            "--question-batch",
+            "2",
+            "--responses-per-question",
+            "3",
+            "--no-progress",
+            "--no-fsync",
+        ]
+    )
     assert status == 0
     assert "5 users, 4 questions" in capsys.readouterr().out
     report = json.loads((tmp_path / "r" / "report.json").read_text())

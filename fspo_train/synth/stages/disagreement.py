@@ -76,12 +76,18 @@ def run_disagreement(
         "needs_regeneration": flagged,
         "user_pairs_compared": int(values.size),
         "per_user_mean": {
-            u: (None if np.all(np.isnan(matrix[i][off[i]])) else float(np.nanmean(matrix[i][off[i]])))
+            u: (
+                None
+                if np.all(np.isnan(matrix[i][off[i]]))
+                else float(np.nanmean(matrix[i][off[i]]))
+            )
             for i, u in enumerate(users)
         },
     }
     if len(users) <= max_users_stored:
-        result["matrix"] = [[None if np.isnan(x) else round(float(x), 6) for x in r] for r in matrix]
+        result["matrix"] = [
+            [None if np.isnan(x) else round(float(x), 6) for x in r] for r in matrix
+        ]
         result["shared_pairs"] = shared.tolist()
     write_json_atomic(ctx.run_dir / FILE, result)
     return result

@@ -205,6 +205,8 @@ def _reconcile(
     assert isinstance(ba_out, dict)  # noqa: S101
     ab_pick = "first" if ab_out["preferred"] == "A" else "second"
     ba_pick = "second" if ba_out["preferred"] == "A" else "first"
-    explained = bool(ab_out["description_explains_choice"] and ba_out["description_explains_choice"])
+    explained = bool(
+        ab_out["description_explains_choice"] and ba_out["description_explains_choice"]
+    )
     choice = ab_pick if ab_pick == ba_pick else None
     return PairVerdict(pair, user_id, round_, choice, explained, picked=ab_pick, failed=False)

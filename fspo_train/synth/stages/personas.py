@@ -63,8 +63,14 @@ async def run_personas(ctx: SynthContext) -> StageOutcome:
             if row_id in store:
                 outcome.skipped += 1
                 continue
-            output = {"user_id": user.id, "name": user.id, "description": user.description}
-            output |= {"traits": {}, "held_out": user.held_out, "steer": user.steer}
+            output: dict[str, Any] = {
+                "user_id": user.id,
+                "name": user.id,
+                "description": user.description,
+                "traits": {},
+                "held_out": user.held_out,
+                "steer": user.steer,
+            }
             store.append({"id": row_id, "status": "ok", "output": output, "meta": {}})
             outcome.ok += 1
         ctx.record(outcome)

@@ -53,7 +53,7 @@ def build_splits(
     }
 
 
-def _split_name(user_out: bool, question_out: bool) -> str:  # noqa: FBT001
+def _split_name(user_out: bool, question_out: bool) -> str:
     if user_out and question_out:
         return "test_both"
     if user_out:
@@ -85,9 +85,13 @@ def run_records(
                 counts["order_inconsistent"] += 1
                 continue
             chosen, rejected = (
-                (v.pair.first, v.pair.second) if v.choice == "first" else (v.pair.second, v.pair.first)
+                (v.pair.first, v.pair.second)
+                if v.choice == "first"
+                else (v.pair.second, v.pair.first)
             )
-            split = _split_name(user_id in test_users, v.pair.question.question_id in test_questions)
+            split = _split_name(
+                user_id in test_users, v.pair.question.question_id in test_questions
+            )
             provenance = {
                 "source": "fspo_train.synth",
                 "domain": ctx.domain.name,

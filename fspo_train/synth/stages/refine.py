@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fspo_train.synth.context import SynthContext
 from fspo_train.synth.ids import rng
 from fspo_train.synth.prompts import load_prompt
-from fspo_train.synth.runner import StageOutcome, WorkItem, run_items
+from fspo_train.synth.runner import WorkItem, run_items
 from fspo_train.synth.schemas import JsonOutput, PersonaAddition
 from fspo_train.synth.stages.labels import FILE as LABELS_FILE
 from fspo_train.synth.stages.labels import Pair, PairVerdict, label_items, verdicts
@@ -79,7 +79,9 @@ def _refine_items(
 ) -> list[WorkItem]:
     items = []
     for user_id, user_verdicts in sorted(current.items()):
-        unexplained = [v for v in user_verdicts if not v.failed and not (v.explained and v.consistent)]
+        unexplained = [
+            v for v in user_verdicts if not v.failed and not (v.explained and v.consistent)
+        ]
         if not unexplained:
             continue
         k = min(ctx.domain.refine_pairs_per_call, len(unexplained))
@@ -121,7 +123,9 @@ async def run_refine(
         items = _refine_items(ctx, state, round_, current)
         if not items:
             break
-        outcome = await run_items(f"refine-r{round_}", items, ctx.store(FILE), ctx.models, ctx.settings)
+        outcome = await run_items(
+            f"refine-r{round_}", items, ctx.store(FILE), ctx.models, ctx.settings
+        )
         outcome.stage = "refine"
         ctx.record(outcome)
         refined = _apply(ctx, state, round_, [str(i.meta["user_id"]) for i in items])
