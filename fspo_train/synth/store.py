@@ -135,6 +135,12 @@ class JsonlStore:
             self._syncer.request()
         self._rows[item_id] = row
 
+    def __enter__(self) -> JsonlStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Fsync (when enabled) and close the file (appending again reopens it)."""
         if self._syncer is not None:
