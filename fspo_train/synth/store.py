@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Self, TextIO
 
 from fspo_train.synth.errors import RunStateError
 
@@ -135,7 +135,7 @@ class JsonlStore:
             self._syncer.request()
         self._rows[item_id] = row
 
-    def __enter__(self) -> JsonlStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
