@@ -31,6 +31,7 @@ from fspo_train._prefix_pack import (
 __all__ = ["install_prefix_sharing_forward", "prefix_sharing_attention_mask"]
 
 _MARKER = "_fspo_prefix_sharing"
+IGNORE_INDEX = -100
 _PER_TOKEN_FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
 
 
@@ -90,11 +91,13 @@ def _packed_forward(
     packed_ids = packed[KEY_INPUT_IDS]
     valid = index >= 0
     # Both rows of a pair write the same label at a shared position (they predict the same token).
-    packed_labels = torch.full_like(packed_ids, -100).reshape(-1)
+    packed_labels = torch.full_like(packed_ids, IGNORE_INDEX).reshape(-1)
     packed_labels[index[valid]] = labels[:, 1:][valid].to(packed_labels.dtype)
     mask_dtype = model.dtype if model.dtype.is_floating_point else torch.float32
     mask = prefix_sharing_attention_mask(
-        packed[KEY_SEGMENT_IDS], model.config._attn_implementation, mask_dtype
+        packed[KEY_SEGMENT_IDS],
+        model.config._attn_implementation,  # noqa: SLF001 - transformers' switch
+        mask_dtype,
     )
     outputs = inner(
         input_ids=packed_ids,
@@ -108,14 +111,18 @@ def _packed_forward(
     for name in _PER_TOKEN_FIELDS:
         value = getattr(outputs, name)
         fields[name] = None if value is None else _unpack(value, index, valid)
-    label_mask = (labels[:, 1:] != -100) & valid
+    label_mask = (labels[:, 1:] != IGNORE_INDEX) & valid
     log_probs = fields["log_probs"]
     if log_probs is None:  # pragma: no cover - the fused head always returns log_probs
         msg = "the fused LM head returned no log_probs"
         raise RuntimeError(msg)
-    denominator = label_mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+    denominator = (
+        label_mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+    )
     loss = -log_probs.sum() / denominator
-    return FusedCausalLMOutput(loss=loss, label_mask=label_mask, aux_loss=outputs.aux_loss, **fields)
+    return FusedCausalLMOutput(
+        loss=loss, label_mask=label_mask, aux_loss=outputs.aux_loss, **fields
+    )
 
 
 def install_prefix_sharing_forward(model: PreTrainedModel) -> None:
@@ -149,4 +156,4 @@ def install_prefix_sharing_forward(model: PreTrainedModel) -> None:
         return _packed_forward(inner, model, packed, kwargs)
 
     setattr(forward, _MARKER, True)
-    model.forward = forward  # type: ignore[method-assign]
+    model.forward = forward

@@ -7,13 +7,13 @@ and synthetic FSPO-shaped preference rows whose prompts and answers have exact t
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     AutoModelForCausalLM,
     LlamaConfig,
     MistralConfig,
-    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
     Qwen2Config,
@@ -22,7 +22,7 @@ from transformers import (
 __all__ = ["byte_tokenizer", "random_causal_lm", "synthetic_pairs"]
 
 _SPECIALS = ("<pad>", "<eos>", "<bos>")
-_CONFIGS: dict[str, type[PretrainedConfig]] = {
+_CONFIGS: dict[str, Any] = {
     "llama": LlamaConfig,
     "mistral": MistralConfig,
     "qwen2": Qwen2Config,
@@ -37,7 +37,7 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
         >>> tok("ab c")["input_ids"]
         [67, 68, 223, 69]
     """
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet(), key=lambda c: ord(c))
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet(), key=ord)
     vocab = {token: i for i, token in enumerate(_SPECIALS)}
     vocab.update({char: len(_SPECIALS) + i for i, char in enumerate(alphabet)})
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None))
@@ -45,7 +45,10 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens(list(_SPECIALS))
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>"
+        tokenizer_object=tokenizer,
+        pad_token=_SPECIALS[0],
+        eos_token=_SPECIALS[1],
+        bos_token=_SPECIALS[2],
     )
 
 
@@ -110,7 +113,7 @@ def synthetic_pairs(
         >>> [len(row["prompt"]) for row in rows]
         [10, 10]
     """
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - synthetic data, not security
 
     def length(spec: int | tuple[int, int]) -> int:
         return spec if isinstance(spec, int) else rng.randint(*spec)

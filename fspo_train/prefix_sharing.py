@@ -14,7 +14,8 @@ batch (`PrefixSharingCollator`) and wraps the model forward that TRL's fused LM 
 (`install_prefix_sharing_forward`), which hands the per-token log-probabilities back in TRL's
 standard layout. TRL's loss code (``loss_type=["ipo"]``, sigmoid, ...), reference handling (PEFT
 adapter disabling or a reference model), metrics and logging run unchanged. Models it cannot run
-exactly fall back to the standard path, with the reason logged (`prefix_sharing_unsupported_reason`).
+exactly fall back to the standard path, with the reason logged
+(`prefix_sharing_unsupported_reason`).
 
 Why a 4D attention mask with SDPA (and not flex attention or a KV cache):
 
@@ -65,10 +66,12 @@ __all__ = [
     "SUPPORTED_MODEL_TYPES",
     "PrefixSharingCollator",
     "PrefixSharingDPOTrainer",
+    "PrefixSharingMixin",
     "install_prefix_sharing_forward",
     "pack_preference_batch",
     "prefix_sharing_attention_mask",
     "prefix_sharing_unsupported_reason",
+    "with_prefix_sharing",
 ]
 
 logger = logging.getLogger(__name__)
@@ -132,29 +135,89 @@ def prefix_sharing_unsupported_reason(model: Any, max_length: int | None = None)
     if "position_ids" not in inspect.signature(type(base).forward).parameters:
         return f"{type(base).__name__}.forward takes no position_ids"
     if any(
-        getattr(config, name, None) for name in ("num_experts", "num_local_experts", "n_routed_experts")
+        getattr(config, name, None)
+        for name in ("num_experts", "num_local_experts", "n_routed_experts")
     ):
         return "mixture-of-experts models count router statistics per token"
     layer_types = getattr(config, "layer_types", None) or []
     if any(kind != "full_attention" for kind in layer_types):
         return f"layer_types {sorted(set(layer_types))} include non-full attention layers"
     window = getattr(config, "sliding_window", None)
-    if window is not None and getattr(config, "use_sliding_window", True):
-        if max_length is None or max_length > window:
-            return (
-                f"sliding_window={window} is shorter than max_length={max_length}; the packed mask "
-                "has no window. Set max_length <= sliding_window"
-            )
+    uses_window = getattr(config, "use_sliding_window", True)
+    if window is not None and uses_window and (max_length is None or max_length > int(window)):
+        return (
+            f"sliding_window={window} is shorter than max_length={max_length}; the packed mask "
+            "has no window. Set max_length <= sliding_window"
+        )
     return None
 
 
-class PrefixSharingDPOTrainer(DPOTrainer):  # type: ignore[misc]
+class PrefixSharingMixin:
+    """Turns prefix sharing on in any `trl.DPOTrainer` subclass (put it first in the bases).
+
+    After construction, ``prefix_sharing`` says whether the shared path is on, and
+    ``prefix_sharing_fallback_reason`` why not when it is off (also logged at WARNING level).
+    Vision datasets and unsupported models (see `prefix_sharing_unsupported_reason`) use the
+    standard path. A subclass that overrides ``_compute_loss`` keeps the shared path as long as
+    it calls the model (and ``compute_ref_log_probs``) with the batch keys, as TRL does.
+    """
+
+    prefix_sharing: bool
+    """Whether batches run through the prefix-shared forward."""
+    prefix_sharing_fallback_reason: str | None
+    """Why the standard path is used, or None."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_prefix_sharing()
+
+    def _setup_prefix_sharing(self) -> None:
+        trainer: Any = self
+        reason = self._prefix_sharing_reason()
+        self.prefix_sharing = reason is None
+        self.prefix_sharing_fallback_reason = reason
+        if reason is not None:
+            logger.warning("Prefix sharing is off, using TRL's standard DPO forward: %s", reason)
+            return
+        for model in (trainer.model, trainer.ref_model):
+            if model is not None:
+                install_prefix_sharing_forward(_base_model(trainer.accelerator.unwrap_model(model)))
+        trainer.data_collator = PrefixSharingCollator(
+            trainer.data_collator,
+            pad_token_id=self._prefix_pad_token_id(),
+            pad_to_multiple_of=getattr(trainer.args, "pad_to_multiple_of", None),
+        )
+        logger.info("Prefix sharing is on: each pair's prompt is computed once per forward")
+
+    def _prefix_pad_token_id(self) -> int:
+        trainer: Any = self
+        pad = getattr(trainer.data_collator, "pad_token_id", None)
+        if pad is None:
+            pad = getattr(getattr(trainer, "_tokenizer", None), "pad_token_id", None)
+        return int(pad) if pad is not None else 0
+
+    def _prefix_sharing_reason(self) -> str | None:
+        trainer: Any = self
+        if not isinstance(trainer, DPOTrainer):
+            return f"{type(trainer).__name__} is not a trl.DPOTrainer"
+        if getattr(trainer, "_is_vision_dataset", False):
+            return "vision datasets are not supported"
+        for model in (trainer.model, trainer.ref_model):
+            if model is None:
+                continue
+            reason = prefix_sharing_unsupported_reason(
+                trainer.accelerator.unwrap_model(model), getattr(trainer.args, "max_length", None)
+            )
+            if reason is not None:
+                return reason
+        return None
+
+
+class PrefixSharingDPOTrainer(PrefixSharingMixin, DPOTrainer):
     """`trl.DPOTrainer` that computes each pair's prompt once (see the module docstring).
 
-    Same arguments and behaviour as `DPOTrainer`. After construction, ``prefix_sharing`` says
-    whether the shared path is on, and ``prefix_sharing_fallback_reason`` why not when it is off
-    (also logged at WARNING level). Vision datasets and unsupported models (see
-    `prefix_sharing_unsupported_reason`) use the standard path.
+    Same arguments and behaviour as `DPOTrainer`; see `PrefixSharingMixin` for the attributes
+    ``prefix_sharing`` and ``prefix_sharing_fallback_reason``.
 
     Example:
         >>> trainer = PrefixSharingDPOTrainer(  # doctest: +SKIP
@@ -167,44 +230,39 @@ class PrefixSharingDPOTrainer(DPOTrainer):  # type: ignore[misc]
         >>> trainer.train()  # doctest: +SKIP
     """
 
-    prefix_sharing: bool
-    """Whether batches run through the prefix-shared forward."""
-    prefix_sharing_fallback_reason: str | None
-    """Why the standard path is used, or None."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        reason = self._prefix_sharing_reason()
-        self.prefix_sharing = reason is None
-        self.prefix_sharing_fallback_reason = reason
-        if reason is not None:
-            logger.warning("Prefix sharing is off, using TRL's standard DPO forward: %s", reason)
-            return
-        for model in (self.model, self.ref_model):
-            if model is not None:
-                install_prefix_sharing_forward(_base_model(self.accelerator.unwrap_model(model)))
-        self.data_collator = PrefixSharingCollator(
-            self.data_collator,
-            pad_token_id=self._prefix_pad_token_id(),
-            pad_to_multiple_of=self.args.pad_to_multiple_of,
+_WITH_PREFIX_SHARING: dict[type[Any], type[Any]] = {}
+
+
+def with_prefix_sharing(trainer_class: type[Any]) -> type[Any]:
+    """A subclass of the `trl.DPOTrainer` subclass ``trainer_class`` with prefix sharing on.
+
+    Args:
+        trainer_class: `DPOTrainer` or a subclass of it.
+
+    Returns:
+        ``trainer_class`` itself when it already shares prefixes, else a (cached) subclass named
+        ``PrefixSharing<Name>`` with `PrefixSharingMixin` first in its bases.
+
+    Raises:
+        TypeError: ``trainer_class`` is not a `DPOTrainer` subclass.
+
+    Example:
+        >>> from trl import DPOTrainer
+        >>> with_prefix_sharing(DPOTrainer).__name__
+        'PrefixSharingDPOTrainer'
+    """
+    if not (isinstance(trainer_class, type) and issubclass(trainer_class, DPOTrainer)):
+        msg = f"with_prefix_sharing needs a trl.DPOTrainer subclass, got {trainer_class!r}"
+        raise TypeError(msg)
+    if issubclass(trainer_class, PrefixSharingMixin):
+        return trainer_class
+    if trainer_class is DPOTrainer:
+        return PrefixSharingDPOTrainer
+    if trainer_class not in _WITH_PREFIX_SHARING:
+        _WITH_PREFIX_SHARING[trainer_class] = type(
+            f"PrefixSharing{trainer_class.__name__}",
+            (PrefixSharingMixin, trainer_class),
+            {"__doc__": f"{trainer_class.__name__} with prefix sharing (`PrefixSharingMixin`)."},
         )
-        logger.info("Prefix sharing is on: each pair's prompt is computed once per forward")
-
-    def _prefix_pad_token_id(self) -> int:
-        pad = getattr(self.data_collator, "pad_token_id", None)
-        if pad is None:
-            pad = getattr(self._tokenizer, "pad_token_id", None)
-        return int(pad) if pad is not None else 0
-
-    def _prefix_sharing_reason(self) -> str | None:
-        if self._is_vision_dataset:
-            return "vision datasets are not supported"
-        for model in (self.model, self.ref_model):
-            if model is None:
-                continue
-            reason = prefix_sharing_unsupported_reason(
-                self.accelerator.unwrap_model(model), self.args.max_length
-            )
-            if reason is not None:
-                return reason
-        return None
+    return _WITH_PREFIX_SHARING[trainer_class]

@@ -12,8 +12,8 @@ import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
+from torch.nn import functional
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import add_fused_lm_head
 
@@ -84,9 +84,7 @@ def test_packed_context_of_every_prediction_is_the_standard_one(seed, max_length
 
 
 def test_pack_shares_the_prompt_and_restarts_positions():
-    batch = _standard_batch(
-        [{"prompt_ids": [5, 6, 7], "chosen_ids": [8, 9], "rejected_ids": [10]}]
-    )
+    batch = _standard_batch([{"prompt_ids": [5, 6, 7], "chosen_ids": [8, 9], "rejected_ids": [10]}])
     packed = pack_preference_batch(batch["input_ids"], batch["attention_mask"])
     assert packed["prefix_sharing_input_ids"].tolist() == [[5, 6, 7, 8, 9, 7, 10]]
     assert packed["prefix_sharing_position_ids"].tolist() == [[0, 1, 2, 3, 4, 2, 3]]
@@ -152,7 +150,7 @@ def _losses(policy, reference, completion_mask, beta):
     lengths_c, lengths_r = completion_mask.sum(dim=1).chunk(2)
     ipo_delta = (pc - rc) / lengths_c - (pr - rr) / lengths_r
     ipo = ((ipo_delta - 1 / (2 * beta)) ** 2).mean()
-    dpo = -F.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean()
+    dpo = -functional.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean()
     return ipo, dpo
 
 
@@ -199,7 +197,7 @@ def test_logps_losses_and_lora_gradients_match_standard_path(
     std, pck = results["standard"], results["packed"]
     for a, b in zip(std[0] + std[1], pck[0] + pck[1], strict=True):
         torch.testing.assert_close(b, a, rtol=rtol, atol=0.0)
-    # The adapter changes the log-probabilities, so the losses are not trivially at their init value.
+    # The adapter changes the log-probabilities: the losses are not trivially at their init value.
     assert not torch.allclose(std[0][0], std[1][0])
     torch.testing.assert_close(pck[2], std[2], rtol=rtol, atol=0.0)
     torch.testing.assert_close(pck[3], std[3], rtol=rtol, atol=0.0)
