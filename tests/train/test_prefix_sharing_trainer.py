@@ -20,6 +20,7 @@ from fspo_train.prefix_sharing import (
     PrefixSharingCollator,
     PrefixSharingDPOTrainer,
     prefix_sharing_unsupported_reason,
+    with_prefix_sharing,
 )
 
 pytestmark = pytest.mark.train
@@ -172,3 +173,36 @@ def test_unsupported_models_are_named_with_the_reason():
     )
     assert "prompt-learning" in str(prefix_sharing_unsupported_reason(prompt_learning))
     assert "not a transformers" in str(prefix_sharing_unsupported_reason(torch.nn.Linear(2, 2)))
+
+
+class SummedIPOTrainer(DPOTrainer):
+    """A DPOTrainer subclass with its own loss, calling the model as TRL does (like FSPO's)."""
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        non_model = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+        kwargs = {k: v for k, v in inputs.items() if k not in non_model}
+        mask = inputs["completion_mask"]
+        labels = inputs["input_ids"].masked_fill(mask == 0, -100)
+        outputs = model(**kwargs, labels=labels, fused_lm_head=True, use_cache=False)
+        logps = (outputs.log_probs * mask[:, 1:]).sum(dim=1)
+        chosen, rejected = logps.chunk(2)
+        ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model or model, inputs)
+        h = (chosen - ref_chosen) - (rejected - ref_rejected)
+        return ((h - 1 / (2 * self.beta)) ** 2).mean()
+
+
+def test_with_prefix_sharing_keeps_a_subclass_loss_exact(tokenizer, dataset, tmp_path):
+    shared_class = with_prefix_sharing(SummedIPOTrainer)
+    assert shared_class.__name__ == "PrefixSharingSummedIPOTrainer"
+    assert with_prefix_sharing(SummedIPOTrainer) is shared_class
+    assert with_prefix_sharing(shared_class) is shared_class
+    assert with_prefix_sharing(DPOTrainer) is PrefixSharingDPOTrainer
+    with pytest.raises(TypeError, match="DPOTrainer subclass"):
+        with_prefix_sharing(int)
+    plain = _trainer(SummedIPOTrainer, tokenizer, dataset, tmp_path)
+    shared = _trainer(shared_class, tokenizer, dataset, tmp_path)
+    assert shared.prefix_sharing
+    loss_plain, _, _ = _first_batch_loss(plain)
+    loss_shared, _, batch = _first_batch_loss(shared)
+    assert "prefix_sharing_index" in batch
+    torch.testing.assert_close(loss_shared, loss_plain, rtol=1e-7, atol=0.0)
