@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
 	# The CPU wheel of torch (an open range would pull a multi-GB CUDA build).
 	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[train,postgres]" --group dev
+	$(BIN)/python -m pip install -q -e ".[train,postgres,sqlite-index]" --group dev
 	@touch $(STAMP)
 
 venv: $(STAMP)

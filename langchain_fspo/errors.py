@@ -11,6 +11,7 @@ __all__ = [
     "FSPOError",
     "InferenceServerError",
     "InvalidExampleError",
+    "MemoryConfigError",
     "PromptBudgetError",
     "PromptFormatError",
 ]
@@ -30,6 +31,14 @@ class PromptBudgetError(PromptFormatError):
 
 class InvalidExampleError(FSPOError, ValueError):
     """A preference example or a user id is invalid; nothing was written."""
+
+
+class MemoryConfigError(FSPOError, ValueError):
+    """The preference memory or its store cannot do what was asked as configured.
+
+    For example `strategy="relevant"` on a store without an embedding index, or an unknown
+    selection strategy.
+    """
 
 
 class AdapterNotFoundError(FSPOError, LookupError):

@@ -88,12 +88,15 @@ def neutralize(text: str, extra_special_tokens: Sequence[str] = ()) -> str:
     byte the official layout on ordinary text. Training and serving both call this.
 
     Example:
-        >>> neutralize("fine\\n# Task\\nok<|eot_id|>")
-        'fine\\n\\\\# Task\\nok<\\u200b|eot_id|>'
+        >>> neutralize("fine\n# Task\nok<|eot_id|>")
+        'fine\n\\# Task\nok<\u200b|eot_id|>'
     """
     text = _LINE_BREAKS.sub("\n", text)
     text = _HEADING_LINE.sub(lambda m: m.group(1) + "\\#", text)
-    text = _SPECIAL_TOKEN.sub(_break_token, text)
+    # Tokens can nest (`<|[INST]|>`): break until none is left. Each pass destroys the start of
+    # every match it finds and creates none, so this ends.
+    while (broken := _SPECIAL_TOKEN.sub(_break_token, text)) != text:
+        text = broken
     for token in extra_special_tokens:
         if len(token) > 1 and token in text:
             text = text.replace(token, token[0] + _BREAK + token[1:])

@@ -1,0 +1,535 @@
+"""In-process backend: one transformers base model, any number of named PEFT LoRA adapters.
+
+This is the embedded default for development, tests and single-machine apps. torch,
+transformers and peft are imported inside the functions here only (`import langchain_fspo`
+stays light); install them with `pip install "langchain-fspo[local]"`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
+from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError
+
+if TYPE_CHECKING:
+    from langchain_fspo.prompt_format import RenderedPrompt
+
+__all__ = ["LocalBackend", "adapter_folder", "read_adapter_config"]
+
+logger = logging.getLogger(__name__)
+
+_INSTALL_HINT = (
+    'The local backend needs torch, transformers and peft: pip install "langchain-fspo[local]"'
+)
+_END = object()
+# `GenerationParams.extra` keys that mean something to OpenAI-style servers but that a plain
+# `model.generate` cannot do; they are dropped with a warning.
+_UNSUPPORTED_EXTRA = frozenset(
+    {"tools", "tool_choice", "response_format", "logprobs", "top_logprobs", "logit_bias", "n"}
+)
+
+
+def _import_stack() -> tuple[Any, Any, Any]:
+    try:
+        import peft
+        import torch
+        import transformers
+    except ImportError as e:
+        raise ImportError(_INSTALL_HINT) from e
+    return torch, transformers, peft
+
+
+def read_adapter_config(
+    adapter_dir_or_repo: str | Path, revision: str | None = None
+) -> dict[str, Any]:
+    """The adapter's `adapter_config.json` (folder or Hub repo), which must name its base model.
+
+    Raises:
+        AdapterNotFoundError: No such file, or no `base_model_name_or_path` in it.
+    """
+    from langchain_fspo.hub import resolve_file
+
+    path = resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not data.get("base_model_name_or_path"):
+        msg = (
+            f"{path} has no `base_model_name_or_path`; pass the base model explicitly: "
+            "LocalBackend(base_model, adapters={...})."
+        )
+        raise AdapterNotFoundError(msg)
+    return data
+
+
+def adapter_folder(adapter_dir_or_repo: str | Path, revision: str | None = None) -> Path:
+    """A local folder holding the adapter (a Hub repo is downloaded to the cache first)."""
+    local = Path(adapter_dir_or_repo).expanduser()
+    if local.is_dir():
+        return local
+    from langchain_fspo.hub import resolve_file
+
+    weights = resolve_file(adapter_dir_or_repo, "adapter_model.safetensors", revision=revision)
+    resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision)
+    return weights.parent
+
+
+class _StopText:
+    """Cuts text at the first stop string; while streaming, holds back a possible stop prefix."""
+
+    def __init__(self, stop: list[str] | None) -> None:
+        self.stop = [s for s in (stop or []) if s]
+        self.hold = max((len(s) for s in self.stop), default=1) - 1
+
+    def cut(self, text: str) -> tuple[str, bool]:
+        """`text` up to the earliest stop string, and whether one was found."""
+        hits = [i for i in (text.find(s) for s in self.stop) if i != -1]
+        if not hits:
+            return text, False
+        return text[: min(hits)], True
+
+    def safe_len(self, text: str) -> int:
+        """How much of `text` can be emitted now without risking half a stop string."""
+        return max(0, len(text) - self.hold) if self.stop else len(text)
+
+
+class LocalBackend(Backend):
+    """Runs an FSPO adapter in-process with transformers + PEFT.
+
+    One base model is loaded once; LoRA adapters are attached by name and selected per
+    call (`adapter=None` runs the base model). PEFT's active adapter is global state, so
+    every generation holds a lock from adapter selection to the last token: concurrent
+    calls are safe and run one after another.
+
+    How `GenerationParams` reach `model.generate`:
+
+    - `temperature` 0 or None: greedy decoding (`do_sample=False`; `top_p`/`top_k` then
+      have no effect and are not passed). Otherwise sampling with `temperature`, `top_p`,
+      `top_k`.
+    - `seed`: seeds torch's RNG for this call only (`torch.random.fork_rng`).
+    - `max_tokens` -> `max_new_tokens` (default: `default_max_tokens`).
+    - `stop` -> `stop_strings` (generation stops there) and the text is cut before the
+      first stop string, like OpenAI-compatible servers do.
+    - `repetition_penalty` -> `repetition_penalty` (transformers' multiplicative penalty).
+    - `frequency_penalty` / `presence_penalty`: OpenAI's additive penalties, applied by a
+      logits processor over the tokens generated so far (not the prompt, as vLLM does).
+    - `extra`: keys that `GenerationConfig` knows (`min_p`, `typical_p`,
+      `no_repeat_ngram_size`, ...) are passed to `generate`. `tools`, `tool_choice`,
+      `response_format`, `logprobs`, `logit_bias` and `n` cannot be honoured by a plain
+      `generate`; they are dropped with a warning.
+
+    Rendering: `style="paper"` prompts are tokenised as raw text with
+    `add_special_tokens=False` (no BOS, as the official FSPO code); `style="chat"` prompts go
+    through `tokenizer.apply_chat_template(messages, add_generation_prompt=True)`.
+
+    Example:
+        ```python
+        from langchain_fspo.backends.local import LocalBackend
+
+        backend = LocalBackend.from_adapter_dir("path/to/adapter")  # base from adapter_config
+        backend.add_adapter("other", "path/to/other-adapter")
+        ```
+    """
+
+    name: ClassVar[str] = "local"
+
+    def __init__(
+        self,
+        base_model: str | Path,
+        *,
+        adapters: Mapping[str, str | Path] | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        revision: str | None = None,
+        default_max_tokens: int = 256,
+        model_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Load the base model and tokenizer, then every adapter in `adapters`.
+
+        Args:
+            base_model: Hub id or local folder of the base model (and its tokenizer).
+            adapters: Adapter name -> folder or Hub repo id of a PEFT LoRA adapter.
+            device: torch device; default `cuda` when available, else `cpu`.
+            dtype: torch dtype name (`"bfloat16"`, `"float16"`, `"float32"`, `"auto"`);
+                default: float32 on CPU, `"auto"` on GPU.
+            revision: Revision of `base_model` on the Hub.
+            default_max_tokens: `max_new_tokens` when a call sets no `max_tokens`.
+            model_kwargs: Extra keyword arguments for `AutoModelForCausalLM.from_pretrained`.
+        """
+        torch, transformers, _ = _import_stack()
+        self.base_model = str(base_model)
+        self.default_max_tokens = default_max_tokens
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is None:
+            dtype = "float32" if self.device == "cpu" else "auto"
+        self._lock = threading.RLock()
+        self._adapters: dict[str, str] = {}
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+            self.base_model, revision=revision
+        )
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            self.base_model,
+            revision=revision,
+            dtype=dtype if dtype == "auto" else getattr(torch, dtype),
+            **dict(model_kwargs or {}),
+        )
+        model.to(self.device)
+        model.eval()
+        self._model: Any = model
+        self._has_peft = False
+        for adapter_name, path in (adapters or {}).items():
+            self.add_adapter(adapter_name, path)
+
+    @classmethod
+    def from_adapter_dir(
+        cls,
+        adapter_dir_or_repo: str | Path,
+        *,
+        name: str | None = None,
+        revision: str | None = None,
+        **kwargs: Any,
+    ) -> LocalBackend:
+        """Load the base model named in the adapter's `adapter_config.json`, then the adapter.
+
+        Args:
+            adapter_dir_or_repo: Adapter folder or Hub repo id.
+            name: Adapter name used in calls; default: the folder or repo name.
+            revision: Revision of the adapter repo on the Hub.
+            **kwargs: Passed to `LocalBackend(...)` (`device`, `dtype`, ...).
+        """
+        config = read_adapter_config(adapter_dir_or_repo, revision)
+        folder = adapter_folder(adapter_dir_or_repo, revision)
+        adapter_name = name or Path(str(adapter_dir_or_repo).rstrip("/")).name
+        return cls(
+            config["base_model_name_or_path"],
+            adapters={adapter_name: folder},
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ adapters
+
+    @property
+    def adapters(self) -> dict[str, str]:
+        """Adapter name -> where it was loaded from."""
+        return dict(self._adapters)
+
+    @property
+    def chat_template(self) -> str | None:
+        """The tokenizer's chat template (for `PromptFormat.check_chat_template`)."""
+        template = getattr(self.tokenizer, "chat_template", None)
+        return template if isinstance(template, str) else None
+
+    def add_adapter(self, name: str, path: str | Path, *, revision: str | None = None) -> None:
+        """Attach the LoRA adapter in `path` (folder or Hub repo id) under `name`.
+
+        Raises:
+            ValueError: `name` is empty or already used.
+        """
+        _, _, peft = _import_stack()
+        if not name or not isinstance(name, str):
+            msg = f"Adapter names must be non-empty strings, got {name!r}."
+            raise ValueError(msg)
+        folder = adapter_folder(path, revision)
+        with self._lock:
+            if name in self._adapters:
+                msg = (
+                    f"An adapter named {name!r} is already loaded (from "
+                    f"{self._adapters[name]}); pick another name."
+                )
+                raise ValueError(msg)
+            if not self._has_peft:
+                self._model = peft.PeftModel.from_pretrained(
+                    self._model, str(folder), adapter_name=name, is_trainable=False
+                )
+                self._has_peft = True
+            else:
+                self._model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+            self._model.eval()
+            self._adapters[name] = str(folder)
+        logger.info("Loaded adapter %r from %s", name, folder)
+
+    def check_adapter(self, adapter: str | None) -> None:
+        """Raise `AdapterNotFoundError` unless `adapter` is None or a loaded adapter."""
+        if adapter is not None and adapter not in self._adapters:
+            loaded = sorted(self._adapters) or "none"
+            msg = (
+                f"Adapter {adapter!r} is not loaded in this LocalBackend (loaded: {loaded}). "
+                "Load it with backend.add_adapter(name, path), or pass model=None for the "
+                "base model."
+            )
+            raise AdapterNotFoundError(msg)
+
+    # ------------------------------------------------------------------ tokens
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text`, without special tokens."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_prompt(self, prompt: RenderedPrompt) -> list[int]:
+        """The token ids the model reads for `prompt` (see the class docstring)."""
+        if prompt.style == "paper":
+            return list(self.tokenizer(prompt.text, add_special_tokens=False)["input_ids"])
+        encoded = self.tokenizer.apply_chat_template(
+            prompt.messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return list(encoded["input_ids"])
+
+    # ------------------------------------------------------------------ generation
+
+    def _generate_kwargs(self, params: GenerationParams, prompt_len: int) -> dict[str, Any]:
+        """`model.generate` keyword arguments for `params` (without inputs and streamer)."""
+        _, transformers, _ = _import_stack()
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_tokens
+            if params.max_tokens is not None
+            else self.default_max_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if params.temperature:
+            kwargs["do_sample"] = True
+            kwargs["temperature"] = params.temperature
+            if params.top_p is not None:
+                kwargs["top_p"] = params.top_p
+            if params.top_k is not None:
+                kwargs["top_k"] = params.top_k
+        else:
+            kwargs["do_sample"] = False
+        if params.stop:
+            kwargs["stop_strings"] = list(params.stop)
+            kwargs["tokenizer"] = self.tokenizer
+        if params.repetition_penalty is not None:
+            kwargs["repetition_penalty"] = params.repetition_penalty
+        if params.frequency_penalty or params.presence_penalty:
+            kwargs["logits_processor"] = transformers.LogitsProcessorList(
+                [
+                    _make_additive_penalty(
+                        frequency=params.frequency_penalty or 0.0,
+                        presence=params.presence_penalty or 0.0,
+                        prompt_len=prompt_len,
+                    )
+                ]
+            )
+        known = transformers.GenerationConfig()
+        for key, value in params.extra.items():
+            if key in _UNSUPPORTED_EXTRA or not hasattr(known, key):
+                logger.warning(
+                    "LocalBackend cannot honour %r=%r (model.generate has no such option); "
+                    "it is ignored.",
+                    key,
+                    value,
+                )
+                continue
+            kwargs[key] = value
+        return kwargs
+
+    def _run_generate(self, input_ids: Any, attention_mask: Any, kwargs: dict[str, Any]) -> Any:
+        """Call `model.generate`; the one place the model runs (tests record it here)."""
+        return self._model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    def _model_name(self, adapter: str | None) -> str:
+        return adapter if adapter is not None else self.base_model
+
+    def _generate_locked(
+        self,
+        prompt_ids: list[int],
+        adapter: str | None,
+        params: GenerationParams,
+        extra_kwargs: dict[str, Any],
+    ) -> Any:
+        """Select `adapter` and run `generate` under the lock; returns generate's output."""
+        torch, _, _ = _import_stack()
+        kwargs = self._generate_kwargs(params, len(prompt_ids))
+        kwargs.update(extra_kwargs)
+        input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
+        attention_mask = torch.ones_like(input_ids)
+        devices = [self.device] if self.device.startswith("cuda") else []
+        with self._lock, torch.inference_mode(), torch.random.fork_rng(devices=devices):
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            if adapter is None and self._has_peft:
+                with self._model.disable_adapter():
+                    return self._run_generate(input_ids, attention_mask, kwargs)
+            if adapter is not None:
+                self._model.set_adapter(adapter)
+            return self._run_generate(input_ids, attention_mask, kwargs)
+
+    def _finish_reason(self, new_ids: list[int], max_new_tokens: int, *, stopped: bool) -> str:
+        if stopped:
+            return "stop"
+        eos = self.tokenizer.eos_token_id
+        if new_ids and new_ids[-1] == eos:
+            return "stop"
+        return "length" if len(new_ids) >= max_new_tokens else "stop"
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+    def generate(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Generation:
+        """Complete `prompt` with `adapter` (None: the base model)."""
+        self.check_adapter(adapter)
+        prompt_ids = self.encode_prompt(prompt)
+        try:
+            output = self._generate_locked(prompt_ids, adapter, params, {})
+        except RuntimeError as e:
+            msg = f"LocalBackend generation failed for adapter {adapter!r}: {e}"
+            raise InferenceServerError(msg) from e
+        new_ids = [int(t) for t in output[0, len(prompt_ids) :].tolist()]
+        text, stopped = _StopText(params.stop).cut(self._decode(new_ids))
+        max_new = params.max_tokens if params.max_tokens is not None else self.default_max_tokens
+        return Generation(
+            text=text,
+            finish_reason=self._finish_reason(new_ids, max_new, stopped=stopped),
+            input_tokens=len(prompt_ids),
+            output_tokens=len(new_ids),
+            model_name=self._model_name(adapter),
+        )
+
+    def stream(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Iterator[GenerationChunk]:
+        """Stream the completion token by token (`generate` runs in a worker thread).
+
+        Each chunk holds the text one new token adds (a token that ends mid-character
+        waits for the next). The last chunk carries `finish_reason` and usage. Closing the
+        iterator early stops the generation at the next token.
+        """
+        self.check_adapter(adapter)
+        prompt_ids = self.encode_prompt(prompt)
+        tokens: queue.Queue[Any] = queue.Queue()
+        cancel = threading.Event()
+        streamer = _make_token_streamer(tokens)
+        criteria = _make_cancel_criteria(cancel)
+        worker = threading.Thread(
+            target=self._stream_worker,
+            args=(prompt_ids, adapter, params, streamer, criteria, tokens),
+            name="fspo-local-generate",
+            daemon=True,
+        )
+        worker.start()
+        stop = _StopText(params.stop)
+        new_ids: list[int] = []
+        emitted = 0
+        stopped = False
+        try:
+            while True:
+                item = tokens.get()
+                if item is _END:
+                    break
+                if isinstance(item, ValueError):
+                    raise item  # invalid parameters: the caller's error, as in `generate`
+                if isinstance(item, BaseException):
+                    msg = f"LocalBackend generation failed for adapter {adapter!r}: {item}"
+                    raise InferenceServerError(msg) from item
+                new_ids.extend(item)
+                text = self._decode(new_ids)
+                if text.endswith("\ufffd"):  # half a UTF-8 character: wait for the rest
+                    continue
+                text, stopped = stop.cut(text)
+                upto = len(text) if stopped else stop.safe_len(text)
+                if upto > emitted:
+                    yield GenerationChunk(text=text[emitted:upto])
+                    emitted = upto
+                if stopped:
+                    cancel.set()
+                    break
+            final, stopped_late = stop.cut(self._decode(new_ids))
+            stopped = stopped or stopped_late
+            tail = final[emitted:] if len(final) > emitted else ""
+            max_new = (
+                params.max_tokens if params.max_tokens is not None else self.default_max_tokens
+            )
+            yield GenerationChunk(
+                text=tail,
+                finish_reason=self._finish_reason(new_ids, max_new, stopped=stopped),
+                input_tokens=len(prompt_ids),
+                output_tokens=len(new_ids),
+                model_name=self._model_name(adapter),
+            )
+        finally:
+            cancel.set()
+            worker.join()
+
+    def _stream_worker(
+        self,
+        prompt_ids: list[int],
+        adapter: str | None,
+        params: GenerationParams,
+        streamer: Any,
+        criteria: Any,
+        tokens: queue.Queue[Any],
+    ) -> None:
+        _, transformers, _ = _import_stack()
+        try:
+            self._generate_locked(
+                prompt_ids,
+                adapter,
+                params,
+                {
+                    "streamer": streamer,
+                    "stopping_criteria": transformers.StoppingCriteriaList([criteria]),
+                },
+            )
+        except Exception as e:  # noqa: BLE001 - handed to the consumer thread, raised there
+            tokens.put(e)
+        finally:
+            tokens.put(_END)
+
+
+def _make_token_streamer(tokens: queue.Queue[Any]) -> Any:
+    """A transformers streamer that puts each step's new token ids on `tokens`."""
+    from transformers.generation.streamers import BaseStreamer
+
+    class _TokenStreamer(BaseStreamer):
+        def __init__(self) -> None:
+            self.prompt_seen = False
+
+        def put(self, value: Any) -> None:
+            if not self.prompt_seen:  # generate first passes the prompt ids
+                self.prompt_seen = True
+                return
+            tokens.put([int(t) for t in value.reshape(-1).tolist()])
+
+        def end(self) -> None:
+            """Nothing to flush: the worker signals the end itself."""
+
+    return _TokenStreamer()
+
+
+def _make_cancel_criteria(cancel: threading.Event) -> Any:
+    """A stopping criterion that ends generation once `cancel` is set."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class _Cancel(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:  # noqa: ARG002
+            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+
+    return _Cancel()
+
+
+def _make_additive_penalty(*, frequency: float, presence: float, prompt_len: int) -> Any:
+    """OpenAI-style penalties over generated tokens: logit -= f * count + p * (count > 0).
+
+    Tokens after the first `prompt_len` positions count as generated.
+    """
+    import torch
+    from transformers import LogitsProcessor
+
+    class _AdditivePenalty(LogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            generated = input_ids[:, prompt_len:]
+            counts = torch.zeros_like(scores)
+            if generated.shape[1]:
+                counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+            return scores - frequency * counts - presence * (counts > 0).to(scores.dtype)
+
+    return _AdditivePenalty()

@@ -1,0 +1,222 @@
+"""Shot selection strategies: `relevant`, `diverse`, user functions, the pure ranking helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from langchain_fspo.errors import MemoryConfigError
+from langchain_fspo.examples import PreferenceExample
+from langchain_fspo.memory import PreferenceMemory
+from langchain_fspo.selection import (
+    chronological,
+    cosine,
+    lexical_vectors,
+    mmr_select,
+    normalize,
+)
+from tests.memory_stores import HashingEmbeddings
+
+TOPICS = [
+    "How should I bake sourdough bread at home?",
+    "Which programming language suits data science?",
+    "What is a good beginner houseplant?",
+    "Explain compound interest on savings.",
+    "Recommend a science fiction novel.",
+    "How do I brew pour over coffee?",
+    "What stretches help lower back pain?",
+    "Plan a weekend hiking trip in the Alps.",
+    "How can I improve my chess openings?",
+    "Explain how vaccines train the immune system.",
+]
+
+
+def populate(memory: PreferenceMemory, user: str) -> list[PreferenceExample]:
+    return [
+        memory.add(user, prompt=prompt, chosen=f"answer {i}", rejected=f"worse {i}")
+        for i, prompt in enumerate(TOPICS)
+    ]
+
+
+# ----------------------------------------------------------------------------- relevant
+
+
+def test_relevant_finds_the_nearest_prompts_oldest_first(indexed_memory: PreferenceMemory) -> None:
+    added = populate(indexed_memory, "reader@example.com")
+    picked = indexed_memory.select(
+        "reader@example.com", "best coffee brew method", k=1, strategy="relevant"
+    )
+    assert [e.prompt for e in picked] == ["How do I brew pour over coffee?"]
+
+    picked = indexed_memory.select(
+        "reader@example.com",
+        "explain how interest and vaccines work",
+        k=2,
+        strategy="relevant",
+    )
+    assert [e.id for e in picked] == [added[3].id, added[9].id], "oldest first, not by score"
+
+
+def test_relevant_only_searches_the_users_examples(indexed_memory: PreferenceMemory) -> None:
+    populate(indexed_memory, "owner")
+    indexed_memory.add("intruder", prompt="brew coffee brew coffee", chosen="mine")
+    indexed_memory.record_choice("owner", "brew coffee now", "x", "y", "tie")
+    picked = indexed_memory.select("owner", "brew coffee", k=3, strategy="relevant")
+    assert all(e.chosen.startswith("answer") for e in picked)
+    assert len(picked) == 3
+
+
+def test_relevant_without_query_is_recent(indexed_memory: PreferenceMemory) -> None:
+    added = populate(indexed_memory, "u")
+    assert indexed_memory.select("u", None, k=3, strategy="relevant") == added[-3:]
+    assert indexed_memory.select("nobody", "coffee", k=3, strategy="relevant") == []
+
+
+def test_relevant_without_an_index_is_a_clear_error(memory: PreferenceMemory, users) -> None:
+    user = users("noindex")
+    memory.add(user, prompt="p", chosen="c")
+    assert memory.has_index is False
+    with pytest.raises(MemoryConfigError, match=r"needs a store with an embedding index.*index="):
+        memory.select(user, "p", strategy="relevant")
+
+
+async def test_async_relevant(indexed_memory: PreferenceMemory) -> None:
+    populate(indexed_memory, "async-reader")
+    picked = await indexed_memory.aselect(
+        "async-reader", "houseplant for a beginner", k=1, strategy="relevant"
+    )
+    assert [e.prompt for e in picked] == ["What is a good beginner houseplant?"]
+
+
+# ----------------------------------------------------------------------------- diverse
+
+
+def duplicates_then_distinct(
+    memory: PreferenceMemory, user: str
+) -> tuple[list[PreferenceExample], list[PreferenceExample]]:
+    dupes = [
+        memory.add(user, prompt="bake sourdough bread at home", chosen=f"bread {i}")
+        for i in range(6)
+    ]
+    distinct = [
+        memory.add(user, prompt=prompt, chosen=f"other {i}") for i, prompt in enumerate(TOPICS[1:4])
+    ]
+    return dupes, distinct
+
+
+def test_diverse_with_embeddings_avoids_near_duplicates(indexed_memory: PreferenceMemory) -> None:
+    duplicates_then_distinct(indexed_memory, "d")
+    recent = indexed_memory.select("d", k=4, strategy="recent")
+    assert sum(e.prompt.startswith("bake") for e in recent) == 1
+    diverse = indexed_memory.select("d", "bread baking", k=3, strategy="diverse", lambda_mult=0.3)
+    prompts = [e.prompt for e in diverse]
+    assert prompts.count("bake sourdough bread at home") == 1, prompts
+    assert len(set(prompts)) == 3
+    assert [e.id for e in diverse] == sorted(str(e.id) for e in diverse), "oldest first"
+    # Pure relevance (lambda 1) would take only the duplicates.
+    relevant = indexed_memory.select("d", "bread baking", k=3, strategy="diverse", lambda_mult=1.0)
+    assert all(e.prompt.startswith("bake") for e in relevant)
+
+
+def test_diverse_without_index_uses_lexical_similarity(memory: PreferenceMemory, users) -> None:
+    user = users("lexical")
+    duplicates_then_distinct(memory, user)
+    picked = memory.select(user, k=4, strategy="diverse")
+    prompts = [e.prompt for e in picked]
+    assert prompts.count("bake sourdough bread at home") == 1, prompts
+    assert len(picked) == 4
+    # With a query, the most relevant candidate is in.
+    picked = memory.select(user, "compound interest savings", k=2, strategy="diverse")
+    assert "Explain compound interest on savings." in [e.prompt for e in picked]
+
+
+def test_diverse_rejects_a_bad_lambda(memory: PreferenceMemory, users) -> None:
+    with pytest.raises(MemoryConfigError, match="lambda_mult"):
+        memory.select(users("l"), "q", strategy="diverse", lambda_mult=2.0)
+
+
+def test_diverse_pool_smaller_than_k(memory: PreferenceMemory, users) -> None:
+    user = users("small")
+    one = memory.add(user, prompt="p", chosen="c")
+    assert memory.select(user, "q", k=8, strategy="diverse") == [one]
+
+
+async def test_async_diverse_uses_async_embeddings(indexed_memory: PreferenceMemory) -> None:
+    duplicates_then_distinct(indexed_memory, "ad")
+    picked = await indexed_memory.aselect("ad", k=4, strategy="diverse")
+    assert [e.prompt for e in picked].count("bake sourdough bread at home") == 1
+
+
+# ----------------------------------------------------------------------------- user functions
+
+
+def test_callable_strategy_gets_all_examples_and_result_is_oldest_first(
+    memory: PreferenceMemory, users
+) -> None:
+    user = users("fn")
+    added = populate(memory, user)
+    seen: dict[str, object] = {}
+
+    def longest_prompts(
+        examples: Sequence[PreferenceExample], query: str | None, k: int
+    ) -> list[PreferenceExample]:
+        seen.update(n=len(examples), query=query, k=k)
+        return sorted(examples, key=lambda e: len(e.prompt), reverse=True)[: k + 5]
+
+    picked = memory.select(user, "q?", k=2, strategy=longest_prompts)
+    assert seen == {"n": len(TOPICS), "query": "q?", "k": 2}
+    longest = sorted(added, key=lambda e: len(e.prompt), reverse=True)[:2]
+    assert picked == chronological(longest)
+
+
+def test_callable_strategy_must_return_examples(memory: PreferenceMemory, users) -> None:
+    user = users("badfn")
+    memory.add(user, prompt="p", chosen="c")
+    with pytest.raises(MemoryConfigError, match="must return PreferenceExample"):
+        memory.select(user, strategy=lambda ex, q, k: ["not an example"])  # type: ignore[list-item]
+    with pytest.raises(MemoryConfigError, match="must return a sequence"):
+        memory.select(user, strategy=lambda ex, q, k: None)  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def test_cosine_and_normalize() -> None:
+    assert cosine([1.0, 0.0], [0.0, 1.0]) == 0.0
+    assert cosine([2.0, 0.0], [1.0, 0.0]) == pytest.approx(1.0)
+    assert cosine([0.0, 0.0], [1.0, 0.0]) == 0.0
+    assert normalize([3.0, 4.0]) == pytest.approx([0.6, 0.8])
+    with pytest.raises(ValueError, match="dimensions"):
+        cosine([1.0], [1.0, 2.0])
+
+
+def test_lexical_vectors_count_shared_vocabulary() -> None:
+    vectors = lexical_vectors(["The cat", "the CAT sat", "dog"])
+    assert vectors[0] == [1.0, 1.0, 0.0, 0.0]
+    assert vectors[1] == [1.0, 1.0, 1.0, 0.0]
+    assert cosine(vectors[0], vectors[2]) == 0.0
+
+
+def test_mmr_select_is_deterministic_and_validates() -> None:
+    pool = [
+        PreferenceExample(prompt=p, chosen="x", id=f"{i:024x}")
+        for i, p in enumerate(["a a", "a a", "b", "c"])
+    ]
+    vectors = lexical_vectors([e.prompt for e in pool])
+    first = mmr_select(pool, vectors, None, 3)
+    assert [e.prompt for e in first] == ["a a", "b", "c"]
+    assert first[0].id == pool[1].id, "ties go to the newer candidate"
+    assert mmr_select(list(reversed(pool)), list(reversed(vectors)), None, 3) == first
+    with pytest.raises(ValueError, match="vectors"):
+        mmr_select(pool, vectors[:2], None, 2)
+    with pytest.raises(ValueError, match="lambda_mult"):
+        mmr_select(pool, vectors, None, 2, lambda_mult=1.5)
+
+
+def test_hashing_embeddings_are_deterministic() -> None:
+    emb = HashingEmbeddings(64)
+    a = emb.embed_query("Coffee brewing")
+    assert a == HashingEmbeddings(64).embed_documents(["coffee BREWING"])[0]
+    assert cosine(a, emb.embed_query("brewing tea")) > 0.3
+    assert cosine(a, emb.embed_query("tax law")) < 0.3
