@@ -71,8 +71,8 @@ def _trainer(cls, tokenizer, dataset, tmp_path, *, loss_type="ipo", model=None, 
     )
 
 
-def _first_batch_loss(trainer):
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(BATCH)])
+def _first_batch_loss(trainer, size=BATCH):
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(size)])
     batch = trainer._prepare_inputs(batch)
     trainer.model.train()
     with torch.no_grad():
@@ -206,3 +206,72 @@ def test_with_prefix_sharing_keeps_a_subclass_loss_exact(tokenizer, dataset, tmp
     loss_shared, _, batch = _first_batch_loss(shared)
     assert "prefix_sharing_index" in batch
     torch.testing.assert_close(loss_shared, loss_plain, rtol=1e-7, atol=0.0)
+
+
+def _fspo_records():
+    from fspo_train.records import PreferenceRecord
+
+    return [
+        PreferenceRecord(
+            user_id=user,
+            question=f"Question {i} for {user}: why does the fox jump {'high ' * i}?",
+            chosen=f"The {user} answer {i}: a quick brown fox.",
+            rejected=f"No{'pe' * i}.",
+            question_id=f"q{i}",
+        )
+        for user in ("kid", "expert", "poet")
+        for i in range(6)
+    ]
+
+
+@pytest.mark.parametrize("style", ["paper", "chat"])
+def test_fspo_train_stage2_shares_prefixes_by_default_and_matches_the_standard_path(
+    tiny_model_dir, tmp_path, style
+):
+    from fspo_train._trainers import FSPOPreferenceTrainer
+    from fspo_train.config import FSPOTrainConfig
+    from fspo_train.episodes import build_episodes
+    from fspo_train.prefix_sharing import PrefixSharingMixin
+    from fspo_train.train import (
+        build_preference_trainer,
+        build_prompt_format,
+        build_training_rows,
+        load_tokenizer,
+        preference_trainer_class,
+    )
+
+    config = FSPOTrainConfig(
+        model_name_or_path=str(tiny_model_dir),
+        output_dir=str(tmp_path),
+        style=style,
+        num_shots=2,
+        max_steps=1,
+        per_device_train_batch_size=3,
+        beta=0.05,
+        use_cpu=True,
+        resume=False,
+    )
+    assert config.prefix_sharing
+    assert issubclass(preference_trainer_class(config), PrefixSharingMixin)
+    off = config.replace(prefix_sharing=False)
+    assert preference_trainer_class(off) is FSPOPreferenceTrainer
+
+    tokenizer = load_tokenizer(config)
+    fmt = build_prompt_format(config, tokenizer)
+    episodes = build_episodes(_fspo_records(), num_shots=2, seed=0)
+    rows = build_training_rows(episodes, fmt, tokenizer, max_length=512)
+    losses = {}
+    for name, cfg in (("shared", config), ("standard", off)):
+        trainer = build_preference_trainer(cfg, rows, tokenizer, None)
+        assert getattr(trainer, "prefix_sharing", False) is (name == "shared")
+        torch.manual_seed(1)
+        with torch.no_grad():  # move the policy away from the reference
+            for param_name, param in trainer.model.named_parameters():
+                if ".default." in param_name:
+                    param.add_(0.05 * torch.randn_like(param))
+        assert len(trainer.train_dataset) >= 3
+        loss, _, batch = _first_batch_loss(trainer, 3)
+        assert ("prefix_sharing_index" in batch) is (name == "shared")
+        losses[name] = loss
+    assert abs(losses["standard"].item() - (1 / (2 * 0.05)) ** 2) > 1e-3
+    torch.testing.assert_close(losses["shared"], losses["standard"], rtol=1e-5, atol=0.0)
