@@ -20,8 +20,10 @@ Public API:
 Stage 1 is TRL's `SFTTrainer` on prompt/completion rows with the loss on the completion only;
 the paper's chosen-only variant by default (`sft_targets="chosen_and_rejected"` is the official
 code's variant, paper §6.6). Stage 2 is `FSPOPreferenceTrainer` (TRL's `DPOTrainer`), started
-from the stage-1 adapter, whose frozen copy (TRL's "ref" adapter) is the reference model. The
-preference trainer class is chosen in one place, `preference_trainer_class(config)`.
+from the stage-1 adapter, whose frozen copy (TRL's "ref" adapter) is the reference model; by
+default (`prefix_sharing=True`) each pair's prompt runs once for both answers
+(`fspo_train.prefix_sharing`). The preference trainer class is chosen in one place,
+`preference_trainer_class(config)`.
 
 Example:
     ```python
@@ -95,6 +97,7 @@ _RUNTIME_ONLY = {
     "dataloader_num_workers",
     "strict_data",
     "use_cpu",
+    "prefix_sharing",  # exact: the same training with or without it
 }
 
 
@@ -218,10 +221,13 @@ def preference_trainer_class(config: FSPOTrainConfig) -> type[Any]:
     prompt_ids/chosen_ids/rejected_ids>, processing_class=tokenizer, peft_config=...,
     callbacks=..., fspo_loss=config.loss)`.
     """
-    del config  # every setting uses the same class for now
     from fspo_train._trainers import FSPOPreferenceTrainer
 
-    return FSPOPreferenceTrainer
+    if not config.prefix_sharing:
+        return FSPOPreferenceTrainer
+    from fspo_train.prefix_sharing import with_prefix_sharing
+
+    return with_prefix_sharing(FSPOPreferenceTrainer)
 
 
 # ---------------------------------------------------------------------- helpers
