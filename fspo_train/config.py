@@ -112,14 +112,15 @@ class FSPOTrainConfig:
     max_grad_norm: float = field(default=10.0, metadata=_help("Gradient clipping (paper 10)."))
     optim: str = field(default="rmsprop", metadata=_help("Optimizer name (transformers)."))
     weight_decay: float = field(default=0.0, metadata=_help("Weight decay."))
+    precompute_ref_log_probs: bool = field(
+        default=False, metadata=_help("Compute reference log-probs once before stage 2.")
+    )
     prefix_sharing: bool = field(
         default=True,
         metadata=_help(
-            "Stage 2: compute each pair's prompt once (exact; falls back when unsupported)."
+            "Stage 2: run each pair's few-shot prompt once for both answers (exact; "
+            "unsupported models fall back to TRL's path with a logged reason)."
         ),
-    )
-    precompute_ref_log_probs: bool = field(
-        default=False, metadata=_help("Compute reference log-probs once before stage 2.")
     )
     # --- adapter
     full_finetune: bool = field(

@@ -31,8 +31,9 @@ the official code sums per sequence and averages over the batch: the two differ 
 constant, which RMSprop (the paper's optimizer, our default) largely normalises away.
 
 Stage 2 is `FSPOPreferenceTrainer` (TRL's `DPOTrainer`), started from the stage-1 adapter, whose
-frozen copy (TRL's "ref" adapter) is the reference model. The preference trainer class is chosen
-in one place, `preference_trainer_class(config)`.
+frozen copy (TRL's "ref" adapter) is the reference model; by default (`prefix_sharing=True`)
+each pair's prompt runs once for both answers (`fspo_train.prefix_sharing`). The preference
+trainer class is chosen in one place, `preference_trainer_class(config)`.
 
 Example:
     ```python
@@ -54,7 +55,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -111,6 +111,7 @@ _RUNTIME_ONLY = {
     "dataloader_num_workers",
     "strict_data",
     "use_cpu",
+    "prefix_sharing",  # exact: the same training with or without it
 }
 
 
@@ -179,7 +180,7 @@ def preference_trainer_class(config: FSPOTrainConfig) -> type[Any]:
     """The stage-2 trainer class: the ONE place to plug in another `DPOTrainer` subclass.
 
     `FSPOPreferenceTrainer`, wrapped by `fspo_train.prefix_sharing.with_prefix_sharing` when
-    `config.prefix_sharing` is on and that module is installed (it falls back to the standard
+    `config.prefix_sharing` is on (the default; it falls back to the standard
     forward, with the reason logged, for models it cannot run exactly).
 
     It is constructed as `cls(model=..., args=DPOConfig, train_dataset=<pre-tokenized rows with
@@ -190,14 +191,9 @@ def preference_trainer_class(config: FSPOTrainConfig) -> type[Any]:
 
     if not config.prefix_sharing:
         return FSPOPreferenceTrainer
-    try:  # imported by name: the prefix-sharing module is optional
-        prefix_sharing = importlib.import_module("fspo_train.prefix_sharing")
-    except ModuleNotFoundError as e:
-        if e.name != "fspo_train.prefix_sharing":
-            raise
-        logger.info("Prefix sharing is not installed; using the standard DPO forward.")
-        return FSPOPreferenceTrainer
-    shared: type[Any] = prefix_sharing.with_prefix_sharing(FSPOPreferenceTrainer)
+    from fspo_train.prefix_sharing import with_prefix_sharing
+
+    shared: type[Any] = with_prefix_sharing(FSPOPreferenceTrainer)
     return shared
 
 
