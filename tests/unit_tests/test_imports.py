@@ -18,6 +18,7 @@ LIGHT_MODULES = (
     "langchain_fspo.backends.factory",
     "langchain_fspo.backends.local",
     "langchain_fspo.chat_models",
+    "langchain_fspo.memory",
 )
 
 
