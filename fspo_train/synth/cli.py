@@ -92,6 +92,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--redo", action="store_true", help="delete the selected stages' files first")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     run.add_argument("--no-fsync", action="store_true", help="flush lines without fsync")
+    run.add_argument(
+        "--request-seeds",
+        action="store_true",
+        help="send a per-item `seed` (vLLM/SGLang/OpenAI sample reproducibly)",
+    )
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -130,6 +135,7 @@ def run_command(args: argparse.Namespace) -> int:
             ),
             generator_temperature=args.generator_temperature,
             labeller_temperature=args.labeller_temperature,
+            request_seeds=args.request_seeds,
         )
         stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
         summary = run_synth(run, stages, redo=args.redo)

@@ -10,6 +10,7 @@ recipe, seed, models, prompt versions); counts may grow.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -73,6 +74,8 @@ class SynthRun:
         generator_temperature: Temperature for generators and the question writer built from
             spec strings (the paper samples at high temperature); None keeps the default.
         labeller_temperature: Temperature for the labeller and refiner built from spec strings.
+        request_seeds: Send each request a seed derived from `seed` and the work-item id, so
+            that servers honouring `seed` (vLLM, SGLang, OpenAI) sample reproducibly.
 
     Example:
         ```python
@@ -98,6 +101,7 @@ class SynthRun:
     settings: RunnerSettings = field(default_factory=RunnerSettings)
     generator_temperature: float | None = 1.0
     labeller_temperature: float | None = 0.0
+    request_seeds: bool = False
 
 
 def _identity(run: SynthRun, names: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +178,11 @@ def _build_context(run: SynthRun) -> SynthContext:
         labeller=labeller,
         refiner=refiner,
         question_writer=writer,
-        settings=run.settings,
+        settings=(
+            dataclasses.replace(run.settings, request_seed=run.seed)
+            if run.request_seeds
+            else run.settings
+        ),
     )
 
 

@@ -28,6 +28,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from tqdm.auto import tqdm
 
 from fspo_train.synth.errors import OutputParseError, SynthIncompleteError
+from fspo_train.synth.ids import digest
 from fspo_train.synth.prompts import SynthPrompt, load_prompt
 from fspo_train.synth.schemas import JsonOutput, OutputParser
 from fspo_train.synth.store import JsonlStore
@@ -55,6 +56,9 @@ class RunnerSettings:
             retries (the server is down; waiting longer only burns time).
         progress: Show a tqdm bar per stage.
         fsync: fsync each appended line (durability against power loss, not only crashes).
+        request_seed: When set, every request carries `seed=<hash of this and the item id>`
+            (OpenAI-compatible servers such as vLLM and SGLang then sample reproducibly per
+            item); None sends no seed (for providers that reject the parameter).
     """
 
     concurrency: int = 8
@@ -65,6 +69,7 @@ class RunnerSettings:
     max_consecutive_errors: int = 20
     progress: bool = True
     fsync: bool = True
+    request_seed: int | None = None
 
     def __post_init__(self) -> None:
         """Validate the limits."""
@@ -154,10 +159,11 @@ async def _invoke(
     usage: _Usage,
     settings: RunnerSettings,
     jitter: random.Random,
+    call_kwargs: dict[str, Any],
 ) -> AIMessage:
     for retry in range(settings.max_retries + 1):
         try:
-            answer = await model.ainvoke(messages)
+            answer = await model.ainvoke(messages, **call_kwargs)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -196,6 +202,9 @@ async def _process(
     messages: list[BaseMessage] = [HumanMessage(item.prompt.format(**variables))]
     usage = _Usage()
     jitter = random.Random(item.id)  # noqa: S311 - backoff jitter only
+    call_kwargs: dict[str, Any] = {}
+    if settings.request_seed is not None:
+        call_kwargs["seed"] = int(digest(settings.request_seed, item.id, length=8), 16) % 2**31
     row: dict[str, Any] = {
         "id": item.id,
         "model": item.model,
@@ -207,7 +216,7 @@ async def _process(
     error = ""
     for attempt in range(1, settings.max_attempts + 1):
         try:
-            answer = await _invoke(model, messages, usage, settings, jitter)
+            answer = await _invoke(model, messages, usage, settings, jitter, call_kwargs)
         except _ItemError as e:
             if not e.final:
                 raise

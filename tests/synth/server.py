@@ -71,6 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.requests += 1
             number = self.server.requests
+            if "seed" in payload:
+                self.server.seeds[users[0]] = payload["seed"]
         self._send(
             200,
             {
@@ -103,6 +105,8 @@ class _Server(ThreadingHTTPServer):
         self.latency_s = latency_s
         self.lock = threading.Lock()
         self.requests = 0
+        self.seeds: dict[str, int] = {}
+        """The `seed` each prompt (first user message) was last sent with."""
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Ignore clients that drop keep-alive connections (their pool closing); log the rest."""
@@ -123,6 +127,11 @@ class FixedLatencyServer:
     def base_url(self) -> str:
         """The OpenAI base URL, `http://127.0.0.1:<port>/v1`."""
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    @property
+    def seeds(self) -> dict[str, int]:
+        """The `seed` each prompt was last sent with (prompts sent without one are absent)."""
+        return self._server.seeds
 
     @property
     def requests(self) -> int:
