@@ -8,6 +8,8 @@ from __future__ import annotations
 
 __all__ = [
     "AdapterNotFoundError",
+    "AgentConfigError",
+    "ComparisonError",
     "FSPOError",
     "InferenceServerError",
     "InvalidExampleError",
@@ -47,3 +49,15 @@ class AdapterNotFoundError(FSPOError, LookupError):
 
 class InferenceServerError(FSPOError, RuntimeError):
     """The inference server answered with an error, a malformed response, or not at all."""
+
+
+class AgentConfigError(FSPOError, TypeError):
+    """`FSPOMiddleware` cannot personalise the agent's model call as configured.
+
+    For example the agent's model is not a `ChatFSPO`, or no user could be found in the
+    agent's runtime context while the middleware requires one.
+    """
+
+
+class ComparisonError(FSPOError, RuntimeError):
+    """`ChatFSPO.compare` could not produce two different, non-empty candidate answers."""
