@@ -274,7 +274,7 @@ def test_an_unknown_choice_is_refused_and_nothing_is_written() -> None:
     memory = PreferenceMemory()
     cmp = _llm(SeededBackend()).compare("Q?", user_id="ada", seed=0)
     with pytest.raises(InvalidExampleError, match="'c'"):
-        cmp.record(memory, "c")  # type: ignore[arg-type]
+        cmp.record(memory, "c")
     assert memory.list_choices("ada") == []
 
 

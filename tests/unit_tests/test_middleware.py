@@ -153,7 +153,7 @@ def test_no_user_answers_zero_shot_or_fails_when_required(backend, memory) -> No
     strict = create_agent(
         _llm(backend), middleware=[FSPOMiddleware(memory=memory, require_user=True)]
     )
-    with pytest.raises(AgentConfigError, match="found no user.*user_id"):
+    with pytest.raises(AgentConfigError, match=r"found no user.*user_id"):
         _ask(strict)
     assert len(backend.calls) == 1
 
@@ -201,7 +201,7 @@ def test_an_adapter_the_backend_does_not_serve_fails_clearly(backend, memory) ->
 
 def test_an_adapter_selector_of_the_wrong_type_is_refused() -> None:
     with pytest.raises(AgentConfigError, match="got int"):
-        FSPOMiddleware(adapter=3)  # type: ignore[arg-type]
+        FSPOMiddleware(adapter=3)
     with pytest.raises(AgentConfigError, match="user_key"):
         FSPOMiddleware(user_key="")
 
@@ -226,9 +226,7 @@ def test_the_models_memory_wins_over_the_agents_store(backend) -> None:
     store = InMemoryStore()
     _fill(PreferenceMemory(store), tag="-STORE")
     llm = _llm(backend, memory=_fill(PreferenceMemory(), tag="-MODEL"))
-    agent = create_agent(
-        llm, middleware=[FSPOMiddleware()], context_schema=Context, store=store
-    )
+    agent = create_agent(llm, middleware=[FSPOMiddleware()], context_schema=Context, store=store)
     _ask(agent, context=Context(user_id="bob"))
     assert "BOB-MODEL-CHOSEN" in backend.calls[-1][0].text
 
@@ -282,7 +280,7 @@ def test_another_model_is_refused_unless_strict_is_off() -> None:
         return GenericFakeChatModel(messages=iter([AIMessage("plain answer")]))
 
     agent = create_agent(fake(), middleware=[FSPOMiddleware()], context_schema=Context)
-    with pytest.raises(AgentConfigError, match="GenericFakeChatModel.*strict=False"):
+    with pytest.raises(AgentConfigError, match=r"GenericFakeChatModel.*strict=False"):
         _ask(agent, context=Context(user_id="ada"))
 
     lenient = create_agent(
