@@ -3,7 +3,8 @@
 Each script runs as a user would run it (`python examples/<name>.py`), with the repository
 root as working directory and `PYTHONPATH`. The quickstart builds its own tiny model (the
 offline default); the others get the session's tiny adapters through `--adapter`, which is
-also how a real adapter is passed.
+also how a real adapter is passed. `serve_tgi.py` runs against the TGI-speaking test server
+(tests/tgi_server: a test double of TGI and vLLM that generates with the tiny model).
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.tgi_server import TGITestServer
+from tests.tgi_server import fixtures as tgi_fixtures
+
 pytestmark = pytest.mark.train
+
+# The TGI test server stack (pytest finds fixtures by their name in this module).
+tgi = tgi_fixtures.tgi
+vllm = tgi_fixtures.vllm
+tiny_stack = tgi_fixtures.tiny_stack
 
 pytest.importorskip("torch")
 pytest.importorskip("langchain.agents")
@@ -123,3 +132,46 @@ def test_collect_preferences_interactively_from_a_sqlite_file(
         (example,) = memory.list("ada")
         assert example.prompt == "Recommend a film for tonight."
         assert example.metadata["source"] == "collect_preferences.py"
+
+
+# ---------------------------------------------------------------- serve_tgi.py against a server
+
+
+def _serve(server: TGITestServer, tiny_stack, *args: str) -> str:
+    folder = tiny_stack.adapter_dirs["fspo-alice"]
+    return run_example(
+        "serve_tgi.py",
+        "--base-url",
+        server.url,
+        "--adapter",
+        str(folder),
+        "--adapter-id",
+        "fspo-alice",
+        "--max-tokens",
+        "4",
+        *args,
+    )
+
+
+@pytest.mark.integration
+def test_serve_tgi_against_a_tgi_speaking_server(tgi, tiny_stack) -> None:
+    out = _serve(tgi, tiny_stack)
+
+    assert f"connected to {tgi.url} (tgi); adapter 'fspo-alice'" in out
+    assert "[ada] adapter=fspo-alice shots=1" in out
+    generations = [r for r in tgi.requests if r.method == "POST"]
+    assert len(generations) == 2  # invoke, then stream
+    for request in generations:
+        assert request.served_adapter == "fspo-alice"
+        assert "Arrival: quiet, clever science fiction." in str(request.body)
+
+
+@pytest.mark.integration
+def test_serve_tgi_against_a_vllm_flavored_server(vllm, tiny_stack) -> None:
+    out = _serve(vllm, tiny_stack, "--kind", "openai", "--flavor", "vllm")
+
+    assert "(openai); adapter 'fspo-alice'" in out
+    generations = [r for r in vllm.requests if r.path == "/v1/chat/completions"]
+    assert len(generations) == 2
+    assert {r.body["model"] for r in generations} == {"fspo-alice"}
+    assert {r.served_adapter for r in generations} == {"fspo-alice"}

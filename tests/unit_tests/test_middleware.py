@@ -301,3 +301,24 @@ async def test_the_async_agent_path_personalises_too(backend, memory) -> None:
     assert result["messages"][-1].response_metadata["user_id"] == "bob"
     assert _owners(backend) == [{"bob"}]
     assert backend.calls[-1][1] == "beta"
+
+
+def test_token_streaming_through_the_agent_keeps_the_user(backend, memory) -> None:
+    agent = create_agent(
+        _llm(backend),
+        middleware=[FSPOMiddleware(memory=memory, adapter={"bob": "beta"})],
+        context_schema=Context,
+    )
+    chunks = [
+        message
+        for message, _ in agent.stream(
+            {"messages": [{"role": "user", "content": "Hi?"}]},
+            context=Context(user_id="bob"),
+            stream_mode="messages",
+        )
+    ]
+    assert "".join(str(c.content) for c in chunks) == backend.reply
+    assert len(chunks) > 2  # token by token, not one message
+    assert chunks[-1].response_metadata["user_id"] == "bob"
+    assert _owners(backend) == [{"bob"}]
+    assert backend.calls[-1][1] == "beta"
