@@ -53,6 +53,7 @@ __all__ = [
     "Comparison",
     "acompare",
     "compare",
+    "swap_order",
 ]
 
 logger = logging.getLogger(__name__)

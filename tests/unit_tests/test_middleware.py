@@ -322,3 +322,26 @@ def test_token_streaming_through_the_agent_keeps_the_user(backend, memory) -> No
     assert chunks[-1].response_metadata["user_id"] == "bob"
     assert _owners(backend) == [{"bob"}]
     assert backend.calls[-1][1] == "beta"
+
+
+def test_an_agent_with_tools_still_gets_the_user_and_adapter(backend, memory) -> None:
+    from langchain_core.tools import tool
+
+    @tool
+    def lookup(title: str) -> str:
+        """Look a book up."""
+        return f"{title}: in stock"
+
+    agent = create_agent(
+        _llm(backend),
+        tools=[lookup],
+        middleware=[FSPOMiddleware(memory=memory, adapter={"ada": "gamma"})],
+        context_schema=Context,
+    )
+    answer = _ask(agent, context=Context(user_id="ada"))
+
+    _, adapter, params = backend.calls[-1]
+    assert adapter == "gamma"
+    assert [t["function"]["name"] for t in params.extra["tools"]] == ["lookup"]
+    assert _owners(backend) == [{"ada"}]
+    assert answer.response_metadata["user_id"] == "ada"
