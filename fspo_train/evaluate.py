@@ -29,7 +29,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -483,6 +483,7 @@ def run_evaluation(
         ```
     """
     say = progress or (lambda line: logger.info("%s", line))
+    config = replace(config)  # defaults are filled in below; the caller's object stays as it is
     fmt = PromptFormat.from_pretrained(config.adapter)
     if config.pref_ft_adapter is None:
         config.pref_ft_adapter = find_stage1_adapter(config.adapter)
@@ -557,7 +558,7 @@ def run_evaluation(
                         items, outputs[name][split], outputs[config.baseline][split], strict=True
                     )
                 ]
-                scores = compare_all(judge, comparisons)
+                scores = compare_all(judge, comparisons, desc=f"judging {name}/{split}")
                 win.setdefault(name, {})[split] = win_rate(scores).to_dict()
                 generations += [
                     {
@@ -587,6 +588,7 @@ def run_evaluation(
         "seed": config.seed,
         "baseline": config.baseline if config.win_rate else None,
         "judge": judge_name(judge) if judge is not None and config.win_rate else None,
+        "judge_unparsed_verdicts": getattr(judge, "unparsed", None) if config.win_rate else None,
         "accuracy": accuracy,
         "win_rate": win,
     }
