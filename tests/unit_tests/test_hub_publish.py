@@ -174,11 +174,15 @@ def test_cli_publish(
     folder = _adapter_folder(tmp_path)
 
     argv = ["publish", str(folder), "--repo-id", "org/cli", "--private", "--revision", "rc"]
+    argv += ["--license", "llama3.2", "--dataset", "org/prefs"]
     code = _cli([*argv, "--token", TOKEN])
 
     assert code == 0
     assert hub_server.repos["org/cli"].private is True
     assert hub_server.commits[-1].revision == "rc"
+    meta, _ = _card(hub_server.commits[-1].files["README.md"])
+    assert meta["license"] == "llama3.2"
+    assert meta["datasets"] == ["org/prefs"]
     out = capsys.readouterr().out
     assert "org/cli" in out
     assert hub_server.commits[-1].oid in out
@@ -193,6 +197,17 @@ def test_cli_without_credentials_says_how_to_log_in(
     assert "401" in err
     assert "--token" in err
     assert hub_server.commits == []
+
+
+def test_cli_card_only_uploads_nothing(
+    hub_server: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _adapter_folder(tmp_path)
+    assert _cli(["publish", str(folder), "--repo-id", "org/cli", "--card-only"]) == 0
+    meta, body = _card((folder / "README.md").read_bytes())
+    assert meta["library_name"] == "peft"
+    assert "org/cli" in body
+    assert hub_server.requests == []
 
 
 def test_cli_refuses_incomplete_folder(
