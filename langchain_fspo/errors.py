@@ -14,6 +14,7 @@ __all__ = [
     "MemoryConfigError",
     "PromptBudgetError",
     "PromptFormatError",
+    "UnsupportedParameterError",
 ]
 
 
@@ -46,4 +47,31 @@ class AdapterNotFoundError(FSPOError, LookupError):
 
 
 class InferenceServerError(FSPOError, RuntimeError):
-    """The inference server answered with an error, a malformed response, or not at all."""
+    """The inference server answered with an error, a malformed response, or not at all.
+
+    Attributes:
+        url: The server URL (credentials stripped), when known.
+        adapter: The adapter the call asked for (None: the base model).
+        status_code: The HTTP status, when the server answered with one.
+        retryable: False when retrying cannot help or was already done by the backend (a 4xx,
+            a malformed answer, retries exhausted); None when the raiser does not say.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        adapter: str | None = None,
+        status_code: int | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.adapter = adapter
+        self.status_code = status_code
+        self.retryable = retryable
+
+
+class UnsupportedParameterError(FSPOError, ValueError):
+    """A generation parameter cannot be sent on the chosen route or server; nothing was sent."""
