@@ -83,7 +83,8 @@ def test_publish_uploads_adapter_format_and_card(hub_server: HubServer, tmp_path
     assert "LORA_ADAPTERS=org/fspo-roleplay" in body
     assert '"adapter_id": "org/fspo-roleplay"' in body  # paper style: /generate + adapter_id
     assert "--lora-modules fspo=org/fspo-roleplay --max-lora-rank 32" in body
-    assert 'ChatFSPO.from_pretrained(\n    "org/fspo-roleplay"' in body
+    assert 'ChatFSPO.from_pretrained(\n    "org/fspo-roleplay",' in body
+    assert 'adapters=["org/fspo-roleplay"]' in body
     assert "## Evaluation" not in body
     # The card parses with huggingface_hub's own loader.
     assert ModelCard(commit.files["README.md"].decode()).data.library_name == "peft"
