@@ -14,10 +14,28 @@ import yaml
 
 from fspo_train.cli import main
 from fspo_train.loaders import write_records
+from fspo_train.records import PreferenceRecord
 from langchain_fspo import ChatFSPO, PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat
 from tests.hub_server import HubServer
-from tests.train.test_training import _records
+
+USERS = ("fox", "owl", "cat")
+
+
+def _records() -> list[PreferenceRecord]:
+    return [
+        PreferenceRecord(
+            user_id=user,
+            question=f"Question {i}: why does the fox jump?",
+            chosen=f"The {user} answer {i}: a quick brown fox.",
+            rejected=f"Nope {i}.",
+            user_description=f"The user is a {user}.",
+            question_id=f"q{i}",
+        )
+        for user in USERS
+        for i in range(6)
+    ]
+
 
 pytestmark = [
     pytest.mark.train,
