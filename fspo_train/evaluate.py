@@ -115,18 +115,14 @@ class EvalItem:
 
 
 def load_records(path: str | Path) -> list[PreferenceRecord]:
-    """Read a preference JSONL file (`fspo_train.records` schema), naming the bad line."""
-    records = []
-    with Path(path).open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(PreferenceRecord.model_validate_json(line))
-            except ValueError as e:
-                msg = f"{path}:{number} is not a valid preference record: {e}"
-                raise ValueError(msg) from e
-    return records
+    """Read a preference JSONL file (`fspo_train.records` schema); a bad line is an error.
+
+    Evaluation refuses bad data rather than skipping it: a silently smaller split would
+    change the numbers. Raises `InvalidExampleError` naming the file and line.
+    """
+    from fspo_train.loaders import load_records as load_jsonl
+
+    return list(load_jsonl(path, strict=True).records)
 
 
 def build_eval_items(

@@ -467,3 +467,14 @@ def test_rat_completions_start_with_the_user_description(
         assert text.startswith("## User Description\n" + str(item.user_description))
         assert str(item.user_description) not in tokenizer.decode(prompt)  # not teacher-forced
         assert "User Description" not in tokenizer.decode(zero)
+
+
+def test_bad_eval_data_is_refused_with_its_line(run_dir: Path, tmp_path: Path) -> None:
+    from langchain_fspo.errors import InvalidExampleError
+
+    bad = tmp_path / "bad.jsonl"
+    good = _records("held_out")[0].model_dump_json()
+    bad.write_text(good + "\n" + '{"user_id": "x", "question": "q"}\n', encoding="utf-8")
+    config = EvalConfig(adapter=run_dir, splits={"held_out": bad}, win_rate=False)
+    with pytest.raises(InvalidExampleError, match=":2"):
+        run_evaluation(config, plot=False)
