@@ -300,7 +300,9 @@ class EvalConfig:
     methods: list[str] | None = None
     """Default: every method whose inputs are available."""
     baseline: str = BASE
-    beta: float = 0.01
+    beta: float | None = None
+    """β of the implicit reward; default: the run's `fspo_train_config.yaml`, else 0.01.
+    (Accuracy does not depend on β > 0; the reported rewards and margins scale with it.)"""
     num_shots: int | None = None
     """Default: the format's `num_shots`."""
     max_new_tokens: int = 128
@@ -342,6 +344,18 @@ def default_splits(adapter_dir: str | Path) -> tuple[dict[str, Path], Path | Non
         raise ValueError(msg)
     train = folder / "train.jsonl"
     return splits, (train if train.is_file() else None)
+
+
+def _run_beta(adapter: Path, default: float = 0.01) -> float:
+    """β the run was trained with (`fspo_train_config.yaml`), else `default`."""
+    import yaml
+
+    path = adapter / "fspo_train_config.yaml"
+    if path.is_file():
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and isinstance(data.get("beta"), int | float):
+            return float(data["beta"])
+    return default
 
 
 def _adapter_base(adapter: Path) -> str | None:
@@ -484,6 +498,8 @@ def run_evaluation(
     if config.pref_ft_adapter is None:
         config.pref_ft_adapter = find_stage1_adapter(config.adapter)
     num_shots = fmt.num_shots if config.num_shots is None else config.num_shots
+    if config.beta is None:
+        config.beta = _run_beta(config.adapter)
     if config.splits is None:
         config.splits, default_shots = default_splits(config.adapter)
         config.shots = config.shots or default_shots

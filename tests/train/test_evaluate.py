@@ -86,7 +86,7 @@ def run_dir(
     root = tmp_path_factory.mktemp("eval-run") / "run"
     build_tiny_adapter(tiny_model_dir, root, prompt_format=chat_format, seed=11)
     build_tiny_adapter(tiny_model_dir, root / "pref_ft", prompt_format=chat_format, seed=12)
-    (root / "fspo_train_config.yaml").write_text("beta: 0.01\n")
+    (root / "fspo_train_config.yaml").write_text("beta: 0.02\n")
     return root
 
 
@@ -265,6 +265,7 @@ def test_every_baseline_runs_and_is_judged_against_base(full_eval) -> None:
     assert descriptions == {d for users in USERS.values() for d in users.values()}
     assert results["reference"].endswith("pref_ft")
     assert results["judge"] == "recording-length-judge"
+    assert results["beta"] == 0.02  # from the run's fspo_train_config.yaml
 
 
 def test_each_method_generates_with_its_adapter_and_prompt(

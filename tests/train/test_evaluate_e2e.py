@@ -80,8 +80,6 @@ def test_train_eval_publish_serve(
             "tests.train.test_evaluate:length_judge",
             "--methods",
             "fspo,base,few_shot,pref_ft,oracle",
-            "--beta",
-            "0.1",
             "--max-new-tokens",
             "4",
             "--max-items",
@@ -94,6 +92,7 @@ def test_train_eval_publish_serve(
     assert results["reference"] == str(out / "stage1")  # stage 1 is the IPO reference
     assert set(results["win_rate"]) == {"fspo", "few_shot", "pref_ft", "oracle"}
     assert (out / "eval_plot.png").is_file()
+    assert results["beta"] == 0.1  # the run's β, read from fspo_train_config.yaml
 
     code = main(["publish", str(out), "--repo-id", "org/e2e", "--token", "hf_x"])
     assert code == 0
