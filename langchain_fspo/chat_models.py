@@ -362,10 +362,10 @@ class ChatFSPO(BaseChatModel):
             PromptFormatError: Invalid `fspo_format.json`, or chat template drift.
         """
         from langchain_fspo.backends.factory import backend_for_adapter
-        from langchain_fspo.backends.local import read_adapter_config
+        from langchain_fspo.backends.local import adapter_folder, read_adapter_config
 
         fmt = PromptFormat.from_pretrained(adapter_dir_or_repo, revision=revision, token=token)
-        adapter_config = read_adapter_config(adapter_dir_or_repo, revision)
+        adapter_config = read_adapter_config(adapter_dir_or_repo, revision, token=token)
         base_model = str(adapter_config["base_model_name_or_path"])
         if fmt.base_model_id is not None and not _same_model(fmt.base_model_id, base_model):
             msg = (
@@ -392,7 +392,17 @@ class ChatFSPO(BaseChatModel):
             add = getattr(built, "add_adapter", None)
             loaded = getattr(built, "adapters", None)
             if callable(add) and isinstance(loaded, dict) and name not in loaded:
-                add(name, adapter_dir_or_repo, revision=revision)
+                add(name, adapter_folder(adapter_dir_or_repo, revision, token=token))
+        elif backend == "local":
+            # The weights at the same revision as the format, with the same token.
+            built = backend_for_adapter(
+                backend,
+                adapter_folder(adapter_dir_or_repo, revision, token=token),
+                adapter_name=name,
+                base_model=base_model,
+                **({"token": token} if token else {}),
+                **(backend_kwargs or {}),
+            )
         else:
             built = backend_for_adapter(
                 backend,
