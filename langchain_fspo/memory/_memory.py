@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import importlib
 import logging
-import sqlite3
-import threading
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from os import PathLike
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from langgraph.store.base import BaseStore, Op, PutOp, Result
+from langgraph.store.base import BaseStore, PutOp
 from langgraph.store.memory import InMemoryStore
 
 from langchain_fspo.errors import InvalidExampleError, MemoryConfigError
 from langchain_fspo.examples import PreferenceExample, validate_user_id
 from langchain_fspo.memory import _plans as plans
+from langchain_fspo.memory._backends import open_postgres_store, open_sqlite_store
+from langchain_fspo.memory._driver import StoreDriver
+from langchain_fspo.memory._inputs import (
+    check_k,
+    check_query,
+    check_record_id,
+    new_example,
+    new_examples,
+)
 from langchain_fspo.memory._layout import DEFAULT_ROOT, UserNamespaces, new_record_id
 from langchain_fspo.memory._records import (
     CHOICES,
@@ -42,75 +46,7 @@ T = TypeVar("T")
 _Examples = list[PreferenceExample]
 _Choices = list[ChoiceRecord]
 
-_LOCK_STRIPES = 64
 _DEFAULT_FETCH_K = 32
-
-
-@contextlib.asynccontextmanager
-async def _hold(lock: threading.Lock) -> AsyncIterator[None]:
-    """Hold a threading lock from async code without blocking the event loop."""
-    delay = 0.0005
-    while not lock.acquire(blocking=False):
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.02)
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _new_example(
-    prompt: object, chosen: object, rejected: object, metadata: Mapping[str, Any]
-) -> PreferenceExample:
-    """Validate the fields of a new example and stamp it with a fresh id and time."""
-    check_text("prompt", prompt)
-    check_text("chosen", chosen)
-    if rejected is not None:
-        check_text("rejected", rejected)
-    example = PreferenceExample.create(
-        prompt=prompt, chosen=chosen, rejected=rejected, metadata=check_metadata(metadata)
-    )
-    record_id, created_at = new_record_id()
-    return example.stamped(record_id, created_at)
-
-
-def _check_record_id(record_id: object) -> str:
-    if not isinstance(record_id, str) or not record_id:
-        msg = (
-            f"An example id must be a non-empty str, got {type(record_id).__name__} {record_id!r}."
-        )
-        raise InvalidExampleError(msg)
-    return record_id
-
-
-def _sqlite_driver(*, need_extensions: bool) -> Any:
-    """The DB-API module to open SQLite with: the stdlib's, or pysqlite3 for extensions."""
-    if not need_extensions or hasattr(sqlite3.Connection, "enable_load_extension"):
-        return sqlite3
-    try:
-        return importlib.import_module("pysqlite3.dbapi2")
-    except ImportError as e:
-        msg = (
-            "An embedding index on SQLite needs the sqlite-vec extension, and this Python's "
-            "sqlite3 cannot load extensions. Install `langchain-fspo[sqlite-index]` "
-            "(pysqlite3-binary), use a Python built with --enable-loadable-sqlite-extensions, "
-            "or drop `index=`."
-        )
-        raise MemoryConfigError(msg) from e
-
-
-def _check_k(k: object) -> int:
-    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
-        msg = f"`k` must be a non-negative int, got {k!r}."
-        raise MemoryConfigError(msg)
-    return k
-
-
-def _check_query(query: object) -> str | None:
-    if query is not None and not isinstance(query, str):
-        msg = f"`query` must be a str or None, got {type(query).__name__}."
-        raise MemoryConfigError(msg)
-    return query
 
 
 class PreferenceMemory:
@@ -171,10 +107,7 @@ class PreferenceMemory:
         self._store: BaseStore = store if store is not None else InMemoryStore()
         self._root = namespace
         self._index_fields = list(index_fields) if index_fields is not None else None
-        self._user_locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
-        # InMemoryStore iterates its dicts without a lock: serialise calls into it.
-        self._store_lock = threading.Lock() if isinstance(self._store, InMemoryStore) else None
-        self._async_via_thread = False
+        self._driver = StoreDriver(self._store)
         self._resources = ExitStack()
 
     # ----------------------------------------------------------------- construction
@@ -206,24 +139,9 @@ class PreferenceMemory:
             ...     [e.chosen for e in memory.list("u1")]
             ['A.']
         """
-        from langgraph.store.sqlite import SqliteStore
-
-        driver = _sqlite_driver(need_extensions=index is not None)
-        conn = driver.connect(str(path), check_same_thread=False, isolation_level=None)
-        try:
-            conn.execute("PRAGMA busy_timeout = 10000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            # store_vectors rows are deleted with their item by ON DELETE CASCADE, which SQLite
-            # only enforces when foreign keys are on (off by default, per connection).
-            conn.execute("PRAGMA foreign_keys = ON")
-            store = SqliteStore(conn, index=index)
-            store.setup()
-        except BaseException:
-            conn.close()
-            raise
+        store, resources = open_sqlite_store(path, index)
         memory = cls(store, namespace=namespace)
-        memory._resources.callback(conn.close)
+        memory._resources.push(resources)
         return memory
 
     @classmethod
@@ -245,27 +163,7 @@ class PreferenceMemory:
             ...     "postgresql://fspo:fspo@127.0.0.1:5432/fspo"
             ... )  # doctest: +SKIP
         """
-        try:
-            from langgraph.store.postgres import PostgresStore
-        except ImportError as e:
-            msg = (
-                "PreferenceMemory.postgres needs langgraph-checkpoint-postgres and psycopg: "
-                "pip install 'langchain-fspo[postgres]'"
-            )
-            raise ImportError(msg) from e
-        resources = ExitStack()
-        try:
-            store = resources.enter_context(
-                PostgresStore.from_conn_string(
-                    conn_string,
-                    pool_config={"min_size": 1, "max_size": max_connections},
-                    index=index,  # type: ignore[arg-type]
-                )
-            )
-            store.setup()
-        except BaseException:
-            resources.close()
-            raise
+        store, resources = open_postgres_store(conn_string, index, max_connections)
         memory = cls(store, namespace=namespace)
         memory._resources.push(resources)
         return memory
@@ -278,9 +176,7 @@ class PreferenceMemory:
     @property
     def has_index(self) -> bool:
         """Whether the store has an embedding index (needed by `strategy="relevant"`)."""
-        return bool(getattr(self._store, "index_config", None)) and (
-            getattr(self._store, "embeddings", None) is not None
-        )
+        return self._driver.has_index
 
     def close(self) -> None:
         """Release the connections this memory opened (`sqlite`/`postgres`); idempotent."""
@@ -301,113 +197,20 @@ class PreferenceMemory:
         """The store namespaces that hold `user_id`'s data (for inspection and tooling)."""
         return UserNamespaces.of(self._root, validate_user_id(user_id))
 
-    # ----------------------------------------------------------------- drivers
-
-    def _batch(self, ops: list[Op]) -> list[Result]:
-        if self._store_lock is None:
-            return self._store.batch(ops)
-        with self._store_lock:
-            return self._store.batch(ops)
-
-    async def _abatch(self, ops: list[Op]) -> list[Result]:
-        if self._store_lock is not None:
-            async with _hold(self._store_lock):
-                return await self._store.abatch(ops)
-        if not self._async_via_thread:
-            try:
-                return await self._store.abatch(ops)
-            except NotImplementedError:
-                # Sync-only stores (SqliteStore) refuse abatch before doing anything.
-                logger.debug("%s has no abatch; running it in a thread.", type(self._store))
-                self._async_via_thread = True
-        return await asyncio.to_thread(self._store.batch, ops)
-
-    def _embeddings(self) -> Any:
-        embeddings = getattr(self._store, "embeddings", None)
-        if embeddings is None:  # pragma: no cover - plans only ask when has_index
-            msg = "The store has no embeddings to embed with."
-            raise MemoryConfigError(msg)
-        return embeddings
-
-    def _run(self, plan: plans.Plan[T], lock_user: str | None = None) -> T:
-        lock = self._lock_for(lock_user)
-        with lock if lock is not None else contextlib.nullcontext():
-            try:
-                step = next(plan)
-                while True:
-                    if isinstance(step, plans.Embed):
-                        emb = self._embeddings()
-                        query = emb.embed_query(step.query) if step.query else None
-                        step = plan.send((emb.embed_documents(step.texts), query))
-                    else:
-                        step = plan.send(self._batch(step))
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
-
-    async def _arun(self, plan: plans.Plan[T], lock_user: str | None = None) -> T:
-        lock = self._lock_for(lock_user)
-        async with _hold(lock) if lock is not None else contextlib.nullcontext():
-            try:
-                step = next(plan)
-                while True:
-                    if isinstance(step, plans.Embed):
-                        emb = self._embeddings()
-                        query = await emb.aembed_query(step.query) if step.query else None
-                        step = plan.send((await emb.aembed_documents(step.texts), query))
-                    else:
-                        step = plan.send(await self._abatch(step))
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
-
-    def _prune_in_memory(self, prefix: tuple[str, ...]) -> None:
-        """Drop the empty namespace entries `InMemoryStore` keeps after deletes (and reads)."""
-        if self._store_lock is None:
-            return
-        n = len(prefix)
-        with self._store_lock:
-            for table in (self._store._data, self._store._vectors):  # type: ignore[attr-defined]  # noqa: SLF001
-                for namespace in [ns for ns, v in table.items() if ns[:n] == prefix and not v]:
-                    del table[namespace]
-
-    def _lock_for(self, user_id: str | None) -> threading.Lock | None:
-        if user_id is None:
-            return None
-        return self._user_locks[hash(user_id) % _LOCK_STRIPES]
-
     # ----------------------------------------------------------------- plan builders
 
     def _add(
         self, user_id: str, prompt: str, chosen: str, rejected: str | None, metadata: dict[str, Any]
     ) -> plans.Plan[_Examples]:
         ns = self.namespaces(user_id)
-        example = _new_example(prompt, chosen, rejected, metadata)
+        example = new_example(prompt, chosen, rejected, metadata)
         return plans.add_plan(ns, [example], self._index_fields)
 
     def _add_many(
         self, user_id: str, examples: Iterable[PreferenceExample | Mapping[str, Any]]
     ) -> plans.Plan[_Examples]:
         ns = self.namespaces(user_id)
-        stamped = []
-        for raw in examples:
-            fields = raw.model_dump() if isinstance(raw, PreferenceExample) else dict(raw)
-            fields.pop("id", None)
-            fields.pop("created_at", None)
-            metadata = fields.pop("metadata", None) or {}
-            unknown = set(fields) - {"prompt", "chosen", "rejected"}
-            if unknown:
-                msg = (
-                    f"Unknown example fields {sorted(unknown)}; "
-                    "use prompt, chosen, rejected, metadata."
-                )
-                raise InvalidExampleError(msg)
-            stamped.append(
-                _new_example(
-                    fields.get("prompt"), fields.get("chosen"), fields.get("rejected"), metadata
-                )
-            )
-        return plans.add_plan(ns, stamped, self._index_fields)
+        return plans.add_plan(ns, new_examples(examples), self._index_fields)
 
     def _record_choice(
         self, user_id: str, prompt: str, a: str, b: str, choice: str, metadata: dict[str, Any]
@@ -448,8 +251,11 @@ class PreferenceMemory:
         lambda_mult: float,
     ) -> plans.Plan[_Examples]:
         ns = self.namespaces(user_id)
-        k = _check_k(k)
-        query = _check_query(query)
+        k = check_k(k)
+        query = check_query(query)
+        if not 0.0 <= lambda_mult <= 1.0:
+            msg = f"`lambda_mult` must lie in [0, 1], got {lambda_mult!r}."
+            raise MemoryConfigError(msg)
         if callable(strategy):
             return plans.function_plan(ns, strategy, query, k)
         name = str(strategy)  # callers without type checking pass any string
@@ -495,7 +301,9 @@ class PreferenceMemory:
             InvalidExampleError: empty or over-long text, `chosen == rejected`, a bad user id,
                 or metadata that is not JSON; nothing is written.
         """
-        (example,) = self._run(self._add(user_id, prompt, chosen, rejected, metadata), user_id)
+        (example,) = self._driver.run(
+            self._add(user_id, prompt, chosen, rejected, metadata), [user_id]
+        )
         return example
 
     def add_many(
@@ -506,7 +314,37 @@ class PreferenceMemory:
         Each item is a `PreferenceExample` or a mapping with prompt/chosen/rejected/metadata;
         ids and times are assigned here, in the given order (the last is the newest).
         """
-        return self._run(self._add_many(user_id, examples), user_id)
+        return self._driver.run(self._add_many(user_id, examples), [user_id])
+
+    def add_many_users(
+        self,
+        examples_by_user: Mapping[str, Iterable[PreferenceExample | Mapping[str, Any]]],
+        *,
+        users_per_batch: int = 500,
+    ) -> dict[str, list[PreferenceExample]]:
+        """Bulk-load examples for many users: two store round trips per `users_per_batch` users.
+
+        For imports (a dataset of users, a migration). Every example of every user is validated
+        before anything is written; then each chunk of users is written in one batch.
+
+        Example:
+            >>> memory = PreferenceMemory()
+            >>> added = memory.add_many_users({"u1": [{"prompt": "Q", "chosen": "A"}], "u2": []})
+            >>> memory.count("u1"), memory.count("u2")
+            (1, 0)
+        """
+        staged = {user: new_examples(items) for user, items in examples_by_user.items()}
+        namespaces = {user: self.namespaces(user) for user in staged}
+        added: dict[str, list[PreferenceExample]] = {}
+        users = [user for user, items in staged.items() if items]
+        step = max(users_per_batch, 1)
+        for start in range(0, len(users), step):
+            chunk = users[start : start + step]
+            chunk_plans = [
+                plans.add_plan(namespaces[u], staged[u], self._index_fields) for u in chunk
+            ]
+            added.update(zip(chunk, self._driver.run_many(chunk_plans, chunk), strict=True))
+        return {user: added.get(user, []) for user in staged}
 
     def record_choice(
         self, user_id: str, prompt: str, a: str, b: str, choice: Choice, **metadata: Any
@@ -524,40 +362,50 @@ class PreferenceMemory:
             ('Yo.', 'Hello!')
         """
         plan, record = self._record_choice(user_id, prompt, a, b, choice, metadata)
-        self._run(plan, user_id)
+        self._driver.run(plan, [user_id])
         return record
 
     def list(self, user_id: str) -> _Examples:
         """All of `user_id`'s examples, oldest first (empty for an unknown user)."""
-        return self._run(plans.list_plan(self.namespaces(user_id)))
+        return self._driver.run(plans.list_plan(self.namespaces(user_id)))
 
     def list_choices(self, user_id: str) -> _Choices:
         """All of `user_id`'s recorded choices (ties and "neither" included), oldest first."""
-        return self._run(plans.list_choices_plan(self.namespaces(user_id)))
+        return self._driver.run(plans.list_choices_plan(self.namespaces(user_id)))
 
     def count(self, user_id: str) -> int:
         """How many examples `user_id` has."""
-        return self._run(plans.count_plan(self.namespaces(user_id)))
+        return self._driver.run(plans.count_plan(self.namespaces(user_id)))
 
     def get(self, user_id: str, example_id: str) -> PreferenceExample | None:
         """The example `example_id` of `user_id`, or None."""
         ns = self.namespaces(user_id)
-        return self._run(plans.get_plan(ns, _check_record_id(example_id)))
+        return self._driver.run(plans.get_plan(ns, check_record_id(example_id)))
 
     def delete(self, user_id: str, example_id: str) -> bool:
         """Delete the example (and/or choice record) `example_id`; False if there was none."""
         ns = self.namespaces(user_id)
-        return self._run(plans.delete_plan(ns, _check_record_id(example_id)), user_id)
+        return self._driver.run(plans.delete_plan(ns, check_record_id(example_id)), [user_id])
+
+    def reindex(self, user_id: str) -> int:
+        """Rebuild `user_id`'s manifest from the stored examples; return their number.
+
+        The manifest (newest ids, count) is kept in step by this process's per-user lock.
+        Processes writing the same user at the same instant can race on it; `select` notices
+        ids that vanished, but not an add the manifest missed: run this to repair.
+        """
+        return self._driver.run(plans.reindex_plan(self.namespaces(user_id)), [user_id])
 
     def forget(self, user_id: str) -> int:
         """Delete everything stored about `user_id`; return the number of store items removed.
 
         Examples, choices, the cached description and the manifest all go: afterwards the
-        store holds no namespace of this user.
+        store holds no namespace of this user. On a memory opened with `sqlite()` the deleted
+        text is also overwritten in the file (`secure_delete`, WAL checkpointed).
         """
         ns = self.namespaces(user_id)
-        removed = self._run(plans.forget_plan(ns), user_id)
-        self._prune_in_memory(ns.user)
+        removed = self._driver.run(plans.forget_plan(ns), [user_id])
+        self._driver.scrub(ns.user)
         return removed
 
     def export(self, user_id: str) -> dict[str, Any]:
@@ -567,7 +415,7 @@ class PreferenceMemory:
         `choices` (ties and "neither" included), `description` (None, or text, created_at and
         whether it is `current`).
         """
-        return self._run(plans.export_plan(self.namespaces(user_id), user_id))
+        return self._driver.run(plans.export_plan(self.namespaces(user_id), user_id))
 
     def select(
         self,
@@ -596,7 +444,7 @@ class PreferenceMemory:
             Examples oldest first; empty for an unknown user or one without examples.
         """
         plan = self._select(user_id, query, k, strategy, fetch_k, lambda_mult)
-        return self._run(plan)
+        return self._driver.run(plan)
 
     def get_description(self, user_id: str) -> str | None:
         """The cached RAT description of `user_id`, or None if unset or stale.
@@ -604,11 +452,11 @@ class PreferenceMemory:
         A description goes stale as soon as the user's examples change (add, delete,
         record_choice "a"/"b").
         """
-        return self._run(plans.get_description_plan(self.namespaces(user_id)))
+        return self._driver.run(plans.get_description_plan(self.namespaces(user_id)))
 
     def set_description(self, user_id: str, text: str) -> None:
         """Cache `text` as the description of `user_id`'s current examples."""
-        self._run(self._set_description(user_id, text), user_id)
+        self._driver.run(self._set_description(user_id, text), [user_id])
 
     # ----------------------------------------------------------------- public API (async)
 
@@ -623,55 +471,61 @@ class PreferenceMemory:
     ) -> PreferenceExample:
         """Async `add`."""
         plan = self._add(user_id, prompt, chosen, rejected, metadata)
-        (example,) = await self._arun(plan, user_id)
+        (example,) = await self._driver.arun(plan, [user_id])
         return example
 
     async def aadd_many(
         self, user_id: str, examples: Iterable[PreferenceExample | Mapping[str, Any]]
     ) -> _Examples:
         """Async `add_many`."""
-        return await self._arun(self._add_many(user_id, examples), user_id)
+        return await self._driver.arun(self._add_many(user_id, examples), [user_id])
 
     async def arecord_choice(
         self, user_id: str, prompt: str, a: str, b: str, choice: Choice, **metadata: Any
     ) -> ChoiceRecord:
         """Async `record_choice`."""
         plan, record = self._record_choice(user_id, prompt, a, b, choice, metadata)
-        await self._arun(plan, user_id)
+        await self._driver.arun(plan, [user_id])
         return record
 
     async def alist(self, user_id: str) -> _Examples:
         """Async `list`."""
-        return await self._arun(plans.list_plan(self.namespaces(user_id)))
+        return await self._driver.arun(plans.list_plan(self.namespaces(user_id)))
 
     async def alist_choices(self, user_id: str) -> _Choices:
         """Async `list_choices`."""
-        return await self._arun(plans.list_choices_plan(self.namespaces(user_id)))
+        return await self._driver.arun(plans.list_choices_plan(self.namespaces(user_id)))
 
     async def acount(self, user_id: str) -> int:
         """Async `count`."""
-        return await self._arun(plans.count_plan(self.namespaces(user_id)))
+        return await self._driver.arun(plans.count_plan(self.namespaces(user_id)))
 
     async def aget(self, user_id: str, example_id: str) -> PreferenceExample | None:
         """Async `get`."""
         ns = self.namespaces(user_id)
-        return await self._arun(plans.get_plan(ns, _check_record_id(example_id)))
+        return await self._driver.arun(plans.get_plan(ns, check_record_id(example_id)))
 
     async def adelete(self, user_id: str, example_id: str) -> bool:
         """Async `delete`."""
         ns = self.namespaces(user_id)
-        return await self._arun(plans.delete_plan(ns, _check_record_id(example_id)), user_id)
+        return await self._driver.arun(
+            plans.delete_plan(ns, check_record_id(example_id)), [user_id]
+        )
+
+    async def areindex(self, user_id: str) -> int:
+        """Async `reindex`."""
+        return await self._driver.arun(plans.reindex_plan(self.namespaces(user_id)), [user_id])
 
     async def aforget(self, user_id: str) -> int:
         """Async `forget`."""
         ns = self.namespaces(user_id)
-        removed = await self._arun(plans.forget_plan(ns), user_id)
-        self._prune_in_memory(ns.user)
+        removed = await self._driver.arun(plans.forget_plan(ns), [user_id])
+        await self._driver.ascrub(ns.user)
         return removed
 
     async def aexport(self, user_id: str) -> dict[str, Any]:
         """Async `export`."""
-        return await self._arun(plans.export_plan(self.namespaces(user_id), user_id))
+        return await self._driver.arun(plans.export_plan(self.namespaces(user_id), user_id))
 
     async def aselect(
         self,
@@ -685,12 +539,12 @@ class PreferenceMemory:
     ) -> _Examples:
         """Async `select`."""
         plan = self._select(user_id, query, k, strategy, fetch_k, lambda_mult)
-        return await self._arun(plan)
+        return await self._driver.arun(plan)
 
     async def aget_description(self, user_id: str) -> str | None:
         """Async `get_description`."""
-        return await self._arun(plans.get_description_plan(self.namespaces(user_id)))
+        return await self._driver.arun(plans.get_description_plan(self.namespaces(user_id)))
 
     async def aset_description(self, user_id: str, text: str) -> None:
         """Async `set_description`."""
-        await self._arun(self._set_description(user_id, text), user_id)
+        await self._driver.arun(self._set_description(user_id, text), [user_id])

@@ -44,6 +44,7 @@ __all__ = [
     "list_choices_plan",
     "list_plan",
     "recent_plan",
+    "reindex_plan",
     "relevant_plan",
     "set_description_plan",
 ]
@@ -161,6 +162,18 @@ def delete_plan(ns: UserNamespaces, record_id: str) -> Plan[bool]:
         puts.append(PutOp(ns.meta, MANIFEST_KEY, manifest.to_value(), index=False))
     yield puts
     return True
+
+
+def reindex_plan(ns: UserNamespaces) -> Plan[int]:
+    """Rebuild the manifest from the stored examples; return how many there are."""
+    (manifest_item,) = yield [GetOp(ns.meta, MANIFEST_KEY)]
+    old = Manifest.from_value(_value(manifest_item))
+    items = yield from scan_plan(ns.examples, hint=old.count)
+    ids = sorted(i.key for i in items if i.namespace == ns.examples)
+    if ids or manifest_item is not None:
+        manifest = Manifest(ids[-RECENT_CAP:], len(ids), old.revision + 1)
+        yield [PutOp(ns.meta, MANIFEST_KEY, manifest.to_value(), index=False)]
+    return len(ids)
 
 
 def forget_plan(ns: UserNamespaces) -> Plan[int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,9 @@ def _assert_isolated(
 def test_canary_sync_async_and_streaming(
     llm: ChatFSPO, backend: RecordingLocalBackend, memory: PreferenceMemory
 ) -> None:
-    for user in CANARY:
+    for user, canary in CANARY.items():
         prompt = llm.build_prompt("What should I read?", user_id=user)
-        assert _canaries(prompt.messages[-1]["content"]) == {CANARY[user]}
+        assert _canaries(prompt.messages[-1]["content"]) == {canary}
         assert prompt.example_ids == [ex.id for ex in memory.list(user)]
 
     message = llm.invoke("What should I read?", user_id="ada")
@@ -248,3 +249,18 @@ def test_from_pretrained_builds_a_local_backend_from_a_kit_folder(
     assert message.usage_metadata["output_tokens"] == 5
     assert message.response_metadata["model_name"] == "beta"
     assert message.response_metadata["backend"] == "local"
+
+
+def test_class_docstring_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Setup / Instantiate / Invoke / Stream / Async blocks of `ChatFSPO` run as written."""
+    monkeypatch.chdir(tmp_path)
+    doc = ChatFSPO.__doc__ or ""
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", doc, re.DOTALL)]
+    assert len(blocks) >= 6
+    namespace: dict[str, Any] = {}
+    for block in blocks:
+        exec(compile(block, "<ChatFSPO docstring>", "exec"), namespace)
+    message = namespace["msg"]
+    assert message.response_metadata["user_id"] == "ada"
+    assert len(message.response_metadata["example_ids"]) == 1
+    assert namespace["prompt"].shots[0].chosen.startswith("Arrival")

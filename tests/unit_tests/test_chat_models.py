@@ -10,93 +10,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 
-from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
+from langchain_fspo.backends.base import Backend, GenerationParams
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError, PromptFormatError
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
+from tests.recording import ScriptedBackend
 
 CHAT = PromptFormat(style="chat", num_shots=2, system_prompt="Be kind.")
 PAPER = PromptFormat(style="paper", num_shots=2)
 RAT = PromptFormat(style="chat", num_shots=2, rationale="user_description")
-
-
-class ScriptedBackend(Backend):
-    """Test double of the `Backend` interface: answers `reply`, records every call.
-
-    `stream` yields the reply `chunk_size` characters at a time, like a server's token stream;
-    `count_tokens` counts whitespace-separated words; `fail_times` first calls raise
-    `InferenceServerError` (a flaky server); `delay` seconds are slept per call.
-    """
-
-    name: ClassVar[str] = "scripted"
-
-    def __init__(
-        self,
-        reply: str = "Fine answer.",
-        *,
-        adapters: tuple[str, ...] = ("alpha", "beta"),
-        chunk_size: int = 3,
-        fail_times: int = 0,
-        delay: float = 0.0,
-    ) -> None:
-        self.reply = reply
-        self.served = adapters
-        self.chunk_size = chunk_size
-        self.fail_times = fail_times
-        self.delay = delay
-        self.calls: list[tuple[RenderedPrompt, str | None, GenerationParams]] = []
-        self._lock = threading.Lock()
-
-    def _record(
-        self, prompt: RenderedPrompt, adapter: str | None, params: GenerationParams
-    ) -> None:
-        self.check_adapter(adapter)
-        with self._lock:
-            self.calls.append((prompt, adapter, params))
-            failing = self.fail_times > 0
-            self.fail_times -= failing
-        if self.delay:
-            time.sleep(self.delay)
-        if failing:
-            raise InferenceServerError("503 from the scripted server")
-
-    def generate(
-        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
-    ) -> Generation:
-        self._record(prompt, adapter, params)
-        return Generation(
-            text=self.reply,
-            finish_reason="stop",
-            input_tokens=7,
-            output_tokens=3,
-            model_name=adapter,
-        )
-
-    def stream(
-        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
-    ) -> Iterator[GenerationChunk]:
-        self._record(prompt, adapter, params)
-        for i in range(0, len(self.reply), self.chunk_size):
-            yield GenerationChunk(text=self.reply[i : i + self.chunk_size])
-        yield GenerationChunk(text="", finish_reason="stop", input_tokens=7, output_tokens=3)
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def check_adapter(self, adapter: str | None) -> None:
-        if adapter is not None and adapter not in self.served:
-            raise AdapterNotFoundError(f"{adapter!r} is not served")
 
 
 @pytest.fixture
@@ -234,16 +164,18 @@ def test_user_resolution_order(memory: PreferenceMemory) -> None:
 def test_user_from_config_reaches_stream_batch_and_async(memory: PreferenceMemory) -> None:
     backend = ScriptedBackend()
     model = _model(backend, memory=memory)
-    cfg = {"configurable": {"user_id": "bob"}}
+    cfg: RunnableConfig = {"configurable": {"user_id": "bob"}}
     chunks = list(model.stream("Q?", config=cfg))
     assert chunks[-1].response_metadata["user_id"] == "bob"
-    batch = model.batch(["Q?", "Q?"], config=[cfg, {"configurable": {"user_id": "ada"}}])
+    batch = model.batch(["Q?", "Q?"], config=[cfg, RunnableConfig(configurable={"user_id": "ada"})])
     assert [m.response_metadata["user_id"] for m in batch] == ["bob", "ada"]
 
     async def run() -> list[str | None]:
         one = await model.ainvoke("Q?", config=cfg)
         streamed = [c async for c in model.astream("Q?", config=cfg)]
-        many = await model.abatch(["Q?", "Q?"], config=[{"configurable": {"user_id": "ada"}}, cfg])
+        many = await model.abatch(
+            ["Q?", "Q?"], config=[RunnableConfig(configurable={"user_id": "ada"}), cfg]
+        )
         return [
             one.response_metadata["user_id"],
             streamed[-1].response_metadata["user_id"],
@@ -251,7 +183,16 @@ def test_user_from_config_reaches_stream_batch_and_async(memory: PreferenceMemor
         ]
 
     assert asyncio.run(run()) == ["bob", "bob", "ada", "bob"]
-    assert _users_seen(backend) == ["BOB", "BOB", "ADA", "BOB", "BOB", "ADA", "BOB"]
+
+    async def events() -> list[Any]:
+        return [
+            e["data"]["output"].response_metadata["user_id"]
+            async for e in model.astream_events("Q?", config=cfg, version="v2")
+            if e["event"] == "on_chat_model_end"
+        ]
+
+    assert asyncio.run(events()) == ["bob"]
+    assert _users_seen(backend) == ["BOB", "BOB", "ADA", "BOB", "BOB", "ADA", "BOB", "BOB"]
 
 
 @pytest.mark.parametrize("user_id", [None, "nobody"])
@@ -392,8 +333,8 @@ def test_streaming_field_routes_invoke_through_stream() -> None:
     from langchain_core.callbacks import BaseCallbackHandler
 
     class Collect(BaseCallbackHandler):
-        def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-            tokens.append(token)
+        def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:
+            tokens.append(str(token))
 
     message = _model(backend, streaming=True).invoke("Q?", config={"callbacks": [Collect()]})
     assert message.content == "Streamed."
@@ -468,10 +409,10 @@ def test_from_pretrained_detects_chat_template_drift(tmp_path: Path) -> None:
     )
     folder = _adapter_folder(tmp_path, fmt)
     backend = ScriptedBackend()
-    backend.chat_template = "{{ served }}"  # type: ignore[attr-defined]
+    backend.chat_template = "{{ served }}"
     with pytest.raises(PromptFormatError, match="drift"):
         ChatFSPO.from_pretrained(folder, backend=backend)
-    backend.chat_template = "{{ trained }}"  # type: ignore[attr-defined]
+    backend.chat_template = "{{ trained }}"
     assert ChatFSPO.from_pretrained(folder, backend=backend).prompt_format == fmt
 
 

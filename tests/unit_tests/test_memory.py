@@ -473,3 +473,63 @@ async def test_gather_does_not_mix_users(memory: PreferenceMemory, users: Users)
     for user, seen in zip(names, results, strict=True):
         assert all(c.startswith(f"{user} ") for c in seen)
         assert [e.chosen for e in await memory.alist(user)] == [f"{user} c{j}" for j in range(8)]
+
+
+# ----------------------------------------------------------------------------- bulk load
+
+
+def test_add_many_users_bulk_loads_and_validates_first(
+    memory: PreferenceMemory, users: Users
+) -> None:
+    names = [users(f"bulk{i}") for i in range(7)]
+    data = {u: [{"prompt": f"{u} q{j}", "chosen": f"{u} c{j}"} for j in range(3)] for u in names}
+    data[names[-1]] = []
+    bad = {**data, users("bad"): [{"prompt": "p", "chosen": "x", "rejected": "x"}]}
+    with pytest.raises(InvalidExampleError, match="identical"):
+        memory.add_many_users(bad)
+    assert all(raw_items(memory, u) == [] for u in names)
+
+    added = memory.add_many_users(data, users_per_batch=3)
+    assert set(added) == set(names)
+    assert added[names[-1]] == []
+    for user in names[:-1]:
+        assert [e.chosen for e in memory.list(user)] == [f"{user} c{j}" for j in range(3)]
+        assert memory.select(user, k=2) == added[user][-2:]
+        assert memory.count(user) == 3
+    # Later single adds continue the same manifest.
+    newest = memory.add(names[0], prompt="later", chosen="later")
+    assert memory.select(names[0], k=1) == [newest]
+
+
+def test_reindex_repairs_a_manifest_that_missed_an_add(
+    memory: PreferenceMemory, users: Users
+) -> None:
+    """Simulates a write from another process that raced on the manifest."""
+    from langchain_fspo.memory._records import example_to_value
+
+    user = users("race")
+    add_n(memory, user, 3)
+    ns = memory.namespaces(user)
+    manifest_before = memory.store.get(ns.meta, "manifest")
+    # Another process stored an example, but its manifest write was overwritten by ours.
+    from langchain_fspo.memory._inputs import new_example
+
+    lost = new_example("lost q", "lost c", None, {})
+    memory.store.put(ns.examples, str(lost.id), example_to_value(lost), index=False)
+    assert manifest_before is not None
+    memory.store.put(ns.meta, "manifest", manifest_before.value, index=False)
+    assert memory.count(user) == 3
+    assert lost not in memory.select(user, k=8)
+    assert lost in memory.list(user), "list reads the store itself"
+
+    assert memory.reindex(user) == 4
+    assert memory.count(user) == 4
+    assert memory.select(user, k=1) == [lost]
+    assert memory.reindex(users("empty")) == 0
+    assert raw_items(memory, users("empty")) == []
+
+
+async def test_areindex(memory: PreferenceMemory, users: Users) -> None:
+    user = users("areindex")
+    add_n(memory, user, 2)
+    assert await memory.areindex(user) == 2

@@ -214,3 +214,72 @@ def test_namespace_root_must_be_valid() -> None:
     custom.add("u", prompt="p", chosen="c")
     assert custom.store.list_namespaces(prefix=("app", "prefs"))
     assert custom.store.list_namespaces(prefix=("fspo",)) == []
+
+
+def test_sqlite_forget_leaves_no_text_in_the_files(tmp_path: Path) -> None:
+    path = tmp_path / "gdpr.db"
+    marker = f"SECRET-{new_record_id()[0]}"
+    with PreferenceMemory.sqlite(path) as memory:
+        memory.add("gone@example.com", prompt=f"{marker} prompt", chosen=f"{marker} answer")
+        memory.set_description("gone@example.com", f"{marker} description")
+        memory.add("stays@example.com", prompt="kept prompt", chosen="kept answer")
+        files = [p for p in tmp_path.iterdir() if p.name.startswith("gdpr.db")]
+        assert any(marker.encode() in p.read_bytes() for p in files), "marker was written"
+        memory.forget("gone@example.com")
+        for p in tmp_path.iterdir():
+            assert marker.encode() not in p.read_bytes(), p.name
+        assert [e.chosen for e in memory.list("stays@example.com")] == ["kept answer"]
+
+
+async def test_async_only_store(tmp_path: Path) -> None:
+    """A store with only an async interface (AsyncSqliteStore) serves the async methods."""
+    from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+    async with AsyncSqliteStore.from_conn_string(str(tmp_path / "aio.db")) as store:
+        await store.setup()
+        memory = PreferenceMemory(store)
+        first = await memory.aadd("a.b@example.com", prompt="p", chosen="c")
+        second = await memory.aadd("a.b@example.com", prompt="p2", chosen="c2")
+        assert await memory.aselect("a.b@example.com", k=1) == [second]
+        assert await memory.alist("a.b@example.com") == [first, second]
+        assert await memory.aforget("a.b@example.com") == 3
+        assert await memory.alist("a.b@example.com") == []
+
+
+# ----------------------------------------------------------------------------- cost of `recent`
+
+
+def test_recent_costs_two_small_round_trips_whatever_the_user_size(tmp_path: Path) -> None:
+    """The serving path: one manifest get, then one batched get of exactly k items."""
+    from langgraph.store.base import GetOp
+    from langgraph.store.sqlite import SqliteStore
+
+    class CountingSqliteStore(SqliteStore):
+        """A real SqliteStore that records the ops of each `batch` call."""
+
+        calls: list[list[object]]
+
+        def batch(self, ops):
+            ops = list(ops)
+            self.calls.append(ops)
+            return super().batch(ops)
+
+    conn = sqlite3.connect(tmp_path / "c.db", check_same_thread=False, isolation_level=None)
+    store = CountingSqliteStore(conn)
+    store.setup()
+    store.calls = []
+    memory = PreferenceMemory(store)
+    memory.add_many("big", [{"prompt": f"q{i}", "chosen": f"c{i}"} for i in range(600)])
+    memory.add("small", prompt="q", chosen="c")
+
+    for user, expected in (("big", 8), ("small", 1)):
+        store.calls = []
+        shots = memory.select(user, "query", k=8)
+        assert len(shots) == expected
+        assert len(store.calls) == 2
+        assert [type(op) for op in store.calls[0]] == [GetOp]
+        assert [type(op) for op in store.calls[1]] == [GetOp] * expected
+    store.calls = []
+    assert memory.select("unknown", "query", k=8) == []
+    assert len(store.calls) == 1
+    conn.close()

@@ -131,6 +131,11 @@ def test_diverse_without_index_uses_lexical_similarity(memory: PreferenceMemory,
     assert "Explain compound interest on savings." in [e.prompt for e in picked]
 
 
+def test_diverse_rejects_a_bad_lambda(memory: PreferenceMemory, users) -> None:
+    with pytest.raises(MemoryConfigError, match="lambda_mult"):
+        memory.select(users("l"), "q", strategy="diverse", lambda_mult=2.0)
+
+
 def test_diverse_pool_smaller_than_k(memory: PreferenceMemory, users) -> None:
     user = users("small")
     one = memory.add(user, prompt="p", chosen="c")

@@ -1,0 +1,167 @@
+"""`fspo train` from the command line, in-process (`fspo_train.cli.main`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fspo_train.cli import SUBCOMMAND_MODULES, build_parser, main
+from fspo_train.config import CONFIG_FILENAME, load_config
+from fspo_train.loaders import load_records, write_records
+from langchain_fspo.prompt_format import PromptFormat
+from tests.train.test_training import _records
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _yaml(path: Path, data: dict[str, object]) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_subcommands_are_registered_from_modules() -> None:
+    assert SUBCOMMAND_MODULES[0] == "fspo_train.train_cli"
+    parser = build_parser()
+    args = parser.parse_args(["train", "--config", "x.yaml", "--num-shots", "3"])
+    assert args.func.__module__ == "fspo_train.train_cli"
+    assert args.num_shots == 3
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "train" in capsys.readouterr().out
+
+
+def test_flags_override_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _yaml(
+        tmp_path / "run.yaml",
+        {"model_name_or_path": "m", "train_file": "d.jsonl", "num_shots": 8, "beta": 0.01},
+    )
+    code = main(
+        [
+            "train",
+            "--config",
+            str(config),
+            "--num-shots",
+            "4",
+            "--no-include-rejected",
+            "--lora-target-modules",
+            "q_proj",
+            "v_proj",
+            "--min_shots",
+            "none",
+            "--print-config",
+        ]
+    )
+    assert code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["num_shots"] == 4  # the flag wins
+    assert printed["beta"] == 0.01  # the YAML value stays
+    assert printed["include_rejected"] is False
+    assert printed["lora_target_modules"] == ["q_proj", "v_proj"]
+    assert printed["min_shots"] is None
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _yaml(tmp_path / "run.yaml", {"model_name_or_path": "m", "num_shot": 4})
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown setting(s)" in err
+    assert "'num_shot' (did you mean 'num_shots'?)" in err
+    with pytest.raises(ValueError, match="must be one of"):
+        load_config(_yaml(tmp_path / "bad.yaml", {"model_name_or_path": "m", "loss": "kto"}))
+
+
+def test_missing_data_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _yaml(
+        tmp_path / "run.yaml",
+        {"model_name_or_path": "m", "train_file": str(tmp_path / "nope.jsonl")},
+    )
+    assert main(["train", "--config", str(config), "--output-dir", str(tmp_path / "o")]) == 1
+    assert "No such data file" in capsys.readouterr().err
+
+
+@pytest.mark.train
+def test_fspo_train_runs_end_to_end(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Chat style, RAT, DPO, full fine-tuning: the other code paths, through the CLI."""
+    tiny = tiny_model_dir
+    data = write_records(tmp_path / "prefs.jsonl", _records())
+    config = _yaml(
+        tmp_path / "run.yaml",
+        {
+            "model_name_or_path": str(tiny),
+            "train_file": str(data),
+            "output_dir": str(tmp_path / "out"),
+            "num_shots": 2,
+            "max_steps": 1,
+            "per_device_train_batch_size": 2,
+            "warmup_steps": 0,
+            "max_length": 256,
+            "use_cpu": True,
+            "gradient_checkpointing": False,
+            "holdout_users": 1,
+            "holdout_question_fraction": 0.2,
+        },
+    )
+    code = main(
+        [
+            "train",
+            "--config",
+            str(config),
+            "--style",
+            "chat",
+            "--rationale",
+            "user_description",
+            "--loss",
+            "dpo",
+            "--beta",
+            "0.1",
+            "--full-finetune",
+            "--learning-rate",
+            "1e-3",
+        ]
+    )
+    assert code == 0
+    out = tmp_path / "out"
+    assert f"FSPO adapter: {out}" in capsys.readouterr().out
+    assert (out / "model.safetensors").is_file()  # full fine-tuning writes a whole model
+    assert (out / "stage1" / "model.safetensors").is_file()
+    fmt = PromptFormat.from_pretrained(out)
+    assert fmt.style == "chat"
+    assert fmt.rationale == "user_description"
+    assert fmt.chat_template_sha256 is not None
+    saved = load_config(out / CONFIG_FILENAME)
+    assert (saved.loss, saved.beta, saved.full_finetune) == ("dpo", 0.1, True)
+    metrics = json.loads((out / "training_summary.json").read_text())["metrics"]
+    assert metrics["stage1/global_step"] == 1
+    assert metrics["stage2/global_step"] == 1
+    # 1 of 3 users and 1 of 6 questions held out: 2 users x 5 questions -> 2 episodes of K+1=3.
+    assert metrics["data/episodes"] == 2
+    held_users = {r.user_id for r in load_records(out / "splits" / "test_users.jsonl").records}
+    train_users = {r.user_id for r in load_records(out / "splits" / "train.jsonl").records}
+    assert len(held_users) == 1
+    assert not held_users & train_users
+    assert len(load_records(out / "splits" / "test_questions.jsonl").records) == 2
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(ROOT / "examples" / "run.yaml")
+    assert config.style == "chat"
+    assert (config.num_shots, config.loss, config.beta) == (8, "ipo", 0.005)
+    assert (config.sft_learning_rate, config.learning_rate) == (1e-7, 1e-6)
+    assert config.lora_target_modules == [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]

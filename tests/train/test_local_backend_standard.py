@@ -1,0 +1,82 @@
+"""LangChain's standard integration tests for `ChatFSPO` on the in-process backend.
+
+The model is the tiny random Llama with LoRA adapters: its answers are gibberish, but every
+call really runs through memory, `PromptFormat`, transformers `generate` and PEFT.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+
+from langchain_fspo.chat_models import ChatFSPO
+from langchain_fspo.memory import PreferenceMemory
+from langchain_fspo.prompt_format import PromptFormat
+
+pytestmark = pytest.mark.train
+
+pytest.importorskip("torch")
+
+_SHARED: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def _tiny_backend(tiny_model_dir: Path, tiny_adapter_dirs: dict[str, Path]) -> None:
+    if "backend" not in _SHARED:
+        from langchain_fspo.backends.local import LocalBackend
+
+        _SHARED["backend"] = LocalBackend(
+            tiny_model_dir,
+            adapters={name: tiny_adapter_dirs[name] for name in ("alpha", "beta")},
+            default_max_tokens=8,
+        )
+        _SHARED["format"] = PromptFormat.from_pretrained(tiny_adapter_dirs["alpha"])
+        memory = PreferenceMemory()
+        memory.add("u1", prompt="Say hi.", chosen="Hi!", rejected="Go away.")
+        _SHARED["memory"] = memory
+
+
+class TestChatFSPOLocalStandard(ChatModelIntegrationTests):
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatFSPO
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {
+            "backend": _SHARED["backend"],
+            "prompt_format": _SHARED["format"],
+            "memory": _SHARED["memory"],
+            "model": "alpha",
+            "user_id": "u1",
+        }
+
+    @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        params = super().standard_chat_model_params
+        params["max_tokens"] = 8
+        return params
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return False
+
+    @property
+    def has_structured_output(self) -> bool:
+        return False
+
+    @property
+    def returns_usage_metadata(self) -> bool:
+        return True
+
+    @property
+    def supports_model_override(self) -> bool:
+        return True
+
+    @property
+    def model_override_value(self) -> str:
+        return "beta"

@@ -1,0 +1,119 @@
+"""A training run killed after its first stage-2 checkpoint resumes from it (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fspo_train.loaders import write_records
+from fspo_train.train import STAGE_MARKER, SUMMARY_FILENAME
+from tests.train.test_training import _records
+
+pytestmark = [pytest.mark.train, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The killed run: `fspo train` with one test callback that makes each stage-2 step slow, so
+# the test can kill the process between two checkpoints.
+SLOW_RUN = """
+import sys, time
+from transformers import TrainerCallback
+import fspo_train.train as t
+
+class SlowStage2(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if args.output_dir.endswith("stage2"):
+            time.sleep(3)
+
+_train = t.train
+def slow_train(config, records=None, callbacks=None):
+    return _train(config, records, callbacks=[SlowStage2()])
+
+t.train = slow_train
+from fspo_train.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _checkpoint_ready(path: Path) -> bool:
+    return all((path / name).is_file() for name in ("trainer_state.json", "optimizer.pt"))
+
+
+def test_killed_run_resumes_from_its_checkpoint(tmp_path: Path, tiny_model_dir: Path) -> None:
+    tiny = tiny_model_dir
+    out = tmp_path / "run"
+    config = {
+        "model_name_or_path": str(tiny),
+        "train_file": str(write_records(tmp_path / "prefs.jsonl", _records())),
+        "output_dir": str(out),
+        "style": "chat",
+        "num_shots": 2,
+        "max_steps": 4,
+        "save_steps": 1,
+        "save_total_limit": None,
+        "per_device_train_batch_size": 2,
+        "warmup_steps": 0,
+        "sft_learning_rate": 1e-3,
+        "learning_rate": 1e-3,
+        "max_length": 256,
+        "use_cpu": True,
+        "gradient_checkpointing": False,
+        "logging_steps": 1,
+        "resume": True,
+    }
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
+    args = ["--log-level", "WARNING", "train", "--config", str(config_path)]
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_RUN, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    stage2 = out / "checkpoints" / "stage2"
+    deadline = time.monotonic() + 400
+    try:
+        while not _checkpoint_ready(stage2 / "checkpoint-1"):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no stage-2 checkpoint was written"
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode != 0  # killed mid-run, not finished
+    checkpoints = sorted(int(p.name.split("-")[1]) for p in stage2.glob("checkpoint-*"))
+    last = max(c for c in checkpoints if _checkpoint_ready(stage2 / f"checkpoint-{c}"))
+    assert last < 4
+    assert not (out / "adapter_model.safetensors").exists()
+    marker = json.loads((out / "checkpoints" / STAGE_MARKER).read_text())
+    assert marker["completed"] == ["sft"]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "fspo_train", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"FSPO adapter: {out}" in done.stdout
+    metrics = json.loads((out / SUMMARY_FILENAME).read_text())["metrics"]
+    assert metrics["stage2/resumed_from_step"] == last
+    assert metrics["stage2/global_step"] == 4
+    assert "stage1/global_step" not in metrics  # stage 1 was done and not run again
+    assert (out / "adapter_model.safetensors").is_file()
+    marker = json.loads((out / "checkpoints" / STAGE_MARKER).read_text())
+    assert marker["completed"] == ["sft", "preference"]
