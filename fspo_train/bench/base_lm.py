@@ -45,7 +45,7 @@ class BaseLMConfig:
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4
-    steps: int = 120
+    steps: int = 80
     """Optimizer steps of causal-LM training."""
     batch_size: int = 16
     learning_rate: float = 3e-3
@@ -162,6 +162,7 @@ def train_base_lm(
         seed=config.seed,
         data_seed=config.seed,
         disable_tqdm=True,
+        train_sampling_strategy="group_by_length",
     )
     collator = DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm=False)
     trainer = Trainer(model=model, args=args, train_dataset=encoded, data_collator=collator)

@@ -102,9 +102,9 @@ class EvalSettings:
     """How much to evaluate."""
 
     num_shots: int = 4
-    questions_per_user: int = 16
+    questions_per_user: int = 12
     """Held-out questions generated for, per user (win rate)."""
-    pairs_per_user: int = 32
+    pairs_per_user: int = 24
     """Held-out preference pairs scored, per user (accuracy)."""
     max_new_tokens: int = 64
     beta: float = 0.1

@@ -46,8 +46,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     for row in results["methods"].values():
         match = row.get("description_match")
         if match:
-            cells = ", ".join(f"{g} {_cell(match.get(g))}%" for g in GROUPS)
-            lines += ["", f"{row['label']}: generated user description = the true one: {cells}."]
+            summary = ", ".join(f"{g} {_cell(match.get(g))}%" for g in GROUPS)
+            lines += ["", f"{row['label']}: generated user description = the true one: {summary}."]
     curve = results.get("shots_curve") or {}
     if curve:
         shots = list(curve)

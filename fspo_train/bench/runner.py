@@ -347,7 +347,7 @@ def run_benchmark(
 
     t = time.monotonic()
     stage("training the base LM from scratch")
-    lm_format = PromptFormat(style="chat", num_shots=max(*config.shots_curve, config.num_shots))
+    lm_format = PromptFormat(style="chat", num_shots=config.num_shots)
     base_dir = out / "base"
     data_key = [domain.name, config.seed, config.num_questions, config.pairs_per_question]
     base_key = {"data": data_key, "base": config.base, "format": lm_format.to_json()}
