@@ -34,7 +34,7 @@ from fspo_train.bench.data import ExactJudge
 from fspo_train.bench.domain import Domain, Question, SimUser
 from fspo_train.records import PreferenceRecord
 from langchain_fspo.examples import PreferenceExample
-from langchain_fspo.prompt_format import PromptFormat, neutralize
+from langchain_fspo.prompt_format import PromptFormat
 
 __all__ = ["METHODS", "EvalSettings", "Method", "evaluate_methods", "shots_curve"]
 
@@ -127,20 +127,21 @@ def _by_user(records: Sequence[PreferenceRecord]) -> dict[str, list[PreferenceRe
 
 
 class _Prompter:
-    """Renders prompts and completions for one adapter's `PromptFormat` and the tokenizer."""
+    """Token ids of prompts and completions for one adapter's `PromptFormat`, as in training.
+
+    Prompts and completions are tokenized by `fspo_train.tokenization`, exactly as the
+    trainer tokenized them (the chat template applied to the whole conversation).
+    """
 
     def __init__(self, fmt: PromptFormat, tokenizer: Any) -> None:
         self.fmt = fmt
         self.tokenizer = tokenizer
 
-    def prompt(self, shots: Sequence[PreferenceExample], question: str) -> tuple[str, Any]:
-        rendered = self.fmt.render(list(shots), question)
-        if self.fmt.style == "paper":
-            return rendered.text, rendered
-        text = self.tokenizer.apply_chat_template(
-            rendered.messages, tokenize=False, add_generation_prompt=True
-        )
-        return str(text), rendered
+    def prompt(self, shots: Sequence[PreferenceExample], question: str) -> list[int]:
+        """Prompt token ids (generation prompt included)."""
+        from fspo_train.tokenization import prompt_token_ids
+
+        return prompt_token_ids(self.fmt, self.tokenizer, self.fmt.render(list(shots), question))
 
     def prefix(self, description: str | None) -> str:
         """The start of the answer when the description is given (teacher forcing)."""
@@ -150,29 +151,31 @@ class _Prompter:
         content = self.fmt.completion(marker, user_description=description)
         return content[: content.index(marker)]
 
-    def scored(
+    def prefixed_prompt(
+        self, shots: Sequence[PreferenceExample], question: str, description: str
+    ) -> list[int]:
+        """Prompt ids followed by the answer's start: the true description, then the header."""
+        ids = self.tokenizer(self.prefix(description), add_special_tokens=False)["input_ids"]
+        return self.prompt(shots, question) + [int(i) for i in ids]
+
+    def pair(
         self,
         shots: Sequence[PreferenceExample],
         question: str,
         response: str,
         description: str | None,
-    ) -> tuple[str, str]:
-        """(text before the answer, the answer as scored, end of turn included)."""
-        prompt, rendered = self.prompt(shots, question)
-        content = self.fmt.completion(response, user_description=description)
-        answer = neutralize(response, self.fmt.special_tokens)
-        head = content[: content.rindex(answer)]
-        if self.fmt.style == "paper":
-            return prompt + head, content[len(head) :] + (self.tokenizer.eos_token or "")
-        full = str(
-            self.tokenizer.apply_chat_template(
-                [*rendered.messages, {"role": "assistant", "content": content}], tokenize=False
-            )
-        )
-        if not full.startswith(prompt + head):
-            msg = "The chat template does not extend the generation prompt; cannot score."
-            raise ValueError(msg)
-        return prompt + head, full[len(prompt + head) :]
+    ) -> tuple[list[int], list[int]]:
+        """(prompt ids, completion ids) of `response`, as training tokenizes them.
+
+        Under RAT the completion starts with the user description, as in training; it is
+        the same for the chosen and the rejected response, so it cancels in the margin.
+        """
+        from fspo_train.tokenization import completion_token_ids, prompt_token_ids
+
+        rendered = self.fmt.render(list(shots), question)
+        prompt = prompt_token_ids(self.fmt, self.tokenizer, rendered)
+        text = self.fmt.completion(response, user_description=description)
+        return prompt, completion_token_ids(self.fmt, self.tokenizer, rendered, text, prompt)
 
 
 def _eval_queries(
@@ -223,24 +226,15 @@ def _accuracy(
     def logps(adapter: str | None, with_shots: bool) -> tuple[list[float], list[float]]:
         prompter = prompters[adapter]
         rat = prompter.fmt.rationale == "user_description"
-        prompts, chosen, rejected = [], [], []
+        pairs = []
         for record, shots in items:
             desc = record.user_description if rat else None
             use = shots if with_shots else ()
-            p_c, c = prompter.scored(use, record.question, record.chosen, desc)
-            p_r, r = prompter.scored(use, record.question, record.rejected, desc)
-            prompts += [p_c, p_r]
-            chosen.append(c)
-            rejected.append(r)
-        completions = [x for pair in zip(chosen, rejected, strict=True) for x in pair]
-        special = prompter.fmt.style == "paper"
+            pairs.append(prompter.pair(use, record.question, record.chosen, desc))
+            pairs.append(prompter.pair(use, record.question, record.rejected, desc))
         with policies.use(adapter):
             scores = policies.logprobs(
-                prompts,
-                completions,
-                add_special_tokens=special,
-                batch_size=settings.batch_size,
-                desc=f"log-probs {adapter or 'base'}",
+                pairs, batch_size=settings.batch_size, desc=f"log-probs {adapter or 'base'}"
             )
         return scores[0::2], scores[1::2]
 
@@ -265,24 +259,22 @@ def _generate(
 ) -> list[Any]:
     prompts = []
     for query in queries:
-        text, _ = prompter.prompt(query.shots if method.shots else (), query.question.text)
+        shots = query.shots if method.shots else ()
         if method.description == "oracle":
-            text += prompter.prefix(query.user.description)
-        prompts.append(text)
+            ids = prompter.prefixed_prompt(shots, query.question.text, query.user.description)
+        else:
+            ids = prompter.prompt(shots, query.question.text)
+        prompts.append(ids)
     budget = settings.max_new_tokens + (24 if method.description == "generated" else 0)
     with policies.use(method.adapter):
         raw = policies.generate(
             prompts,
             max_new_tokens=budget,
-            add_special_tokens=prompter.fmt.style == "paper",
             batch_size=settings.batch_size,
             desc=f"generating {method.name}",
         )
     if method.description == "oracle":
-        prefix = prompter.prefix("x")
-        raw = [
-            prefix.replace("x", q.user.description) + r for q, r in zip(queries, raw, strict=True)
-        ]
+        raw = [prompter.prefix(q.user.description) + r for q, r in zip(queries, raw, strict=True)]
     return [prompter.fmt.parse_completion(text) for text in raw]
 
 

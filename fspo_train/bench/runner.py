@@ -59,11 +59,11 @@ class StageConfig:
     """
 
     sft_learning_rate: float = 3e-3
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-3
     beta: float = 0.1
     batch_size: int = 16
     sft_epochs: float = 1.0
-    epochs: float = 1.0
+    epochs: float = 2.0
     episode_passes: int = 2
     """Reshuffled passes over each trained user's records when cutting episodes."""
     warmup_steps: int = 10
@@ -382,25 +382,29 @@ def run_benchmark(
     threads = max(1, (os.cpu_count() or 1) // workers)
     pending = list(jobs)
     running: dict[str, Any] = {}
-    while pending or running:
-        while pending and len(running) < workers:
-            name = pending.pop(0)
-            cfg = jobs[name][0]
-            running[name] = _start_job(name, cfg, train_records, out / "jobs" / name, threads)
-        finished = next((n for n, p in running.items() if p.poll() is not None), None)
-        if finished is None:
-            time.sleep(1.0)
-            continue
-        process = running.pop(finished)
-        adapter_dir, stage1_dir, stage_metrics = _finish_job(
-            finished, process, out / "jobs" / finished
-        )
-        results_dirs[finished] = adapter_dir
-        if stage1_dir is not None:
-            stage1_dirs[finished] = stage1_dir
-        metrics[finished] = stage_metrics
-        _mark_done(out / finished, jobs[finished][1])
-        done(f"train_{finished}", t)
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                name = pending.pop(0)
+                cfg = jobs[name][0]
+                running[name] = _start_job(name, cfg, train_records, out / "jobs" / name, threads)
+            finished = next((n for n, p in running.items() if p.poll() is not None), None)
+            if finished is None:
+                time.sleep(1.0)
+                continue
+            process = running.pop(finished)
+            adapter_dir, stage1_dir, stage_metrics = _finish_job(
+                finished, process, out / "jobs" / finished
+            )
+            results_dirs[finished] = adapter_dir
+            if stage1_dir is not None:
+                stage1_dirs[finished] = stage1_dir
+            metrics[finished] = stage_metrics
+            _mark_done(out / finished, jobs[finished][1])
+            done(f"train_{finished}", t)
+    finally:
+        for process in running.values():  # interrupted or failed: stop the other trainings
+            process.terminate()
 
     t = time.monotonic()
     stage("evaluating on held-out questions")

@@ -53,7 +53,7 @@ def test_write_results_json_markdown_png(tmp_path: Path) -> None:
 
 @pytest.mark.train
 @pytest.mark.parametrize("rationale", ["none", "user_description"])
-def test_scored_text_is_prompt_then_answer_with_end_of_turn(
+def test_scored_ids_are_the_whole_conversation_as_training_tokenizes_it(
     tiny_model_dir: Path, rationale: str
 ) -> None:
     from transformers import AutoTokenizer
@@ -65,20 +65,23 @@ def test_scored_text_is_prompt_then_answer_with_end_of_turn(
     prompter = _Prompter(fmt, tokenizer)
     shots = [PreferenceExample(prompt="Review X.", chosen="Good.", rejected="Bad.")]
     description = "This user prefers positive reviews." if rationale != "none" else None
-    head, answer = prompter.scored(shots, "Review Y.", "Lovely film.", description)
-    prompt, _ = prompter.prompt(shots, "Review Y.")
-    assert head.startswith(prompt)
-    assert answer.startswith("Lovely film.")
-    assert tokenizer.eos_token in answer
-    # The head + answer is exactly the chat template applied to the whole conversation.
+    prompt, completion = prompter.pair(shots, "Review Y.", "Lovely film.", description)
+    assert prompt == prompter.prompt(shots, "Review Y.")
     content = fmt.completion("Lovely film.", user_description=description)
     rendered = fmt.render(shots, "Review Y.")
     full = tokenizer.apply_chat_template(
-        [*rendered.messages, {"role": "assistant", "content": content}], tokenize=False
-    )
-    assert head + answer == full
+        [*rendered.messages, {"role": "assistant", "content": content}],
+        tokenize=True,
+        return_dict=True,
+    )["input_ids"]
+    assert prompt + completion == list(full)
+    text = tokenizer.decode(completion)
+    assert text.rstrip().endswith(tokenizer.eos_token)
     if description is not None:
-        assert head.endswith(prompter.prefix(description))
-        assert description in prompter.prefix(description)
+        assert text.startswith(prompter.prefix(description))
+        prefixed = prompter.prefixed_prompt(shots, "Review Y.", description)
+        assert prefixed == (prompt + completion)[: len(prefixed)]
+        assert tokenizer.decode(completion[len(prefixed) - len(prompt) :]).startswith("Lovely")
     else:
+        assert text.startswith("Lovely film.")
         assert prompter.prefix(None) == ""
