@@ -45,7 +45,7 @@ class BaseLMConfig:
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4
-    steps: int = 80
+    steps: int = 400
     """Optimizer steps of causal-LM training."""
     batch_size: int = 16
     learning_rate: float = 3e-3
