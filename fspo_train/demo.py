@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"FSPO demo on {domain.name} (seed {args.seed}, {'full' if args.full else 'CPU'} size)")
     print(f"Work folder: {out.resolve()}\n")
     results = run_benchmark(config, out / "run", domain=domain)
+    results["meta"]["command"] = "python -m fspo_train.demo " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
 
     from fspo_train.bench.report import write_results
 
