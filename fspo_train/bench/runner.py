@@ -63,12 +63,12 @@ class StageConfig:
     """
 
     sft_learning_rate: float = 3e-3
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-3
     beta: float = 0.1
     batch_size: int = 16
     sft_epochs: float = 1.0
     epochs: float = 2.0
-    episode_passes: int = 3
+    episode_passes: int = 5
     """Reshuffled passes over each trained user's records when cutting episodes."""
     warmup_steps: int = 10
     lora_r: int = 16
@@ -85,7 +85,7 @@ class BenchConfig:
     pairs_per_question: int = 2
     num_shots: int = 4
     """K: the most shots in training and in the table's few-shot prompts."""
-    min_shots: int = 0
+    min_shots: int = 1
     """Variable K in training: each episode draws K in [min_shots, num_shots]."""
     base: BaseLMConfig = field(default_factory=BaseLMConfig)
     stages: StageConfig = field(default_factory=StageConfig)
@@ -125,15 +125,16 @@ class BenchConfig:
 
     @classmethod
     def tiny(cls, seed: int = 0) -> BenchConfig:
-        """A reduced run for the seed-ordering test (a few minutes per seed on 2 CPU cores)."""
+        """A reduced run for tests (about a minute and a half per seed on 2 CPU cores)."""
         return cls(
             seed=seed,
             num_questions=120,
-            base=BaseLMConfig(steps=150, seed=seed),
-            stages=StageConfig(episode_passes=2),
-            eval=EvalSettings(questions_per_user=6, pairs_per_user=12, seed=seed),
+            base=BaseLMConfig(steps=40, seed=seed),
+            stages=StageConfig(episode_passes=1, epochs=1.0),
+            eval=EvalSettings(questions_per_user=4, pairs_per_user=8, seed=seed),
             shots_curve=(0, 4),
             methods=("base", "few_shot", "ipo", "fspo"),
+            workers=2,
         )
 
     def to_dict(self) -> dict[str, Any]:
