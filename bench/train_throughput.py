@@ -87,8 +87,11 @@ NOTES = {
         "CPU run: no GPU was lent to the session that measured this. The model is a small",
         "Llama and P/R are scaled down; CPU peak memory is the process peak RSS (weights,",
         "activations and Python), not an allocator statistic. The CPU was shared with other",
-        "jobs (load_average_start/end, 1/5/15 min), so step times are noisy and slow; the two",
-        "trainers ran one after the other under similar load.",
+        "jobs (load_average_start/end, 1/5/15 min), so wall-clock step times are noisy and",
+        "slow; the trainers' runs alternate (--repeats), and the process CPU time per step",
+        "(user + system, all threads) is reported as a measure less sensitive to that load.",
+        "With --threads 1 no thread spin-waits for a descheduled sibling, so CPU time is the",
+        "work done.",
     ),
     "gpu_pending": (
         "The H100 run at the anchor setting (Llama-3.2-1B shape, bf16, batch 4, P=3000 R=250,",
@@ -152,6 +155,8 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     from fspo_train.prefix_sharing import PrefixSharingDPOTrainer
 
     cuda = spec["device"] == "cuda"
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
     prompt, answer, batch, steps = spec["P"], spec["R"], spec["batch"], spec["steps"]
     jitter = spec["jitter"]
     shape = dict(MODELS[spec["model"]])
@@ -241,6 +246,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     trainer.data_collator = counting_collate
     times: list[float] = []
+    cpu_times: list[float] = []
 
     def sync() -> None:
         if cuda:
@@ -248,14 +254,17 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     class Timer(TrainerCallback):
         start = 0.0
+        cpu_start = 0.0
 
         def on_step_begin(self, *_: Any, **__: Any) -> None:
             sync()
             self.start = time.perf_counter()
+            self.cpu_start = time.process_time()
 
         def on_step_end(self, *_: Any, **__: Any) -> None:
             sync()
             times.append(time.perf_counter() - self.start)
+            cpu_times.append(time.process_time() - self.cpu_start)
 
     trainer.add_callback(Timer())
     if cuda:
@@ -291,6 +300,8 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         "steps_timed": len(timed),
         "step_s_median": step_s,
         "step_s_all": times,
+        "step_cpu_s_median": statistics.median(cpu_times[warm:]),
+        "step_cpu_s_all": cpu_times,
         "pairs_per_s": batch / step_s,
         "data_tokens_per_step": data,
         "data_tokens_per_s": data / step_s,
@@ -313,6 +324,7 @@ def _pool(runs: list[dict[str, Any]], batch: int, warmup: int) -> dict[str, Any]
     pooled = dict(runs[0])
     timed = [t for run in runs for t in run["step_s_all"][warmup:]]
     step_s = statistics.median(timed)
+    cpu_s = statistics.median(t for run in runs for t in run["step_cpu_s_all"][warmup:])
     processed = statistics.mean(run["processed_tokens_per_step"] for run in runs)
     data = statistics.mean(run["data_tokens_per_step"] for run in runs)
     pooled.update(
@@ -320,6 +332,8 @@ def _pool(runs: list[dict[str, Any]], batch: int, warmup: int) -> dict[str, Any]
         steps_timed=len(timed),
         step_s_median=step_s,
         step_s_all=[run["step_s_all"] for run in runs],
+        step_cpu_s_median=cpu_s,
+        step_cpu_s_all=[run["step_cpu_s_all"] for run in runs],
         pairs_per_s=batch / step_s,
         data_tokens_per_step=data,
         data_tokens_per_s=data / step_s,
@@ -367,27 +381,30 @@ def _markdown(report: dict[str, Any]) -> str:
         ),
         "",
         (
-            "| P | R | batch | trainer | step s | pairs/s | data tok/s | processed tok/step | "
+            "| P | R | batch | trainer | step s | CPU s/step | pairs/s | data tok/s | "
+            "processed tok/step | "
             "peak mem GB | approx MFU | first-batch loss |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for setting in report["settings"]:
         for run in (setting["stock"], setting["prefix_shared"]):
             memory = run.get("peak_gpu_memory_gb", run.get("peak_rss_gb"))
             lines.append(
                 f"| {setting['P']} | {setting['R']} | {setting['batch']} | {run['mode']} | "
-                f"{run['step_s_median']:.3f} | {run['pairs_per_s']:.3f} | "
+                f"{run['step_s_median']:.3f} | {run.get('step_cpu_s_median', float('nan')):.3f} | "
+                f"{run['pairs_per_s']:.3f} | "
                 f"{run['data_tokens_per_s']:.0f} | {run['processed_tokens_per_step']:.0f} | "
                 f"{memory:.2f} | {run['approx_mfu']:.4f} | {run['first_batch_loss']:.6f} |"
             )
     lines += [
         "",
         (
-            "| P | R | speed-up (pairs/s) | processed-token ratio | first-batch loss abs. diff | "
-            "loss agrees (1e-3) | logps/chosen diff | logps/rejected diff |"
+            "| P | R | speed-up (pairs/s) | speed-up (process CPU time) | processed-token ratio | "
+            "first-batch loss abs. diff | loss agrees (1e-3) | logps/chosen diff | "
+            "logps/rejected diff |"
         ),
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report["settings"]:
         stock, shared = s["stock"], s["prefix_shared"]
@@ -395,6 +412,7 @@ def _markdown(report: dict[str, Any]) -> str:
         rejected = abs(stock["first_batch_logps_rejected"] - shared["first_batch_logps_rejected"])
         lines.append(
             f"| {s['P']} | {s['R']} | {s['speedup_pairs_per_s']:.2f}x | "
+            f"{s.get('speedup_cpu_time', float('nan')):.2f}x | "
             f"{s['processed_token_ratio']:.3f} | {s['first_batch_loss_abs_diff']:.2e} | "
             f"{s['first_batch_loss_agrees']} | {chosen:.2e} | {rejected:.2e} |"
         )
@@ -420,6 +438,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jitter", type=float, default=0.1, help="+- fraction of P and R")
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="override the peak")
     parser.add_argument("--modes", default="stock,prefix_shared")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per run (0: torch's default); 1 avoids spin-waiting on a busy CPU",
+    )
     parser.add_argument(
         "--repeats", type=int, default=1, help="runs per trainer, alternated; step times pooled"
     )
@@ -447,7 +471,8 @@ def main(argv: list[str] | None = None) -> None:
     model = args.model or ("llama-3.2-1b" if cuda else "cpu-small")
     modes = args.modes.split(",")
     machine = torch.cuda.get_device_name() if cuda else _cpu_model()
-    machine += f" ({torch.get_num_threads()} torch threads, {platform.machine()})"
+    threads = args.threads or torch.get_num_threads()
+    machine += f" ({os.cpu_count()} CPUs, {threads} torch threads per run, {platform.machine()})"
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine,
@@ -486,6 +511,7 @@ def main(argv: list[str] | None = None) -> None:
                         "model": model,
                         "jitter": args.jitter,
                         "peak_tflops": args.peak_tflops,
+                        "threads": args.threads,
                         "tmp": tmp,
                     }
                     print(f"P={prompt} R={answer} batch={batch} {mode} #{repeat} ...", flush=True)
@@ -500,6 +526,7 @@ def main(argv: list[str] | None = None) -> None:
                 rel = diff / scale
                 entry.update(
                     speedup_pairs_per_s=shared["pairs_per_s"] / stock["pairs_per_s"],
+                    speedup_cpu_time=stock["step_cpu_s_median"] / shared["step_cpu_s_median"],
                     processed_token_ratio=shared["processed_tokens_per_step"]
                     / stock["processed_tokens_per_step"],
                     first_batch_loss_abs_diff=diff,
@@ -512,7 +539,7 @@ def main(argv: list[str] | None = None) -> None:
     report["load_average_end"] = os.getloadavg()
     report["notes"] = [
         " ".join(NOTES["common"]),
-        " ".join(NOTES["mfu"]).format(cpu_peak=_cpu_peak_tflops(torch.get_num_threads())[1]),
+        " ".join(NOTES["mfu"]).format(cpu_peak=_cpu_peak_tflops(threads)[1]),
         " ".join(NOTES["loss"]),
     ]
     if not cuda:

@@ -7,7 +7,7 @@ pair is one sequence ``[prompt, chosen, rejected]`` in which each answer attends
 to itself but not to the other answer, and both answers' position ids restart at the end of the
 prompt. Every hidden state of an answer token is then the one of the standard path, so the
 log-probabilities, the loss and the gradients are the same (up to floating-point summation order),
-for about ``(P + 2R) / (2P + 2R)`` of the token compute (55% for P=3000, R=250).
+for about ``(P + 2R) / (2P + 2R)`` of the token compute (54% for P=3000, R=250).
 
 `PrefixSharingDPOTrainer` is a thin `trl.DPOTrainer` subclass: it adds the packed layout to each
 batch (`PrefixSharingCollator`) and wraps the model forward that TRL's fused LM head uses
