@@ -67,7 +67,7 @@ def random_causal_lm(
     seed: int = 0,
     **config_kwargs: object,
 ) -> PreTrainedModel:
-    """A randomly initialised decoder of ``model_type`` (``llama``, ``mistral``, ``qwen2``, ``qwen3``).
+    """A randomly initialised decoder: ``llama``, ``mistral``, ``qwen2`` or ``qwen3``.
 
     Example:
         >>> model = random_causal_lm(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1)

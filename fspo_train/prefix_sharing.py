@@ -171,8 +171,16 @@ class PrefixSharingMixin:
         super().__init__(*args, **kwargs)
         self._setup_prefix_sharing()
 
+    def _precompute_ref_logps(self, *args: Any, **kwargs: Any) -> Any:
+        # `DPOTrainer.__init__` precomputes the reference log-probs (precompute_ref_log_probs)
+        # after adding the fused LM head: share the prompt in that pass too.
+        self._setup_prefix_sharing()
+        return super()._precompute_ref_logps(*args, **kwargs)  # type: ignore[misc]
+
     def _setup_prefix_sharing(self) -> None:
         trainer: Any = self
+        if hasattr(self, "prefix_sharing"):  # already set up (precompute pass)
+            return
         reason = self._prefix_sharing_reason()
         self.prefix_sharing = reason is None
         self.prefix_sharing_fallback_reason = reason

@@ -98,6 +98,14 @@ def test_first_batch_loss_metrics_and_one_step_match_stock_dpo_trainer(
     assert shared.prefix_sharing
     assert shared.prefix_sharing_fallback_reason is None
     assert isinstance(shared.data_collator, PrefixSharingCollator)
+    if precompute:  # the precompute pass in __init__ already ran shared
+        for column in ("ref_chosen_logps", "ref_rejected_logps"):
+            torch.testing.assert_close(
+                torch.tensor(shared.train_dataset[column]),
+                torch.tensor(stock.train_dataset[column]),
+                rtol=1e-6,
+                atol=0.0,
+            )
     assert _trainable(stock).keys() == _trainable(shared).keys()
     for name, value in _trainable(stock).items():
         assert torch.equal(value, _trainable(shared)[name]), name
