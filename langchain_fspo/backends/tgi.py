@@ -22,8 +22,10 @@ docker run --gpus all -p 8080:80 \\
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -207,6 +209,9 @@ class TGIBackend(Backend):
         )
         self.headers = dict(headers or {})
         self._warned_unchecked: set[str] = set()
+        self._async_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
         adapters = self.adapters if self.adapters is not None else "unchecked"
@@ -263,11 +268,31 @@ class TGIBackend(Backend):
         )
 
     def _aclient(self, url: str) -> AsyncInferenceClient:
-        from huggingface_hub import AsyncInferenceClient
+        """A fresh client (its exit stack holds one call's response) on a pooled session.
 
-        return AsyncInferenceClient(
+        `AsyncInferenceClient` opens a new `httpx.AsyncClient` (TLS context, connection pool)
+        per client; one per call costs tens of milliseconds and a new connection each time
+        (bench/tgi_async_session.py). The session is shared per event loop instead.
+        """
+        from huggingface_hub import AsyncInferenceClient, get_async_session
+
+        client = AsyncInferenceClient(
             model=url, token=self._token(), timeout=self.timeout, headers=self.headers
         )
+        if hasattr(client, "_async_client"):  # hub 1.x/2.x: the session it would create
+            loop = asyncio.get_running_loop()
+            session = self._async_sessions.get(loop)
+            if session is None:
+                session = get_async_session()
+                self._async_sessions[loop] = session
+            client._async_client = session  # noqa: SLF001 - not closed with the client
+        return client
+
+    async def aclose(self) -> None:
+        """Close the pooled async HTTP session of the running event loop (reopened on use)."""
+        session = self._async_sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None:
+            await session.aclose()
 
     def _context(self, adapter: str | None, route: str) -> CallContext:
         return CallContext(backend="TGI", url=self.base_url, adapter=adapter, route=route)
