@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -84,6 +86,7 @@ _GENERATE_ARGS = frozenset(
 )
 """`extra` keys TGI's `/generate` understands (`GenerateParameters`)."""
 
+_TOKEN_CACHE_SIZE = 1024
 _FINISH = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
 
 
@@ -180,6 +183,7 @@ class TGIBackend(Backend):
         backoff_factor: float = 0.5,
         backoff_max: float = 8.0,
         headers: Mapping[str, str] | None = None,
+        remote_token_count: bool = True,
     ) -> None:
         """Configure the backend; no request is made until the first call.
 
@@ -195,6 +199,9 @@ class TGIBackend(Backend):
             backoff_factor: Seconds before the first retry, doubled on each retry.
             backoff_max: The longest wait between two attempts.
             headers: Extra HTTP headers for every request.
+            remote_token_count: Count tokens with TGI's `POST /tokenize` (the served
+                tokenizer), so that `PromptFormat.max_prompt_tokens` is enforced. Counts are
+                cached (1024 texts); False: `count_tokens` returns None (no budget).
         """
         self.base_url = normalize_base_url(base_url)
         self.adapters: list[str] | None = (
@@ -209,6 +216,9 @@ class TGIBackend(Backend):
         )
         self.headers = dict(headers or {})
         self._warned_unchecked: set[str] = set()
+        self.remote_token_count = remote_token_count
+        self._token_counts: OrderedDict[str, int | None] = OrderedDict()
+        self._token_lock = threading.Lock()
         self._async_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
@@ -254,6 +264,57 @@ class TGIBackend(Backend):
                 "fix the adapter id."
             )
             raise AdapterNotFoundError(msg)
+
+    # ------------------------------------------------------------------ tokens
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens in `text` by the served tokenizer (`POST /tokenize`), cached; None if unknown.
+
+        None when `remote_token_count` is off or the server has no fast tokenizer (HTTP 404);
+        other failures raise `InferenceServerError`.
+        """
+        if not self.remote_token_count:
+            return None
+        with self._token_lock:
+            if text in self._token_counts:
+                self._token_counts.move_to_end(text)
+                return self._token_counts[text]
+        count = self._tokenize(text)
+        with self._token_lock:
+            self._token_counts[text] = count
+            if len(self._token_counts) > _TOKEN_CACHE_SIZE:
+                self._token_counts.popitem(last=False)
+        return count
+
+    def _tokenize(self, text: str) -> int | None:
+        from huggingface_hub import get_session
+
+        headers = dict(self.headers)
+        if self.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+
+        def call() -> int | None:
+            response = get_session().post(
+                f"{self.base_url}/tokenize",
+                json={"inputs": text},
+                headers=headers,
+                timeout=self.timeout,
+            )
+            if response.status_code == 404:  # noqa: PLR2004 - TGI: no fast tokenizer
+                logger.warning(
+                    "TGI at %s cannot tokenize (%s); prompt token budgets are not enforced.",
+                    safe_url(self.base_url),
+                    response.text[:200],
+                )
+                return None
+            response.raise_for_status()
+            tokens = response.json()
+            if not isinstance(tokens, list):
+                msg = f"/tokenize answered {tokens!r:.200}, not a list of tokens"
+                raise MalformedResponseError(msg)
+            return len(tokens)
+
+        return call_with_retries(call, self._context(None, "/tokenize"), self.retry)
 
     # ------------------------------------------------------------------ clients
 

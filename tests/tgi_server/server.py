@@ -6,6 +6,7 @@ TEST DOUBLE for TGI (which cannot run here: no Docker, no GPU). It is a real HTT
 and reproduces the TGI behaviour clients rely on:
 
 - routes `POST /generate`, `POST /generate_stream` (SSE, no `[DONE]`), `POST /` (compat),
+  `POST /tokenize` (with the engine's tokenizer, as TGI's; 404 without one),
   `POST /v1/chat/completions` and `POST /v1/completions` (SSE with `data: [DONE]`, usage chunk
   with `stream_options.include_usage`), `GET /v1/models`, `GET /info`, `GET /health`;
 - the adapter comes from `parameters.adapter_id` (`/generate`) or from `model` on the `/v1`
@@ -73,6 +74,7 @@ _REQUEST_SCHEMAS = {
     "/": "CompatGenerateRequest",
     "/v1/chat/completions": "ChatRequest",
     "/v1/completions": "CompletionRequest",
+    "/tokenize": "GenerateRequest",
 }
 
 
@@ -324,6 +326,7 @@ class TGITestServer:
             "/generate": self._generate,
             "/generate_stream": self._generate,
             "/": self._generate,
+            "/tokenize": self._tokenize,
             "/v1/chat/completions": self._chat,
             "/v1/completions": self._completions,
         }
@@ -542,6 +545,26 @@ class TGITestServer:
             )
             return True
         return False
+
+    # ------------------------------------------------------------------ /tokenize
+
+    def _tokenize(
+        self, handler: _Handler, entry: LoggedRequest, body: dict[str, Any], fault: Fault | None
+    ) -> None:
+        tokenizer = getattr(self.backend, "tokenizer", None)
+        if tokenizer is None:
+            error = {"error": "No fast tokenizer available", "error_type": "tokenizer"}
+            self._send_json(handler, entry, 404, error, schema="ErrorResponse")
+            return
+        text = body["inputs"]
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        tokens = [
+            {"id": int(token_id), "text": text[start:stop], "start": start, "stop": stop}
+            for token_id, (start, stop) in zip(
+                encoded["input_ids"], encoded["offset_mapping"], strict=True
+            )
+        ]
+        self._send_json(handler, entry, 200, tokens, schema="TokenizeResponse", fault=fault)
 
     # ------------------------------------------------------------------ /generate
 
