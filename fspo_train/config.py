@@ -115,6 +115,13 @@ class FSPOTrainConfig:
     precompute_ref_log_probs: bool = field(
         default=False, metadata=_help("Compute reference log-probs once before stage 2.")
     )
+    prefix_sharing: bool = field(
+        default=True,
+        metadata=_help(
+            "Stage 2: run each pair's few-shot prompt once for both answers (exact; "
+            "unsupported models fall back to TRL's path with a logged reason)."
+        ),
+    )
     # --- adapter
     full_finetune: bool = field(
         default=False, metadata=_help("Train all weights instead of LoRA (tiny models).")

@@ -127,6 +127,14 @@ class ChatFSPO(BaseChatModel):
     and the adapter answers the way that user prefers. No examples, or no user: a zero-shot
     prompt.
 
+    The user of a call is its `user_id=` keyword, else `config["configurable"]["user_id"]`,
+    else the `user_id` field. The query is the last human message. `style="chat"` formats
+    keep the other messages around the FSPO user message (system messages merged into one
+    leading system message after the format's own `system_prompt`); `style="paper"` formats
+    are raw text and use the last human message only. The answer is parsed with
+    `PromptFormat.parse_completion` (format headers removed; under RAT the user description
+    goes to `response_metadata["user_description"]`), also while streaming.
+
     Setup:
         Install the package, with the in-process backend's torch/transformers/peft:
 
@@ -256,9 +264,11 @@ class ChatFSPO(BaseChatModel):
     repetition_penalty: float | None = None
     """transformers/TGI multiplicative repetition penalty."""
     timeout: float | None = None
-    """Seconds one backend attempt may take (sync, async); None: no limit."""
+    """Seconds one `invoke`/`ainvoke` backend attempt may take (None: no limit). Streams are
+    not cut by it; configure the server backend's own client timeout for those."""
     max_retries: int = Field(default=2, ge=0)
-    """Retries of a backend call that failed with `InferenceServerError` (not mid-stream)."""
+    """Retries, with exponential backoff, of a backend call that failed with
+    `InferenceServerError` (a stream is retried only before its first chunk)."""
     streaming: bool = False
     """Whether `invoke` streams under the hood (for callbacks)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)

@@ -7,6 +7,7 @@ stays light); install them with `pip install "langchain-fspo[local]"`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
-from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError
+from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError, PromptFormatError
 
 if TYPE_CHECKING:
     from langchain_fspo.prompt_format import RenderedPrompt
@@ -34,6 +35,16 @@ _END = object()
 _UNSUPPORTED_EXTRA = frozenset(
     {"tools", "tool_choice", "response_format", "logprobs", "top_logprobs", "logit_bias", "n"}
 )
+
+
+def _torch_dtype(torch: Any, dtype: str) -> Any:
+    if dtype == "auto":
+        return dtype
+    value = getattr(torch, dtype, None)
+    if isinstance(value, torch.dtype):
+        return value
+    msg = f"Unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'."
+    raise ValueError(msg)
 
 
 def _import_stack() -> tuple[Any, Any, Any]:
@@ -177,7 +188,7 @@ class LocalBackend(Backend):
         model = transformers.AutoModelForCausalLM.from_pretrained(
             self.base_model,
             revision=revision,
-            dtype=dtype if dtype == "auto" else getattr(torch, dtype),
+            dtype=_torch_dtype(torch, dtype),
             **dict(model_kwargs or {}),
         )
         model.to(self.device)
@@ -276,6 +287,14 @@ class LocalBackend(Backend):
         """The token ids the model reads for `prompt` (see the class docstring)."""
         if prompt.style == "paper":
             return list(self.tokenizer(prompt.text, add_special_tokens=False)["input_ids"])
+        if self.chat_template is None:
+            msg = (
+                f"The tokenizer of {self.base_model!r} has no chat template, so a "
+                "style='chat' prompt cannot be rendered. Serve a style='paper' adapter, or "
+                "load a base model whose tokenizer has the template the adapter was trained "
+                "with."
+            )
+            raise PromptFormatError(msg)
         encoded = self.tokenizer.apply_chat_template(
             prompt.messages, add_generation_prompt=True, tokenize=True, return_dict=True
         )
@@ -301,8 +320,9 @@ class LocalBackend(Backend):
                 kwargs["top_k"] = params.top_k
         else:
             kwargs["do_sample"] = False
-        if params.stop:
-            kwargs["stop_strings"] = list(params.stop)
+        stop = [s for s in params.stop or [] if s]
+        if stop:
+            kwargs["stop_strings"] = stop
             kwargs["tokenizer"] = self.tokenizer
         if params.repetition_penalty is not None:
             kwargs["repetition_penalty"] = params.repetition_penalty
@@ -349,16 +369,23 @@ class LocalBackend(Backend):
         kwargs.update(extra_kwargs)
         input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
         attention_mask = torch.ones_like(input_ids)
-        devices = [self.device] if self.device.startswith("cuda") else []
-        with self._lock, torch.inference_mode(), torch.random.fork_rng(devices=devices):
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
+        with self._lock, torch.inference_mode(), self._seeded(torch, params.seed):
             if adapter is None and self._has_peft:
                 with self._model.disable_adapter():
                     return self._run_generate(input_ids, attention_mask, kwargs)
             if adapter is not None:
                 self._model.set_adapter(adapter)
             return self._run_generate(input_ids, attention_mask, kwargs)
+
+    def _seeded(self, torch: Any, seed: int | None) -> contextlib.AbstractContextManager[Any]:
+        """Seed torch's RNG for one call without disturbing the global state; no-op for None."""
+        if seed is None:
+            return contextlib.nullcontext()
+        devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.random.fork_rng(devices=devices))
+        torch.manual_seed(seed)
+        return stack
 
     def _finish_reason(self, new_ids: list[int], max_new_tokens: int, *, stopped: bool) -> str:
         if stopped:
