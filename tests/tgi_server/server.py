@@ -27,7 +27,8 @@ in `spec_violations` for the tests to assert on.
 Every request is logged (`requests`: method, path, JSON body, headers, status, served adapter).
 Faults can be scheduled for the next N requests: `fail_next` (any status, e.g. 503/429/400),
 `delay_next`, `cut_stream_next` (socket closed mid-body), `truncate_stream_next` (body ends
-cleanly but early) and `malformed_next` (invalid JSON with status 200).
+cleanly but early), `malformed_next` (invalid JSON with status 200) and `tool_call_next` (a
+tool call in TGI's format, as its tool grammar would force).
 
 Deviation from TGI, for test speed: when a request sets no token limit, 16 tokens are
 generated (TGI's default is 1024 for `/generate`).
@@ -54,7 +55,7 @@ from tests.tgi_server.spec import schema_errors
 logger = logging.getLogger(__name__)
 
 Flavor = Literal["tgi", "vllm", "sglang"]
-FaultKind = Literal["status", "delay", "cut", "truncate", "malformed"]
+FaultKind = Literal["status", "delay", "cut", "truncate", "malformed", "tool_call"]
 
 DEFAULT_MAX_TOKENS = 16
 _ERROR_TYPES = {
@@ -102,6 +103,8 @@ class Fault:
     after_events: int = 1
     path: str | None = None
     message: str | None = None
+    tool_name: str = ""
+    tool_arguments: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -262,6 +265,16 @@ class TGITestServer:
     ) -> None:
         """End the body cleanly after `after_events` SSE events, without the final one."""
         self._add(Fault("truncate", n, after_events=after_events, path=path))
+
+    def tool_call_next(self, name: str, arguments: dict[str, Any], n: int = 1) -> None:
+        """Answer the next `n` chat requests with a tool call, as TGI's tool grammar forces.
+
+        The engine still runs (for usage); its text is replaced by the call. Non-streamed, the
+        arguments are a JSON object (TGI's shape); streamed, JSON text in pieces.
+        """
+        fault = Fault("tool_call", n, path="/v1/chat/completions")
+        fault.tool_name, fault.tool_arguments = name, dict(arguments)
+        self._add(fault)
 
     def malformed_next(self, n: int = 1, *, path: str | None = None) -> None:
         """Answer the next `n` requests with status 200 and a body that is not valid JSON."""
@@ -687,6 +700,11 @@ class TGITestServer:
             "model": model,
             "system_fingerprint": "3.3.7-tgi-test-server",
         }
+        if fault is not None and fault.kind == "tool_call":
+            self._tool_call(
+                handler, entry, body, base, self._run_all(prompt, adapter, params), fault
+            )
+            return
         if not body.get("stream"):
             outcome = self._run_all(prompt, adapter, params)
             response = {
@@ -733,6 +751,86 @@ class TGITestServer:
 
         self._send_sse(
             handler, entry, events(), schema="ChatCompletionChunk", done=True, fault=fault
+        )
+
+    def _tool_call(
+        self,
+        handler: _Handler,
+        entry: LoggedRequest,
+        body: dict[str, Any],
+        base: dict[str, Any],
+        outcome: _Outcome,
+        fault: Fault,
+    ) -> None:
+        call_id = f"call_{uuid.uuid4().hex[:8]}"
+        if not body.get("stream"):
+            function = {
+                "name": fault.tool_name,
+                "arguments": fault.tool_arguments,
+                "description": None,
+            }
+            message = {
+                "role": "assistant",
+                "tool_calls": [{"id": call_id, "type": "function", "function": function}],
+            }
+            response = {
+                **base,
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "logprobs": None,
+                        "finish_reason": "tool_calls",
+                    }
+                ],
+                "usage": _usage(outcome),
+            }
+            self._send_json(handler, entry, 200, response, schema="ChatCompletion")
+            return
+        text = json.dumps(fault.tool_arguments)
+        pieces = [text[: len(text) // 2], text[len(text) // 2 :]]
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def events() -> Iterator[dict[str, Any]]:
+            for i, piece in enumerate(["", *pieces]):
+                function = {"name": fault.tool_name if i == 0 else None, "arguments": piece}
+                delta = {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": call_id if i == 0 else "",
+                            "type": "function",
+                            "function": function,
+                        }
+                    ],
+                }
+                yield {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [
+                        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+                    ],
+                    "usage": None,
+                }
+            final = {
+                "index": 0,
+                "delta": {"role": "assistant", "content": ""},
+                "logprobs": None,
+                "finish_reason": "tool_calls",
+            }
+            yield {**base, "object": "chat.completion.chunk", "choices": [final], "usage": None}
+            if include_usage:
+                yield {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [],
+                    "usage": _usage(outcome),
+                }
+
+        self._send_sse(
+            handler, entry, events(), schema="ChatCompletionChunk", done=True, fault=None
         )
 
     def _completions(
