@@ -241,7 +241,7 @@ class ChatFSPO(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
-    backend: Backend = Field(default_factory=lambda: _missing_backend())
+    backend: Backend = Field(default_factory=_missing_backend)
     """Where the model runs; the adapter is selected per call. A server backend can also be
     given as `base_url=` (TGI) or `backend="tgi"`/`"openai"` with `base_url=`."""
     prompt_format: PromptFormat
