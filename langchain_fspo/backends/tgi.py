@@ -28,7 +28,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
@@ -37,13 +37,19 @@ from langchain_fspo.backends._http import (
     CallContext,
     MalformedResponseError,
     RetryPolicy,
-    StreamInterruptedError,
     acall_with_retries,
     astream_with_retries,
     call_with_retries,
     normalize_base_url,
     safe_url,
     stream_with_retries,
+)
+from langchain_fspo.backends._tgi_wire import (
+    ChatStreamState,
+    GenerateStreamState,
+    finish_reason,
+    tgi_grammar,
+    tool_calls,
 )
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.errors import AdapterNotFoundError, UnsupportedParameterError
@@ -87,7 +93,6 @@ _GENERATE_ARGS = frozenset(
 """`extra` keys TGI's `/generate` understands (`GenerateParameters`)."""
 
 _TOKEN_CACHE_SIZE = 1024
-_FINISH = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
 
 
 def parse_lora_adapters(spec: str | Iterable[str]) -> list[str]:
@@ -106,30 +111,6 @@ def parse_lora_adapters(spec: str | Iterable[str]) -> list[str]:
         name, sep, _path = item.partition("=")
         ids.append(name.strip() if sep else item.split("@", 1)[0])
     return ids
-
-
-def _finish(reason: Any) -> str | None:
-    if reason is None:
-        return None
-    return _FINISH.get(str(reason), str(reason))
-
-
-def _tool_calls(raw: Any) -> list[dict[str, Any]]:
-    """OpenAI/TGI tool calls -> `{"id", "name", "args"}` (TGI sends arguments as an object)."""
-    import json
-
-    calls = []
-    for call in raw or []:
-        function = call.function
-        arguments = function.arguments
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as e:
-                msg = f"tool call {function.name!r} has arguments that are not JSON: {arguments!r}"
-                raise MalformedResponseError(msg) from e
-        calls.append({"id": call.id, "name": function.name, "args": arguments or {}})
-    return calls
 
 
 class TGIBackend(Backend):
@@ -391,7 +372,7 @@ class TGIBackend(Backend):
             else:
                 extra_body[key] = value
         if isinstance(args.get("response_format"), Mapping):
-            args["response_format"] = _tgi_grammar(args["response_format"])
+            args["response_format"] = tgi_grammar(args["response_format"])
         if extra_body:
             args["extra_body"] = extra_body
         if stream:
@@ -431,7 +412,7 @@ class TGIBackend(Backend):
             args["top_p"] = params.top_p
         for key, value in params.extra.items():
             if key == "response_format":
-                args.setdefault("grammar", _tgi_grammar(value))
+                args.setdefault("grammar", tgi_grammar(value))
             elif key in _GENERATE_ARGS:
                 args[key] = value
             else:
@@ -452,18 +433,18 @@ class TGIBackend(Backend):
             usage = response.usage
             return Generation(
                 text=message.content or "",
-                finish_reason=_finish(choice.finish_reason),
+                finish_reason=finish_reason(choice.finish_reason),
                 input_tokens=usage.prompt_tokens if usage else None,
                 output_tokens=usage.completion_tokens if usage else None,
                 model_name=response.model or adapter,
-                tool_calls=_tool_calls(message.tool_calls),
+                tool_calls=tool_calls(message.tool_calls),
             )
         except (AttributeError, IndexError, TypeError, KeyError) as e:
             msg = f"a chat completion without the expected fields ({e!r})"
             raise MalformedResponseError(msg) from e
 
     def _chat_chunks(self, events: Iterable[Any], adapter: str | None) -> Iterator[GenerationChunk]:
-        state = _ChatStreamState(adapter)
+        state = ChatStreamState(adapter)
         for event in events:
             yield from state.feed(event)
         yield state.final()
@@ -471,7 +452,7 @@ class TGIBackend(Backend):
     async def _achat_chunks(
         self, events: AsyncIterator[Any], adapter: str | None
     ) -> AsyncIterator[GenerationChunk]:
-        state = _ChatStreamState(adapter)
+        state = ChatStreamState(adapter)
         async for event in events:
             for chunk in state.feed(event):
                 yield chunk
@@ -485,7 +466,7 @@ class TGIBackend(Backend):
             prefill = len(details.prefill) if details and details.prefill else None
             return Generation(
                 text=response.generated_text,
-                finish_reason=_finish(details.finish_reason) if details else None,
+                finish_reason=finish_reason(details.finish_reason) if details else None,
                 input_tokens=prefill,
                 output_tokens=details.generated_tokens if details else None,
                 model_name=adapter,
@@ -497,7 +478,7 @@ class TGIBackend(Backend):
     def _paper_chunks(
         self, events: Iterable[Any], adapter: str | None
     ) -> Iterator[GenerationChunk]:
-        state = _GenerateStreamState(adapter)
+        state = GenerateStreamState(adapter)
         for event in events:
             yield from state.feed(event)
         yield state.final()
@@ -505,7 +486,7 @@ class TGIBackend(Backend):
     async def _apaper_chunks(
         self, events: AsyncIterator[Any], adapter: str | None
     ) -> AsyncIterator[GenerationChunk]:
-        state = _GenerateStreamState(adapter)
+        state = GenerateStreamState(adapter)
         async for event in events:
             for chunk in state.feed(event):
                 yield chunk
@@ -637,17 +618,6 @@ class TGIBackend(Backend):
             yield chunk
 
 
-def _tgi_grammar(response_format: Any) -> Any:
-    """OpenAI's `{"type": "json_object"}` has no schema; TGI's grammar needs one."""
-    if (
-        isinstance(response_format, Mapping)
-        and response_format.get("type") in {"json_object", "json"}
-        and "value" not in response_format
-    ):
-        return {**response_format, "type": "json_object", "value": {"type": "object"}}
-    return response_format
-
-
 def _close(client: Any) -> None:
     client.close()
 
@@ -672,95 +642,3 @@ async def _aclosing(
             yield chunk
     finally:
         await client.close()
-
-
-class _ChatStreamState:
-    """Turns `ChatCompletionStreamOutput` events into `GenerationChunk`s."""
-
-    def __init__(self, adapter: str | None) -> None:
-        self.adapter = adapter
-        self.model: str | None = None
-        self.finish_reason: str | None = None
-        self.input_tokens: int | None = None
-        self.output_tokens: int | None = None
-
-    def feed(self, event: Any) -> Sequence[GenerationChunk]:
-        try:
-            self.model = event.model or self.model
-            if event.usage is not None:
-                self.input_tokens = event.usage.prompt_tokens
-                self.output_tokens = event.usage.completion_tokens
-            out = []
-            for choice in event.choices or []:
-                delta = choice.delta
-                tool_chunks = [
-                    {
-                        "index": call.index,
-                        "id": call.id,
-                        "name": call.function.name,
-                        "args": call.function.arguments
-                        if isinstance(call.function.arguments, str)
-                        else _json(call.function.arguments),
-                    }
-                    for call in (delta.tool_calls or [])
-                ]
-                if delta.content or tool_chunks:
-                    out.append(
-                        GenerationChunk(text=delta.content or "", tool_call_chunks=tool_chunks)
-                    )
-                if choice.finish_reason:
-                    self.finish_reason = _finish(choice.finish_reason)
-        except (AttributeError, TypeError) as e:
-            msg = f"a chat stream event without the expected fields ({e!r})"
-            raise MalformedResponseError(msg) from e
-        return out
-
-    def final(self) -> GenerationChunk:
-        if self.finish_reason is None:
-            msg = "the chat stream ended before its final event (no finish_reason)"
-            raise StreamInterruptedError(msg)
-        return GenerationChunk(
-            text="",
-            finish_reason=self.finish_reason,
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            model_name=self.model or self.adapter,
-        )
-
-
-class _GenerateStreamState:
-    """Turns `/generate_stream` events into `GenerationChunk`s (special tokens dropped)."""
-
-    def __init__(self, adapter: str | None) -> None:
-        self.adapter = adapter
-        self.details: Any = None
-
-    def feed(self, event: Any) -> Sequence[GenerationChunk]:
-        try:
-            token = event.token
-            if event.details is not None:
-                self.details = event.details
-            if token.special or not token.text:
-                return []
-            return [GenerationChunk(text=token.text)]
-        except AttributeError as e:
-            msg = f"a /generate_stream event without the expected fields ({e!r})"
-            raise MalformedResponseError(msg) from e
-
-    def final(self) -> GenerationChunk:
-        if self.details is None:
-            msg = "the /generate_stream stream ended before its final event (no details)"
-            raise StreamInterruptedError(msg)
-        return GenerationChunk(
-            text="",
-            finish_reason=_finish(self.details.finish_reason),
-            input_tokens=self.details.input_length,
-            output_tokens=self.details.generated_tokens,
-            model_name=self.adapter,
-        )
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
