@@ -19,8 +19,10 @@ OpenAI-compatible backend's tests: vLLM takes `model=<lora name>` (or the base m
 answers 404 for an unknown one; SGLang takes `model="<base>:<adapter>"`. They list the base
 model and adapters on `/v1/models` as vLLM does (`parent` set on adapters).
 
-Every request body and every response body (each SSE event included) is checked against TGI's
-OpenAPI spec (`tests/fixtures/tgi_openapi.json`, see `spec.py`). A request that does not match
+Every request body and every TGI response body (each SSE event included) is checked against
+TGI's OpenAPI spec (`tests/fixtures/tgi_openapi.json`, see `spec.py`). The vLLM/SGLang-only
+shapes are not TGI's and are not checked: their `/v1/models` list, their OpenAI-style error
+bodies, and OpenAI's `response_format` / string `prompt` forms in their requests. A request that does not match
 is answered 422 (`error_type: "validation"`), and every violation, in either direction, is kept
 in `spec_violations` for the tests to assert on.
 
