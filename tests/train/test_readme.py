@@ -37,5 +37,5 @@ def test_readme_python_blocks_run_in_order(
     assert ran >= 4
     assert (tmp_path / "preferences.db").is_file()
     memory = namespace["memory"]
-    oldest = memory.list("ada")[0]  # type: ignore[attr-defined]
+    oldest = memory.list("ada")[0]
     assert oldest.chosen.startswith("Arrival")
