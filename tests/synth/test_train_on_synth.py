@@ -18,7 +18,9 @@ pytestmark = pytest.mark.train
 def test_fspo_train_trains_on_synthetic_records(reference_run, tiny_model_dir: Path, tmp_path):
     run_dir, _ = reference_run
     train_file = run_dir / "train.jsonl"
-    records = [PreferenceRecord.model_validate_json(line) for line in train_file.read_text().splitlines()]
+    records = [
+        PreferenceRecord.model_validate_json(line) for line in train_file.read_text().splitlines()
+    ]
     per_user: dict[str, int] = {}
     for record in records:
         per_user[record.user_id] = per_user.get(record.user_id, 0) + 1

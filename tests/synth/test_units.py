@@ -384,9 +384,11 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     assert "Unknown domain 'imdb'" in capsys.readouterr().err
 
 
-def test_cli_runs_a_domain(tmp_path, capsys):
+def test_fspo_cli_runs_a_domain(tmp_path, capsys):
+    from fspo_train.cli import main as fspo_main  # the `fspo` entry point
+
     spec = "factory:tests.synth.scripted:make_model"
-    status = main(
+    status = fspo_main(
         [
             "synth",
             "--domain",
