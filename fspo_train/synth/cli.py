@@ -93,6 +93,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     run.add_argument("--no-fsync", action="store_true", help="flush lines without fsync")
     run.add_argument(
+        "--fail-on-disagreement",
+        action="store_true",
+        help="exit with status 4 when cross-user disagreement is above the threshold",
+    )
+    run.add_argument(
         "--request-seeds",
         action="store_true",
         help="send a per-item `seed` (vLLM/SGLang/OpenAI sample reproducibly)",
@@ -152,6 +157,8 @@ def run_command(args: argparse.Namespace) -> int:
     )
     if summary.get("disagreement", {}).get("needs_regeneration"):
         sys.stdout.write("warning: cross-user disagreement is above the threshold; regenerate.\n")
+        if args.fail_on_disagreement:
+            return 4
     return 0
 
 

@@ -11,7 +11,7 @@ import pytest
 from fspo_train.records import PreferenceRecord
 from fspo_train.synth import RunStateError, SynthRun, load_domain, run_synth
 from fspo_train.synth.runner import RunnerSettings
-from tests.synth.conftest import TINY_DOMAIN, make_run
+from tests.synth.conftest import make_run
 from tests.synth.scripted import ScriptedChatModel
 
 OUTPUT_FILES = ("records.jsonl", "train.jsonl", "test.jsonl", "splits.json", "disagreement.json")
@@ -136,6 +136,12 @@ def test_accounting_and_report(reference_run):
     assert all(disagreement["matrix"][i][i] == 0 for i in range(n))
     assert 0 <= disagreement["mean_disagreement"] <= 1
     assert report["examples"]
+    per_user = report["per_user"]
+    assert set(per_user) == set(disagreement["users"])
+    kept = _rows(run_dir / "records.jsonl")
+    assert sum(u["kept"] for u in per_user.values()) == len(kept)
+    assert any(u["flips_final"] < u["flips_initial"] for u in per_user.values())
+    assert "| user | pairs | kept |" in markdown
 
 
 def test_same_seed_same_bytes(reference_run, tmp_path):
@@ -218,4 +224,3 @@ def test_persona_steering_domains_run_end_to_end(tmp_path):
     positive = [r for r in records if r.user_id == "positive"]
     assert positive
     assert all("positive" in r.chosen for r in positive)
-    assert TINY_DOMAIN.exists()

@@ -413,3 +413,32 @@ def test_fspo_cli_runs_a_domain(tmp_path, capsys):
     assert "5 users, 4 questions" in capsys.readouterr().out
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["records"]["records"] > 0
+
+
+def test_cli_flags_too_much_disagreement(tmp_path, capsys):
+    spec = "factory:tests.synth.scripted:make_model"
+    args = [
+        "synth",
+        "--domain",
+        "reviews",
+        "--out",
+        str(tmp_path / "r"),
+        "--generator",
+        spec,
+        "--labeller",
+        spec,
+        "--questions",
+        "4",
+        "--responses-per-question",
+        "4",
+        "--disagreement-threshold",
+        "0.0",
+        "--no-progress",
+        "--no-fsync",
+    ]
+    assert main(args) == 0
+    assert "disagreement is above the threshold" in capsys.readouterr().out
+    assert main([*args, "--fail-on-disagreement"]) == 4
+    flagged = json.loads((tmp_path / "r" / "disagreement.json").read_text())
+    assert flagged["needs_regeneration"] is True
+    assert flagged["mean_disagreement"] > 0.0
