@@ -1,8 +1,22 @@
 """The paper's synthetic preference data pipeline over any LangChain chat models.
 
-Stages (each writes its own JSONL in the run folder and can be re-run alone): personas,
-questions, views, responses, labels (both orders), refine (iterative persona improvement),
-disagreement, records (splits + `PreferenceRecord` JSONL), report. See `run_synth` and `fspo synth`.
+Stages, in order; each writes its own files in the run folder and can be re-run alone
+(`fspo synth ... --stages labels --redo`):
+
+- personas (`personas.jsonl`): fixed users, or personas written from trait combinations;
+- questions (`questions.jsonl`): seeds plus augmented global questions, persona-specific ones;
+- views (`views.jsonl`): viewpoints per question (view conditioning);
+- responses (`responses.jsonl`): one per view or per steered persona, generators in turn;
+- labels (`labels.jsonl`): user-aware pairwise labels in both orders;
+- refine (`refinements.jsonl`, `relabels.jsonl`): persona additions and relabels per round;
+- disagreement (`disagreement.json`): the cross-user disagreement matrix and its flag;
+- records (`records.jsonl`, `train.jsonl`, `test.jsonl`, `splits.json`): `PreferenceRecord`s;
+- report (`report.json`, `report.md`, `disagreement.png`, `usage.json`).
+
+`run.json` pins the domain recipe, seed, models and prompt versions of the folder. Every JSONL
+row is one work item: `id`, `status` (`ok`/`failed`), `output`, `error`, `attempts`, `usage`
+(requests and tokens), `model`, `prompt` (`name@vN`) and `meta`. `train.jsonl` is what
+`fspo train --train-file` reads.
 
 Example:
     ```python
