@@ -38,6 +38,8 @@ __all__ = ["RunnerSettings", "StageOutcome", "WorkItem", "run_items"]
 
 logger = logging.getLogger(__name__)
 
+_MAX_KEPT_ANSWER = 2000
+"""Characters of an unparseable answer kept in a failed row, for debugging prompts."""
 _CLIENT_ERRORS = frozenset({400, 404, 413, 422})
 _AUTH_ERRORS = frozenset({401, 403})
 
@@ -173,11 +175,11 @@ async def _invoke(
                 msg = f"The model server refused the credentials (HTTP {code}): {e}"
                 raise InferenceServerError(msg) from e
             if code in _CLIENT_ERRORS:
-                msg_0 = f"HTTP {code}: {e}"
-                raise _ItemError(msg_0, final=True) from e
+                msg = f"HTTP {code}: {e}"
+                raise _ItemError(msg, final=True) from e
             if retry == settings.max_retries:
-                msg_0 = f"{type(e).__name__}: {e}"
-                raise _ItemError(msg_0, final=False) from e
+                msg = f"{type(e).__name__}: {e}"
+                raise _ItemError(msg, final=False) from e
             delay = min(settings.backoff_max, settings.backoff_base * 2**retry)
             delay *= 0.5 + jitter.random()
             logger.debug("request failed (%s), retry %d in %.2fs", e, retry + 1, delay)
@@ -227,11 +229,13 @@ async def _process(
             row["output"] = item.parser.parse(text)
         except OutputParseError as e:
             error = f"attempt {attempt}: {e}"
+            row["last_answer"] = text[:_MAX_KEPT_ANSWER]
             repair_vars = {"error": str(e)}
             if schema:
                 repair_vars["schema"] = schema
             messages = [*messages, AIMessage(text), HumanMessage(repair.format(**repair_vars))]
             continue
+        row.pop("last_answer", None)
         row.update(status="ok", attempts=attempt, usage=usage.as_dict())
         return row
     row.update(status="failed", attempts=attempt, usage=usage.as_dict(), error=error)

@@ -293,6 +293,8 @@ def test_malformed_answers_are_repaired_or_counted(tmp_path):
     assert failed["output"] is None
     assert failed["attempts"] == 3
     assert "attempt 3" in failed["error"]
+    assert failed["last_answer"] == "bad"
+    assert "last_answer" not in ok
 
 
 def test_transport_errors_are_retried_then_left_for_the_next_run(tmp_path):
