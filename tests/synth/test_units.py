@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -444,3 +446,25 @@ def test_cli_flags_too_much_disagreement(tmp_path, capsys):
     flagged = json.loads((tmp_path / "r" / "disagreement.json").read_text())
     assert flagged["needs_regeneration"] is True
     assert flagged["mean_disagreement"] > 0.0
+
+
+@given(cut=st.integers(min_value=0, max_value=10_000))
+@settings(max_examples=60, deadline=None)
+def test_store_recovers_from_a_crash_at_any_byte(tmp_path_factory, cut):
+    folder = tmp_path_factory.mktemp("crash")
+    rows = [{"id": f"r{i:02d}", "status": "ok", "output": {"text": "é" * i}} for i in range(30)]
+    full = folder / "full.jsonl"
+    with JsonlStore(full, fsync=False) as store:
+        for row in rows:
+            store.append(row)
+    data = full.read_bytes()
+    torn = folder / "torn.jsonl"
+    torn.write_bytes(data[: cut % (len(data) + 1)])
+    recovered = JsonlStore(torn, fsync=False)
+    kept = list(recovered)
+    assert kept == rows[: len(kept)]  # a prefix, never a garbled row
+    assert torn.read_bytes() == data[: torn.stat().st_size]  # cut back to a line boundary
+    with recovered:
+        for row in rows[len(kept) :]:
+            recovered.append(row)
+    assert torn.read_bytes() == data
