@@ -296,6 +296,7 @@ def test_malformed_answers_are_repaired_or_counted(tmp_path):
     assert failed["attempts"] == 3
     assert "attempt 3" in failed["error"]
     assert failed["last_answer"] == "bad"
+    assert ok is not None
     assert "last_answer" not in ok
 
 
