@@ -224,3 +224,8 @@ def test_persona_steering_domains_run_end_to_end(tmp_path):
     positive = [r for r in records if r.user_id == "positive"]
     assert positive
     assert all("positive" in r.chosen for r in positive)
+
+
+def test_a_stage_without_its_inputs_is_refused(tmp_path):
+    with pytest.raises(RunStateError, match="needs the output of 'personas'"):
+        run_synth(make_run(tmp_path / "fresh"), stages=["labels"])
