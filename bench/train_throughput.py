@@ -155,7 +155,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     prompt, answer, batch, steps = spec["P"], spec["R"], spec["batch"], spec["steps"]
     jitter = spec["jitter"]
     shape = dict(MODELS[spec["model"]])
-    model = random_causal_lm(
+    model: Any = random_causal_lm(
         "llama",
         hidden_size=shape["hidden_size"],
         intermediate_size=shape["intermediate_size"],
@@ -209,7 +209,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         ],
         init_lora_weights=False,
     )
-    trainer = trainer_class(
+    trainer: Any = trainer_class(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),
@@ -231,7 +231,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     collate = trainer.data_collator
 
     def counting_collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
-        out = collate(examples)
+        out: dict[str, Any] = collate(examples)
         data_tokens.append(int(out["attention_mask"].sum()))
         if "prefix_sharing_segment_ids" in out:
             processed.append(int((out["prefix_sharing_segment_ids"] != 3).sum()))
@@ -246,7 +246,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         if cuda:
             torch.cuda.synchronize()
 
-    class Timer(TrainerCallback):  # type: ignore[misc]
+    class Timer(TrainerCallback):
         start = 0.0
 
         def on_step_begin(self, *_: Any, **__: Any) -> None:

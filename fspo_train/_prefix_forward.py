@@ -51,6 +51,11 @@ def prefix_sharing_attention_mask(
 
     Returns:
         The 4D mask, which transformers' `create_causal_mask` passes to the attention as is.
+
+    Example:
+        >>> segments = torch.tensor([[0, 0, 1, 2]])  # shared, shared, chosen, rejected
+        >>> prefix_sharing_attention_mask(segments, "sdpa", torch.float32)[0, 0].int().tolist()
+        [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 0, 1]]
     """
     length = segment_ids.shape[1]
     positions = torch.arange(length, device=segment_ids.device)

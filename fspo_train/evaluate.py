@@ -28,13 +28,13 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from fspo_train.episodes import episodes_for_queries
 from fspo_train.judges import Comparison, Judge, compare_all, judge_name
 from fspo_train.metrics import (
     PairLogProbs,
@@ -140,8 +140,9 @@ def build_eval_items(
 ) -> list[EvalItem]:
     """One item per record: the record is the query, K shots come from the same user.
 
-    Shots are drawn (seeded) from the user's other records in `records` and in
-    `shot_records` (e.g. the users' training pairs); never a record with the query's question.
+    Shots are drawn (seeded, `fspo_train.episodes.episodes_for_queries`) from the user's
+    other records in `records` and in `shot_records` (e.g. the users' training pairs); never a
+    record with the query's question.
 
     Example:
         >>> recs = [
@@ -152,29 +153,31 @@ def build_eval_items(
         >>> [len(item.shots) for item in items]
         [2, 2, 2]
     """
-    pool: dict[str, list[PreferenceRecord]] = defaultdict(list)
-    for record in [*records, *(shot_records or [])]:
-        if record not in pool[record.user_id]:
-            pool[record.user_id].append(record)
-    rng = random.Random(seed)  # noqa: S311 - sampling, not secrets
-    items = []
-    for record in records:
-        key = record.question_id or record.question
-        candidates = [r for r in pool[record.user_id] if (r.question_id or r.question) != key]
-        shots = rng.sample(candidates, min(num_shots, len(candidates)))
-        items.append(
-            EvalItem(
-                user_id=record.user_id,
-                question=record.question,
-                chosen=record.chosen,
-                rejected=record.rejected,
-                shots=tuple(s.to_example() for s in shots),
-                user_description=record.user_description,
-                split=split,
-            )
+    episodes = episodes_for_queries(
+        records, [*records, *(shot_records or [])], num_shots=num_shots, seed=seed
+    )
+    if episodes.skipped:
+        logger.warning(
+            "%s: %d queries got fewer than %d shots (e.g. %s)",
+            split,
+            len(episodes.skipped),
+            num_shots,
+            episodes.skipped[0],
         )
+    items = [
+        EvalItem(
+            user_id=episode.user_id,
+            question=episode.query.question,
+            chosen=episode.query.chosen,
+            rejected=episode.query.rejected,
+            shots=tuple(s.to_example() for s in episode.shots),
+            user_description=episode.query.user_description,
+            split=split,
+        )
+        for episode in episodes.episodes
+    ]
     if max_items is not None and len(items) > max_items:
-        items = random.Random(seed).sample(items, max_items)  # noqa: S311
+        items = random.Random(seed).sample(items, max_items)  # noqa: S311 - not secrets
     return items
 
 
@@ -188,14 +191,13 @@ def render_item(
 ) -> RenderedPrompt:
     """Render `item` for a prompt mode, through `PromptFormat.render` only.
 
-    `few_shot`: the user's shots (under RAT the true description is teacher-forced, as in
-    training); `zero_shot`: the question alone; `oracle`: the question and the true user
-    description. With `count_tokens`, the format's `max_prompt_tokens` budget applies.
+    `few_shot`: the user's shots and the question (as in training; under RAT the model writes
+    the user description first); `zero_shot`: the question alone; `oracle`: the question and
+    the true user description. With `count_tokens`, the `max_prompt_tokens` budget applies.
     """
     kwargs: dict[str, Any] = {"count_tokens": count_tokens, "reserve_tokens": reserve_tokens}
     if mode == "few_shot":
-        teacher = item.user_description if fmt.rationale == "user_description" else None
-        return fmt.render(list(item.shots), item.question, user_description=teacher, **kwargs)
+        return fmt.render(list(item.shots), item.question, **kwargs)
     if mode == "oracle":
         if not item.user_description:
             msg = f"User {item.user_id!r} has no user_description; the oracle baseline needs one."
@@ -209,25 +211,35 @@ def tokenize_items(
 ) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
     """Prompt, chosen-completion and rejected-completion token ids of each item.
 
-    Tokenized as training does (`fspo_train.scoring.prompt_ids` / `completion_ids`); over
-    the format's token budget the oldest shots are dropped, keeping room for the completion.
+    Tokenized exactly as training does (`fspo_train.tokenization`); under RAT the few-shot
+    completions start with the user's description, as in training (it cancels in the margin).
+    Over the format's token budget the oldest shots are dropped, keeping room for the answer.
     """
-    from fspo_train.scoring import completion_ids, prompt_ids, token_counter
+    from fspo_train.tokenization import completion_token_ids, prompt_token_ids, token_counter
 
     counter = token_counter(fmt, tokenizer) if fmt.max_prompt_tokens else None
+    rat = fmt.rationale == "user_description" and mode == "few_shot"
     prompts, chosen, rejected = [], [], []
     for item in items:
+        if rat and item.user_description is None:
+            msg = (
+                f"rationale='user_description' needs a user_description; {item.user_id!r} has none."
+            )
+            raise ValueError(msg)
+        description = item.user_description if rat else None
+        texts = [
+            fmt.completion(r, user_description=description) for r in (item.chosen, item.rejected)
+        ]
         reserve = 0
         if counter is not None:
-            reserve = max(
-                len(tokenizer(fmt.completion(text), add_special_tokens=False)["input_ids"]) + 1
-                for text in (item.chosen, item.rejected)
+            reserve = 1 + max(
+                len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts
             )
         rendered = render_item(fmt, item, mode, count_tokens=counter, reserve_tokens=reserve)
-        prompt = prompt_ids(fmt, tokenizer, rendered)
+        prompt = prompt_token_ids(fmt, tokenizer, rendered)
         prompts.append(prompt)
-        chosen.append(completion_ids(fmt, tokenizer, rendered, item.chosen, prompt))
-        rejected.append(completion_ids(fmt, tokenizer, rendered, item.rejected, prompt))
+        chosen.append(completion_token_ids(fmt, tokenizer, rendered, texts[0], prompt))
+        rejected.append(completion_token_ids(fmt, tokenizer, rendered, texts[1], prompt))
     return prompts, chosen, rejected
 
 
@@ -240,11 +252,11 @@ def generation_prompts(
     max_new_tokens: int = 0,
 ) -> list[list[int]]:
     """Prompt token ids to generate from, within the format's budget (if any)."""
-    from fspo_train.scoring import prompt_ids, token_counter
+    from fspo_train.tokenization import prompt_token_ids, token_counter
 
     counter = token_counter(fmt, tokenizer) if fmt.max_prompt_tokens else None
     return [
-        prompt_ids(
+        prompt_token_ids(
             fmt,
             tokenizer,
             render_item(fmt, item, mode, count_tokens=counter, reserve_tokens=max_new_tokens),

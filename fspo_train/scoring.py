@@ -8,7 +8,7 @@ the base model with the adapters disabled.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,86 +16,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
-from langchain_fspo.errors import PromptFormatError
-from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
-
-__all__ = ["PolicySet", "completion_ids", "prompt_ids", "token_counter"]
+__all__ = ["PolicySet"]
 
 logger = logging.getLogger(__name__)
-
-
-def _ids(encoded: Any) -> list[int]:
-    ids = encoded if isinstance(encoded, list) else encoded["input_ids"]
-    return [int(i) for i in ids]
-
-
-def _chat_ids(tokenizer: Any, messages: list[dict[str, Any]], *, generation: bool) -> list[int]:
-    return _ids(
-        tokenizer.apply_chat_template(
-            messages, add_generation_prompt=generation, tokenize=True, return_dict=True
-        )
-    )
-
-
-def prompt_ids(fmt: PromptFormat, tokenizer: Any, rendered: RenderedPrompt) -> list[int]:
-    """The prompt token ids, as training and serving compute them.
-
-    `style="paper"`: the raw text without special tokens (no BOS, as the official code);
-    `style="chat"`: the chat template with the generation prompt (what TGI/vLLM send).
-    """
-    if fmt.style == "paper":
-        return _ids(tokenizer(rendered.text, add_special_tokens=False))
-    fmt.check_chat_template(getattr(tokenizer, "chat_template", None))
-    return _chat_ids(tokenizer, rendered.messages, generation=True)
-
-
-def token_counter(fmt: PromptFormat, tokenizer: Any) -> Callable[[str], int]:
-    """A `count_tokens` for `PromptFormat.render` counting exactly the prompt tokens sent."""
-    if fmt.style == "paper":
-        return lambda text: len(_ids(tokenizer(text, add_special_tokens=False)))
-    system = fmt.system_prompt
-
-    def count(countable: str) -> int:
-        messages: list[dict[str, Any]] = []
-        text = countable
-        if system:
-            text = countable[len(system) + 1 :]
-            messages.append({"role": "system", "content": system})
-        messages.append({"role": "user", "content": text})
-        return len(_chat_ids(tokenizer, messages, generation=True))
-
-    return count
-
-
-def completion_ids(
-    fmt: PromptFormat,
-    tokenizer: Any,
-    rendered: RenderedPrompt,
-    response: str,
-    prompt: list[int] | None = None,
-) -> list[int]:
-    """Token ids of the completion scored after the prompt (`PromptFormat.completion`).
-
-    Paper style: the completion text + EOS, tokenized apart from the prompt. Chat style: the
-    rest of the template rendered with the assistant message appended (end of turn included).
-    """
-    completion = fmt.completion(response)
-    if fmt.style == "paper":
-        if tokenizer.eos_token_id is None:
-            msg = "The tokenizer has no EOS token; `style='paper'` ends each response with EOS."
-            raise PromptFormatError(msg)
-        text_ids = _ids(tokenizer(completion, add_special_tokens=False))
-        return [*text_ids, int(tokenizer.eos_token_id)]
-    prompt = prompt if prompt is not None else prompt_ids(fmt, tokenizer, rendered)
-    messages = [*rendered.messages, {"role": "assistant", "content": completion}]
-    full = _chat_ids(tokenizer, messages, generation=False)
-    if full[: len(prompt)] != prompt:
-        msg = (
-            "The chat template renders the prompt differently when an assistant answer follows; "
-            "the completion cannot be scored as training scores it."
-        )
-        raise PromptFormatError(msg)
-    return full[len(prompt) :]
 
 
 class PolicySet:
@@ -103,11 +26,15 @@ class PolicySet:
 
     Example:
         ```python
+        from fspo_train.tokenization import completion_token_ids, prompt_token_ids
+
         policies = PolicySet("meta-llama/Llama-3.2-1B-Instruct", {"fspo": "out/run"})
         fmt = PromptFormat.from_pretrained("out/run")
         rendered = fmt.render(shots, "Review 'Heat'.")
-        prompt = prompt_ids(fmt, policies.tokenizer, rendered)
-        answer = completion_ids(fmt, policies.tokenizer, rendered, "Tense!", prompt)
+        prompt = prompt_token_ids(fmt, policies.tokenizer, rendered)
+        answer = completion_token_ids(
+            fmt, policies.tokenizer, rendered, fmt.completion("Tense!"), prompt
+        )
         with policies.use("fspo"):
             (logp,) = policies.logprobs([(prompt, answer)])
         ```
@@ -182,7 +109,7 @@ class PolicySet:
         """Sum of log pi(completion token | prefix) over the completion tokens, per pair.
 
         Args:
-            pairs: (prompt ids, completion ids), e.g. from `prompt_ids` / `completion_ids`.
+            pairs: (prompt ids, completion ids), e.g. from `fspo_train.evaluate.tokenize_items`.
             batch_size: Sequences per forward pass.
             desc: Progress bar label.
         """

@@ -5,8 +5,6 @@ Tiny random Llama + LoRA adapters built offline (`fspo_train.tiny`); CPU, a few 
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
 import shutil
 from pathlib import Path
@@ -324,16 +322,9 @@ def test_results_json_and_plot_are_written(full_eval) -> None:
 
 
 def _cli(argv: list[str]) -> int:
-    try:
-        main = importlib.import_module("fspo_train.cli").main
-    except ImportError:  # the `fspo` entry point is not merged yet: same subcommand module
-        from fspo_train import eval_cli
+    from fspo_train.cli import main
 
-        parser = argparse.ArgumentParser(prog="fspo")
-        eval_cli.register(parser.add_subparsers(dest="command", required=True))
-        args = parser.parse_args(argv)
-        return int(args.func(args))
-    return int(main(argv) or 0)
+    return main(argv)
 
 
 def test_cli_eval(
@@ -457,3 +448,22 @@ def test_cli_eval_without_splits_says_what_to_pass(
     err = capsys.readouterr().err
     assert "--split" in err
     assert "holdout_users" in err
+
+
+def test_rat_completions_start_with_the_user_description(
+    tiny_model_dir: Path, tiny_adapter_dirs: dict[str, Path]
+) -> None:
+    from transformers import AutoTokenizer
+
+    fmt = PromptFormat.from_pretrained(tiny_adapter_dirs["rat"])
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    items = build_eval_items(_records("held_out"), split="held_out", num_shots=2, max_items=2)
+
+    prompts, chosen, _ = tokenize_items(fmt, tokenizer, items, "few_shot")
+    _, zero_chosen, _ = tokenize_items(fmt, tokenizer, items, "zero_shot")
+
+    for item, prompt, ids, zero in zip(items, prompts, chosen, zero_chosen, strict=True):
+        text = tokenizer.decode(ids)
+        assert text.startswith("## User Description\n" + str(item.user_description))
+        assert str(item.user_description) not in tokenizer.decode(prompt)  # not teacher-forced
+        assert "User Description" not in tokenizer.decode(zero)

@@ -231,3 +231,21 @@ def test_fused_head_wrapper_returns_standard_layout_and_passes_other_calls_throu
     # Without fused_lm_head the packed keys are dropped and the plain forward runs.
     plain = model(**kwargs, **packed)
     assert plain.logits.shape[:2] == batch["input_ids"].shape
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "fspo_train.prefix_sharing",
+        "fspo_train._prefix_pack",
+        "fspo_train._prefix_forward",
+        "fspo_train._prefix_synthetic",
+    ],
+)
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0
+    assert result.attempted > 0

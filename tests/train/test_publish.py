@@ -74,3 +74,22 @@ def test_chat_fspo_from_a_downloaded_folder_answers(published: str) -> None:
     assert isinstance(reply.content, str)
     assert reply.usage_metadata is not None
     assert reply.usage_metadata["output_tokens"] > 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "ChatFSPO.from_pretrained passes `token` to PromptFormat.from_pretrained but not to "
+        "langchain_fspo.backends.local.read_adapter_config / adapter_folder, so a private repo "
+        "fails with RepositoryNotFound"
+    ),
+)
+def test_chat_fspo_from_a_private_repo_with_a_token(
+    hub_server: HubServer, tiny_adapter_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = Path(shutil.copytree(tiny_adapter_dirs["alpha"], tmp_path / "alpha"))
+    publish_adapter(folder, "org/private-fspo", private=True, token=TOKEN)
+    chat = ChatFSPO.from_pretrained(
+        "org/private-fspo", backend="local", memory=_memory(), token=TOKEN, max_tokens=4
+    )
+    assert isinstance(chat.invoke("Review Alien.", user_id="ada").content, str)

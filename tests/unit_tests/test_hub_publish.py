@@ -6,8 +6,6 @@ The adapter files here are stand-ins (publishing copies bytes; it does not load 
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
 from pathlib import Path
 
@@ -15,7 +13,6 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from fspo_train import publish_cli
 from fspo_train.publish import REQUIRED_FILES, check_adapter_folder, publish_adapter
 from langchain_fspo.errors import AdapterNotFoundError
 from langchain_fspo.prompt_format import FORMAT_FILENAME, PromptFormat
@@ -166,14 +163,9 @@ def test_check_lists_every_missing_file(tmp_path: Path) -> None:
 
 
 def _cli(argv: list[str]) -> int:
-    try:
-        main = importlib.import_module("fspo_train.cli").main
-    except ImportError:  # the `fspo` entry point is not merged yet: same subcommand module
-        parser = argparse.ArgumentParser(prog="fspo")
-        publish_cli.register(parser.add_subparsers(dest="command", required=True))
-        args = parser.parse_args(argv)
-        return int(args.func(args))
-    return int(main(argv) or 0)
+    from fspo_train.cli import main
+
+    return main(argv)
 
 
 def test_cli_publish(

@@ -134,3 +134,13 @@ def test_tgi_argument_mapping_without_network() -> None:
         backend.chat_arguments(None, GenerationParams(top_k=3), stream=False)
     with pytest.raises(UnsupportedParameterError, match="presence_penalty"):
         backend.generate_arguments(None, GenerationParams(presence_penalty=0.1), stream=False)
+
+
+def test_tgi_docstring_examples_run() -> None:
+    import doctest
+
+    from langchain_fspo.backends import tgi
+
+    result = doctest.testmod(tgi, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
