@@ -264,6 +264,7 @@ async def run_items(
     if missing:
         msg = f"Stage {stage!r} needs models {missing}, only {sorted(models)} are configured."
         raise ValueError(msg)
+    store.touch()
     pending = [item for item in items if item.id not in store]
     outcome = StageOutcome(stage=stage, total=len(items), skipped=len(items) - len(pending))
     if not pending:

@@ -11,7 +11,7 @@ import pytest
 from fspo_train.records import PreferenceRecord
 from fspo_train.synth import RunStateError, SynthRun, load_domain, run_synth
 from fspo_train.synth.runner import RunnerSettings
-from tests.synth.conftest import make_run
+from tests.synth.conftest import TINY_DOMAIN, make_run
 from tests.synth.scripted import ScriptedChatModel
 
 OUTPUT_FILES = ("records.jsonl", "train.jsonl", "test.jsonl", "splits.json", "disagreement.json")
@@ -229,3 +229,14 @@ def test_persona_steering_domains_run_end_to_end(tmp_path):
 def test_a_stage_without_its_inputs_is_refused(tmp_path):
     with pytest.raises(RunStateError, match="needs the output of 'personas'"):
         run_synth(make_run(tmp_path / "fresh"), stages=["labels"])
+
+
+def test_a_stage_with_no_work_still_counts_as_run(tmp_path):
+    # 3 global questions are all seeds: the questions stage sends no request, yet later
+    # stages run alone find it done.
+    domain = load_domain(TINY_DOMAIN).with_overrides(global_count=3, specific_per_user=0)
+    run_synth(make_run(tmp_path / "r", domain=domain), stages=["personas", "questions"])
+    assert (tmp_path / "r" / "questions.jsonl").read_text() == ""
+    summary = run_synth(make_run(tmp_path / "r", domain=domain), stages=["views"])
+    assert summary["questions"] == 3
+    assert len((tmp_path / "r" / "views.jsonl").read_text().splitlines()) == 3
