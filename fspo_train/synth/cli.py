@@ -93,6 +93,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     run.add_argument("--no-fsync", action="store_true", help="flush lines without fsync")
     run.add_argument(
+        "--structured-output",
+        choices=["prompt", "json_schema"],
+        default="prompt",
+        help="json_schema: also send the schema as response_format (constrained decoding)",
+    )
+    run.add_argument(
         "--fail-on-disagreement",
         action="store_true",
         help="exit with status 4 when cross-user disagreement is above the threshold",
@@ -137,6 +143,7 @@ def run_command(args: argparse.Namespace) -> int:
                 backoff_base=args.backoff,
                 progress=not args.no_progress,
                 fsync=not args.no_fsync,
+                structured_output=args.structured_output,
             ),
             generator_temperature=args.generator_temperature,
             labeller_temperature=args.labeller_temperature,

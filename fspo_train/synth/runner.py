@@ -21,7 +21,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -58,6 +58,10 @@ class RunnerSettings:
             retries (the server is down; waiting longer only burns time).
         progress: Show a tqdm bar per stage.
         fsync: fsync each appended line (durability against power loss, not only crashes).
+        structured_output: `prompt` shows the JSON schema in the prompt; `json_schema` also
+            sends it as the OpenAI `response_format`, so servers with constrained decoding
+            (vLLM, SGLang, OpenAI) cannot answer outside it. Answers are parsed strictly either
+            way; use `prompt` for providers that reject `response_format`.
         request_seed: When set, every request carries `seed=<hash of this and the item id>`
             (OpenAI-compatible servers such as vLLM and SGLang then sample reproducibly per
             item); None sends no seed (for providers that reject the parameter).
@@ -72,6 +76,7 @@ class RunnerSettings:
     progress: bool = True
     fsync: bool = True
     request_seed: int | None = None
+    structured_output: Literal["prompt", "json_schema"] = "prompt"
 
     def __post_init__(self) -> None:
         """Validate the limits."""
@@ -205,6 +210,8 @@ async def _process(
     usage = _Usage()
     jitter = random.Random(item.id)  # noqa: S311 - backoff jitter only
     call_kwargs: dict[str, Any] = {}
+    if settings.structured_output == "json_schema" and isinstance(item.parser, JsonOutput):
+        call_kwargs["response_format"] = item.parser.response_format()
     if settings.request_seed is not None:
         call_kwargs["seed"] = int(digest(settings.request_seed, item.id, length=8), 16) % 2**31
     row: dict[str, Any] = {
