@@ -31,10 +31,10 @@ def test_pipeline_over_chat_openai_matches_the_in_process_run(reference_run, tmp
     assert _strip(out / "records.jsonl") == _strip(reference / "records.jsonl")
     usage = json.loads((out / "usage.json").read_text())
     assert sum(s["requests"] for s in usage["stages"].values()) == served
-    assert (
-        usage["models"][spec]["input_tokens"] > 0
-    )  # from the server's `usage`, via usage_metadata
-    assert usage["models"][spec]["missing_usage"] == 0
+    assert set(usage["models"]) == {f"{spec} t=1", f"{spec} t=0"}  # generator, labeller
+    for model in usage["models"].values():
+        assert model["input_tokens"] > 0  # from the server's `usage`, via usage_metadata
+        assert model["missing_usage"] == 0
     assert summary["records"]["records"] > 0
 
 

@@ -240,3 +240,21 @@ def test_a_stage_with_no_work_still_counts_as_run(tmp_path):
     summary = run_synth(make_run(tmp_path / "r", domain=domain), stages=["views"])
     assert summary["questions"] == 3
     assert len((tmp_path / "r" / "views.jsonl").read_text().splitlines()) == 3
+
+
+def test_one_spec_generates_hot_and_labels_cold(tmp_path, monkeypatch):
+    from tests.synth import scripted
+
+    made: list[ScriptedChatModel] = []
+    original = scripted.make_model
+
+    def recording_factory(**kwargs: Any) -> ScriptedChatModel:
+        made.append(original(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(scripted, "make_model", recording_factory)
+    run_synth(make_run(tmp_path / "r"), stages=["personas"])
+    assert sorted(str(m.temperature) for m in made) == ["0.0", "1.0"]
+    by_temperature = {m.temperature: m for m in made}
+    assert by_temperature[1.0].calls == 4  # the question writer wrote the 4 personas
+    assert by_temperature[0.0].calls == 0
