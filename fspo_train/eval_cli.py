@@ -72,7 +72,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-win-rate", action="store_true", help="skip generation + judge")
     parser.add_argument("--no-accuracy", action="store_true", help="skip implicit rewards")
-    parser.add_argument("--beta", type=float, default=0.01, help="β of the implicit reward")
+    parser.add_argument(
+        "--beta", type=float, help="β of the implicit reward (default: the run's, else 0.01)"
+    )
     parser.add_argument("--num-shots", type=int, help="K (default: the format's num_shots)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=8)

@@ -29,7 +29,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -115,18 +115,14 @@ class EvalItem:
 
 
 def load_records(path: str | Path) -> list[PreferenceRecord]:
-    """Read a preference JSONL file (`fspo_train.records` schema), naming the bad line."""
-    records = []
-    with Path(path).open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(PreferenceRecord.model_validate_json(line))
-            except ValueError as e:
-                msg = f"{path}:{number} is not a valid preference record: {e}"
-                raise ValueError(msg) from e
-    return records
+    """Read a preference JSONL file (`fspo_train.records` schema); a bad line is an error.
+
+    Evaluation refuses bad data rather than skipping it: a silently smaller split would
+    change the numbers. Raises `InvalidExampleError` naming the file and line.
+    """
+    from fspo_train.loaders import load_records as load_jsonl
+
+    return list(load_jsonl(path, strict=True).records)
 
 
 def build_eval_items(
@@ -304,7 +300,9 @@ class EvalConfig:
     methods: list[str] | None = None
     """Default: every method whose inputs are available."""
     baseline: str = BASE
-    beta: float = 0.01
+    beta: float | None = None
+    """β of the implicit reward; default: the run's `fspo_train_config.yaml`, else 0.01.
+    (Accuracy does not depend on β > 0; the reported rewards and margins scale with it.)"""
     num_shots: int | None = None
     """Default: the format's `num_shots`."""
     max_new_tokens: int = 128
@@ -346,6 +344,18 @@ def default_splits(adapter_dir: str | Path) -> tuple[dict[str, Path], Path | Non
         raise ValueError(msg)
     train = folder / "train.jsonl"
     return splits, (train if train.is_file() else None)
+
+
+def _run_beta(adapter: Path, default: float = 0.01) -> float:
+    """β the run was trained with (`fspo_train_config.yaml`), else `default`."""
+    import yaml
+
+    path = adapter / "fspo_train_config.yaml"
+    if path.is_file():
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and isinstance(data.get("beta"), int | float):
+            return float(data["beta"])
+    return default
 
 
 def _adapter_base(adapter: Path) -> str | None:
@@ -483,10 +493,13 @@ def run_evaluation(
         ```
     """
     say = progress or (lambda line: logger.info("%s", line))
+    config = replace(config)  # defaults are filled in below; the caller's object stays as it is
     fmt = PromptFormat.from_pretrained(config.adapter)
     if config.pref_ft_adapter is None:
         config.pref_ft_adapter = find_stage1_adapter(config.adapter)
     num_shots = fmt.num_shots if config.num_shots is None else config.num_shots
+    if config.beta is None:
+        config.beta = _run_beta(config.adapter)
     if config.splits is None:
         config.splits, default_shots = default_splits(config.adapter)
         config.shots = config.shots or default_shots
@@ -557,7 +570,7 @@ def run_evaluation(
                         items, outputs[name][split], outputs[config.baseline][split], strict=True
                     )
                 ]
-                scores = compare_all(judge, comparisons)
+                scores = compare_all(judge, comparisons, desc=f"judging {name}/{split}")
                 win.setdefault(name, {})[split] = win_rate(scores).to_dict()
                 generations += [
                     {
@@ -587,6 +600,7 @@ def run_evaluation(
         "seed": config.seed,
         "baseline": config.baseline if config.win_rate else None,
         "judge": judge_name(judge) if judge is not None and config.win_rate else None,
+        "judge_unparsed_verdicts": getattr(judge, "unparsed", None) if config.win_rate else None,
         "accuracy": accuracy,
         "win_rate": win,
     }

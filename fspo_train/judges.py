@@ -236,9 +236,20 @@ def judge_name(judge: Judge) -> str:
     return str(getattr(judge, "name", type(judge).__name__))
 
 
-def compare_all(judge: Judge, items: Sequence[Comparison]) -> list[float]:
-    """Judge every comparison, batched when the judge supports `compare_many`."""
+def compare_all(
+    judge: Judge, items: Sequence[Comparison], *, chunk_size: int = 32, desc: str = "judging"
+) -> list[float]:
+    """Judge every comparison, in chunks with a progress bar (batched with `compare_many`)."""
+    from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
+
     many = getattr(judge, "compare_many", None)
-    if callable(many):
-        return list(many(items))
-    return [judge.compare(i.question, i.user_description, i.a, i.b) for i in items]
+    scores: list[float] = []
+    with tqdm(total=len(items), desc=desc, leave=False, disable=len(items) <= chunk_size) as bar:
+        for start in range(0, len(items), chunk_size):
+            chunk = items[start : start + chunk_size]
+            if callable(many):
+                scores += list(many(chunk))
+            else:
+                scores += [judge.compare(i.question, i.user_description, i.a, i.b) for i in chunk]
+            bar.update(len(chunk))
+    return scores

@@ -149,9 +149,12 @@ _SERVING = """\
 
 ```bash
 docker run --gpus all -p 8080:80 \\
-  -e LORA_ADAPTERS={repo_id} \\
+  -e LORA_ADAPTERS={repo_id} -e PREFIX_CACHING=1 \\
   ghcr.io/huggingface/text-generation-inference:3.3.7 --model-id {base}
 ```
+
+`PREFIX_CACHING=1`: TGI turns prefix caching off when LoRA adapters are loaded, and FSPO
+prompts start with each user's stable block of examples, which the cache can reuse.
 
 {tgi_call}
 
@@ -176,11 +179,15 @@ memory.add(
     "ada", prompt="Review Dune.", chosen="Epic and moving.", rejected="Too long."
 )
 chat = ChatFSPO.from_pretrained(
-    "{repo_id}", base_url="http://localhost:8080", memory=memory
+    "{repo_id}",
+    base_url="http://localhost:8080",  # TGI launched with LORA_ADAPTERS={repo_id}
+    adapters=["{repo_id}"],  # what the server loaded: other ids raise, never fall back
+    memory=memory,
 )
 chat.invoke("Review Heat.", user_id="ada")
 ```
 
+For vLLM pass `backend="openai", base_url="http://localhost:8000", adapter_name="fspo"`.
 Without a server, `backend="local"` runs the base model and adapter in-process
 (transformers + PEFT).
 

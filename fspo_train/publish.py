@@ -131,6 +131,8 @@ def publish_adapter(
     commit_message: str | None = None,
     endpoint: str | None = None,
     write_card: bool = True,
+    license: str | None = None,  # noqa: A002 - the model card field's name
+    datasets: list[str] | None = None,
 ) -> PublishResult:
     """Check `folder`, write its model card, and upload it to the Hub repo `repo_id`.
 
@@ -144,6 +146,8 @@ def publish_adapter(
         commit_message: Defaults to "Upload FSPO adapter".
         endpoint: The Hub URL; defaults to `HF_ENDPOINT` / huggingface.co.
         write_card: Write `README.md` into `folder` before uploading.
+        license: The card's `license` (e.g. the base model's, `llama3.2`).
+        datasets: The card's `datasets` (Hub ids of the training data).
 
     Raises:
         AdapterNotFoundError: The folder is incomplete (before any request is made).
@@ -158,7 +162,7 @@ def publish_adapter(
     folder = Path(folder)
     check_adapter_folder(folder)
     if write_card:
-        write_model_card(folder, repo_id)
+        write_model_card(folder, repo_id, license=license, datasets=datasets)
     api = HfApi(endpoint=endpoint, token=token)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
     branch = revision or "main"

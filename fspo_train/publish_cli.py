@@ -32,6 +32,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--revision", default=None, help="branch to publish to (created)")
     parser.add_argument("--token", default=None, help="Hub token (default: logged-in token)")
     parser.add_argument("--commit-message", default=None)
+    parser.add_argument("--license", default=None, help="model card license, e.g. llama3.2")
+    parser.add_argument(
+        "--dataset", action="append", default=None, help="Hub id of a training dataset (repeat)"
+    )
     parser.add_argument(
         "--card-only",
         action="store_true",
@@ -52,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.card_only:
             check_adapter_folder(args.folder)
-            path = write_model_card(args.folder, args.repo_id)
+            path = write_model_card(
+                args.folder, args.repo_id, license=args.license, datasets=args.dataset
+            )
             sys.stdout.write(f"Wrote {path}; nothing uploaded (--card-only).\n")
             return 0
         result = publish_adapter(
@@ -62,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
             revision=args.revision,
             token=args.token,
             commit_message=args.commit_message,
+            license=args.license,
+            datasets=args.dataset,
         )
     except AdapterNotFoundError as e:
         sys.stderr.write(f"fspo publish: {e}\n")

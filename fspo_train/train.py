@@ -88,6 +88,7 @@ __all__ = [
     "build_prompt_format",
     "build_training_datasets",
     "build_training_rows",
+    "chat_template_is_dated",
     "load_tokenizer",
     "preference_trainer_class",
     "train",
@@ -143,6 +144,32 @@ def load_tokenizer(config: FSPOTrainConfig) -> Any:
     return tokenizer
 
 
+_DATE_FORMATS = ("%d %b %Y", "%d %B %Y", "%Y-%m-%d", "%B %d, %Y", "%b %d, %Y")
+
+
+def chat_template_is_dated(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template writes today's date into the prompt.
+
+    Llama 3.x templates do (`strftime_now`): a prompt rendered at training time then differs
+    from the same prompt rendered at serving time, by the date's tokens.
+    """
+    from datetime import UTC, datetime
+
+    template = getattr(tokenizer, "chat_template", None)
+    if not isinstance(template, str):
+        return False
+    if "strftime_now" in template:
+        return True
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False
+        )
+    except Exception:  # noqa: BLE001 - a template that cannot render is reported elsewhere
+        return False
+    now = datetime.now(tz=UTC)
+    return any(now.strftime(f) in str(text) for f in _DATE_FORMATS)
+
+
 def build_prompt_format(config: FSPOTrainConfig, tokenizer: Any) -> PromptFormat:
     """The `PromptFormat` a run trains with and saves (special tokens, template hash)."""
     special = set(getattr(tokenizer, "all_special_tokens", []) or [])
@@ -162,6 +189,13 @@ def build_prompt_format(config: FSPOTrainConfig, tokenizer: Any) -> PromptFormat
             msg = "Tokenizers with several named chat templates are not supported; pick one."
             raise PromptFormatError(msg)
         template_sha = PromptFormat.template_sha256(template)
+        if chat_template_is_dated(tokenizer):
+            logger.warning(
+                "The chat template of %s writes today's date into every prompt, so serving on "
+                "another day renders a few different tokens than training did. Serve with the "
+                "date fixed (e.g. `date_string` in the template kwargs) or use `style: paper`.",
+                config.model_name_or_path,
+            )
     return PromptFormat(
         style=config.style,
         num_shots=config.num_shots,

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
@@ -41,6 +41,9 @@ from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, G
 from langchain_fspo.errors import InferenceServerError, PromptFormatError
 from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.prompt_format import ParsedCompletion, PromptFormat, RenderedPrompt, neutralize
+
+if TYPE_CHECKING:
+    from langchain_fspo.collect import Comparison
 
 __all__ = ["ChatFSPO", "ShotSource"]
 
@@ -359,10 +362,10 @@ class ChatFSPO(BaseChatModel):
             PromptFormatError: Invalid `fspo_format.json`, or chat template drift.
         """
         from langchain_fspo.backends.factory import backend_for_adapter
-        from langchain_fspo.backends.local import read_adapter_config
+        from langchain_fspo.backends.local import adapter_folder, read_adapter_config
 
         fmt = PromptFormat.from_pretrained(adapter_dir_or_repo, revision=revision, token=token)
-        adapter_config = read_adapter_config(adapter_dir_or_repo, revision)
+        adapter_config = read_adapter_config(adapter_dir_or_repo, revision, token=token)
         base_model = str(adapter_config["base_model_name_or_path"])
         if fmt.base_model_id is not None and not _same_model(fmt.base_model_id, base_model):
             msg = (
@@ -389,7 +392,17 @@ class ChatFSPO(BaseChatModel):
             add = getattr(built, "add_adapter", None)
             loaded = getattr(built, "adapters", None)
             if callable(add) and isinstance(loaded, dict) and name not in loaded:
-                add(name, adapter_dir_or_repo, revision=revision)
+                add(name, adapter_folder(adapter_dir_or_repo, revision, token=token))
+        elif backend == "local":
+            # The weights at the same revision as the format, with the same token.
+            built = backend_for_adapter(
+                backend,
+                adapter_folder(adapter_dir_or_repo, revision, token=token),
+                adapter_name=name,
+                base_model=base_model,
+                **({"token": token} if token else {}),
+                **(backend_kwargs or {}),
+            )
         else:
             built = backend_for_adapter(
                 backend,
@@ -651,6 +664,34 @@ class ChatFSPO(BaseChatModel):
         user = self._resolve_user(user_id, config)
         query = split_messages(msgs).query
         return self._render(msgs, await self._aselect(user, query))
+
+    def compare(
+        self,
+        input: LanguageModelInput,  # noqa: A002 - LangChain's signature
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> Comparison:
+        """Two different answers to `input` for the user, to ask which they prefer.
+
+        `cmp = llm.compare("Recommend a book.", user_id="ada")`, show `cmp.a.text` and
+        `cmp.b.text`, then `cmp.record(memory, "a")`. Keywords (`user_id`, `model`, `mode`,
+        `temperature`, `seed`, `max_attempts`, call parameters): see
+        `langchain_fspo.collect.compare`.
+        """
+        from langchain_fspo.collect import compare
+
+        return compare(self, input, config, **kwargs)
+
+    async def acompare(
+        self,
+        input: LanguageModelInput,  # noqa: A002
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> Comparison:
+        """Async `compare`."""
+        from langchain_fspo.collect import acompare
+
+        return await acompare(self, input, config, **kwargs)
 
     # ------------------------------------------------------------------ calls
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 __all__ = [
     "AdapterNotFoundError",
+    "AgentConfigError",
+    "ComparisonError",
     "FSPOError",
     "InferenceServerError",
     "InvalidExampleError",
@@ -75,3 +77,15 @@ class InferenceServerError(FSPOError, RuntimeError):
 
 class UnsupportedParameterError(FSPOError, ValueError):
     """A generation parameter cannot be sent on the chosen route or server; nothing was sent."""
+
+
+class AgentConfigError(FSPOError, TypeError):
+    """`FSPOMiddleware` cannot personalise the agent's model call as configured.
+
+    For example the agent's model is not a `ChatFSPO`, or no user could be found in the
+    agent's runtime context while the middleware requires one.
+    """
+
+
+class ComparisonError(FSPOError, RuntimeError):
+    """`ChatFSPO.compare` could not produce two different, non-empty candidate answers."""

@@ -23,7 +23,8 @@ Errors carry the Hub's `X-Error-Code` header (`RepoNotFound`, `RevisionNotFound`
 Simplification, stated: `preupload` answers `uploadMode: "regular"` for every file, so the
 client inlines each file's bytes (base64) in the commit. The real Hub stores large and binary
 files (`*.safetensors`) through LFS/Xet storage instead; that storage protocol is not
-emulated, so the LFS batch and Xet endpoints are never called. Only model repos are served.
+emulated, so the LFS batch and Xet endpoints are never called. Only model repos are served;
+pull requests (`create_pr=True`) and deletions of repos are not.
 Writes (create a repo or branch, preupload, commit) need an `Authorization` header (any
 token; 401 otherwise), and private repos answer 404 `RepoNotFound` to requests without one,
 as the Hub does for anonymous callers.

@@ -58,7 +58,7 @@ def _import_stack() -> tuple[Any, Any, Any]:
 
 
 def read_adapter_config(
-    adapter_dir_or_repo: str | Path, revision: str | None = None
+    adapter_dir_or_repo: str | Path, revision: str | None = None, *, token: str | None = None
 ) -> dict[str, Any]:
     """The adapter's `adapter_config.json` (folder or Hub repo), which must name its base model.
 
@@ -67,7 +67,7 @@ def read_adapter_config(
     """
     from langchain_fspo.hub import resolve_file
 
-    path = resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision)
+    path = resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision, token=token)
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not data.get("base_model_name_or_path"):
         msg = (
@@ -78,15 +78,19 @@ def read_adapter_config(
     return data
 
 
-def adapter_folder(adapter_dir_or_repo: str | Path, revision: str | None = None) -> Path:
+def adapter_folder(
+    adapter_dir_or_repo: str | Path, revision: str | None = None, *, token: str | None = None
+) -> Path:
     """A local folder holding the adapter (a Hub repo is downloaded to the cache first)."""
     local = Path(adapter_dir_or_repo).expanduser()
     if local.is_dir():
         return local
     from langchain_fspo.hub import resolve_file
 
-    weights = resolve_file(adapter_dir_or_repo, "adapter_model.safetensors", revision=revision)
-    resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision)
+    weights = resolve_file(
+        adapter_dir_or_repo, "adapter_model.safetensors", revision=revision, token=token
+    )
+    resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision, token=token)
     return weights.parent
 
 
@@ -157,6 +161,7 @@ class LocalBackend(Backend):
         device: str | None = None,
         dtype: str | None = None,
         revision: str | None = None,
+        token: str | None = None,
         default_max_tokens: int = 256,
         model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -169,6 +174,7 @@ class LocalBackend(Backend):
             dtype: torch dtype name (`"bfloat16"`, `"float16"`, `"float32"`, `"auto"`);
                 default: float32 on CPU, `"auto"` on GPU.
             revision: Revision of `base_model` on the Hub.
+            token: Hub token for private base models and adapters.
             default_max_tokens: `max_new_tokens` when a call sets no `max_tokens`.
             model_kwargs: Extra keyword arguments for `AutoModelForCausalLM.from_pretrained`.
         """
@@ -180,14 +186,16 @@ class LocalBackend(Backend):
             dtype = "float32" if self.device == "cpu" else "auto"
         self._lock = threading.RLock()
         self._adapters: dict[str, str] = {}
+        self._token = token
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(
-            self.base_model, revision=revision
+            self.base_model, revision=revision, token=token
         )
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         model = transformers.AutoModelForCausalLM.from_pretrained(
             self.base_model,
             revision=revision,
+            token=token,
             dtype=_torch_dtype(torch, dtype),
             **dict(model_kwargs or {}),
         )
@@ -215,8 +223,9 @@ class LocalBackend(Backend):
             revision: Revision of the adapter repo on the Hub.
             **kwargs: Passed to `LocalBackend(...)` (`device`, `dtype`, ...).
         """
-        config = read_adapter_config(adapter_dir_or_repo, revision)
-        folder = adapter_folder(adapter_dir_or_repo, revision)
+        token = kwargs.get("token")
+        config = read_adapter_config(adapter_dir_or_repo, revision, token=token)
+        folder = adapter_folder(adapter_dir_or_repo, revision, token=token)
         adapter_name = name or Path(str(adapter_dir_or_repo).rstrip("/")).name
         return cls(
             config["base_model_name_or_path"],
@@ -237,7 +246,14 @@ class LocalBackend(Backend):
         template = getattr(self.tokenizer, "chat_template", None)
         return template if isinstance(template, str) else None
 
-    def add_adapter(self, name: str, path: str | Path, *, revision: str | None = None) -> None:
+    def add_adapter(
+        self,
+        name: str,
+        path: str | Path,
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+    ) -> None:
         """Attach the LoRA adapter in `path` (folder or Hub repo id) under `name`.
 
         Raises:
@@ -247,7 +263,7 @@ class LocalBackend(Backend):
         if not name or not isinstance(name, str):
             msg = f"Adapter names must be non-empty strings, got {name!r}."
             raise ValueError(msg)
-        folder = adapter_folder(path, revision)
+        folder = adapter_folder(path, revision, token=token or self._token)
         with self._lock:
             if name in self._adapters:
                 msg = (

@@ -86,7 +86,7 @@ def run_dir(
     root = tmp_path_factory.mktemp("eval-run") / "run"
     build_tiny_adapter(tiny_model_dir, root, prompt_format=chat_format, seed=11)
     build_tiny_adapter(tiny_model_dir, root / "pref_ft", prompt_format=chat_format, seed=12)
-    (root / "fspo_train_config.yaml").write_text("beta: 0.01\n")
+    (root / "fspo_train_config.yaml").write_text("beta: 0.02\n")
     return root
 
 
@@ -265,6 +265,7 @@ def test_every_baseline_runs_and_is_judged_against_base(full_eval) -> None:
     assert descriptions == {d for users in USERS.values() for d in users.values()}
     assert results["reference"].endswith("pref_ft")
     assert results["judge"] == "recording-length-judge"
+    assert results["beta"] == 0.02  # from the run's fspo_train_config.yaml
 
 
 def test_each_method_generates_with_its_adapter_and_prompt(
@@ -467,3 +468,14 @@ def test_rat_completions_start_with_the_user_description(
         assert text.startswith("## User Description\n" + str(item.user_description))
         assert str(item.user_description) not in tokenizer.decode(prompt)  # not teacher-forced
         assert "User Description" not in tokenizer.decode(zero)
+
+
+def test_bad_eval_data_is_refused_with_its_line(run_dir: Path, tmp_path: Path) -> None:
+    from langchain_fspo.errors import InvalidExampleError
+
+    bad = tmp_path / "bad.jsonl"
+    good = _records("held_out")[0].model_dump_json()
+    bad.write_text(good + "\n" + '{"user_id": "x", "question": "q"}\n', encoding="utf-8")
+    config = EvalConfig(adapter=run_dir, splits={"held_out": bad}, win_rate=False)
+    with pytest.raises(InvalidExampleError, match=":2"):
+        run_evaluation(config, plot=False)

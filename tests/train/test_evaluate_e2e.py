@@ -14,10 +14,28 @@ import yaml
 
 from fspo_train.cli import main
 from fspo_train.loaders import write_records
+from fspo_train.records import PreferenceRecord
 from langchain_fspo import ChatFSPO, PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat
 from tests.hub_server import HubServer
-from tests.train.test_training import _records
+
+USERS = ("fox", "owl", "cat")
+
+
+def _records() -> list[PreferenceRecord]:
+    return [
+        PreferenceRecord(
+            user_id=user,
+            question=f"Question {i}: why does the fox jump?",
+            chosen=f"The {user} answer {i}: a quick brown fox.",
+            rejected=f"Nope {i}.",
+            user_description=f"The user is a {user}.",
+            question_id=f"q{i}",
+        )
+        for user in USERS
+        for i in range(6)
+    ]
+
 
 pytestmark = [
     pytest.mark.train,
@@ -62,8 +80,6 @@ def test_train_eval_publish_serve(
             "tests.train.test_evaluate:length_judge",
             "--methods",
             "fspo,base,few_shot,pref_ft,oracle",
-            "--beta",
-            "0.1",
             "--max-new-tokens",
             "4",
             "--max-items",
@@ -76,6 +92,7 @@ def test_train_eval_publish_serve(
     assert results["reference"] == str(out / "stage1")  # stage 1 is the IPO reference
     assert set(results["win_rate"]) == {"fspo", "few_shot", "pref_ft", "oracle"}
     assert (out / "eval_plot.png").is_file()
+    assert results["beta"] == 0.1  # the run's β, read from fspo_train_config.yaml
 
     code = main(["publish", str(out), "--repo-id", "org/e2e", "--token", "hf_x"])
     assert code == 0

@@ -192,3 +192,15 @@ def test_docstring_examples_run(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_compare_all_chunks_keep_the_order() -> None:
+    model = RuleChatModel(rule=prefers_polite)
+    judge = ChatModelJudge(model)
+    items = [
+        Comparison(f"Q{i}?", "User.", *(("please a", "b") if i % 3 else ("a", "please b")))
+        for i in range(7)
+    ]
+    scores = compare_all(judge, items, chunk_size=3)
+    assert scores == [0.0 if i % 3 == 0 else 1.0 for i in range(7)]
+    assert len(model.prompts) == 14

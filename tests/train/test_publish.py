@@ -76,14 +76,6 @@ def test_chat_fspo_from_a_downloaded_folder_answers(published: str) -> None:
     assert reply.usage_metadata["output_tokens"] > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ChatFSPO.from_pretrained passes `token` to PromptFormat.from_pretrained but not to "
-        "langchain_fspo.backends.local.read_adapter_config / adapter_folder, so a private repo "
-        "fails with RepositoryNotFound"
-    ),
-)
 def test_chat_fspo_from_a_private_repo_with_a_token(
     hub_server: HubServer, tiny_adapter_dirs: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -93,3 +85,32 @@ def test_chat_fspo_from_a_private_repo_with_a_token(
         "org/private-fspo", backend="local", memory=_memory(), token=TOKEN, max_tokens=4
     )
     assert isinstance(chat.invoke("Review Alien.", user_id="ada").content, str)
+
+
+def test_model_card_langchain_snippet_runs_against_a_tgi_server(
+    hub_server: HubServer,
+    tiny_model_dir: Path,
+    tiny_adapter_dirs: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    """The model card's LangChain example runs as written (only the URL swapped).
+
+    It talks to the TGI test server, which serves the published adapter under its repo id.
+    """
+    from langchain_fspo.backends.local import LocalBackend
+    from tests.tgi_server.server import TGITestServer
+
+    repo = "org/card-test"
+    folder = Path(shutil.copytree(tiny_adapter_dirs["alpha"], tmp_path / "alpha"))
+    publish_adapter(folder, repo, token=TOKEN)
+    card = hub_server.files(repo)["README.md"].decode()
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    engine = LocalBackend(tiny_model_dir, adapters={repo: str(folder)}, default_max_tokens=4)
+    with TGITestServer(engine, model_id=str(tiny_model_dir), adapters=[repo]) as tgi:
+        namespace: dict[str, object] = {}
+        exec(snippet.replace("http://localhost:8080", tgi.url), namespace)
+
+        assert [r.served_adapter for r in tgi.requests if r.served_adapter] == [repo]
+        chat = namespace["chat"]
+        assert isinstance(chat, ChatFSPO)
+        assert chat.prompt_format == PromptFormat.from_pretrained(folder)

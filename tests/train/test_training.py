@@ -342,3 +342,21 @@ def test_single_stage_runs(tiny: Path, tmp_path: Path) -> None:
     # A fresh LoRA starts equal to the base model, its reference: h = 0 at the first step.
     assert ipo_only.metrics["stage2/ipo/h"] == pytest.approx(0.0, abs=1e-3)
     assert (ipo_only.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+def test_dated_chat_templates_are_flagged(
+    tiny: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fspo_train.train import chat_template_is_dated
+
+    config = _config(tiny, tmp_path)
+    tokenizer = load_tokenizer(config)
+    assert not chat_template_is_dated(tokenizer)
+    tokenizer.chat_template = (
+        "Today is {{ strftime_now('%d %b %Y') }}.\n"
+        "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    )
+    assert chat_template_is_dated(tokenizer)
+    with caplog.at_level("WARNING", logger="fspo_train.train"):
+        build_prompt_format(config, tokenizer)
+    assert "writes today's date" in caplog.text

@@ -119,13 +119,6 @@ def test_private_repo_is_hidden_from_anonymous_callers(hub_server: HubServer) ->
     assert path.endswith(FORMAT_FILENAME)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "langchain_fspo/hub.py catches EntryNotFoundError before its subclass "
-        "LocalEntryNotFoundError, so an offline cache miss reads 'publish it with fspo publish'"
-    ),
-)
 def test_offline_cache_miss_says_offline(
     hub_server: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

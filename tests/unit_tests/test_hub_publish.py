@@ -83,7 +83,8 @@ def test_publish_uploads_adapter_format_and_card(hub_server: HubServer, tmp_path
     assert "LORA_ADAPTERS=org/fspo-roleplay" in body
     assert '"adapter_id": "org/fspo-roleplay"' in body  # paper style: /generate + adapter_id
     assert "--lora-modules fspo=org/fspo-roleplay --max-lora-rank 32" in body
-    assert 'ChatFSPO.from_pretrained(\n    "org/fspo-roleplay"' in body
+    assert 'ChatFSPO.from_pretrained(\n    "org/fspo-roleplay",' in body
+    assert 'adapters=["org/fspo-roleplay"]' in body
     assert "## Evaluation" not in body
     # The card parses with huggingface_hub's own loader.
     assert ModelCard(commit.files["README.md"].decode()).data.library_name == "peft"
@@ -174,11 +175,15 @@ def test_cli_publish(
     folder = _adapter_folder(tmp_path)
 
     argv = ["publish", str(folder), "--repo-id", "org/cli", "--private", "--revision", "rc"]
+    argv += ["--license", "llama3.2", "--dataset", "org/prefs"]
     code = _cli([*argv, "--token", TOKEN])
 
     assert code == 0
     assert hub_server.repos["org/cli"].private is True
     assert hub_server.commits[-1].revision == "rc"
+    meta, _ = _card(hub_server.commits[-1].files["README.md"])
+    assert meta["license"] == "llama3.2"
+    assert meta["datasets"] == ["org/prefs"]
     out = capsys.readouterr().out
     assert "org/cli" in out
     assert hub_server.commits[-1].oid in out
@@ -193,6 +198,17 @@ def test_cli_without_credentials_says_how_to_log_in(
     assert "401" in err
     assert "--token" in err
     assert hub_server.commits == []
+
+
+def test_cli_card_only_uploads_nothing(
+    hub_server: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _adapter_folder(tmp_path)
+    assert _cli(["publish", str(folder), "--repo-id", "org/cli", "--card-only"]) == 0
+    meta, body = _card((folder / "README.md").read_bytes())
+    assert meta["library_name"] == "peft"
+    assert "org/cli" in body
+    assert hub_server.requests == []
 
 
 def test_cli_refuses_incomplete_folder(
