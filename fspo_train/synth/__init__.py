@@ -40,6 +40,7 @@ from fspo_train.synth.errors import (
     SynthConfigError,
     SynthIncompleteError,
 )
+from fspo_train.synth.estimate import estimate_requests
 from fspo_train.synth.models import load_chat_model
 from fspo_train.synth.pipeline import STAGES, SynthRun, arun_synth, run_synth
 from fspo_train.synth.prompts import available_prompts, load_prompt
@@ -59,6 +60,7 @@ __all__ = [
     "arun_synth",
     "available_domains",
     "available_prompts",
+    "estimate_requests",
     "load_chat_model",
     "load_domain",
     "load_prompt",

@@ -19,6 +19,7 @@ from typing import Any
 
 from fspo_train.synth.domain import available_domains, load_domain
 from fspo_train.synth.errors import SynthIncompleteError
+from fspo_train.synth.estimate import estimate_requests
 from fspo_train.synth.pipeline import STAGES, SynthRun, run_synth
 from fspo_train.synth.runner import RunnerSettings
 from langchain_fspo.errors import FSPOError
@@ -93,6 +94,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     run.add_argument("--no-fsync", action="store_true", help="flush lines without fsync")
     run.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the requests each stage will send for these counts, and exit",
+    )
+    run.add_argument(
         "--structured-output",
         choices=["prompt", "json_schema"],
         default="prompt",
@@ -128,6 +134,10 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         overrides = {dest: getattr(args, arg) for arg, dest in _OVERRIDES.items()}
         domain = load_domain(args.domain).with_overrides(**overrides)
+        if args.estimate:
+            for stage, count in estimate_requests(domain).items():
+                sys.stdout.write(f"{stage:>16} {count:>12,}\n")
+            return 0
         run = SynthRun(
             domain=domain,
             out=args.out,

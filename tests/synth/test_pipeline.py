@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fspo_train.records import PreferenceRecord
-from fspo_train.synth import RunStateError, SynthRun, load_domain, run_synth
+from fspo_train.synth import RunStateError, SynthRun, estimate_requests, load_domain, run_synth
 from fspo_train.synth.runner import RunnerSettings
 from tests.synth.conftest import TINY_DOMAIN, make_run
 from tests.synth.scripted import ScriptedChatModel
@@ -258,3 +258,12 @@ def test_one_spec_generates_hot_and_labels_cold(tmp_path, monkeypatch):
     by_temperature = {m.temperature: m for m in made}
     assert by_temperature[1.0].calls == 4  # the question writer wrote the 4 personas
     assert by_temperature[0.0].calls == 0
+
+
+def test_the_estimate_matches_what_the_run_sent(reference_run):
+    run_dir, _ = reference_run
+    estimate = estimate_requests(load_domain(TINY_DOMAIN))
+    for stage in ("personas", "questions", "views", "responses", "labels"):
+        assert estimate[stage] == len(_rows(run_dir / f"{stage}.jsonl")), stage
+    relabels = len(_rows(run_dir / "relabels.jsonl")) + len(_rows(run_dir / "refinements.jsonl"))
+    assert 0 < relabels <= estimate["refine_at_most"]

@@ -469,3 +469,24 @@ def test_store_recovers_from_a_crash_at_any_byte(tmp_path_factory, cut):
         for row in rows[len(kept) :]:
             recovered.append(row)
     assert torn.read_bytes() == data
+
+
+def test_cli_estimate_sends_nothing(tmp_path, capsys):
+    status = main(
+        [
+            "synth",
+            "--domain",
+            "roleplay",
+            "--out",
+            str(tmp_path / "r"),
+            "--generator",
+            "openai:nope@http://127.0.0.1:9/v1",
+            "--labeller",
+            "openai:nope",
+            "--estimate",
+        ]
+    )
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "personas        1,500" in out
+    assert not (tmp_path / "r").exists()
