@@ -22,9 +22,9 @@ model and adapters on `/v1/models` as vLLM does (`parent` set on adapters).
 Every request body and every TGI response body (each SSE event included) is checked against
 TGI's OpenAPI spec (`tests/fixtures/tgi_openapi.json`, see `spec.py`). The vLLM/SGLang-only
 shapes are not TGI's and are not checked: their `/v1/models` list, their OpenAI-style error
-bodies, and OpenAI's `response_format` / string `prompt` forms in their requests. A request that does not match
-is answered 422 (`error_type: "validation"`), and every violation, in either direction, is kept
-in `spec_violations` for the tests to assert on.
+bodies, and OpenAI's `response_format` / string `prompt` forms in their requests. A request that
+does not match is answered 422 (`error_type: "validation"`), and every violation, in either
+direction, is kept in `spec_violations` for the tests to assert on.
 
 Every request is logged (`requests`: method, path, JSON body, headers, status, served adapter).
 Faults can be scheduled for the next N requests: `fail_next` (any status, e.g. 503/429/400),
