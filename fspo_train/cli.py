@@ -21,7 +21,7 @@ __all__ = ["SUBCOMMAND_MODULES", "build_parser", "main"]
 
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "fspo_train.train_cli",  # fspo train
-    "fspo_train.evaluate_cli",  # fspo eval (evaluation)
+    "fspo_train.eval_cli",  # fspo eval (evaluation)
     "fspo_train.publish_cli",  # fspo publish
     "fspo_train.synth.cli",  # fspo synth (synthetic data)
 )

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from langchain_fspo.examples import MAX_TEXT_CHARS, PreferenceExample
+from langchain_fspo.examples import PreferenceExample, check_text
 
 __all__ = ["PreferenceRecord"]
 
@@ -40,13 +40,7 @@ class PreferenceRecord(BaseModel):
     @field_validator("question", "chosen", "rejected")
     @classmethod
     def _non_empty(cls, value: str) -> str:
-        if not value.strip():
-            msg = "must be a non-empty string"
-            raise ValueError(msg)
-        if len(value) > MAX_TEXT_CHARS:
-            msg = f"is {len(value)} characters; the limit is {MAX_TEXT_CHARS}"
-            raise ValueError(msg)
-        return value
+        return check_text(value)
 
     @model_validator(mode="after")
     def _distinct(self) -> PreferenceRecord:

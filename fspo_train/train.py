@@ -14,16 +14,26 @@ Public API:
   the tokenizer files, and `training_summary.json` (metrics and what data was skipped);
 - `stage1/`: the Pref-FT adapter (the reference model of stage 2, for evaluation);
 - `splits/`: held-out users/questions as JSONL when `holdout_*` is set;
-- `checkpoints/stage1`, `checkpoints/stage2`: Trainer checkpoints, and `fspo_stage.json`, the
-  stage marker. A killed run started again with the same config resumes (`resume=True`).
+- `checkpoints/stage1`, `checkpoints/stage2`: Trainer checkpoints, `checkpoints/data`: the
+  tokenized episodes (Arrow), and `checkpoints/fspo_stage.json`, the stage marker. A killed
+  run started again with the same config and data resumes (`resume=True`, the default): done
+  stages are skipped, the running one continues from its last checkpoint. Publish the folder
+  without `checkpoints/`.
+
+Episodes are rendered only through `PromptFormat.render`/`completion` and tokenized as serving
+tokenizes (`fspo_train.tokenization`). Stage-2 IPO is the paper's Eq. 6 on summed
+log-probabilities (`fspo_train.losses.ipo_loss`), not TRL's length-normalised `ipo`.
 
 Stage 1 is TRL's `SFTTrainer` on prompt/completion rows with the loss on the completion only;
 the paper's chosen-only variant by default (`sft_targets="chosen_and_rejected"` is the official
-code's variant, paper §6.6). Stage 2 is `FSPOPreferenceTrainer` (TRL's `DPOTrainer`), started
-from the stage-1 adapter, whose frozen copy (TRL's "ref" adapter) is the reference model; by
-default (`prefix_sharing=True`) each pair's prompt runs once for both answers
-(`fspo_train.prefix_sharing`). The preference trainer class is chosen in one place,
-`preference_trainer_class(config)`.
+code's variant, paper §6.6). TRL averages the SFT loss over the batch's completion tokens where
+the official code sums per sequence and averages over the batch: the two differ by a per-batch
+constant, which RMSprop (the paper's optimizer, our default) largely normalises away.
+
+Stage 2 is `FSPOPreferenceTrainer` (TRL's `DPOTrainer`), started from the stage-1 adapter, whose
+frozen copy (TRL's "ref" adapter) is the reference model; by default (`prefix_sharing=True`)
+each pair's prompt runs once for both answers (`fspo_train.prefix_sharing`). The preference
+trainer class is chosen in one place, `preference_trainer_class(config)`.
 
 Example:
     ```python
@@ -43,9 +53,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,16 +65,16 @@ from pathlib import Path
 from typing import Any
 
 from fspo_train.config import FSPOTrainConfig
-from fspo_train.episodes import EpisodeSet, build_episodes, split_records
+from fspo_train.episodes import build_episodes, split_records
 from fspo_train.loaders import LoadResult, Problem, load_dataset_file, write_records
 from fspo_train.records import PreferenceRecord
-from fspo_train.tokenization import tokenize_episode
-from langchain_fspo.errors import (
-    FSPOError,
-    InvalidExampleError,
-    PromptBudgetError,
-    PromptFormatError,
+from fspo_train.training_data import (
+    TrainingData,
+    TrainingRows,
+    build_training_datasets,
+    build_training_rows,
 )
+from langchain_fspo.errors import FSPOError, PromptFormatError
 from langchain_fspo.prompt_format import FORMAT_FILENAME, PromptFormat
 
 __all__ = [
@@ -70,10 +82,13 @@ __all__ = [
     "STAGE_MARKER",
     "SUMMARY_FILENAME",
     "TrainResult",
+    "TrainingData",
     "TrainingRows",
     "build_preference_trainer",
     "build_prompt_format",
+    "build_training_datasets",
     "build_training_rows",
+    "chat_template_is_dated",
     "load_tokenizer",
     "preference_trainer_class",
     "train",
@@ -117,16 +132,6 @@ class TrainResult:
     """What was loaded, built and skipped (also in `training_summary.json`)."""
 
 
-@dataclass
-class TrainingRows:
-    """Tokenized rows for both stages, and the episodes that could not be used."""
-
-    sft: list[dict[str, list[int]]] = field(default_factory=list)
-    preference: list[dict[str, list[int]]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    shots_dropped_for_budget: int = 0
-
-
 def load_tokenizer(config: FSPOTrainConfig) -> Any:
     """The base model's tokenizer (pad token = EOS when it has none)."""
     from transformers import AutoTokenizer
@@ -137,6 +142,32 @@ def load_tokenizer(config: FSPOTrainConfig) -> Any:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+_DATE_FORMATS = ("%d %b %Y", "%d %B %Y", "%Y-%m-%d", "%B %d, %Y", "%b %d, %Y")
+
+
+def chat_template_is_dated(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template writes today's date into the prompt.
+
+    Llama 3.x templates do (`strftime_now`): a prompt rendered at training time then differs
+    from the same prompt rendered at serving time, by the date's tokens.
+    """
+    from datetime import UTC, datetime
+
+    template = getattr(tokenizer, "chat_template", None)
+    if not isinstance(template, str):
+        return False
+    if "strftime_now" in template:
+        return True
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False
+        )
+    except Exception:  # noqa: BLE001 - a template that cannot render is reported elsewhere
+        return False
+    now = datetime.now(tz=UTC)
+    return any(now.strftime(f) in str(text) for f in _DATE_FORMATS)
 
 
 def build_prompt_format(config: FSPOTrainConfig, tokenizer: Any) -> PromptFormat:
@@ -158,6 +189,13 @@ def build_prompt_format(config: FSPOTrainConfig, tokenizer: Any) -> PromptFormat
             msg = "Tokenizers with several named chat templates are not supported; pick one."
             raise PromptFormatError(msg)
         template_sha = PromptFormat.template_sha256(template)
+        if chat_template_is_dated(tokenizer):
+            logger.warning(
+                "The chat template of %s writes today's date into every prompt, so serving on "
+                "another day renders a few different tokens than training did. Serve with the "
+                "date fixed (e.g. `date_string` in the template kwargs) or use `style: paper`.",
+                config.model_name_or_path,
+            )
     return PromptFormat(
         style=config.style,
         num_shots=config.num_shots,
@@ -172,50 +210,12 @@ def build_prompt_format(config: FSPOTrainConfig, tokenizer: Any) -> PromptFormat
     )
 
 
-def build_training_rows(
-    episodes: EpisodeSet,
-    fmt: PromptFormat,
-    tokenizer: Any,
-    *,
-    max_length: int,
-    sft_targets: str = "chosen",
-) -> TrainingRows:
-    """Tokenize every episode for both stages; episodes that cannot fit are skipped and reported."""
-    from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
-
-    rows = TrainingRows()
-    for episode in tqdm(episodes.episodes, desc="Tokenizing episodes", unit="episode"):
-        try:
-            tok = tokenize_episode(fmt, tokenizer, episode, max_length=max_length)
-        except (PromptBudgetError, InvalidExampleError) as e:
-            rows.skipped.append(str(e))
-            continue
-        rows.shots_dropped_for_budget += tok.dropped_shots - max(
-            0, len(episode.shots) - fmt.num_shots
-        )
-        prompt = tok.prompt_ids
-        targets = [tok.chosen_ids]
-        if sft_targets == "chosen_and_rejected":
-            targets.append(tok.rejected_ids)
-        for target in targets:
-            rows.sft.append(
-                {
-                    "input_ids": prompt + target,
-                    "completion_mask": [0] * len(prompt) + [1] * len(target),
-                }
-            )
-        rows.preference.append(
-            {"prompt_ids": prompt, "chosen_ids": tok.chosen_ids, "rejected_ids": tok.rejected_ids}
-        )
-    for reason in rows.skipped[:10]:
-        logger.warning("Skipped episode: %s", reason)
-    if rows.skipped:
-        logger.warning("Skipped %d episodes that could not be tokenized.", len(rows.skipped))
-    return rows
-
-
 def preference_trainer_class(config: FSPOTrainConfig) -> type[Any]:
     """The stage-2 trainer class: the ONE place to plug in another `DPOTrainer` subclass.
+
+    `FSPOPreferenceTrainer`, wrapped by `fspo_train.prefix_sharing.with_prefix_sharing` when
+    `config.prefix_sharing` is on (the default; it falls back to the standard
+    forward, with the reason logged, for models it cannot run exactly).
 
     It is constructed as `cls(model=..., args=DPOConfig, train_dataset=<pre-tokenized rows with
     prompt_ids/chosen_ids/rejected_ids>, processing_class=tokenizer, peft_config=...,
@@ -227,7 +227,8 @@ def preference_trainer_class(config: FSPOTrainConfig) -> type[Any]:
         return FSPOPreferenceTrainer
     from fspo_train.prefix_sharing import with_prefix_sharing
 
-    return with_prefix_sharing(FSPOPreferenceTrainer)
+    shared: type[Any] = with_prefix_sharing(FSPOPreferenceTrainer)
+    return shared
 
 
 # ---------------------------------------------------------------------- helpers
@@ -242,6 +243,21 @@ def _fingerprint(config: FSPOTrainConfig, records: Sequence[PreferenceRecord]) -
     return digest.hexdigest()
 
 
+def _is_main_process() -> bool:
+    """True on the process that writes files (rank 0 under `accelerate launch`/`torchrun`)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _main_process_first() -> contextlib.AbstractContextManager[Any]:
+    """Rank 0 first, then the others (which then reuse its cache), under multi-process runs."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return contextlib.nullcontext()
+    from accelerate import PartialState
+
+    context: contextlib.AbstractContextManager[Any] = PartialState().main_process_first()
+    return context
+
+
 def _read_marker(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -250,6 +266,8 @@ def _read_marker(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    if not _is_main_process():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
@@ -368,13 +386,12 @@ def _save_artifact(model: Any, directory: Path, fmt: PromptFormat, tokenizer: An
 
 def _stage1(
     config: FSPOTrainConfig,
-    rows: TrainingRows,
+    data: TrainingData,
     tokenizer: Any,
     fmt: PromptFormat,
     out: Path,
     callbacks: list[Any],
 ) -> dict[str, float]:
-    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     checkpoints = out / CHECKPOINTS_DIRNAME / "stage1"
@@ -388,7 +405,7 @@ def _stage1(
     trainer = SFTTrainer(
         model=config.model_name_or_path,
         args=args,
-        train_dataset=Dataset.from_list(rows.sft),
+        train_dataset=data.sft,
         processing_class=tokenizer,
         peft_config=_lora_config(config),
         callbacks=callbacks,
@@ -418,7 +435,7 @@ def _stage2_model(config: FSPOTrainConfig, stage1: Path | None) -> tuple[Any, An
 
 def build_preference_trainer(
     config: FSPOTrainConfig,
-    rows: TrainingRows,
+    data: TrainingData | TrainingRows,
     tokenizer: Any,
     stage1_dir: Path | None,
     callbacks: Sequence[Any] = (),
@@ -433,6 +450,9 @@ def build_preference_trainer(
     from trl import DPOConfig
 
     checkpoints = Path(config.output_dir) / CHECKPOINTS_DIRNAME / "stage2"
+    dataset = (
+        Dataset.from_list(data.preference) if isinstance(data, TrainingRows) else data.preference
+    )
     common = _common_args(config, checkpoints)
     model, peft_config = _stage2_model(config, stage1_dir)
     if not isinstance(model, str):
@@ -449,7 +469,7 @@ def build_preference_trainer(
     return trainer_cls(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(rows.preference),
+        train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=list(callbacks),
@@ -459,14 +479,14 @@ def build_preference_trainer(
 
 def _stage2(
     config: FSPOTrainConfig,
-    rows: TrainingRows,
+    data: TrainingData,
     tokenizer: Any,
     fmt: PromptFormat,
     out: Path,
     stage1: Path | None,
     callbacks: list[Any],
 ) -> dict[str, float]:
-    trainer = build_preference_trainer(config, rows, tokenizer, stage1, callbacks)
+    trainer = build_preference_trainer(config, data, tokenizer, stage1, callbacks)
     checkpoints = out / CHECKPOINTS_DIRNAME / "stage2"
     resumed = _run_trainer(trainer, checkpoints, resume=config.resume)
     if trainer.is_world_process_zero():
@@ -523,8 +543,9 @@ def train(
             test_question_fraction=config.holdout_question_fraction,
             seed=config.seed,
         )
-        for name in ("train", "test_users", "test_questions"):
-            write_records(out / "splits" / f"{name}.jsonl", getattr(split, name))
+        if _is_main_process():
+            for name in ("train", "test_users", "test_questions"):
+                write_records(out / "splits" / f"{name}.jsonl", getattr(split, name))
         summary["split"] = split.summary()
         logger.info("Split: %s", split.summary())
         records = split.train
@@ -538,7 +559,7 @@ def train(
             "`output_dir`, or set `resume: false` to start over (its checkpoints are deleted)."
         )
         raise FSPOError(msg)
-    if not config.resume and (out / CHECKPOINTS_DIRNAME).exists():
+    if not config.resume and (out / CHECKPOINTS_DIRNAME).exists() and _is_main_process():
         logger.warning("resume is off: deleting the previous checkpoints in %s", out)
         shutil.rmtree(out / CHECKPOINTS_DIRNAME)
         marker = {}
@@ -556,28 +577,38 @@ def train(
     )
     summary["episodes"] = episodes.summary()
     summary["skipped_users"] = [str(s) for s in episodes.skipped]
-    rows = build_training_rows(
-        episodes, fmt, tokenizer, max_length=config.max_length, sft_targets=config.sft_targets
-    )
-    summary["skipped_episodes"] = rows.skipped
-    summary["shots_dropped_for_budget"] = rows.shots_dropped_for_budget
-    if not rows.preference:
+    data_key = hashlib.sha256(
+        f"{fingerprint}|{fmt.to_json()}|{len(tokenizer)}|{config.sft_targets}".encode()
+    ).hexdigest()[:32]
+    with _main_process_first():
+        data = build_training_datasets(
+            episodes,
+            fmt,
+            tokenizer,
+            max_length=config.max_length,
+            sft_targets=config.sft_targets,
+            cache_dir=out / CHECKPOINTS_DIRNAME / "data",
+            fingerprint=data_key,
+        )
+    summary["skipped_episodes"] = data.skipped
+    summary["shots_dropped_for_budget"] = data.shots_dropped_for_budget
+    if len(data.preference) == 0:
         msg = (
             "No training episode could be built. "
             + episodes.summary()
-            + (f" Tokenization skipped {len(rows.skipped)} episodes." if rows.skipped else "")
+            + (f" Tokenization skipped {len(data.skipped)} episodes." if data.skipped else "")
         )
         raise ValueError(msg)
     logger.info(
-        "Training on %d episodes (%s)", len(rows.preference), episodes.summary().rstrip(".")
+        "Training on %d episodes (%s)", len(data.preference), episodes.summary().rstrip(".")
     )
 
     metrics: dict[str, float] = {
         "data/records": float(len(records)),
         "data/skipped_lines": float(len(problems)),
-        "data/episodes": float(len(rows.preference)),
+        "data/episodes": float(len(data.preference)),
         "data/skipped_users": float(len(episodes.skipped)),
-        "data/skipped_episodes": float(len(rows.skipped)),
+        "data/skipped_episodes": float(len(data.skipped)),
     }
     callback_list = list(callbacks or [])
     stage1_dir: Path | None = out / STAGE1_DIRNAME if config.run_sft else None
@@ -585,21 +616,22 @@ def train(
         if "sft" in completed and (out / STAGE1_DIRNAME / FORMAT_FILENAME).is_file():
             logger.info("Stage 1 (Pref-FT) already done in %s; skipping it.", stage1_dir)
         else:
-            metrics.update(_stage1(config, rows, tokenizer, fmt, out, callback_list))
+            metrics.update(_stage1(config, data, tokenizer, fmt, out, callback_list))
             completed.append("sft")
             _write_json(marker_path, {"fingerprint": fingerprint, "completed": completed})
     if config.run_preference:
         if "preference" in completed and (out / FORMAT_FILENAME).is_file():
             logger.info("Stage 2 (%s) already done in %s; skipping it.", config.loss, out)
         else:
-            metrics.update(_stage2(config, rows, tokenizer, fmt, out, stage1_dir, callback_list))
+            metrics.update(_stage2(config, data, tokenizer, fmt, out, stage1_dir, callback_list))
             completed.append("preference")
             _write_json(marker_path, {"fingerprint": fingerprint, "completed": completed})
-    elif stage1_dir is not None:
+    elif stage1_dir is not None and _is_main_process():
         _copy_stage1_artifact(stage1_dir, out)
 
-    config.save(out)
-    fmt.save_pretrained(out)
+    if _is_main_process():
+        config.save(out)
+        fmt.save_pretrained(out)
     summary["metrics"] = metrics
     _write_json(out / SUMMARY_FILENAME, summary)
     logger.info("FSPO adapter written to %s", out)

@@ -4,37 +4,73 @@
 backend is used.
 """
 
-from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
+from typing import TYPE_CHECKING, Any
+
+from langchain_fspo.backends import (
+    Backend,
+    Generation,
+    GenerationChunk,
+    GenerationParams,
+    LocalBackend,
+    OpenAICompatibleBackend,
+    TGIBackend,
+)
 from langchain_fspo.chat_models import ChatFSPO
+from langchain_fspo.collect import Candidate, Comparison
 from langchain_fspo.errors import (
     AdapterNotFoundError,
+    AgentConfigError,
+    ComparisonError,
     FSPOError,
     InferenceServerError,
     InvalidExampleError,
     MemoryConfigError,
     PromptBudgetError,
     PromptFormatError,
+    UnsupportedParameterError,
 )
 from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.prompt_format import FORMAT_FILENAME, PromptFormat, RenderedPrompt
 
+if TYPE_CHECKING:
+    from langchain_fspo.middleware import FSPOMiddleware
+
 __all__ = [
     "FORMAT_FILENAME",
     "AdapterNotFoundError",
+    "AgentConfigError",
     "Backend",
+    "Candidate",
     "ChatFSPO",
+    "Comparison",
+    "ComparisonError",
     "FSPOError",
+    "FSPOMiddleware",
     "Generation",
     "GenerationChunk",
     "GenerationParams",
     "InferenceServerError",
     "InvalidExampleError",
+    "LocalBackend",
     "MemoryConfigError",
+    "OpenAICompatibleBackend",
     "PreferenceExample",
     "PreferenceMemory",
     "PromptBudgetError",
     "PromptFormat",
     "PromptFormatError",
     "RenderedPrompt",
+    "TGIBackend",
+    "UnsupportedParameterError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # FSPOMiddleware needs `langchain` (extra `[agents]`): import it only when asked for.
+    if name == "FSPOMiddleware":
+        from langchain_fspo.middleware import FSPOMiddleware
+
+        return FSPOMiddleware
+    msg = f"module 'langchain_fspo' has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -11,27 +11,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ToolCall,
+    ToolCallChunk,
+    UsageMetadata,
+)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
-from pydantic import ConfigDict, Field, model_validator
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from langchain_fspo._messages import split_messages, to_chat_turn
 from langchain_fspo._streaming import CompletionStreamParser
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
-from langchain_fspo.errors import InferenceServerError
+from langchain_fspo.errors import InferenceServerError, PromptFormatError
 from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.prompt_format import ParsedCompletion, PromptFormat, RenderedPrompt, neutralize
+
+if TYPE_CHECKING:
+    from langchain_fspo.collect import Comparison
 
 __all__ = ["ChatFSPO", "ShotSource"]
 
@@ -48,6 +60,47 @@ _GENERATION_FIELDS = (
     "repetition_penalty",
 )
 _CONTROL_KWARGS = frozenset({"user_id", "model", "model_name", "stream"})
+
+
+_SERVER_FIELDS = ("base_url", "api_key", "adapters", "timeout", "max_retries")
+"""`ChatFSPO` fields that configure a server backend built from `base_url`."""
+
+
+def _server_backend(kind: str, values: Mapping[str, Any]) -> Backend:
+    """Build the `kind` server backend from `ChatFSPO` constructor values."""
+    from langchain_fspo.backends.factory import make_backend
+
+    if not values.get("base_url"):
+        msg = (
+            f"backend={kind!r} needs `base_url`, the server's URL "
+            "(e.g. ChatFSPO(backend='tgi', base_url='http://localhost:8080', ...))."
+        )
+        raise ValueError(msg)
+    kwargs = {k: values[k] for k in _SERVER_FIELDS if values.get(k) is not None}
+    if isinstance(kwargs.get("api_key"), SecretStr):
+        kwargs["api_key"] = kwargs["api_key"].get_secret_value()
+    return make_backend(kind, **kwargs)
+
+
+def _missing_backend() -> Backend:
+    msg = (
+        "ChatFSPO needs a backend: `backend=` (e.g. LocalBackend(...)), or `base_url=` of a "
+        "TGI server (add backend='openai' for vLLM/SGLang), or ChatFSPO.from_pretrained(...)."
+    )
+    raise ValueError(msg)
+
+
+def _own_timeout(backend: Backend) -> bool:
+    """Whether the backend applies a timeout per HTTP attempt itself (TGI, OpenAI-compatible)."""
+    return isinstance(getattr(backend, "timeout", None), int | float)
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Same Hub id or same local folder (paths compared after resolving)."""
+    if a.rstrip("/") == b.rstrip("/"):
+        return True
+    path_a, path_b = Path(a).expanduser(), Path(b).expanduser()
+    return path_a.exists() and path_b.exists() and path_a.resolve() == path_b.resolve()
 
 
 @runtime_checkable
@@ -84,6 +137,14 @@ class ChatFSPO(BaseChatModel):
     preference examples (question, preferred and dispreferred answers) are put in the prompt,
     and the adapter answers the way that user prefers. No examples, or no user: a zero-shot
     prompt.
+
+    The user of a call is its `user_id=` keyword, else `config["configurable"]["user_id"]`,
+    else the `user_id` field. The query is the last human message. `style="chat"` formats
+    keep the other messages around the FSPO user message (system messages merged into one
+    leading system message after the format's own `system_prompt`); `style="paper"` formats
+    are raw text and use the last human message only. The answer is parsed with
+    `PromptFormat.parse_completion` (format headers removed; under RAT the user description
+    goes to `response_metadata["user_description"]`), also while streaming.
 
     Setup:
         Install the package, with the in-process backend's torch/transformers/peft:
@@ -183,8 +244,9 @@ class ChatFSPO(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
-    backend: Backend
-    """Where the model runs; the adapter is selected per call."""
+    backend: Backend = Field(default_factory=_missing_backend)
+    """Where the model runs; the adapter is selected per call. A server backend can also be
+    given as `base_url=` (TGI) or `backend="tgi"`/`"openai"` with `base_url=`."""
     prompt_format: PromptFormat
     """The adapter's prompt contract (`fspo_format.json`); must be the one it was trained with."""
     model_name: str | None = Field(default=None, alias="model")
@@ -214,13 +276,39 @@ class ChatFSPO(BaseChatModel):
     repetition_penalty: float | None = None
     """transformers/TGI multiplicative repetition penalty."""
     timeout: float | None = None
-    """Seconds one backend attempt may take (sync, async); None: no limit."""
+    """Seconds one `invoke`/`ainvoke` backend attempt may take (None: no limit). Streams are
+    not cut by it; configure the server backend's own client timeout for those."""
     max_retries: int = Field(default=2, ge=0)
-    """Retries of a backend call that failed with `InferenceServerError` (not mid-stream)."""
+    """Retries, with exponential backoff, of a backend call that failed with
+    `InferenceServerError` (a stream is retried only before its first chunk)."""
     streaming: bool = False
     """Whether `invoke` streams under the hood (for callbacks)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra parameters for the backend (`GenerationParams.extra`)."""
+    base_url: str | None = None
+    """URL of a TGI or OpenAI-compatible server. Given without a `backend` (or with a backend
+    kind such as `"tgi"` or `"openai"`), the server backend is built from it (TGI by default)
+    with `api_key`, `adapters`, `timeout` and `max_retries`."""
+    api_key: SecretStr | None = None
+    """Bearer token for a server backend built from `base_url` (default: the backend's own
+    environment variable, `HF_TOKEN` for TGI, `OPENAI_API_KEY` for OpenAI-compatible)."""
+    adapters: list[str] | None = None
+    """Adapter ids the server serves (TGI's `LORA_ADAPTERS`) for a backend built from
+    `base_url`: others raise `AdapterNotFoundError` instead of silently getting the base
+    model (TGI's behaviour for an unknown adapter id)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_from_url(cls, values: Any) -> Any:
+        """`base_url=...` (and optionally `backend="tgi"`/`"openai"`): build the backend."""
+        if not isinstance(values, dict):
+            return values
+        kind = values.get("backend")
+        if kind is None and values.get("base_url") is not None:
+            kind = "tgi"
+        if not isinstance(kind, str) or kind == "local":
+            return values
+        return {**values, "backend": _server_backend(kind, values)}
 
     @model_validator(mode="before")
     @classmethod
@@ -283,11 +371,24 @@ class ChatFSPO(BaseChatModel):
             PromptFormatError: Invalid `fspo_format.json`, or chat template drift.
         """
         from langchain_fspo.backends.factory import backend_for_adapter
-        from langchain_fspo.backends.local import read_adapter_config
+        from langchain_fspo.backends.local import adapter_folder, read_adapter_config
 
         fmt = PromptFormat.from_pretrained(adapter_dir_or_repo, revision=revision, token=token)
-        adapter_config = read_adapter_config(adapter_dir_or_repo, revision)
+        adapter_config = read_adapter_config(adapter_dir_or_repo, revision, token=token)
         base_model = str(adapter_config["base_model_name_or_path"])
+        if fmt.base_model_id is not None and not _same_model(fmt.base_model_id, base_model):
+            msg = (
+                f"{adapter_dir_or_repo}: fspo_format.json says the adapter was trained on "
+                f"{fmt.base_model_id!r}, but adapter_config.json names {base_model!r} as its "
+                "base model. Republish the adapter with matching files."
+            )
+            raise PromptFormatError(msg)
+        if kwargs.get("base_url") is not None and isinstance(backend, str):
+            backend = "tgi" if backend == "local" else backend
+            server = {k: kwargs[k] for k in _SERVER_FIELDS if kwargs.get(k) is not None}
+            backend_kwargs = {**server, **(backend_kwargs or {})}
+            if isinstance(backend_kwargs.get("api_key"), SecretStr):
+                backend_kwargs["api_key"] = backend_kwargs["api_key"].get_secret_value()
         local = Path(adapter_dir_or_repo).expanduser()
         name = (
             adapter_name
@@ -300,7 +401,17 @@ class ChatFSPO(BaseChatModel):
             add = getattr(built, "add_adapter", None)
             loaded = getattr(built, "adapters", None)
             if callable(add) and isinstance(loaded, dict) and name not in loaded:
-                add(name, adapter_dir_or_repo, revision=revision)
+                add(name, adapter_folder(adapter_dir_or_repo, revision, token=token))
+        elif backend == "local":
+            # The weights at the same revision as the format, with the same token.
+            built = backend_for_adapter(
+                backend,
+                adapter_folder(adapter_dir_or_repo, revision, token=token),
+                adapter_name=name,
+                base_model=base_model,
+                **({"token": token} if token else {}),
+                **(backend_kwargs or {}),
+            )
         else:
             built = backend_for_adapter(
                 backend,
@@ -316,6 +427,34 @@ class ChatFSPO(BaseChatModel):
         return cls(backend=built, prompt_format=fmt, model=name, memory=memory, **kwargs)
 
     # ------------------------------------------------------------------ LangChain hooks
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Send `tools` (OpenAI format) and `tool_choice` with every call.
+
+        They reach servers that take them (TGI and OpenAI-compatible chat routes, which turn
+        them into a grammar); the in-process backend cannot honour them and warns. An FSPO
+        adapter is trained to answer, not to call tools: use this with adapters trained for it.
+
+        Args:
+            tools: LangChain tools, pydantic models, functions or OpenAI tool dicts.
+            tool_choice: `"auto"`, `"none"`, `"required"` (or `"any"`, `True`), a tool name,
+                or an OpenAI `tool_choice` dict.
+            **kwargs: More call parameters to bind.
+        """
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        if tool_choice is not None and tool_choice is not False:
+            if tool_choice is True or tool_choice == "any":
+                tool_choice = "required"
+            if isinstance(tool_choice, str) and tool_choice not in {"auto", "none", "required"}:
+                tool_choice = {"type": "function", "function": {"name": tool_choice}}
+            kwargs["tool_choice"] = tool_choice
+        return self.bind(tools=formatted, **kwargs)
 
     @property
     def _llm_type(self) -> str:
@@ -535,6 +674,34 @@ class ChatFSPO(BaseChatModel):
         query = split_messages(msgs).query
         return self._render(msgs, await self._aselect(user, query))
 
+    def compare(
+        self,
+        input: LanguageModelInput,  # noqa: A002 - LangChain's signature
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> Comparison:
+        """Two different answers to `input` for the user, to ask which they prefer.
+
+        `cmp = llm.compare("Recommend a book.", user_id="ada")`, show `cmp.a.text` and
+        `cmp.b.text`, then `cmp.record(memory, "a")`. Keywords (`user_id`, `model`, `mode`,
+        `temperature`, `seed`, `max_attempts`, call parameters): see
+        `langchain_fspo.collect.compare`.
+        """
+        from langchain_fspo.collect import compare
+
+        return compare(self, input, config, **kwargs)
+
+    async def acompare(
+        self,
+        input: LanguageModelInput,  # noqa: A002
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> Comparison:
+        """Async `compare`."""
+        from langchain_fspo.collect import acompare
+
+        return await acompare(self, input, config, **kwargs)
+
     # ------------------------------------------------------------------ calls
 
     def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationParams:
@@ -615,6 +782,10 @@ class ChatFSPO(BaseChatModel):
                 call, parsed, generation.finish_reason, generation.model_name
             ),
             usage_metadata=self._usage(generation.input_tokens, generation.output_tokens),
+            tool_calls=[
+                ToolCall(name=c["name"], args=c["args"], id=c.get("id"))
+                for c in generation.tool_calls
+            ],
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -633,13 +804,13 @@ class ChatFSPO(BaseChatModel):
     def _backend_generate(self, call: _Call) -> Generation:
         for attempt in range(self.max_retries + 1):
             try:
-                if self.timeout is None:
+                if self.timeout is None or _own_timeout(self.backend):
                     return self.backend.generate(
                         call.prompt, adapter=call.adapter, params=call.params
                     )
                 return self._generate_with_timeout(call, self.timeout)
             except InferenceServerError as e:
-                if attempt == self.max_retries:
+                if attempt == self.max_retries or e.retryable is False:
                     raise
                 time.sleep(self._backoff(attempt, e))
         msg = "unreachable"  # pragma: no cover
@@ -667,7 +838,7 @@ class ChatFSPO(BaseChatModel):
                 request = self.backend.agenerate(
                     call.prompt, adapter=call.adapter, params=call.params
                 )
-                if self.timeout is None:
+                if self.timeout is None or _own_timeout(self.backend):
                     return await request
                 return await asyncio.wait_for(request, self.timeout)
             except TimeoutError as e:
@@ -680,7 +851,7 @@ class ChatFSPO(BaseChatModel):
                     raise error from e
                 await asyncio.sleep(self._backoff(attempt, error))
             except InferenceServerError as e:
-                if attempt == self.max_retries:
+                if attempt == self.max_retries or e.retryable is False:
                     raise
                 await asyncio.sleep(self._backoff(attempt, e))
         msg = "unreachable"  # pragma: no cover
@@ -717,7 +888,17 @@ class ChatFSPO(BaseChatModel):
             if value is not None:
                 state[key] = value
         piece = parser.feed(chunk.text)
-        return ChatGenerationChunk(message=AIMessageChunk(content=piece)) if piece else None
+        tool_chunks = [
+            ToolCallChunk(
+                name=c.get("name"), args=c.get("args"), id=c.get("id"), index=c.get("index")
+            )
+            for c in chunk.tool_call_chunks
+        ]
+        if not piece and not tool_chunks:
+            return None
+        return ChatGenerationChunk(
+            message=AIMessageChunk(content=piece, tool_call_chunks=tool_chunks)
+        )
 
     def _last_chunk(
         self, call: _Call, parser: CompletionStreamParser, state: dict[str, Any]
@@ -756,7 +937,7 @@ class ChatFSPO(BaseChatModel):
                         yield out
                 break
             except InferenceServerError as e:
-                if started or attempt == self.max_retries:
+                if started or attempt == self.max_retries or e.retryable is False:
                     raise
                 time.sleep(self._backoff(attempt, e))
         yield self._last_chunk(call, parser, state)
@@ -783,7 +964,7 @@ class ChatFSPO(BaseChatModel):
                         yield out
                 break
             except InferenceServerError as e:
-                if started or attempt == self.max_retries:
+                if started or attempt == self.max_retries or e.retryable is False:
                     raise
                 await asyncio.sleep(self._backoff(attempt, e))
         yield self._last_chunk(call, parser, state)

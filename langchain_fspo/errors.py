@@ -8,12 +8,15 @@ from __future__ import annotations
 
 __all__ = [
     "AdapterNotFoundError",
+    "AgentConfigError",
+    "ComparisonError",
     "FSPOError",
     "InferenceServerError",
     "InvalidExampleError",
     "MemoryConfigError",
     "PromptBudgetError",
     "PromptFormatError",
+    "UnsupportedParameterError",
 ]
 
 
@@ -46,4 +49,43 @@ class AdapterNotFoundError(FSPOError, LookupError):
 
 
 class InferenceServerError(FSPOError, RuntimeError):
-    """The inference server answered with an error, a malformed response, or not at all."""
+    """The inference server answered with an error, a malformed response, or not at all.
+
+    Attributes:
+        url: The server URL (credentials stripped), when known.
+        adapter: The adapter the call asked for (None: the base model).
+        status_code: The HTTP status, when the server answered with one.
+        retryable: False when retrying cannot help or was already done by the backend (a 4xx,
+            a malformed answer, retries exhausted); None when the raiser does not say.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        adapter: str | None = None,
+        status_code: int | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.adapter = adapter
+        self.status_code = status_code
+        self.retryable = retryable
+
+
+class UnsupportedParameterError(FSPOError, ValueError):
+    """A generation parameter cannot be sent on the chosen route or server; nothing was sent."""
+
+
+class AgentConfigError(FSPOError, TypeError):
+    """`FSPOMiddleware` cannot personalise the agent's model call as configured.
+
+    For example the agent's model is not a `ChatFSPO`, or no user could be found in the
+    agent's runtime context while the middleware requires one.
+    """
+
+
+class ComparisonError(FSPOError, RuntimeError):
+    """`ChatFSPO.compare` could not produce two different, non-empty candidate answers."""

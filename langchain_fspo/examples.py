@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from langchain_fspo.errors import InvalidExampleError
 
-__all__ = ["MAX_TEXT_CHARS", "PreferenceExample", "validate_user_id"]
+__all__ = ["MAX_TEXT_CHARS", "PreferenceExample", "check_text", "validate_user_id"]
 
 MAX_TEXT_CHARS = 32_000
 """Longest prompt, chosen or rejected text accepted, in characters (about 8k tokens)."""
@@ -38,6 +38,21 @@ def validate_user_id(user_id: object) -> str:
         msg = f"`user_id` is {len(user_id)} characters long; the limit is {MAX_USER_ID_CHARS}."
         raise InvalidExampleError(msg)
     return user_id
+
+
+def check_text(value: str) -> str:
+    """Return `value` if it is a usable preference text, else raise `ValueError`.
+
+    Shared by serving (`PreferenceExample`) and training (`PreferenceRecord`) so that both
+    accept exactly the same texts.
+    """
+    if not value.strip():
+        msg = "Preference texts must be non-empty (got only whitespace)."
+        raise ValueError(msg)
+    if len(value) > MAX_TEXT_CHARS:
+        msg = f"A preference text is {len(value)} characters; the limit is {MAX_TEXT_CHARS}."
+        raise ValueError(msg)
+    return value
 
 
 class PreferenceExample(BaseModel):
@@ -70,15 +85,7 @@ class PreferenceExample(BaseModel):
     @field_validator("prompt", "chosen", "rejected")
     @classmethod
     def _check_text(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if not value.strip():
-            msg = "Preference texts must be non-empty (got only whitespace)."
-            raise ValueError(msg)
-        if len(value) > MAX_TEXT_CHARS:
-            msg = f"A preference text is {len(value)} characters; the limit is {MAX_TEXT_CHARS}."
-            raise ValueError(msg)
-        return value
+        return value if value is None else check_text(value)
 
     @model_validator(mode="after")
     def _check_pair(self) -> PreferenceExample:

@@ -43,6 +43,12 @@ def resolve_file(
 
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision, token=token))
+    except LocalEntryNotFoundError as e:  # a subclass of EntryNotFoundError: catch it first
+        msg = (
+            f"{filename} of {repo_id!r} is not in the local cache and the Hub cannot be reached "
+            f"(offline?): {e}"
+        )
+        raise AdapterNotFoundError(msg) from e
     except EntryNotFoundError as e:
         msg = (
             f"The Hub repo {repo_id!r} (revision {revision or 'main'}) has no {filename}; "
@@ -51,10 +57,4 @@ def resolve_file(
         raise AdapterNotFoundError(msg) from e
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
         msg = f"{repo_id!r} is neither a local folder nor a Hub repo (revision {revision}): {e}"
-        raise AdapterNotFoundError(msg) from e
-    except LocalEntryNotFoundError as e:
-        msg = (
-            f"{filename} of {repo_id!r} is not in the local cache and the Hub cannot be reached "
-            f"(offline?): {e}"
-        )
         raise AdapterNotFoundError(msg) from e

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from langchain_fspo.prompt_format import PromptFormat
+from tests.hub_fixtures import hub_server_fixture  # noqa: F401 - the `hub_server` fixture
 
 TINY_ADAPTER_SEEDS = {"alpha": 1, "beta": 2, "paper": 3, "rat": 4}
 """Adapters built by `tiny_adapter_dirs`; each seed gives different LoRA weights."""

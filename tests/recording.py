@@ -1,18 +1,23 @@
-"""Test doubles that wrap real components and record what crossed a boundary.
+"""Test doubles that record what crossed the `Backend` boundary.
 
-`RecordingLocalBackend` is the real `LocalBackend` (real tiny model, real `generate`); it only
-records, per call, the prompt it received, the adapter, and the exact keyword arguments it
-passed to `model.generate`.
+- `RecordingLocalBackend` is the real `LocalBackend` (real tiny model, real `generate`); it
+  only records, per call, the prompt it received, the adapter, and the exact keyword
+  arguments it passed to `model.generate`.
+- `ScriptedBackend` implements the abstract `Backend` interface with scripted answers, for
+  unit tests that must not load torch and need exact completions (RAT headers, failures).
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from langchain_fspo.backends.base import Generation, GenerationChunk, GenerationParams
+from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.backends.local import LocalBackend
+from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError
 from langchain_fspo.prompt_format import RenderedPrompt
 
 
@@ -61,4 +66,72 @@ class RecordingLocalBackend(LocalBackend):
             self.generate_calls.clear()
 
 
-__all__ = ["Call", "GenerationChunk", "RecordingLocalBackend"]
+__all__ = ["Call", "RecordingLocalBackend", "ScriptedBackend"]
+
+
+class ScriptedBackend(Backend):
+    """Test double of the `Backend` interface: answers `reply`, records every call.
+
+    `stream` yields the reply `chunk_size` characters at a time, like a server's token stream;
+    `count_tokens` counts whitespace-separated words; `fail_times` first calls raise
+    `InferenceServerError` (a flaky server); `delay` seconds are slept per call.
+    """
+
+    name: ClassVar[str] = "scripted"
+
+    def __init__(
+        self,
+        reply: str = "Fine answer.",
+        *,
+        adapters: tuple[str, ...] = ("alpha", "beta"),
+        chunk_size: int = 3,
+        fail_times: int = 0,
+        delay: float = 0.0,
+    ) -> None:
+        self.reply = reply
+        self.served = adapters
+        self.chunk_size = chunk_size
+        self.fail_times = fail_times
+        self.delay = delay
+        self.calls: list[tuple[RenderedPrompt, str | None, GenerationParams]] = []
+        self._lock = threading.Lock()
+
+    def _record(
+        self, prompt: RenderedPrompt, adapter: str | None, params: GenerationParams
+    ) -> None:
+        self.check_adapter(adapter)
+        with self._lock:
+            self.calls.append((prompt, adapter, params))
+            failing = self.fail_times > 0
+            self.fail_times -= failing
+        if self.delay:
+            time.sleep(self.delay)
+        if failing:
+            raise InferenceServerError("503 from the scripted server")
+
+    def generate(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Generation:
+        self._record(prompt, adapter, params)
+        return Generation(
+            text=self.reply,
+            finish_reason="stop",
+            input_tokens=7,
+            output_tokens=3,
+            model_name=adapter,
+        )
+
+    def stream(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Iterator[GenerationChunk]:
+        self._record(prompt, adapter, params)
+        for i in range(0, len(self.reply), self.chunk_size):
+            yield GenerationChunk(text=self.reply[i : i + self.chunk_size])
+        yield GenerationChunk(text="", finish_reason="stop", input_tokens=7, output_tokens=3)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def check_adapter(self, adapter: str | None) -> None:
+        if adapter is not None and adapter not in self.served:
+            raise AdapterNotFoundError(f"{adapter!r} is not served")

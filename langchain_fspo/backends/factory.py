@@ -17,6 +17,8 @@ __all__ = ["available_backends", "backend_for_adapter", "make_backend", "registe
 
 _BACKENDS: dict[str, str | Callable[..., Backend]] = {
     "local": "langchain_fspo.backends.local:LocalBackend",
+    "tgi": "langchain_fspo.backends.tgi:TGIBackend",
+    "openai": "langchain_fspo.backends.openai_compat:OpenAICompatibleBackend",
 }
 
 

@@ -7,6 +7,7 @@ stays light); install them with `pip install "langchain-fspo[local]"`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
-from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError
+from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError, PromptFormatError
 
 if TYPE_CHECKING:
     from langchain_fspo.prompt_format import RenderedPrompt
@@ -36,6 +37,16 @@ _UNSUPPORTED_EXTRA = frozenset(
 )
 
 
+def _torch_dtype(torch: Any, dtype: str) -> Any:
+    if dtype == "auto":
+        return dtype
+    value = getattr(torch, dtype, None)
+    if isinstance(value, torch.dtype):
+        return value
+    msg = f"Unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'."
+    raise ValueError(msg)
+
+
 def _import_stack() -> tuple[Any, Any, Any]:
     try:
         import peft
@@ -47,7 +58,7 @@ def _import_stack() -> tuple[Any, Any, Any]:
 
 
 def read_adapter_config(
-    adapter_dir_or_repo: str | Path, revision: str | None = None
+    adapter_dir_or_repo: str | Path, revision: str | None = None, *, token: str | None = None
 ) -> dict[str, Any]:
     """The adapter's `adapter_config.json` (folder or Hub repo), which must name its base model.
 
@@ -56,7 +67,7 @@ def read_adapter_config(
     """
     from langchain_fspo.hub import resolve_file
 
-    path = resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision)
+    path = resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision, token=token)
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not data.get("base_model_name_or_path"):
         msg = (
@@ -67,15 +78,19 @@ def read_adapter_config(
     return data
 
 
-def adapter_folder(adapter_dir_or_repo: str | Path, revision: str | None = None) -> Path:
+def adapter_folder(
+    adapter_dir_or_repo: str | Path, revision: str | None = None, *, token: str | None = None
+) -> Path:
     """A local folder holding the adapter (a Hub repo is downloaded to the cache first)."""
     local = Path(adapter_dir_or_repo).expanduser()
     if local.is_dir():
         return local
     from langchain_fspo.hub import resolve_file
 
-    weights = resolve_file(adapter_dir_or_repo, "adapter_model.safetensors", revision=revision)
-    resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision)
+    weights = resolve_file(
+        adapter_dir_or_repo, "adapter_model.safetensors", revision=revision, token=token
+    )
+    resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision, token=token)
     return weights.parent
 
 
@@ -146,6 +161,7 @@ class LocalBackend(Backend):
         device: str | None = None,
         dtype: str | None = None,
         revision: str | None = None,
+        token: str | None = None,
         default_max_tokens: int = 256,
         model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -158,6 +174,7 @@ class LocalBackend(Backend):
             dtype: torch dtype name (`"bfloat16"`, `"float16"`, `"float32"`, `"auto"`);
                 default: float32 on CPU, `"auto"` on GPU.
             revision: Revision of `base_model` on the Hub.
+            token: Hub token for private base models and adapters.
             default_max_tokens: `max_new_tokens` when a call sets no `max_tokens`.
             model_kwargs: Extra keyword arguments for `AutoModelForCausalLM.from_pretrained`.
         """
@@ -169,15 +186,17 @@ class LocalBackend(Backend):
             dtype = "float32" if self.device == "cpu" else "auto"
         self._lock = threading.RLock()
         self._adapters: dict[str, str] = {}
+        self._token = token
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(
-            self.base_model, revision=revision
+            self.base_model, revision=revision, token=token
         )
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         model = transformers.AutoModelForCausalLM.from_pretrained(
             self.base_model,
             revision=revision,
-            dtype=dtype if dtype == "auto" else getattr(torch, dtype),
+            token=token,
+            dtype=_torch_dtype(torch, dtype),
             **dict(model_kwargs or {}),
         )
         model.to(self.device)
@@ -204,8 +223,9 @@ class LocalBackend(Backend):
             revision: Revision of the adapter repo on the Hub.
             **kwargs: Passed to `LocalBackend(...)` (`device`, `dtype`, ...).
         """
-        config = read_adapter_config(adapter_dir_or_repo, revision)
-        folder = adapter_folder(adapter_dir_or_repo, revision)
+        token = kwargs.get("token")
+        config = read_adapter_config(adapter_dir_or_repo, revision, token=token)
+        folder = adapter_folder(adapter_dir_or_repo, revision, token=token)
         adapter_name = name or Path(str(adapter_dir_or_repo).rstrip("/")).name
         return cls(
             config["base_model_name_or_path"],
@@ -226,7 +246,14 @@ class LocalBackend(Backend):
         template = getattr(self.tokenizer, "chat_template", None)
         return template if isinstance(template, str) else None
 
-    def add_adapter(self, name: str, path: str | Path, *, revision: str | None = None) -> None:
+    def add_adapter(
+        self,
+        name: str,
+        path: str | Path,
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+    ) -> None:
         """Attach the LoRA adapter in `path` (folder or Hub repo id) under `name`.
 
         Raises:
@@ -236,7 +263,7 @@ class LocalBackend(Backend):
         if not name or not isinstance(name, str):
             msg = f"Adapter names must be non-empty strings, got {name!r}."
             raise ValueError(msg)
-        folder = adapter_folder(path, revision)
+        folder = adapter_folder(path, revision, token=token or self._token)
         with self._lock:
             if name in self._adapters:
                 msg = (
@@ -276,6 +303,14 @@ class LocalBackend(Backend):
         """The token ids the model reads for `prompt` (see the class docstring)."""
         if prompt.style == "paper":
             return list(self.tokenizer(prompt.text, add_special_tokens=False)["input_ids"])
+        if self.chat_template is None:
+            msg = (
+                f"The tokenizer of {self.base_model!r} has no chat template, so a "
+                "style='chat' prompt cannot be rendered. Serve a style='paper' adapter, or "
+                "load a base model whose tokenizer has the template the adapter was trained "
+                "with."
+            )
+            raise PromptFormatError(msg)
         encoded = self.tokenizer.apply_chat_template(
             prompt.messages, add_generation_prompt=True, tokenize=True, return_dict=True
         )
@@ -301,8 +336,9 @@ class LocalBackend(Backend):
                 kwargs["top_k"] = params.top_k
         else:
             kwargs["do_sample"] = False
-        if params.stop:
-            kwargs["stop_strings"] = list(params.stop)
+        stop = [s for s in params.stop or [] if s]
+        if stop:
+            kwargs["stop_strings"] = stop
             kwargs["tokenizer"] = self.tokenizer
         if params.repetition_penalty is not None:
             kwargs["repetition_penalty"] = params.repetition_penalty
@@ -349,16 +385,23 @@ class LocalBackend(Backend):
         kwargs.update(extra_kwargs)
         input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
         attention_mask = torch.ones_like(input_ids)
-        devices = [self.device] if self.device.startswith("cuda") else []
-        with self._lock, torch.inference_mode(), torch.random.fork_rng(devices=devices):
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
+        with self._lock, torch.inference_mode(), self._seeded(torch, params.seed):
             if adapter is None and self._has_peft:
                 with self._model.disable_adapter():
                     return self._run_generate(input_ids, attention_mask, kwargs)
             if adapter is not None:
                 self._model.set_adapter(adapter)
             return self._run_generate(input_ids, attention_mask, kwargs)
+
+    def _seeded(self, torch: Any, seed: int | None) -> contextlib.AbstractContextManager[Any]:
+        """Seed torch's RNG for one call without disturbing the global state; no-op for None."""
+        if seed is None:
+            return contextlib.nullcontext()
+        devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.random.fork_rng(devices=devices))
+        torch.manual_seed(seed)
+        return stack
 
     def _finish_reason(self, new_ids: list[int], max_new_tokens: int, *, stopped: bool) -> str:
         if stopped:

@@ -149,3 +149,19 @@ def test_fspo_train_runs_end_to_end(
     assert len(held_users) == 1
     assert not held_users & train_users
     assert len(load_records(out / "splits" / "test_questions.jsonl").records) == 2
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(ROOT / "examples" / "run.yaml")
+    assert config.style == "chat"
+    assert (config.num_shots, config.loss, config.beta) == (8, "ipo", 0.005)
+    assert (config.sft_learning_rate, config.learning_rate) == (1e-7, 1e-6)
+    assert config.lora_target_modules == [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]

@@ -366,3 +366,42 @@ def test_from_adapter_dir_reads_the_base_model(
     (tmp_path / "adapter_config.json").write_text("{}")
     with pytest.raises(AdapterNotFoundError, match="base_model_name_or_path"):
         LocalBackend.from_adapter_dir(tmp_path)
+
+
+def test_bad_dtype_and_missing_chat_template_are_clear_errors(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from langchain_fspo import PromptFormatError
+    from langchain_fspo.backends.local import LocalBackend
+
+    with pytest.raises(ValueError, match="Unknown dtype 'float99'"):
+        LocalBackend(tiny_model_dir, dtype="float99")
+    plain = tmp_path / "no-template"
+    shutil.copytree(tiny_model_dir, plain)
+    (plain / "chat_template.jinja").unlink()
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    backend = LocalBackend(plain)
+    assert backend.chat_template is None
+    with pytest.raises(PromptFormatError, match="no chat template"):
+        backend.generate(CHAT.render([], "Q?"), adapter=None, params=GenerationParams())
+    # Paper prompts need no template.
+    result = backend.generate(
+        PAPER.render([], "Q?"), adapter=None, params=GenerationParams(max_tokens=2)
+    )
+    assert result.output_tokens == 2
+
+
+def test_seed_does_not_disturb_the_global_rng(backend: RecordingLocalBackend) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    backend.generate(
+        CHAT.render([], "Q?"),
+        adapter="alpha",
+        params=GenerationParams(temperature=1.0, seed=7, max_tokens=3),
+    )
+    assert torch.equal(torch.rand(3), expected)

@@ -21,6 +21,7 @@ from fspo_train.train import (
     build_prompt_format,
     build_training_rows,
     load_tokenizer,
+    preference_trainer_class,
     train,
 )
 from langchain_fspo.errors import FSPOError
@@ -136,6 +137,11 @@ def test_artifact_is_one_lora_over_the_original_base(paper_run: TrainResult, tin
         tuned_logits = tuned(input_ids=ids).logits
     assert not torch.allclose(base_logits, tuned_logits)
 
+    from langchain_fspo.backends.local import LocalBackend
+
+    served = LocalBackend.from_adapter_dir(out, name="fspo")  # base model from adapter_config
+    assert served.adapters == {"fspo": str(out)}
+
     fmt = PromptFormat.from_pretrained(out)
     assert fmt == paper_run.prompt_format
     assert fmt.style == "paper"
@@ -173,13 +179,21 @@ def test_resuming_with_other_settings_is_refused(paper_run: TrainResult, tiny: P
         train(changed, _records())
 
 
+@pytest.mark.parametrize("prefix_sharing", [False, True])
 def test_ipo_loss_is_the_papers_eq6_against_the_stage1_policy(
-    paper_run: TrainResult, tiny: Path, tmp_path: Path
+    paper_run: TrainResult, tiny: Path, tmp_path: Path, prefix_sharing: bool
 ) -> None:
+    """With TRL's standard forward, and through `preference_trainer_class` with prefix sharing."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    config = _config(tiny, tmp_path, style="paper", beta=0.05)
+    from fspo_train._trainers import FSPOPreferenceTrainer
+
+    config = _config(tiny, tmp_path, style="paper", beta=0.05, prefix_sharing=prefix_sharing)
+    cls = preference_trainer_class(config)
+    assert issubclass(cls, FSPOPreferenceTrainer)
+    if not prefix_sharing:
+        assert cls is FSPOPreferenceTrainer
     tokenizer = load_tokenizer(config)
     fmt = build_prompt_format(config, tokenizer)
     episodes = build_episodes(_records(), num_shots=2, seed=0)
@@ -239,6 +253,10 @@ def test_training_prompt_ids_equal_what_serving_sends(
     served = PromptFormat.from_pretrained(tmp_path / "artifact")  # what serving loads
     from transformers import AutoTokenizer
 
+    from langchain_fspo.backends.local import LocalBackend
+
+    backend = LocalBackend(tiny)
+
     serving_tokenizer = AutoTokenizer.from_pretrained(tiny)
     for episode, row in zip(episodes.episodes, rows.preference, strict=True):
         shots = [r.to_example() for r in episode.shots]
@@ -251,6 +269,7 @@ def test_training_prompt_ids_equal_what_serving_sends(
                 rendered.messages, add_generation_prompt=True, tokenize=True, return_dict=True
             )["input_ids"]
         assert row["prompt_ids"] == list(ids)
+        assert row["prompt_ids"] == backend.encode_prompt(rendered)  # the in-process server
     if style == "paper":
         # The trainer keeps the rows as they are: what it trains on is what serving sends.
         trainer = build_preference_trainer(config, rows, tokenizer, paper_run.stage1_dir)
@@ -323,3 +342,21 @@ def test_single_stage_runs(tiny: Path, tmp_path: Path) -> None:
     # A fresh LoRA starts equal to the base model, its reference: h = 0 at the first step.
     assert ipo_only.metrics["stage2/ipo/h"] == pytest.approx(0.0, abs=1e-3)
     assert (ipo_only.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+def test_dated_chat_templates_are_flagged(
+    tiny: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fspo_train.train import chat_template_is_dated
+
+    config = _config(tiny, tmp_path)
+    tokenizer = load_tokenizer(config)
+    assert not chat_template_is_dated(tokenizer)
+    tokenizer.chat_template = (
+        "Today is {{ strftime_now('%d %b %Y') }}.\n"
+        "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    )
+    assert chat_template_is_dated(tokenizer)
+    with caplog.at_level("WARNING", logger="fspo_train.train"):
+        build_prompt_format(config, tokenizer)
+    assert "writes today's date" in caplog.text

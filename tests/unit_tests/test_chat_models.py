@@ -10,93 +10,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
-from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
+from langchain_fspo.backends.base import Backend, GenerationParams
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError, PromptFormatError
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
+from tests.recording import ScriptedBackend
 
 CHAT = PromptFormat(style="chat", num_shots=2, system_prompt="Be kind.")
 PAPER = PromptFormat(style="paper", num_shots=2)
 RAT = PromptFormat(style="chat", num_shots=2, rationale="user_description")
-
-
-class ScriptedBackend(Backend):
-    """Test double of the `Backend` interface: answers `reply`, records every call.
-
-    `stream` yields the reply `chunk_size` characters at a time, like a server's token stream;
-    `count_tokens` counts whitespace-separated words; `fail_times` first calls raise
-    `InferenceServerError` (a flaky server); `delay` seconds are slept per call.
-    """
-
-    name: ClassVar[str] = "scripted"
-
-    def __init__(
-        self,
-        reply: str = "Fine answer.",
-        *,
-        adapters: tuple[str, ...] = ("alpha", "beta"),
-        chunk_size: int = 3,
-        fail_times: int = 0,
-        delay: float = 0.0,
-    ) -> None:
-        self.reply = reply
-        self.served = adapters
-        self.chunk_size = chunk_size
-        self.fail_times = fail_times
-        self.delay = delay
-        self.calls: list[tuple[RenderedPrompt, str | None, GenerationParams]] = []
-        self._lock = threading.Lock()
-
-    def _record(
-        self, prompt: RenderedPrompt, adapter: str | None, params: GenerationParams
-    ) -> None:
-        self.check_adapter(adapter)
-        with self._lock:
-            self.calls.append((prompt, adapter, params))
-            failing = self.fail_times > 0
-            self.fail_times -= failing
-        if self.delay:
-            time.sleep(self.delay)
-        if failing:
-            raise InferenceServerError("503 from the scripted server")
-
-    def generate(
-        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
-    ) -> Generation:
-        self._record(prompt, adapter, params)
-        return Generation(
-            text=self.reply,
-            finish_reason="stop",
-            input_tokens=7,
-            output_tokens=3,
-            model_name=adapter,
-        )
-
-    def stream(
-        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
-    ) -> Iterator[GenerationChunk]:
-        self._record(prompt, adapter, params)
-        for i in range(0, len(self.reply), self.chunk_size):
-            yield GenerationChunk(text=self.reply[i : i + self.chunk_size])
-        yield GenerationChunk(text="", finish_reason="stop", input_tokens=7, output_tokens=3)
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def check_adapter(self, adapter: str | None) -> None:
-        if adapter is not None and adapter not in self.served:
-            raise AdapterNotFoundError(f"{adapter!r} is not served")
 
 
 @pytest.fixture

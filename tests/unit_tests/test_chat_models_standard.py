@@ -10,7 +10,7 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat
-from tests.unit_tests.test_chat_models import ScriptedBackend
+from tests.recording import ScriptedBackend
 
 
 class TestChatFSPOStandard(ChatModelUnitTests):

@@ -18,7 +18,12 @@ LIGHT_MODULES = (
     "langchain_fspo.backends.factory",
     "langchain_fspo.backends.local",
     "langchain_fspo.chat_models",
+    "langchain_fspo.collect",
+    "langchain_fspo.hub",
     "langchain_fspo.memory",
+    "langchain_fspo.middleware",
+    "langchain_fspo.backends.tgi",
+    "langchain_fspo.backends.openai_compat",
 )
 
 

@@ -7,21 +7,30 @@ import langchain_fspo
 EXPECTED_ALL = [
     "FORMAT_FILENAME",
     "AdapterNotFoundError",
+    "AgentConfigError",
     "Backend",
+    "Candidate",
     "ChatFSPO",
+    "Comparison",
+    "ComparisonError",
     "FSPOError",
+    "FSPOMiddleware",
     "Generation",
     "GenerationChunk",
     "GenerationParams",
     "InferenceServerError",
     "InvalidExampleError",
+    "LocalBackend",
     "MemoryConfigError",
+    "OpenAICompatibleBackend",
     "PreferenceExample",
     "PreferenceMemory",
     "PromptBudgetError",
     "PromptFormat",
     "PromptFormatError",
     "RenderedPrompt",
+    "TGIBackend",
+    "UnsupportedParameterError",
 ]
 
 
@@ -35,3 +44,9 @@ def test_errors_keep_their_builtin_bases() -> None:
     assert issubclass(langchain_fspo.AdapterNotFoundError, LookupError)
     assert issubclass(langchain_fspo.InferenceServerError, RuntimeError)
     assert issubclass(langchain_fspo.PromptBudgetError, langchain_fspo.PromptFormatError)
+
+
+def test_middleware_is_exported_lazily() -> None:
+    from langchain_fspo.middleware import FSPOMiddleware
+
+    assert langchain_fspo.FSPOMiddleware is FSPOMiddleware

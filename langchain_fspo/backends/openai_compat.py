@@ -1,0 +1,501 @@
+r"""`OpenAICompatibleBackend`: FSPO adapters on vLLM or SGLang (OpenAI-compatible API, httpx).
+
+Launching the servers with FSPO adapters:
+
+```bash
+# vLLM: the adapter is addressed by its name in `model`.
+vllm serve meta-llama/Llama-3.2-1B-Instruct --enable-lora --max-lora-rank 64 \\
+    --lora-modules fspo-reviews=/adapters/fspo-reviews fspo-elix=org/fspo-elix
+# SGLang: the adapter is addressed as "<base model>:<adapter>" in `model`.
+python -m sglang.launch_server --model-path meta-llama/Llama-3.2-1B-Instruct \\
+    --enable-lora --lora-paths fspo-reviews=/adapters/fspo-reviews
+```
+
+Both keep automatic prefix caching on with LoRA, which FSPO's long, stable per-user prefix of
+examples benefits from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import httpx
+from pydantic import SecretStr
+
+from langchain_fspo.backends._http import (
+    CallContext,
+    MalformedResponseError,
+    RetryPolicy,
+    StreamInterruptedError,
+    acall_with_retries,
+    asse_payloads,
+    astream_with_retries,
+    call_with_retries,
+    normalize_base_url,
+    safe_url,
+    sse_payloads,
+    stream_with_retries,
+)
+from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
+from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError
+
+if TYPE_CHECKING:
+    from langchain_fspo.prompt_format import RenderedPrompt
+
+__all__ = ["OpenAICompatibleBackend"]
+
+Flavor = Literal["vllm", "sglang"]
+
+
+def _error_in(payload: Mapping[str, Any]) -> str | None:
+    """The error message of an error event/body (OpenAI, vLLM or TGI shape), else None."""
+    error = payload.get("error")
+    if isinstance(error, Mapping):
+        return str(error.get("message") or error)
+    if error is not None:
+        return str(error)
+    if payload.get("object") == "error":
+        return str(payload.get("message"))
+    return None
+
+
+def _usage(payload: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    usage = payload.get("usage")
+    if not isinstance(usage, Mapping):
+        return None, None
+    return usage.get("prompt_tokens"), usage.get("completion_tokens")
+
+
+def _tool_calls(raw: Any) -> list[dict[str, Any]]:
+    calls = []
+    for call in raw or []:
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as e:
+                msg = f"tool call {function.get('name')!r} has arguments that are not JSON"
+                raise MalformedResponseError(msg) from e
+        calls.append({"id": call.get("id"), "name": function.get("name"), "args": arguments or {}})
+    return calls
+
+
+class OpenAICompatibleBackend(Backend):
+    """Sends FSPO prompts to an OpenAI-compatible server (vLLM, SGLang), adapter per call.
+
+    `style="chat"` prompts go to `/v1/chat/completions`, `style="paper"` prompts as raw text
+    to `/v1/completions`. The adapter travels in `model`: its name on vLLM
+    (`--lora-modules name=path`), `"<base>:<adapter>"` on SGLang (`--lora-paths`). With
+    `adapter=None` the base model (`model`, or the first model the server lists) answers.
+
+    Every `GenerationParams` field is sent by its OpenAI name (`top_k` and
+    `repetition_penalty` are vLLM/SGLang extensions both servers accept); `extra` is merged
+    into the JSON body as is (`tools`, `tool_choice`, `response_format`, ...). Streams ask for
+    usage (`stream_options.include_usage`) and must end with `data: [DONE]`: a stream cut off
+    mid-way raises `InferenceServerError`. Timeouts, connection errors, 429 and 5xx are
+    retried with exponential backoff; other errors raise at once.
+
+    Example:
+        ```python
+        from langchain_fspo.backends.openai_compat import OpenAICompatibleBackend
+
+        vllm = OpenAICompatibleBackend("http://localhost:8000/v1")
+        vllm.check_adapter("fspo-reviews")  # asks /v1/models; raises if not served
+        sglang = OpenAICompatibleBackend(
+            "http://localhost:30000", flavor="sglang", model="meta-llama/Llama-3.2-1B-Instruct"
+        )
+        ```
+    """
+
+    name: ClassVar[str] = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        flavor: Flavor = "vllm",
+        adapters: Iterable[str] | None = None,
+        api_key: str | SecretStr | None = None,
+        timeout: float | None = 120.0,
+        max_retries: int = 2,
+        backoff_factor: float = 0.5,
+        backoff_max: float = 8.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Configure the backend; no request is made until the first call.
+
+        Args:
+            base_url: The server, e.g. `http://localhost:8000` (a trailing `/v1` is fine).
+            model: The served base model name; default: asked from `/v1/models` once.
+            flavor: `vllm` (adapter name in `model`) or `sglang` (`"<base>:<adapter>"`).
+            adapters: Allow-list of adapter names; default: whatever `/v1/models` lists.
+            api_key: Bearer token (vLLM `--api-key`); default: env `OPENAI_API_KEY`.
+            timeout: Seconds to wait for the server, per attempt.
+            max_retries: Retries of a call that failed transiently.
+            backoff_factor: Seconds before the first retry, doubled on each retry.
+            backoff_max: The longest wait between two attempts.
+            headers: Extra HTTP headers for every request.
+        """
+        if flavor not in {"vllm", "sglang"}:
+            msg = f"`flavor` must be 'vllm' or 'sglang', got {flavor!r}."
+            raise ValueError(msg)
+        self.base_url = normalize_base_url(base_url)
+        self.model = model
+        self.flavor: Flavor = flavor
+        self.adapters: list[str] | None = list(adapters) if adapters is not None else None
+        if api_key is None and os.environ.get("OPENAI_API_KEY"):
+            api_key = os.environ["OPENAI_API_KEY"]
+        self.api_key: SecretStr | None = SecretStr(api_key) if isinstance(api_key, str) else api_key
+        self.timeout = timeout
+        self.retry = RetryPolicy(
+            max_retries=max_retries, backoff_factor=backoff_factor, backoff_max=backoff_max
+        )
+        self.headers = dict(headers or {})
+        self._client_lock = threading.Lock()
+        self._sync_client: httpx.Client | None = None
+        self._served: list[str] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAICompatibleBackend(base_url={safe_url(self.base_url)!r}, "
+            f"flavor={self.flavor!r}, "
+            f"model={self.model!r}, api_key={'**********' if self.api_key else None}, "
+            f"timeout={self.timeout}, max_retries={self.retry.max_retries})"
+        )
+
+    @property
+    def supports_tools(self) -> bool:
+        """`tools` / `tool_choice` reach the server on the chat route."""
+        return True
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _request_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+        return headers
+
+    def _client(self) -> httpx.Client:
+        with self._client_lock:
+            if self._sync_client is None:
+                self._sync_client = httpx.Client(timeout=self.timeout)
+            return self._sync_client
+
+    def close(self) -> None:
+        """Close the pooled HTTP connections (the backend stays usable)."""
+        with self._client_lock:
+            if self._sync_client is not None:
+                self._sync_client.close()
+                self._sync_client = None
+
+    def _context(self, adapter: str | None, route: str) -> CallContext:
+        return CallContext(backend=self.flavor, url=self.base_url, adapter=adapter, route=route)
+
+    @staticmethod
+    def _raise_for_status(response: httpx.Response) -> None:
+        if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
+            response.read()
+            response.raise_for_status()
+
+    # ------------------------------------------------------------------ models / adapters
+
+    def served_models(self, *, refresh: bool = False) -> list[str]:
+        """The model ids `/v1/models` lists (base model and, on vLLM, LoRA adapters)."""
+        if self._served is not None and not refresh:
+            return self._served
+        ctx = self._context(None, "/v1/models")
+
+        def fetch() -> list[str]:
+            response = self._client().get(
+                f"{self.base_url}/v1/models", headers=self._request_headers()
+            )
+            self._raise_for_status(response)
+            payload = response.json()
+            try:
+                return [str(item["id"]) for item in payload["data"]]
+            except (KeyError, TypeError) as e:
+                msg = f"/v1/models did not answer with a model list: {payload!r:.200}"
+                raise MalformedResponseError(msg) from e
+
+        self._served = call_with_retries(fetch, ctx, self.retry)
+        return self._served
+
+    def _base_model(self) -> str:
+        if self.model is None:
+            served = self.served_models()
+            if not served:
+                msg = f"{safe_url(self.base_url)}/v1/models lists no model; pass model=..."
+                raise InferenceServerError(msg, url=safe_url(self.base_url), retryable=False)
+            self.model = served[0]
+        return self.model
+
+    def model_for(self, adapter: str | None) -> str:
+        """The `model` value that selects `adapter` on this server."""
+        if adapter is None:
+            return self._base_model()
+        if self.flavor == "sglang":
+            return f"{self._base_model()}:{adapter}"
+        return adapter
+
+    def check_adapter(self, adapter: str | None) -> None:
+        """Raise `AdapterNotFoundError` unless the server (or the allow-list) has `adapter`."""
+        if adapter is None:
+            return
+        if self.adapters is not None:
+            known = self.adapters
+        else:
+            served = self.served_models(refresh=True)
+            known = [m.split(":", 1)[1] if ":" in m else m for m in served]
+        if adapter not in known:
+            hint = "--lora-modules name=path" if self.flavor == "vllm" else "--lora-paths name=path"
+            msg = (
+                f"Adapter {adapter!r} is not served by {self.flavor} at "
+                f"{safe_url(self.base_url)} (serving: {', '.join(known) or 'none'}). "
+                f"Launch the server with {hint}, or fix the adapter name."
+            )
+            raise AdapterNotFoundError(msg)
+
+    # ------------------------------------------------------------------ requests
+
+    def request_body(
+        self, prompt: RenderedPrompt, adapter: str | None, params: GenerationParams, *, stream: bool
+    ) -> dict[str, Any]:
+        """The JSON body for one call (chat or completions, by the prompt's style)."""
+        body: dict[str, Any] = {"model": self.model_for(adapter)}
+        if prompt.style == "chat":
+            body["messages"] = list(prompt.messages)
+        else:
+            body["prompt"] = [prompt.text]
+        body.update(params.set_fields())
+        body.update(params.extra)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    @staticmethod
+    def _route(prompt: RenderedPrompt) -> str:
+        return "/v1/chat/completions" if prompt.style == "chat" else "/v1/completions"
+
+    def _prepare(self, adapter: str | None) -> None:
+        if self.adapters is not None:
+            self.check_adapter(adapter)
+
+    def _parse(self, payload: Any, adapter: str | None, *, chat: bool) -> Generation:
+        if not isinstance(payload, Mapping):
+            msg = f"expected a JSON object, got {payload!r:.200}"
+            raise MalformedResponseError(msg)
+        try:
+            choice = payload["choices"][0]
+            if chat:
+                message = choice["message"]
+                text = message.get("content") or ""
+                tool_calls = _tool_calls(message.get("tool_calls"))
+            else:
+                text = choice["text"]
+                tool_calls = []
+        except (KeyError, IndexError, TypeError) as e:
+            msg = f"a completion without the expected fields ({e!r}): {payload!r:.200}"
+            raise MalformedResponseError(msg) from e
+        input_tokens, output_tokens = _usage(payload)
+        return Generation(
+            text=text,
+            finish_reason=choice.get("finish_reason"),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            model_name=adapter if adapter is not None else payload.get("model"),
+            tool_calls=tool_calls,
+        )
+
+    # ------------------------------------------------------------------ Backend API
+
+    def generate(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Generation:
+        """Complete `prompt` with `adapter` (None: the base model)."""
+        self._prepare(adapter)
+        route = self._route(prompt)
+        body = self.request_body(prompt, adapter, params, stream=False)
+
+        def call() -> Generation:
+            response = self._client().post(
+                f"{self.base_url}{route}", json=body, headers=self._request_headers()
+            )
+            self._raise_for_status(response)
+            return self._parse(response.json(), adapter, chat=prompt.style == "chat")
+
+        return call_with_retries(call, self._context(adapter, route), self.retry)
+
+    def stream(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Iterator[GenerationChunk]:
+        """Stream the completion; the last chunk carries `finish_reason` and usage."""
+        self._prepare(adapter)
+        route = self._route(prompt)
+        body = self.request_body(prompt, adapter, params, stream=True)
+        chat = prompt.style == "chat"
+
+        def open_stream() -> Iterator[GenerationChunk]:
+            request = self._client().build_request(
+                "POST", f"{self.base_url}{route}", json=body, headers=self._request_headers()
+            )
+            response = self._client().send(request, stream=True)
+            try:
+                self._raise_for_status(response)
+            except BaseException:
+                response.close()
+                raise
+            return self._chunks(response, adapter, chat=chat)
+
+        return stream_with_retries(open_stream, self._context(adapter, route), self.retry)
+
+    def _chunks(
+        self, response: httpx.Response, adapter: str | None, *, chat: bool
+    ) -> Iterator[GenerationChunk]:
+        state = _StreamState(adapter, chat=chat)
+        try:
+            for payload in sse_payloads(response.iter_lines()):
+                if payload is None:
+                    state.done = True
+                    break
+                yield from state.feed(payload)
+            yield state.final()
+        finally:
+            response.close()
+
+    async def agenerate(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Generation:
+        """Native async `generate` (httpx.AsyncClient)."""
+        self._prepare(adapter)
+        route = self._route(prompt)
+        body = self.request_body(prompt, adapter, params, stream=False)
+
+        async def call() -> Generation:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.post(
+                    f"{self.base_url}{route}", json=body, headers=self._request_headers()
+                )
+            if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
+                response.raise_for_status()
+            return self._parse(response.json(), adapter, chat=prompt.style == "chat")
+
+        return await acall_with_retries(call, self._context(adapter, route), self.retry)
+
+    async def astream(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> AsyncIterator[GenerationChunk]:
+        """Native async `stream`."""
+        self._prepare(adapter)
+        route = self._route(prompt)
+        body = self.request_body(prompt, adapter, params, stream=True)
+        chat = prompt.style == "chat"
+
+        async def open_stream() -> AsyncIterator[GenerationChunk]:
+            client = httpx.AsyncClient(timeout=self.timeout)
+            try:
+                request = client.build_request(
+                    "POST", f"{self.base_url}{route}", json=body, headers=self._request_headers()
+                )
+                response = await client.send(request, stream=True)
+                if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
+                    await response.aread()
+                    await response.aclose()
+                    response.raise_for_status()
+            except BaseException:
+                await client.aclose()
+                raise
+            return self._achunks(client, response, adapter, chat=chat)
+
+        ctx = self._context(adapter, route)
+        async for chunk in astream_with_retries(open_stream, ctx, self.retry):
+            yield chunk
+
+    async def _achunks(
+        self,
+        client: httpx.AsyncClient,
+        response: httpx.Response,
+        adapter: str | None,
+        *,
+        chat: bool,
+    ) -> AsyncIterator[GenerationChunk]:
+        state = _StreamState(adapter, chat=chat)
+        try:
+            async for payload in asse_payloads(response.aiter_lines()):
+                if payload is None:
+                    state.done = True
+                    break
+                for chunk in state.feed(payload):
+                    yield chunk
+            yield state.final()
+        finally:
+            await response.aclose()
+            await client.aclose()
+
+
+class _StreamState:
+    """Turns OpenAI stream events (chat or completions) into `GenerationChunk`s."""
+
+    def __init__(self, adapter: str | None, *, chat: bool) -> None:
+        self.adapter = adapter
+        self.chat = chat
+        self.done = False
+        self.model: str | None = None
+        self.finish_reason: str | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+
+    def feed(self, payload: Mapping[str, Any]) -> list[GenerationChunk]:
+        error = _error_in(payload)
+        if error is not None:
+            msg = f"the server sent an error mid-stream: {error}"
+            raise InferenceServerError(msg, adapter=self.adapter, retryable=False)
+        self.model = payload.get("model") or self.model
+        input_tokens, output_tokens = _usage(payload)
+        if input_tokens is not None:
+            self.input_tokens, self.output_tokens = input_tokens, output_tokens
+        out = []
+        try:
+            for choice in payload.get("choices") or []:
+                if self.chat:
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content") or ""
+                    tools = [
+                        {
+                            "index": call.get("index"),
+                            "id": call.get("id"),
+                            "name": (call.get("function") or {}).get("name"),
+                            "args": (call.get("function") or {}).get("arguments"),
+                        }
+                        for call in delta.get("tool_calls") or []
+                    ]
+                else:
+                    text, tools = choice.get("text") or "", []
+                if text or tools:
+                    out.append(GenerationChunk(text=text, tool_call_chunks=tools))
+                if choice.get("finish_reason"):
+                    self.finish_reason = str(choice["finish_reason"])
+        except (AttributeError, TypeError) as e:
+            msg = f"a stream event without the expected fields ({e!r}): {payload!r:.200}"
+            raise MalformedResponseError(msg) from e
+        return out
+
+    def final(self) -> GenerationChunk:
+        if not self.done or self.finish_reason is None:
+            missing = "data: [DONE]" if not self.done else "a finish_reason"
+            msg = f"the stream ended without {missing}"
+            raise StreamInterruptedError(msg)
+        return GenerationChunk(
+            text="",
+            finish_reason=self.finish_reason,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            model_name=self.adapter if self.adapter is not None else self.model,
+        )

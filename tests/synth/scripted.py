@@ -1,0 +1,101 @@
+"""A deterministic chat model for the pipeline tests: a real `BaseChatModel` answering by rule.
+
+It answers from `tests.synth.rules` (order-inconsistent labels when the persona does not explain a
+choice, malformed JSON on some first attempts and always for "garbled" questions), reports
+`usage_metadata`, can sleep a fixed latency per call, and can fail its first calls with a
+connection error to exercise retries. `make_model` is the `factory:` entry for the CLI; the
+environment variables `SCRIPTED_LATENCY_S` and `SCRIPTED_FAIL_FIRST` configure it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import PrivateAttr
+
+from tests.synth.rules import answer
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Answers the pipeline's prompts by rule (see `tests.synth.rules`)."""
+
+    model_name: str = "scripted"
+    latency_s: float = 0.0
+    fail_first_calls: int = 0
+    temperature: float | None = None
+
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _calls: int = PrivateAttr(default=0)
+    _failures: int = PrivateAttr(default=0)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    @property
+    def calls(self) -> int:
+        """Requests received (including the ones that raised)."""
+        return self._calls
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        with self._lock:
+            self._calls += 1
+            if self._failures < self.fail_first_calls:
+                self._failures += 1
+                msg = "scripted connection reset"
+                raise ConnectionError(msg)
+        humans = [m for m in messages if isinstance(m, HumanMessage)]
+        prompt = humans[0].text
+        text = answer(prompt, attempt=len(humans))
+        n_in = sum(len(m.text.split()) for m in messages)
+        n_out = len(text.split())
+        message = AIMessage(
+            content=text,
+            usage_metadata={
+                "input_tokens": n_in,
+                "output_tokens": n_out,
+                "total_tokens": n_in + n_out,
+            },
+            response_metadata={"model_name": self.model_name},
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        return self._answer(messages)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        return self._answer(messages)
+
+
+def make_model(temperature: float | None = None, **kwargs: Any) -> ScriptedChatModel:
+    """Factory for `--generator factory:tests.synth.scripted:make_model`."""
+    return ScriptedChatModel(
+        temperature=temperature,
+        latency_s=float(os.environ.get("SCRIPTED_LATENCY_S", "0")),
+        fail_first_calls=int(os.environ.get("SCRIPTED_FAIL_FIRST", "0")),
+        **kwargs,
+    )

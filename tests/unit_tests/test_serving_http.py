@@ -1,0 +1,146 @@
+"""Pure helpers of the HTTP backends: retry policy, error classification, SSE, URLs, mapping."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from langchain_fspo.backends._http import (
+    CallContext,
+    MalformedResponseError,
+    RetryPolicy,
+    classify,
+    normalize_base_url,
+    safe_url,
+    sse_payloads,
+)
+from langchain_fspo.backends.base import GenerationParams
+from langchain_fspo.backends.tgi import TGIBackend, parse_lora_adapters
+from langchain_fspo.errors import InferenceServerError, UnsupportedParameterError
+
+CTX = CallContext(backend="TGI", url="http://user:pw@tgi:8080", adapter="org/a", route="/generate")
+
+
+def _status_error(
+    status: int, body: object, headers: dict[str, str] | None = None
+) -> httpx.HTTPStatusError:
+    request = httpx.Request("POST", "http://tgi:8080/generate")
+    response = httpx.Response(status, json=body, headers=headers, request=request)
+    return httpx.HTTPStatusError("failed", request=request, response=response)
+
+
+def test_backoff_doubles_up_to_the_cap_with_small_jitter() -> None:
+    policy = RetryPolicy(max_retries=5, backoff_factor=0.5, backoff_max=3.0)
+    for retry, base in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 3.0), (5, 3.0)]:
+        assert base <= policy.delay(retry) <= base * 1.1
+    assert 2.5 <= policy.delay(1, retry_after=2.5) <= 2.75  # the server's Retry-After wins
+
+
+@pytest.mark.parametrize("kwargs", [{"max_retries": -1}, {"backoff_factor": -0.1}])
+def test_retry_policy_rejects_negative_values(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="must be >= 0"):
+        RetryPolicy(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("status", "retry"),
+    [
+        (429, True),
+        (500, True),
+        (503, True),
+        (504, True),
+        (400, False),
+        (401, False),
+        (404, False),
+        (422, False),
+    ],
+)
+def test_classify_statuses(status: int, retry: bool) -> None:
+    should_retry, error, _ = classify(
+        _status_error(status, {"error": "boom", "error_type": "x"}), CTX
+    )
+    assert should_retry is retry
+    assert error.status_code == status
+    assert error.adapter == "org/a"
+    assert error.retryable is False
+    assert "boom (x)" in str(error)
+    assert "pw" not in str(error)
+    assert error.url == "http://tgi:8080"
+
+
+def test_classify_reads_openai_error_bodies_and_retry_after() -> None:
+    _, error, retry_after = classify(
+        _status_error(429, {"error": {"message": "slow down"}}, {"Retry-After": "3"}), CTX
+    )
+    assert "slow down" in str(error)
+    assert retry_after == 3.0
+
+
+def test_classify_transport_and_malformed() -> None:
+    assert classify(httpx.ConnectError("refused"), CTX)[0] is True
+    assert classify(httpx.ReadTimeout("slow"), CTX)[0] is True
+    retry, error, _ = classify(MalformedResponseError("no choices"), CTX)
+    assert retry is False
+    assert "malformed response: no choices" in str(error)
+    assert classify(InferenceServerError("as is"), CTX)[1].args == ("as is",)
+
+
+def test_sse_payloads_stop_at_done_and_reject_garbage() -> None:
+    lines = iter(
+        [
+            ": comment",
+            "",
+            'data: {"a": 1}',
+            "event: x",
+            'data:{"b": 2}',
+            "data: [DONE]",
+            'data: {"c": 3}',
+        ]
+    )
+    assert list(sse_payloads(lines)) == [{"a": 1}, {"b": 2}, None]
+    with pytest.raises(MalformedResponseError, match="not JSON"):
+        list(sse_payloads(iter(['data: {"a": '])))
+    with pytest.raises(MalformedResponseError, match="not a JSON object"):
+        list(sse_payloads(iter(["data: [1, 2]"])))
+
+
+def test_urls() -> None:
+    assert safe_url("https://u:secret@host:8443/v1?token=abc") == "https://host:8443/v1"
+    assert normalize_base_url("http://h:8080/v1/") == "http://h:8080"
+    assert normalize_base_url("http://h:8080/") == "http://h:8080"
+
+
+def test_lora_adapters_spec() -> None:
+    assert parse_lora_adapters("a/b,c/d@main, name=/x/y ,") == ["a/b", "c/d", "name"]
+    assert parse_lora_adapters(["x", "y=/p"]) == ["x", "y"]
+
+
+def test_tgi_argument_mapping_without_network() -> None:
+    backend = TGIBackend("http://tgi:8080")
+    chat = backend.chat_arguments(
+        None, GenerationParams(temperature=0, extra={"tools": [], "my_flag": 1}), stream=True
+    )
+    assert chat["model"] == "tgi"
+    assert chat["temperature"] == 0  # TGI's chat route takes 0 (greedy)
+    assert chat["extra_body"] == {"my_flag": 1}
+    assert chat["stream_options"] == {"include_usage": True}
+    paper = backend.generate_arguments(
+        "org/a", GenerationParams(temperature=0.3, max_tokens=5), stream=False
+    )
+    assert paper["adapter_id"] == "org/a"
+    assert paper["do_sample"] is True
+    assert paper["max_new_tokens"] == 5
+    with pytest.raises(UnsupportedParameterError, match="top_k"):
+        backend.chat_arguments(None, GenerationParams(top_k=3), stream=False)
+    with pytest.raises(UnsupportedParameterError, match="presence_penalty"):
+        backend.generate_arguments(None, GenerationParams(presence_penalty=0.1), stream=False)
+
+
+def test_tgi_docstring_examples_run() -> None:
+    import doctest
+
+    from langchain_fspo.backends import tgi
+
+    result = doctest.testmod(tgi, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
