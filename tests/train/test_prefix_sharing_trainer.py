@@ -87,12 +87,22 @@ def _trainable(trainer):
 
 
 @pytest.mark.parametrize(
-    ("loss_type", "precompute"), [("ipo", False), ("sigmoid", False), ("ipo", True)]
+    ("loss_type", "precompute", "weighting"),
+    [
+        ("ipo", False, False),
+        ("sigmoid", False, False),
+        ("ipo", True, False),
+        ("sigmoid", False, True),
+    ],
 )
 def test_first_batch_loss_metrics_and_one_step_match_stock_dpo_trainer(
-    loss_type, precompute, tokenizer, dataset, tmp_path
+    loss_type, precompute, weighting, tokenizer, dataset, tmp_path
 ):
-    options = {"loss_type": loss_type, "precompute_ref_log_probs": precompute}
+    options = {
+        "loss_type": loss_type,
+        "precompute_ref_log_probs": precompute,
+        "use_weighting": weighting,  # WPO: uses the fused head's log_sum_sq_probs
+    }
     stock = _trainer(DPOTrainer, tokenizer, dataset, tmp_path, **options)
     shared = _trainer(PrefixSharingDPOTrainer, tokenizer, dataset, tmp_path, **options)
     assert shared.prefix_sharing
