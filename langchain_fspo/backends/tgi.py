@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -41,6 +40,7 @@ from langchain_fspo.backends._http import (
     astream_with_retries,
     call_with_retries,
     normalize_base_url,
+    resolve_api_key,
     safe_url,
     stream_with_retries,
 )
@@ -188,9 +188,7 @@ class TGIBackend(Backend):
         self.adapters: list[str] | None = (
             parse_lora_adapters(adapters) if adapters is not None else None
         )
-        if api_key is None and os.environ.get("HF_TOKEN"):
-            api_key = os.environ["HF_TOKEN"]
-        self.api_key: SecretStr | None = SecretStr(api_key) if isinstance(api_key, str) else api_key
+        self.api_key = resolve_api_key(api_key, "HF_TOKEN")
         self.timeout = timeout
         self.retry = RetryPolicy(
             max_retries=max_retries, backoff_factor=backoff_factor, backoff_max=backoff_max
