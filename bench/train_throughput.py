@@ -5,8 +5,8 @@ of P tokens and answers of R tokens exactly, each length jittered by +-10% so th
 padded, as real ones are), a randomly initialised Llama-shaped model, IPO loss
 (``loss_type=["ipo"]``, beta=0.005), LoRA r=16 (alpha 32) on all linear layers and gradient
 checkpointing, as in the anchor measurement of TRL's DPOTrainer
-(``/work/shared/reference/anchor_trl_baseline.py``). On CUDA: bf16 and the Llama-3.2-1B shape; on
-CPU: float32 and a small Llama (``--model cpu-small``).
+(``shared/reference/anchor_trl_baseline.py`` in the steering repo). On CUDA: bf16 and the
+Llama-3.2-1B shape; on CPU: float32 and a small Llama (``--model cpu-small``).
 
 Each (setting, trainer) runs in its own process, so peak memory is per trainer. Reported per run:
 median step time after warm-up, pairs/s, tokens/s (data tokens, ``2 (P + R)`` per pair, equal for
