@@ -1,16 +1,29 @@
 """What `ChatFSPO` adds to every call on top of the backend's own generation time.
 
-The backend here answers instantly (a fixed string), so everything measured is ChatFSPO's
-work: resolving the user, selecting the K shots from a SQLite `PreferenceMemory` (10,000
-examples for the measured user among 100,000 users), rendering the `PromptFormat`, parsing
-the completion, and LangChain's own `invoke` machinery (callbacks, run ids).
+Two measurements, both with an engine that answers instantly (a fixed string):
 
-Run (about a minute to build the database, then a minute of measuring):
+1. In process: `ChatFSPO` over an `InstantBackend`, so everything measured is ChatFSPO's
+   work: resolving the user, selecting the K shots from a SQLite `PreferenceMemory` (10,000
+   examples for the measured user among 100,000 users), rendering the `PromptFormat`, parsing
+   the completion, and LangChain's own `invoke` machinery (callbacks, run ids).
+2. Over HTTP (the TGI path): the TGI test server (`tests/tgi_server`, started in this process
+   on 127.0.0.1 over the same instant engine) answered by three clients with the same
+   question: a direct `huggingface_hub.InferenceClient.chat_completion` call (the baseline),
+   `langchain-huggingface`'s `ChatHuggingFace(llm=HuggingFaceEndpoint(endpoint_url=...))`,
+   and `ChatFSPO` (`TGIBackend`) for the measured user (K shots from the same SQLite memory,
+   so its request is bigger) and for an unknown user (zero-shot, about the same body as the
+   others). A direct call that sends ChatFSPO's own K-shot messages isolates ChatFSPO's work
+   from the cost of the bigger body. Clients are timed in interleaved blocks so that a
+   change of load on the machine hits all of them alike; sync `invoke` and async `ainvoke`.
+   The server runs in this process, so the CPU-time columns of this part count only the
+   calling thread (`time.thread_time`), not the server's threads.
+
+Run (about a minute to build the database, then about three minutes of measuring):
 
     python bench/serving_overhead.py            # writes bench/results/serving_overhead.{json,md}
-    python bench/serving_overhead.py --users 2000 --calls 300 --out /tmp/quick   # smoke run
+    python bench/serving_overhead.py --users 2000 --calls 300 --tgi-calls 300 --out /tmp/q
 
-Budget: median under 2 ms, p99 under 10 ms per call.
+Budget (in process): median under 2 ms, p99 under 10 ms per call.
 """
 
 # InstantBackend keeps the Backend signatures and deliberately ignores the arguments.
@@ -36,16 +49,27 @@ from typing import Any, ClassVar
 
 from tqdm import tqdm
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` (the TGI test server)
+
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
+from langchain_fspo.backends.tgi import TGIBackend
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
+from tests.tgi_server import TGITestServer
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = "measured-user@example.com"
 BUDGET_MEDIAN_MS = 2.0
 BUDGET_P99_MS = 10.0
 QUERIES = [f"What would you recommend for situation number {i}?" for i in range(64)]
+ADAPTER = "fspo"
+MAX_TOKENS = 16
+DIRECT = "InferenceClient.chat_completion (direct)"
+DIRECT_SAME_BODY = "InferenceClient.chat_completion, ChatFSPO's K-shot messages"
+HF = "ChatHuggingFace"
+FSPO = "ChatFSPO (K shots)"
+FSPO_ZERO = "ChatFSPO (unknown user, zero-shot)"
 
 
 class InstantBackend(Backend):
@@ -107,6 +131,23 @@ def _populate(path: Path, users: int, examples: int) -> None:
     marker.write_text(json.dumps(wanted))
 
 
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 4)
+
+
+def _summary(wall: list[float], cpu: list[float]) -> dict[str, float]:
+    return {
+        "median_ms": round(statistics.median(wall), 4),
+        "p99_ms": _p99(wall),
+        "mean_ms": round(statistics.fmean(wall), 4),
+        "max_ms": round(max(wall), 4),
+        "cpu_median_ms": round(statistics.median(cpu), 4),
+        "cpu_p99_ms": _p99(cpu),
+        "calls": len(wall),
+    }
+
+
 def _time(fn: Callable[[int], Any], calls: int, warmup: int) -> dict[str, float]:
     for i in range(warmup):
         fn(i)
@@ -116,21 +157,7 @@ def _time(fn: Callable[[int], Any], calls: int, warmup: int) -> dict[str, float]
         fn(i)
         cpu.append((time.process_time() - start_cpu) * 1e3)
         wall.append((time.perf_counter() - start) * 1e3)
-    wall.sort()
-    cpu.sort()
-
-    def p99(values: list[float]) -> float:
-        return round(values[min(len(values) - 1, int(0.99 * len(values)))], 4)
-
-    return {
-        "median_ms": round(statistics.median(wall), 4),
-        "p99_ms": p99(wall),
-        "mean_ms": round(statistics.fmean(wall), 4),
-        "max_ms": round(wall[-1], 4),
-        "cpu_median_ms": round(statistics.median(cpu), 4),
-        "cpu_p99_ms": p99(cpu),
-        "calls": calls,
-    }
+    return _summary(wall, cpu)
 
 
 def _atime(fn: Callable[[int], Any], calls: int, warmup: int) -> dict[str, float]:
@@ -139,6 +166,167 @@ def _atime(fn: Callable[[int], Any], calls: int, warmup: int) -> dict[str, float
         return _time(lambda i: loop.run_until_complete(fn(i)), calls, warmup)
     finally:
         loop.close()
+
+
+def _interleaved(
+    cases: dict[str, Callable[[int], Any]], calls: int, warmup: int, block: int
+) -> dict[str, dict[str, float]]:
+    """Time every case `calls` times, in rounds of `block` calls per case (wall, thread CPU).
+
+    Interleaving spreads a change of load on the (shared) machine over all cases alike.
+    """
+    for fn in cases.values():
+        for i in range(warmup):
+            fn(i)
+    wall: dict[str, list[float]] = {name: [] for name in cases}
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
+    rounds = -(-calls // block)
+    for r in tqdm(range(rounds), desc="TGI rounds", unit="round", mininterval=5):
+        for name, fn in cases.items():
+            for i in range(r * block, min(calls, (r + 1) * block)):
+                start, start_cpu = time.perf_counter(), time.thread_time()
+                fn(i)
+                cpu[name].append((time.thread_time() - start_cpu) * 1e3)
+                wall[name].append((time.perf_counter() - start) * 1e3)
+    return {name: _summary(wall[name], cpu[name]) for name in cases}
+
+
+def _answer_text(output: Any) -> str:
+    """The answer of a LangChain message or of a hub `ChatCompletionOutput`."""
+    if hasattr(output, "content"):
+        return str(output.content)
+    return str(output.choices[0].message.content)
+
+
+def _request_of(server: TGITestServer, fn: Callable[[int], Any]) -> dict[str, Any]:
+    """What one call of `fn` sends: body bytes, message count, `model`, served adapter."""
+    server.reset()
+    fn(0)
+    [request] = server.requests_to("/v1/chat/completions")
+    body = request.body
+    server.reset()
+    return {
+        "body_bytes": int(request.headers["content-length"]),
+        "messages": len(body["messages"]),
+        "model": body.get("model"),
+        "served_adapter": request.served_adapter,
+    }
+
+
+def _overheads(results: dict[str, dict[str, float]], baseline: str) -> dict[str, dict[str, float]]:
+    base = results[baseline]
+    return {
+        name: {
+            "median_ms": round(r["median_ms"] - base["median_ms"], 4),
+            "p99_ms": round(r["p99_ms"] - base["p99_ms"], 4),
+            "cpu_median_ms": round(r["cpu_median_ms"] - base["cpu_median_ms"], 4),
+            "cpu_p99_ms": round(r["cpu_p99_ms"] - base["cpu_p99_ms"], 4),
+        }
+        for name, r in results.items()
+    }
+
+
+def _tgi_bench(memory: PreferenceMemory, args: argparse.Namespace) -> dict[str, Any]:
+    """The TGI path: three clients against one TGI test server over the instant engine."""
+    from huggingface_hub import AsyncInferenceClient, InferenceClient
+    from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
+
+    fmt = PromptFormat(style="chat", num_shots=args.shots)
+    server = TGITestServer(InstantBackend(), model_id="fspo/base-model", adapters=[ADAPTER])
+    loop = asyncio.new_event_loop()
+    with server:
+        fspo = ChatFSPO(
+            model=ADAPTER,
+            base_url=server.url,
+            adapters=[ADAPTER],
+            prompt_format=fmt,
+            memory=memory,
+            max_tokens=MAX_TOKENS,
+            temperature=0,
+        )
+        hf = ChatHuggingFace(
+            # `model` is filled in from `endpoint_url` by its validator.
+            llm=HuggingFaceEndpoint(  # type: ignore[call-arg]
+                endpoint_url=server.url, task="conversational", max_new_tokens=MAX_TOKENS
+            ),
+        )
+        client = InferenceClient(base_url=server.url)
+        aclient = AsyncInferenceClient(base_url=server.url)
+        same_body = [fspo.build_prompt(question, user_id=TARGET).messages for question in QUERIES]
+        assert all(len(m) >= 1 for m in same_body)
+
+        def q(i: int) -> str:
+            return QUERIES[i % len(QUERIES)]
+
+        def direct(messages: list[dict[str, Any]]) -> Any:
+            return client.chat_completion(
+                messages, model=ADAPTER, max_tokens=MAX_TOKENS, temperature=0
+            )
+
+        async def adirect(messages: list[dict[str, Any]]) -> Any:
+            return await aclient.chat_completion(
+                messages, model=ADAPTER, max_tokens=MAX_TOKENS, temperature=0
+            )
+
+        def run(coro_fn: Callable[[int], Any]) -> Callable[[int], Any]:
+            return lambda i: loop.run_until_complete(coro_fn(i))
+
+        sync_cases: dict[str, Callable[[int], Any]] = {
+            DIRECT: lambda i: direct([{"role": "user", "content": q(i)}]),
+            DIRECT_SAME_BODY: lambda i: direct(same_body[i % len(QUERIES)]),
+            HF: lambda i: hf.invoke(q(i)),
+            FSPO: lambda i: fspo.invoke(q(i), user_id=TARGET),
+            FSPO_ZERO: lambda i: fspo.invoke(q(i), user_id="nobody"),
+        }
+        async_cases: dict[str, Callable[[int], Any]] = {
+            DIRECT: run(lambda i: adirect([{"role": "user", "content": q(i)}])),
+            DIRECT_SAME_BODY: run(lambda i: adirect(same_body[i % len(QUERIES)])),
+            HF: run(lambda i: hf.ainvoke(q(i))),
+            FSPO: run(lambda i: fspo.ainvoke(q(i), user_id=TARGET)),
+            FSPO_ZERO: run(lambda i: fspo.ainvoke(q(i), user_id="nobody")),
+        }
+        requests = {name: _request_of(server, fn) for name, fn in sync_cases.items()}
+        answers = {name: _answer_text(fn(0)) for name, fn in sync_cases.items()}
+        assert len(set(answers.values())) == 1, answers
+        server.reset()
+        load_before = [round(x, 2) for x in os.getloadavg()]
+        modes: dict[str, dict[str, dict[str, float]]] = {}
+        for mode, cases in (("sync invoke", sync_cases), ("async ainvoke", async_cases)):
+            modes[mode] = _interleaved(cases, args.tgi_calls, args.warmup, args.block)
+            for name, r in modes[mode].items():
+                print(
+                    f"TGI {mode:13s} {name:60s} median {r['median_ms']:.3f} ms  "
+                    f"p99 {r['p99_ms']:.3f} ms"
+                )
+        violations = list(server.spec_violations)
+        assert not violations, violations
+        assert isinstance(fspo.backend, TGIBackend), fspo.backend
+        loop.run_until_complete(fspo.backend.aclose())
+    loop.close()
+    return {
+        "setup": {
+            "server": (
+                "tests/tgi_server TGITestServer (TGI flavor, OpenAPI-checked), 127.0.0.1, "
+                "plain HTTP/1.1, in this process, over InstantBackend"
+            ),
+            "route": "POST /v1/chat/completions, not streamed",
+            "answer": answers[DIRECT],
+            "max_tokens": MAX_TOKENS,
+            "num_shots": args.shots,
+            "calls_per_client": args.tgi_calls,
+            "warmup_per_client": args.warmup,
+            "interleaved_block": args.block,
+            "load_average_before": load_before,
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "cpu_clock": "time.thread_time of the calling thread (the server's threads excluded)",
+            "requests": requests,
+        },
+        "results": modes,
+        "overhead_vs_direct": {mode: _overheads(r, DIRECT) for mode, r in modes.items()},
+        "chatfspo_overhead_vs_direct_same_body": {
+            mode: _overheads(r, DIRECT_SAME_BODY)[FSPO] for mode, r in modes.items()
+        },
+    }
 
 
 def _machine() -> dict[str, Any]:
@@ -159,7 +347,15 @@ def _machine() -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str]:
-    names = ["langchain-core", "langgraph", "langgraph-checkpoint-sqlite", "pydantic"]
+    names = [
+        "langchain-core",
+        "langgraph",
+        "langgraph-checkpoint-sqlite",
+        "pydantic",
+        "huggingface-hub",
+        "langchain-huggingface",
+        "httpx",
+    ]
     versions = {name: metadata.version(name) for name in names}
     try:
         commit = subprocess.run(
@@ -179,6 +375,81 @@ def _verdict(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
+def _tgi_markdown(tgi: dict[str, Any]) -> list[str]:
+    setup = tgi["setup"]
+    requests = setup["requests"]
+    lines = [
+        "## The TGI path: ChatFSPO vs. a direct InferenceClient call vs. ChatHuggingFace",
+        "",
+        (
+            f"One TGI test server (`tests/tgi_server`, TGI flavor, 127.0.0.1, started in the "
+            f"bench's process) over the instant engine, which answers {setup['answer']!r} "
+            f"to every request; `POST /v1/chat/completions`, not streamed, "
+            f"max_tokens={setup['max_tokens']}. Every client asks the same question "
+            f"(64 questions in turn). ChatFSPO (`TGIBackend`) answers the measured user "
+            f"with K={setup['num_shots']} shots from the SQLite memory above, and an unknown "
+            f"user zero-shot. `ChatHuggingFace(llm=HuggingFaceEndpoint(endpoint_url=..., "
+            f'task="conversational"))` is langchain-huggingface\'s client. '
+            f"{setup['calls_per_client']:,} timed calls per client and mode after "
+            f"{setup['warmup_per_client']} warm-up calls, interleaved in rounds of "
+            f"{setup['interleaved_block']} calls per client (so load changes hit all alike)."
+        ),
+        "",
+        (
+            f"Load average (1/5/15 min) before: {setup['load_average_before']}, after: "
+            f"{setup['load_average_after']}. CPU columns: CPU time of the calling thread "
+            "only (the server's threads excluded), i.e. the client's own work; wall clock "
+            "includes the server and waiting for a core on this shared 2-core machine. "
+            "Overhead = this client minus the direct InferenceClient call (question only), "
+            "median minus median and p99 minus p99 (a difference of two tails: small or "
+            'negative p99 differences are noise). `ChatHuggingFace` sends `model="dummy"` '
+            "(huggingface_hub's placeholder for an endpoint URL), so TGI runs the base model "
+            "for it: it cannot pick an adapter; with the instant engine that costs nothing."
+        ),
+        "",
+        "Requests as sent (one call each):",
+        "",
+        "| client | body bytes | messages | `model` | adapter served |",
+        "|---|---:|---:|---|---|",
+        *(
+            f"| {name} | {r['body_bytes']:,} | {r['messages']} | `{r['model']}` "
+            f"| {r['served_adapter'] or 'base model'} |"
+            for name, r in requests.items()
+        ),
+        "",
+    ]
+    for mode, results in tgi["results"].items():
+        over = tgi["overhead_vs_direct"][mode]
+        lines += [
+            f"### {mode}",
+            "",
+            (
+                "| client | median ms | p99 ms | CPU median ms | CPU p99 ms "
+                "| overhead median ms | overhead p99 ms | CPU overhead median ms |"
+            ),
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            *(
+                f"| {name} | {r['median_ms']:.3f} | {r['p99_ms']:.3f} "
+                f"| {r['cpu_median_ms']:.3f} | {r['cpu_p99_ms']:.3f} "
+                f"| {over[name]['median_ms']:+.3f} | {over[name]['p99_ms']:+.3f} "
+                f"| {over[name]['cpu_median_ms']:+.3f} |"
+                for name, r in results.items()
+            ),
+            "",
+        ]
+        same = tgi["chatfspo_overhead_vs_direct_same_body"][mode]
+        lines += [
+            (
+                f"ChatFSPO (K shots) minus a direct call sending the same K-shot messages "
+                f"({mode}): median {same['median_ms']:+.3f} ms, p99 {same['p99_ms']:+.3f} ms, "
+                f"CPU median {same['cpu_median_ms']:+.3f} ms, CPU p99 "
+                f"{same['cpu_p99_ms']:+.3f} ms."
+            ),
+            "",
+        ]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -186,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=3_000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--shots", type=int, default=8)
+    parser.add_argument("--tgi-calls", type=int, default=3_000, help="per client and mode")
+    parser.add_argument("--block", type=int, default=100, help="calls per client per round")
+    parser.add_argument("--skip-tgi", action="store_true", help="in-process part only")
     parser.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "fspo_bench.db")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args(argv)
@@ -238,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:45s} median {results[name]['median_ms']:.3f} ms  "
             f"p99 {results[name]['p99_ms']:.3f} ms"
         )
+        tgi = None if args.skip_tgi else _tgi_bench(memory, args)
 
     invoke = results["ChatFSPO.invoke"]
     report: dict[str, Any] = {
@@ -265,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": results,
     }
+    if tgi is not None:
+        report["tgi"] = tgi
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serving_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
@@ -306,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "",
     ]
+    if tgi is not None:
+        lines += _tgi_markdown(tgi)
     (args.out / "serving_overhead.md").write_text("\n".join(lines))
     print(f"Wrote {args.out / 'serving_overhead.json'}")
     return 0

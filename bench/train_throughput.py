@@ -5,8 +5,8 @@ of P tokens and answers of R tokens exactly, each length jittered by +-10% so th
 padded, as real ones are), a randomly initialised Llama-shaped model, IPO loss
 (``loss_type=["ipo"]``, beta=0.005), LoRA r=16 (alpha 32) on all linear layers and gradient
 checkpointing, as in the anchor measurement of TRL's DPOTrainer
-(``/work/shared/reference/anchor_trl_baseline.py``). On CUDA: bf16 and the Llama-3.2-1B shape; on
-CPU: float32 and a small Llama (``--model cpu-small``).
+(``shared/reference/anchor_trl_baseline.py`` in the steering repo). On CUDA: bf16 and the
+Llama-3.2-1B shape; on CPU: float32 and a small Llama (``--model cpu-small``).
 
 Each (setting, trainer) runs in its own process, so peak memory is per trainer. Reported per run:
 median step time after warm-up, pairs/s, tokens/s (data tokens, ``2 (P + R)`` per pair, equal for
@@ -87,8 +87,11 @@ NOTES = {
         "CPU run: no GPU was lent to the session that measured this. The model is a small",
         "Llama and P/R are scaled down; CPU peak memory is the process peak RSS (weights,",
         "activations and Python), not an allocator statistic. The CPU was shared with other",
-        "jobs (load_average_start/end, 1/5/15 min), so step times are noisy and slow; the two",
-        "trainers ran one after the other under similar load.",
+        "jobs (load_average_start/end, 1/5/15 min), so wall-clock step times are noisy and",
+        "slow; the trainers' runs alternate (--repeats), and the process CPU time per step",
+        "(user + system, all threads) is reported as a measure less sensitive to that load.",
+        "With --threads 1 no thread spin-waits for a descheduled sibling, so CPU time is the",
+        "work done.",
     ),
     "gpu_pending": (
         "The H100 run at the anchor setting (Llama-3.2-1B shape, bf16, batch 4, P=3000 R=250,",
@@ -152,6 +155,8 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     from fspo_train.prefix_sharing import PrefixSharingDPOTrainer
 
     cuda = spec["device"] == "cuda"
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
     prompt, answer, batch, steps = spec["P"], spec["R"], spec["batch"], spec["steps"]
     jitter = spec["jitter"]
     shape = dict(MODELS[spec["model"]])
@@ -175,7 +180,18 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         return (max(1, round(n * (1 - jitter))), max(1, round(n * (1 + jitter))))
 
     rows = synthetic_pairs(batch * (steps + 1), spread(prompt), spread(answer), seed=0)
-    trainer_class = PrefixSharingDPOTrainer if spec["mode"] == "prefix_shared" else DPOTrainer
+    shared = spec["mode"].startswith("prefix_shared")
+    precompute = spec["mode"].endswith("_precompute")
+    base_class = PrefixSharingDPOTrainer if shared else DPOTrainer
+    precompute_s = [0.0]
+
+    class TimedTrainer(base_class):  # type: ignore[valid-type,misc]
+        def _precompute_ref_logps(self, *args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            out = super()._precompute_ref_logps(*args, **kwargs)
+            precompute_s[0] += time.perf_counter() - start
+            return out
+
     args = DPOConfig(
         output_dir=str(Path(spec["tmp"]) / spec["mode"]),
         per_device_train_batch_size=batch,
@@ -190,7 +206,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         beta=0.005,
         gradient_checkpointing=True,
         max_length=int(1.3 * (prompt + answer)),
-        precompute_ref_log_probs=False,
+        precompute_ref_log_probs=precompute,
         disable_tqdm=True,
         seed=0,
     )
@@ -209,7 +225,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         ],
         init_lora_weights=False,
     )
-    trainer: Any = trainer_class(
+    trainer: Any = TimedTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),
@@ -241,6 +257,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     trainer.data_collator = counting_collate
     times: list[float] = []
+    cpu_times: list[float] = []
 
     def sync() -> None:
         if cuda:
@@ -248,14 +265,17 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     class Timer(TrainerCallback):
         start = 0.0
+        cpu_start = 0.0
 
         def on_step_begin(self, *_: Any, **__: Any) -> None:
             sync()
             self.start = time.perf_counter()
+            self.cpu_start = time.process_time()
 
         def on_step_end(self, *_: Any, **__: Any) -> None:
             sync()
             times.append(time.perf_counter() - self.start)
+            cpu_times.append(time.process_time() - self.cpu_start)
 
     trainer.add_callback(Timer())
     if cuda:
@@ -285,12 +305,18 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     peak = spec["peak_tflops"] or peak
     return {
         "mode": spec["mode"],
+        "precompute_ref_log_probs": precompute,
+        "precompute_s": precompute_s[0],
+        "rows": len(rows),
+        "amortized_pairs_per_s": 1 / (step_s / batch + precompute_s[0] / len(rows)),
         "prefix_sharing": bool(getattr(trainer, "prefix_sharing", False)),
         "fallback_reason": getattr(trainer, "prefix_sharing_fallback_reason", None),
         "params": n_params,
         "steps_timed": len(timed),
         "step_s_median": step_s,
         "step_s_all": times,
+        "step_cpu_s_median": statistics.median(cpu_times[warm:]),
+        "step_cpu_s_all": cpu_times,
         "pairs_per_s": batch / step_s,
         "data_tokens_per_step": data,
         "data_tokens_per_s": data / step_s,
@@ -313,6 +339,7 @@ def _pool(runs: list[dict[str, Any]], batch: int, warmup: int) -> dict[str, Any]
     pooled = dict(runs[0])
     timed = [t for run in runs for t in run["step_s_all"][warmup:]]
     step_s = statistics.median(timed)
+    cpu_s = statistics.median(t for run in runs for t in run["step_cpu_s_all"][warmup:])
     processed = statistics.mean(run["processed_tokens_per_step"] for run in runs)
     data = statistics.mean(run["data_tokens_per_step"] for run in runs)
     pooled.update(
@@ -320,6 +347,8 @@ def _pool(runs: list[dict[str, Any]], batch: int, warmup: int) -> dict[str, Any]
         steps_timed=len(timed),
         step_s_median=step_s,
         step_s_all=[run["step_s_all"] for run in runs],
+        step_cpu_s_median=cpu_s,
+        step_cpu_s_all=[run["step_cpu_s_all"] for run in runs],
         pairs_per_s=batch / step_s,
         data_tokens_per_step=data,
         data_tokens_per_s=data / step_s,
@@ -328,6 +357,9 @@ def _pool(runs: list[dict[str, Any]], batch: int, warmup: int) -> dict[str, Any]
         approx_mfu=statistics.mean(run["approx_mfu"] * run["step_s_median"] for run in runs)
         / step_s,
     )
+    precompute_s = statistics.mean(run["precompute_s"] for run in runs)
+    pooled["precompute_s"] = precompute_s
+    pooled["amortized_pairs_per_s"] = 1 / (step_s / batch + precompute_s / pooled["rows"])
     for key in ("peak_gpu_memory_gb", "peak_rss_gb"):
         if key in pooled:
             pooled[key] = max(run[key] for run in runs)
@@ -367,27 +399,30 @@ def _markdown(report: dict[str, Any]) -> str:
         ),
         "",
         (
-            "| P | R | batch | trainer | step s | pairs/s | data tok/s | processed tok/step | "
+            "| P | R | batch | trainer | step s | CPU s/step | pairs/s | data tok/s | "
+            "processed tok/step | "
             "peak mem GB | approx MFU | first-batch loss |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for setting in report["settings"]:
         for run in (setting["stock"], setting["prefix_shared"]):
             memory = run.get("peak_gpu_memory_gb", run.get("peak_rss_gb"))
             lines.append(
                 f"| {setting['P']} | {setting['R']} | {setting['batch']} | {run['mode']} | "
-                f"{run['step_s_median']:.3f} | {run['pairs_per_s']:.3f} | "
+                f"{run['step_s_median']:.3f} | {run.get('step_cpu_s_median', float('nan')):.3f} | "
+                f"{run['pairs_per_s']:.3f} | "
                 f"{run['data_tokens_per_s']:.0f} | {run['processed_tokens_per_step']:.0f} | "
                 f"{memory:.2f} | {run['approx_mfu']:.4f} | {run['first_batch_loss']:.6f} |"
             )
     lines += [
         "",
         (
-            "| P | R | speed-up (pairs/s) | processed-token ratio | first-batch loss abs. diff | "
-            "loss agrees (1e-3) | logps/chosen diff | logps/rejected diff |"
+            "| P | R | speed-up (pairs/s) | speed-up (process CPU time) | processed-token ratio | "
+            "first-batch loss abs. diff | loss agrees (1e-3) | logps/chosen diff | "
+            "logps/rejected diff |"
         ),
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report["settings"]:
         stock, shared = s["stock"], s["prefix_shared"]
@@ -395,9 +430,31 @@ def _markdown(report: dict[str, Any]) -> str:
         rejected = abs(stock["first_batch_logps_rejected"] - shared["first_batch_logps_rejected"])
         lines.append(
             f"| {s['P']} | {s['R']} | {s['speedup_pairs_per_s']:.2f}x | "
+            f"{s.get('speedup_cpu_time', float('nan')):.2f}x | "
             f"{s['processed_token_ratio']:.3f} | {s['first_batch_loss_abs_diff']:.2e} | "
             f"{s['first_batch_loss_agrees']} | {chosen:.2e} | {rejected:.2e} |"
         )
+    extra = [m for m in report["settings"][0].get("speedup_vs_stock", {}) if m != "stock"]
+    if any(m.endswith("_precompute") for m in extra):
+        lines += [
+            "",
+            (
+                "Speed-up over stock (precompute modes: the one-off reference pass in __init__, "
+                "amortised over this run's rows, which counts its fixed set-up cost against a few "
+                "rows only, is counted in 'amortised'):"
+            ),
+            "",
+            "| P | R | trainer | steps only | amortised | precompute s | rows |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s in report["settings"]:
+            for mode in extra:
+                speed = s["speedup_vs_stock"][mode]
+                lines.append(
+                    f"| {s['P']} | {s['R']} | {mode} | {speed['pairs_per_s']:.2f}x | "
+                    f"{speed['amortized']:.2f}x | {s[mode]['precompute_s']:.1f} | "
+                    f"{s[mode]['rows']} |"
+                )
     lines += ["", "Notes:", ""] + [f"- {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"
 
@@ -419,7 +476,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", choices=sorted(MODELS), default=None)
     parser.add_argument("--jitter", type=float, default=0.1, help="+- fraction of P and R")
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="override the peak")
-    parser.add_argument("--modes", default="stock,prefix_shared")
+    parser.add_argument(
+        "--modes",
+        default="stock,prefix_shared",
+        help="comma-separated among stock, prefix_shared, stock_precompute, "
+        "prefix_shared_precompute (the last two: precompute_ref_log_probs=True)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per run (0: torch's default); 1 avoids spin-waiting on a busy CPU",
+    )
     parser.add_argument(
         "--repeats", type=int, default=1, help="runs per trainer, alternated; step times pooled"
     )
@@ -446,8 +514,12 @@ def main(argv: list[str] | None = None) -> None:
     warmup = args.warmup if args.warmup is not None else (2 if cuda else 1)
     model = args.model or ("llama-3.2-1b" if cuda else "cpu-small")
     modes = args.modes.split(",")
+    known = {"stock", "prefix_shared", "stock_precompute", "prefix_shared_precompute"}
+    if set(modes) - known:
+        parser.error(f"unknown modes {sorted(set(modes) - known)}; choose among {sorted(known)}")
     machine = torch.cuda.get_device_name() if cuda else _cpu_model()
-    machine += f" ({torch.get_num_threads()} torch threads, {platform.machine()})"
+    threads = args.threads or torch.get_num_threads()
+    machine += f" ({os.cpu_count()} CPUs, {threads} torch threads per run, {platform.machine()})"
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine,
@@ -486,6 +558,7 @@ def main(argv: list[str] | None = None) -> None:
                         "model": model,
                         "jitter": args.jitter,
                         "peak_tflops": args.peak_tflops,
+                        "threads": args.threads,
                         "tmp": tmp,
                     }
                     print(f"P={prompt} R={answer} batch={batch} {mode} #{repeat} ...", flush=True)
@@ -500,6 +573,7 @@ def main(argv: list[str] | None = None) -> None:
                 rel = diff / scale
                 entry.update(
                     speedup_pairs_per_s=shared["pairs_per_s"] / stock["pairs_per_s"],
+                    speedup_cpu_time=stock["step_cpu_s_median"] / shared["step_cpu_s_median"],
                     processed_token_ratio=shared["processed_tokens_per_step"]
                     / stock["processed_tokens_per_step"],
                     first_batch_loss_abs_diff=diff,
@@ -507,12 +581,21 @@ def main(argv: list[str] | None = None) -> None:
                     first_batch_loss_agrees=diff <= 1e-3 * scale,
                 )
                 print(f"  speed-up {entry['speedup_pairs_per_s']:.2f}x", flush=True)
+            if "stock" in entry:
+                entry["speedup_vs_stock"] = {
+                    mode: {
+                        "pairs_per_s": entry[mode]["pairs_per_s"] / entry["stock"]["pairs_per_s"],
+                        "amortized": entry[mode]["amortized_pairs_per_s"]
+                        / entry["stock"]["pairs_per_s"],
+                    }
+                    for mode in modes
+                }
             report["params"] = entry[modes[0]]["params"]
             report["settings"].append(entry)
     report["load_average_end"] = os.getloadavg()
     report["notes"] = [
         " ".join(NOTES["common"]),
-        " ".join(NOTES["mfu"]).format(cpu_peak=_cpu_peak_tflops(torch.get_num_threads())[1]),
+        " ".join(NOTES["mfu"]).format(cpu_peak=_cpu_peak_tflops(threads)[1]),
         " ".join(NOTES["loss"]),
     ]
     if not cuda:

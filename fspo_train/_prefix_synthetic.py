@@ -17,6 +17,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
     Qwen2Config,
+    Qwen3Config,
 )
 
 __all__ = ["byte_tokenizer", "random_causal_lm", "synthetic_pairs"]
@@ -26,6 +27,7 @@ _CONFIGS: dict[str, Any] = {
     "llama": LlamaConfig,
     "mistral": MistralConfig,
     "qwen2": Qwen2Config,
+    "qwen3": Qwen3Config,
 }
 
 
@@ -65,7 +67,7 @@ def random_causal_lm(
     seed: int = 0,
     **config_kwargs: object,
 ) -> PreTrainedModel:
-    """A randomly initialised decoder of ``model_type`` (``llama``, ``mistral`` or ``qwen2``).
+    """A randomly initialised decoder: ``llama``, ``mistral``, ``qwen2`` or ``qwen3``.
 
     Example:
         >>> model = random_causal_lm(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1)

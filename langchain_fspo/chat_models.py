@@ -82,6 +82,14 @@ def _server_backend(kind: str, values: Mapping[str, Any]) -> Backend:
     return make_backend(kind, **kwargs)
 
 
+def _missing_backend() -> Backend:
+    msg = (
+        "ChatFSPO needs a backend: `backend=` (e.g. LocalBackend(...)), or `base_url=` of a "
+        "TGI server (add backend='openai' for vLLM/SGLang), or ChatFSPO.from_pretrained(...)."
+    )
+    raise ValueError(msg)
+
+
 def _own_timeout(backend: Backend) -> bool:
     """Whether the backend applies a timeout per HTTP attempt itself (TGI, OpenAI-compatible)."""
     return isinstance(getattr(backend, "timeout", None), int | float)
@@ -236,8 +244,9 @@ class ChatFSPO(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
-    backend: Backend
-    """Where the model runs; the adapter is selected per call."""
+    backend: Backend = Field(default_factory=_missing_backend)
+    """Where the model runs; the adapter is selected per call. A server backend can also be
+    given as `base_url=` (TGI) or `backend="tgi"`/`"openai"` with `base_url=`."""
     prompt_format: PromptFormat
     """The adapter's prompt contract (`fspo_format.json`); must be the one it was trained with."""
     model_name: str | None = Field(default=None, alias="model")

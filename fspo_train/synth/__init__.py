@@ -1,8 +1,22 @@
 """The paper's synthetic preference data pipeline over any LangChain chat models.
 
-Stages (each writes its own JSONL in the run folder and can be re-run alone): personas,
-questions, views, responses, labels (both orders), refine (iterative persona improvement),
-disagreement, records (splits + `PreferenceRecord` JSONL), report. See `run_synth` and `fspo synth`.
+Stages, in order; each writes its own files in the run folder and can be re-run alone
+(`fspo synth ... --stages labels --redo`):
+
+- personas (`personas.jsonl`): fixed users, or personas written from trait combinations;
+- questions (`questions.jsonl`): seeds plus augmented global questions, persona-specific ones;
+- views (`views.jsonl`): viewpoints per question (view conditioning);
+- responses (`responses.jsonl`): one per view or per steered persona, generators in turn;
+- labels (`labels.jsonl`): user-aware pairwise labels in both orders;
+- refine (`refinements.jsonl`, `relabels.jsonl`): persona additions and relabels per round;
+- disagreement (`disagreement.json`): the cross-user disagreement matrix and its flag;
+- records (`records.jsonl`, `train.jsonl`, `test.jsonl`, `splits.json`): `PreferenceRecord`s;
+- report (`report.json`, `report.md`, `disagreement.png`, `usage.json`).
+
+`run.json` pins the domain recipe, seed, models and prompt versions of the folder. Every JSONL
+row is one work item: `id`, `status` (`ok`/`failed`), `output`, `error`, `attempts`, `usage`
+(requests and tokens), `model`, `prompt` (`name@vN`) and `meta`. `train.jsonl` is what
+`fspo train --train-file` reads.
 
 Example:
     ```python
@@ -26,6 +40,7 @@ from fspo_train.synth.errors import (
     SynthConfigError,
     SynthIncompleteError,
 )
+from fspo_train.synth.estimate import estimate_requests
 from fspo_train.synth.models import load_chat_model
 from fspo_train.synth.pipeline import STAGES, SynthRun, arun_synth, run_synth
 from fspo_train.synth.prompts import available_prompts, load_prompt
@@ -45,6 +60,7 @@ __all__ = [
     "arun_synth",
     "available_domains",
     "available_prompts",
+    "estimate_requests",
     "load_chat_model",
     "load_domain",
     "load_prompt",

@@ -19,6 +19,7 @@ from typing import Any
 
 from fspo_train.synth.domain import available_domains, load_domain
 from fspo_train.synth.errors import SynthIncompleteError
+from fspo_train.synth.estimate import estimate_requests
 from fspo_train.synth.pipeline import STAGES, SynthRun, run_synth
 from fspo_train.synth.runner import RunnerSettings
 from langchain_fspo.errors import FSPOError
@@ -93,6 +94,22 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     run.add_argument("--no-fsync", action="store_true", help="flush lines without fsync")
     run.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the requests each stage will send for these counts, and exit",
+    )
+    run.add_argument(
+        "--structured-output",
+        choices=["prompt", "json_schema"],
+        default="prompt",
+        help="json_schema: also send the schema as response_format (constrained decoding)",
+    )
+    run.add_argument(
+        "--fail-on-disagreement",
+        action="store_true",
+        help="exit with status 4 when cross-user disagreement is above the threshold",
+    )
+    run.add_argument(
         "--request-seeds",
         action="store_true",
         help="send a per-item `seed` (vLLM/SGLang/OpenAI sample reproducibly)",
@@ -117,6 +134,10 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         overrides = {dest: getattr(args, arg) for arg, dest in _OVERRIDES.items()}
         domain = load_domain(args.domain).with_overrides(**overrides)
+        if args.estimate:
+            for stage, count in estimate_requests(domain).items():
+                sys.stdout.write(f"{stage:>16} {count:>12,}\n")
+            return 0
         run = SynthRun(
             domain=domain,
             out=args.out,
@@ -132,6 +153,7 @@ def run_command(args: argparse.Namespace) -> int:
                 backoff_base=args.backoff,
                 progress=not args.no_progress,
                 fsync=not args.no_fsync,
+                structured_output=args.structured_output,
             ),
             generator_temperature=args.generator_temperature,
             labeller_temperature=args.labeller_temperature,
@@ -152,6 +174,8 @@ def run_command(args: argparse.Namespace) -> int:
     )
     if summary.get("disagreement", {}).get("needs_regeneration"):
         sys.stdout.write("warning: cross-user disagreement is above the threshold; regenerate.\n")
+        if args.fail_on_disagreement:
+            return 4
     return 0
 
 

@@ -157,7 +157,11 @@ def _build_context(run: SynthRun) -> SynthContext:
     models: dict[str, Any] = {}
 
     def add(spec: ModelLike, temperature: float | None) -> str:
+        # A spec string is built once per temperature (the same model can generate at 1.0 and
+        # label at 0.0); an instance is used as it is.
         name = model_name(spec)
+        if isinstance(spec, str) and temperature is not None:
+            name = f"{name} t={temperature:g}"
         if name not in models:
             models[name] = load_chat_model(spec, temperature=temperature)
         return name

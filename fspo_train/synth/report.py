@@ -71,7 +71,7 @@ def _refinement(ctx: SynthContext) -> list[dict[str, Any]]:
 
 def _heatmap(path: Path, disagreement: dict[str, Any], max_users: int) -> bool:
     matrix = disagreement.get("matrix")
-    users = disagreement["users"]
+    users = disagreement.get("matrix_users", [])
     if not matrix or len(users) < 2:  # noqa: PLR2004 - a matrix needs two users
         return False
     import matplotlib as mpl
@@ -96,6 +96,24 @@ def _heatmap(path: Path, disagreement: dict[str, Any], max_users: int) -> bool:
     return True
 
 
+def _per_user(
+    initial: dict[str, list[PairVerdict]], final: dict[str, list[PairVerdict]]
+) -> dict[str, dict[str, int]]:
+    out = {}
+    for user, verdicts in sorted(final.items()):
+        out[user] = {
+            "pairs": len(verdicts),
+            "kept": sum(1 for v in verdicts if v.consistent),
+            "failed": sum(1 for v in verdicts if v.failed),
+            "flips_initial": sum(
+                1 for v in initial.get(user, []) if not v.failed and not v.consistent
+            ),
+            "flips_final": sum(1 for v in verdicts if not v.failed and not v.consistent),
+            "label_round": max((v.round for v in verdicts), default=0),
+        }
+    return out
+
+
 def _examples(ctx: SynthContext, per_user: int, max_users: int) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     path = ctx.run_dir / "records.jsonl"
@@ -118,7 +136,7 @@ def _clip(text: str, n: int = 160) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _markdown(report: dict[str, Any]) -> str:
+def _markdown(report: dict[str, Any], max_table_users: int = 30) -> str:
     lines = [f"# Synthetic preference data report: {report['domain']}", ""]
     lines += [f"Run folder `{report['run_dir']}`, seed {report['seed']}.", ""]
     lines += ["## Stages", "", "| file | items | ok | failed | retried | requests | tokens |"]
@@ -169,6 +187,17 @@ def _markdown(report: dict[str, Any]) -> str:
     )
     if report["heatmap"]:
         lines += ["", "![disagreement](disagreement.png)"]
+    lines += ["", "## Users", ""]
+    lines += ["| user | pairs | kept | flips before refinement | flips after | label round |"]
+    lines += ["|---|---:|---:|---:|---:|---:|"]
+    per_user = report["per_user"]
+    for user, u in list(per_user.items())[:max_table_users]:
+        lines.append(
+            f"| {user} | {u['pairs']} | {u['kept']} | {u['flips_initial']} | {u['flips_final']} "
+            f"| {u['label_round']} |"
+        )
+    if len(per_user) > max_table_users:
+        lines.append(f"\n({len(per_user) - max_table_users} more users in report.json)")
     lines += ["", "## Examples per user", ""]
     for user, shots in report["examples"].items():
         lines.append(f"### {user}")
@@ -204,9 +233,12 @@ def run_report(
         "records": records,
         "refinement": _refinement(ctx),
         "disagreement": {
-            k: v for k, v in disagreement.items() if k not in {"matrix", "shared_pairs"}
+            k: v
+            for k, v in disagreement.items()
+            if k not in {"matrix", "shared_pairs", "matrix_users"}
         },
         "heatmap": heatmap,
+        "per_user": _per_user(initial, final),
         "examples": _examples(ctx, examples_per_user, max_example_users),
     }
     write_json_atomic(ctx.run_dir / "usage.json", {"stages": stages, "models": per_model})

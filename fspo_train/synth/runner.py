@@ -21,7 +21,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -38,6 +38,8 @@ __all__ = ["RunnerSettings", "StageOutcome", "WorkItem", "run_items"]
 
 logger = logging.getLogger(__name__)
 
+_MAX_KEPT_ANSWER = 2000
+"""Characters of an unparseable answer kept in a failed row, for debugging prompts."""
 _CLIENT_ERRORS = frozenset({400, 404, 413, 422})
 _AUTH_ERRORS = frozenset({401, 403})
 
@@ -56,6 +58,10 @@ class RunnerSettings:
             retries (the server is down; waiting longer only burns time).
         progress: Show a tqdm bar per stage.
         fsync: fsync each appended line (durability against power loss, not only crashes).
+        structured_output: `prompt` shows the JSON schema in the prompt; `json_schema` also
+            sends it as the OpenAI `response_format`, so servers with constrained decoding
+            (vLLM, SGLang, OpenAI) cannot answer outside it. Answers are parsed strictly either
+            way; use `prompt` for providers that reject `response_format`.
         request_seed: When set, every request carries `seed=<hash of this and the item id>`
             (OpenAI-compatible servers such as vLLM and SGLang then sample reproducibly per
             item); None sends no seed (for providers that reject the parameter).
@@ -70,6 +76,7 @@ class RunnerSettings:
     progress: bool = True
     fsync: bool = True
     request_seed: int | None = None
+    structured_output: Literal["prompt", "json_schema"] = "prompt"
 
     def __post_init__(self) -> None:
         """Validate the limits."""
@@ -173,11 +180,11 @@ async def _invoke(
                 msg = f"The model server refused the credentials (HTTP {code}): {e}"
                 raise InferenceServerError(msg) from e
             if code in _CLIENT_ERRORS:
-                msg_0 = f"HTTP {code}: {e}"
-                raise _ItemError(msg_0, final=True) from e
+                msg = f"HTTP {code}: {e}"
+                raise _ItemError(msg, final=True) from e
             if retry == settings.max_retries:
-                msg_0 = f"{type(e).__name__}: {e}"
-                raise _ItemError(msg_0, final=False) from e
+                msg = f"{type(e).__name__}: {e}"
+                raise _ItemError(msg, final=False) from e
             delay = min(settings.backoff_max, settings.backoff_base * 2**retry)
             delay *= 0.5 + jitter.random()
             logger.debug("request failed (%s), retry %d in %.2fs", e, retry + 1, delay)
@@ -203,6 +210,8 @@ async def _process(
     usage = _Usage()
     jitter = random.Random(item.id)  # noqa: S311 - backoff jitter only
     call_kwargs: dict[str, Any] = {}
+    if settings.structured_output == "json_schema" and isinstance(item.parser, JsonOutput):
+        call_kwargs["response_format"] = item.parser.response_format()
     if settings.request_seed is not None:
         call_kwargs["seed"] = int(digest(settings.request_seed, item.id, length=8), 16) % 2**31
     row: dict[str, Any] = {
@@ -227,11 +236,13 @@ async def _process(
             row["output"] = item.parser.parse(text)
         except OutputParseError as e:
             error = f"attempt {attempt}: {e}"
+            row["last_answer"] = text[:_MAX_KEPT_ANSWER]
             repair_vars = {"error": str(e)}
             if schema:
                 repair_vars["schema"] = schema
             messages = [*messages, AIMessage(text), HumanMessage(repair.format(**repair_vars))]
             continue
+        row.pop("last_answer", None)
         row.update(status="ok", attempts=attempt, usage=usage.as_dict())
         return row
     row.update(status="failed", attempts=attempt, usage=usage.as_dict(), error=error)
@@ -260,6 +271,7 @@ async def run_items(
     if missing:
         msg = f"Stage {stage!r} needs models {missing}, only {sorted(models)} are configured."
         raise ValueError(msg)
+    store.touch()
     pending = [item for item in items if item.id not in store]
     outcome = StageOutcome(stage=stage, total=len(items), skipped=len(items) - len(pending))
     if not pending:

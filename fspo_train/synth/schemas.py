@@ -104,6 +104,17 @@ class JsonOutput:
         """The JSON schema shown to the model in the prompt."""
         return _schema_json(self.schema)
 
+    def response_format(self) -> dict[str, Any]:
+        """The OpenAI `response_format` asking the server to decode within the schema."""
+        return {
+            "type": "json_schema",
+            "json_schema": {
+                "name": self.schema.__name__,
+                "schema": self.schema.model_json_schema(),
+                "strict": False,
+            },
+        }
+
     def parse(self, text: str) -> dict[str, Any]:
         """Parse `text` (a JSON object, optionally in one code fence) into the schema."""
         body = text.strip()

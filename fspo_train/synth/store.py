@@ -98,6 +98,10 @@ class JsonlStore:
             with self.path.open("r+b") as f:
                 f.truncate(good_end)
 
+    def touch(self) -> None:
+        """Create the (empty) file if it does not exist: the stage ran, even with no items."""
+        self.path.touch(exist_ok=True)
+
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._rows
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from pydantic import SecretStr
 
 from langchain_fspo.errors import InferenceServerError
 
@@ -64,6 +66,13 @@ def safe_url(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def resolve_api_key(api_key: str | SecretStr | None, env_var: str) -> SecretStr | None:
+    """`api_key` as a `SecretStr`, or the value of `env_var` when none is given."""
+    if api_key is None:
+        api_key = os.environ.get(env_var) or None
+    return SecretStr(api_key) if isinstance(api_key, str) else api_key
 
 
 def normalize_base_url(url: str) -> str:

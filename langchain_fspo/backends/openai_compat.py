@@ -18,7 +18,6 @@ examples benefits from.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -36,6 +35,7 @@ from langchain_fspo.backends._http import (
     astream_with_retries,
     call_with_retries,
     normalize_base_url,
+    resolve_api_key,
     safe_url,
     sse_payloads,
     stream_with_retries,
@@ -149,9 +149,7 @@ class OpenAICompatibleBackend(Backend):
         self.model = model
         self.flavor: Flavor = flavor
         self.adapters: list[str] | None = list(adapters) if adapters is not None else None
-        if api_key is None and os.environ.get("OPENAI_API_KEY"):
-            api_key = os.environ["OPENAI_API_KEY"]
-        self.api_key: SecretStr | None = SecretStr(api_key) if isinstance(api_key, str) else api_key
+        self.api_key = resolve_api_key(api_key, "OPENAI_API_KEY")
         self.timeout = timeout
         self.retry = RetryPolicy(
             max_retries=max_retries, backoff_factor=backoff_factor, backoff_max=backoff_max

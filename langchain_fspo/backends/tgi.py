@@ -22,9 +22,12 @@ docker run --gpus all -p 8080:80 \\
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
@@ -33,13 +36,20 @@ from langchain_fspo.backends._http import (
     CallContext,
     MalformedResponseError,
     RetryPolicy,
-    StreamInterruptedError,
     acall_with_retries,
     astream_with_retries,
     call_with_retries,
     normalize_base_url,
+    resolve_api_key,
     safe_url,
     stream_with_retries,
+)
+from langchain_fspo.backends._tgi_wire import (
+    ChatStreamState,
+    GenerateStreamState,
+    finish_reason,
+    tgi_grammar,
+    tool_calls,
 )
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.errors import AdapterNotFoundError, UnsupportedParameterError
@@ -82,7 +92,7 @@ _GENERATE_ARGS = frozenset(
 )
 """`extra` keys TGI's `/generate` understands (`GenerateParameters`)."""
 
-_FINISH = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
+_TOKEN_CACHE_SIZE = 1024
 
 
 def parse_lora_adapters(spec: str | Iterable[str]) -> list[str]:
@@ -101,30 +111,6 @@ def parse_lora_adapters(spec: str | Iterable[str]) -> list[str]:
         name, sep, _path = item.partition("=")
         ids.append(name.strip() if sep else item.split("@", 1)[0])
     return ids
-
-
-def _finish(reason: Any) -> str | None:
-    if reason is None:
-        return None
-    return _FINISH.get(str(reason), str(reason))
-
-
-def _tool_calls(raw: Any) -> list[dict[str, Any]]:
-    """OpenAI/TGI tool calls -> `{"id", "name", "args"}` (TGI sends arguments as an object)."""
-    import json
-
-    calls = []
-    for call in raw or []:
-        function = call.function
-        arguments = function.arguments
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as e:
-                msg = f"tool call {function.name!r} has arguments that are not JSON: {arguments!r}"
-                raise MalformedResponseError(msg) from e
-        calls.append({"id": call.id, "name": function.name, "args": arguments or {}})
-    return calls
 
 
 class TGIBackend(Backend):
@@ -178,6 +164,7 @@ class TGIBackend(Backend):
         backoff_factor: float = 0.5,
         backoff_max: float = 8.0,
         headers: Mapping[str, str] | None = None,
+        remote_token_count: bool = True,
     ) -> None:
         """Configure the backend; no request is made until the first call.
 
@@ -193,20 +180,27 @@ class TGIBackend(Backend):
             backoff_factor: Seconds before the first retry, doubled on each retry.
             backoff_max: The longest wait between two attempts.
             headers: Extra HTTP headers for every request.
+            remote_token_count: Count tokens with TGI's `POST /tokenize` (the served
+                tokenizer), so that `PromptFormat.max_prompt_tokens` is enforced. Counts are
+                cached (1024 texts); False: `count_tokens` returns None (no budget).
         """
         self.base_url = normalize_base_url(base_url)
         self.adapters: list[str] | None = (
             parse_lora_adapters(adapters) if adapters is not None else None
         )
-        if api_key is None and os.environ.get("HF_TOKEN"):
-            api_key = os.environ["HF_TOKEN"]
-        self.api_key: SecretStr | None = SecretStr(api_key) if isinstance(api_key, str) else api_key
+        self.api_key = resolve_api_key(api_key, "HF_TOKEN")
         self.timeout = timeout
         self.retry = RetryPolicy(
             max_retries=max_retries, backoff_factor=backoff_factor, backoff_max=backoff_max
         )
         self.headers = dict(headers or {})
         self._warned_unchecked: set[str] = set()
+        self.remote_token_count = remote_token_count
+        self._token_counts: OrderedDict[str, int | None] = OrderedDict()
+        self._token_lock = threading.Lock()
+        self._async_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
         adapters = self.adapters if self.adapters is not None else "unchecked"
@@ -250,6 +244,57 @@ class TGIBackend(Backend):
             )
             raise AdapterNotFoundError(msg)
 
+    # ------------------------------------------------------------------ tokens
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens in `text` by the served tokenizer (`POST /tokenize`), cached; None if unknown.
+
+        None when `remote_token_count` is off or the server has no fast tokenizer (HTTP 404);
+        other failures raise `InferenceServerError`.
+        """
+        if not self.remote_token_count:
+            return None
+        with self._token_lock:
+            if text in self._token_counts:
+                self._token_counts.move_to_end(text)
+                return self._token_counts[text]
+        count = self._tokenize(text)
+        with self._token_lock:
+            self._token_counts[text] = count
+            if len(self._token_counts) > _TOKEN_CACHE_SIZE:
+                self._token_counts.popitem(last=False)
+        return count
+
+    def _tokenize(self, text: str) -> int | None:
+        from huggingface_hub import get_session
+
+        headers = dict(self.headers)
+        if self.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+
+        def call() -> int | None:
+            response = get_session().post(
+                f"{self.base_url}/tokenize",
+                json={"inputs": text},
+                headers=headers,
+                timeout=self.timeout,
+            )
+            if response.status_code == 404:  # noqa: PLR2004 - TGI: no fast tokenizer
+                logger.warning(
+                    "TGI at %s cannot tokenize (%s); prompt token budgets are not enforced.",
+                    safe_url(self.base_url),
+                    response.text[:200],
+                )
+                return None
+            response.raise_for_status()
+            tokens = response.json()
+            if not isinstance(tokens, list):
+                msg = f"/tokenize answered {tokens!r:.200}, not a list of tokens"
+                raise MalformedResponseError(msg)
+            return len(tokens)
+
+        return call_with_retries(call, self._context(None, "/tokenize"), self.retry)
+
     # ------------------------------------------------------------------ clients
 
     def _token(self) -> str | None:
@@ -263,11 +308,31 @@ class TGIBackend(Backend):
         )
 
     def _aclient(self, url: str) -> AsyncInferenceClient:
-        from huggingface_hub import AsyncInferenceClient
+        """A fresh client (its exit stack holds one call's response) on a pooled session.
 
-        return AsyncInferenceClient(
+        `AsyncInferenceClient` opens a new `httpx.AsyncClient` (TLS context, connection pool)
+        per client; one per call costs tens of milliseconds and a new connection each time
+        (bench/tgi_async_session.py). The session is shared per event loop instead.
+        """
+        from huggingface_hub import AsyncInferenceClient, get_async_session
+
+        client = AsyncInferenceClient(
             model=url, token=self._token(), timeout=self.timeout, headers=self.headers
         )
+        if hasattr(client, "_async_client"):  # hub 1.x/2.x: the session it would create
+            loop = asyncio.get_running_loop()
+            session = self._async_sessions.get(loop)
+            if session is None:
+                session = get_async_session()
+                self._async_sessions[loop] = session
+            client._async_client = session  # noqa: SLF001 - not closed with the client
+        return client
+
+    async def aclose(self) -> None:
+        """Close the pooled async HTTP session of the running event loop (reopened on use)."""
+        session = self._async_sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None:
+            await session.aclose()
 
     def _context(self, adapter: str | None, route: str) -> CallContext:
         return CallContext(backend="TGI", url=self.base_url, adapter=adapter, route=route)
@@ -305,7 +370,7 @@ class TGIBackend(Backend):
             else:
                 extra_body[key] = value
         if isinstance(args.get("response_format"), Mapping):
-            args["response_format"] = _tgi_grammar(args["response_format"])
+            args["response_format"] = tgi_grammar(args["response_format"])
         if extra_body:
             args["extra_body"] = extra_body
         if stream:
@@ -345,7 +410,7 @@ class TGIBackend(Backend):
             args["top_p"] = params.top_p
         for key, value in params.extra.items():
             if key == "response_format":
-                args.setdefault("grammar", _tgi_grammar(value))
+                args.setdefault("grammar", tgi_grammar(value))
             elif key in _GENERATE_ARGS:
                 args[key] = value
             else:
@@ -366,18 +431,18 @@ class TGIBackend(Backend):
             usage = response.usage
             return Generation(
                 text=message.content or "",
-                finish_reason=_finish(choice.finish_reason),
+                finish_reason=finish_reason(choice.finish_reason),
                 input_tokens=usage.prompt_tokens if usage else None,
                 output_tokens=usage.completion_tokens if usage else None,
                 model_name=response.model or adapter,
-                tool_calls=_tool_calls(message.tool_calls),
+                tool_calls=tool_calls(message.tool_calls),
             )
         except (AttributeError, IndexError, TypeError, KeyError) as e:
             msg = f"a chat completion without the expected fields ({e!r})"
             raise MalformedResponseError(msg) from e
 
     def _chat_chunks(self, events: Iterable[Any], adapter: str | None) -> Iterator[GenerationChunk]:
-        state = _ChatStreamState(adapter)
+        state = ChatStreamState(adapter)
         for event in events:
             yield from state.feed(event)
         yield state.final()
@@ -385,7 +450,7 @@ class TGIBackend(Backend):
     async def _achat_chunks(
         self, events: AsyncIterator[Any], adapter: str | None
     ) -> AsyncIterator[GenerationChunk]:
-        state = _ChatStreamState(adapter)
+        state = ChatStreamState(adapter)
         async for event in events:
             for chunk in state.feed(event):
                 yield chunk
@@ -399,7 +464,7 @@ class TGIBackend(Backend):
             prefill = len(details.prefill) if details and details.prefill else None
             return Generation(
                 text=response.generated_text,
-                finish_reason=_finish(details.finish_reason) if details else None,
+                finish_reason=finish_reason(details.finish_reason) if details else None,
                 input_tokens=prefill,
                 output_tokens=details.generated_tokens if details else None,
                 model_name=adapter,
@@ -411,7 +476,7 @@ class TGIBackend(Backend):
     def _paper_chunks(
         self, events: Iterable[Any], adapter: str | None
     ) -> Iterator[GenerationChunk]:
-        state = _GenerateStreamState(adapter)
+        state = GenerateStreamState(adapter)
         for event in events:
             yield from state.feed(event)
         yield state.final()
@@ -419,7 +484,7 @@ class TGIBackend(Backend):
     async def _apaper_chunks(
         self, events: AsyncIterator[Any], adapter: str | None
     ) -> AsyncIterator[GenerationChunk]:
-        state = _GenerateStreamState(adapter)
+        state = GenerateStreamState(adapter)
         async for event in events:
             for chunk in state.feed(event):
                 yield chunk
@@ -551,17 +616,6 @@ class TGIBackend(Backend):
             yield chunk
 
 
-def _tgi_grammar(response_format: Any) -> Any:
-    """OpenAI's `{"type": "json_object"}` has no schema; TGI's grammar needs one."""
-    if (
-        isinstance(response_format, Mapping)
-        and response_format.get("type") in {"json_object", "json"}
-        and "value" not in response_format
-    ):
-        return {**response_format, "type": "json_object", "value": {"type": "object"}}
-    return response_format
-
-
 def _close(client: Any) -> None:
     client.close()
 
@@ -586,95 +640,3 @@ async def _aclosing(
             yield chunk
     finally:
         await client.close()
-
-
-class _ChatStreamState:
-    """Turns `ChatCompletionStreamOutput` events into `GenerationChunk`s."""
-
-    def __init__(self, adapter: str | None) -> None:
-        self.adapter = adapter
-        self.model: str | None = None
-        self.finish_reason: str | None = None
-        self.input_tokens: int | None = None
-        self.output_tokens: int | None = None
-
-    def feed(self, event: Any) -> Sequence[GenerationChunk]:
-        try:
-            self.model = event.model or self.model
-            if event.usage is not None:
-                self.input_tokens = event.usage.prompt_tokens
-                self.output_tokens = event.usage.completion_tokens
-            out = []
-            for choice in event.choices or []:
-                delta = choice.delta
-                tool_chunks = [
-                    {
-                        "index": call.index,
-                        "id": call.id,
-                        "name": call.function.name,
-                        "args": call.function.arguments
-                        if isinstance(call.function.arguments, str)
-                        else _json(call.function.arguments),
-                    }
-                    for call in (delta.tool_calls or [])
-                ]
-                if delta.content or tool_chunks:
-                    out.append(
-                        GenerationChunk(text=delta.content or "", tool_call_chunks=tool_chunks)
-                    )
-                if choice.finish_reason:
-                    self.finish_reason = _finish(choice.finish_reason)
-        except (AttributeError, TypeError) as e:
-            msg = f"a chat stream event without the expected fields ({e!r})"
-            raise MalformedResponseError(msg) from e
-        return out
-
-    def final(self) -> GenerationChunk:
-        if self.finish_reason is None:
-            msg = "the chat stream ended before its final event (no finish_reason)"
-            raise StreamInterruptedError(msg)
-        return GenerationChunk(
-            text="",
-            finish_reason=self.finish_reason,
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            model_name=self.model or self.adapter,
-        )
-
-
-class _GenerateStreamState:
-    """Turns `/generate_stream` events into `GenerationChunk`s (special tokens dropped)."""
-
-    def __init__(self, adapter: str | None) -> None:
-        self.adapter = adapter
-        self.details: Any = None
-
-    def feed(self, event: Any) -> Sequence[GenerationChunk]:
-        try:
-            token = event.token
-            if event.details is not None:
-                self.details = event.details
-            if token.special or not token.text:
-                return []
-            return [GenerationChunk(text=token.text)]
-        except AttributeError as e:
-            msg = f"a /generate_stream event without the expected fields ({e!r})"
-            raise MalformedResponseError(msg) from e
-
-    def final(self) -> GenerationChunk:
-        if self.details is None:
-            msg = "the /generate_stream stream ended before its final event (no details)"
-            raise StreamInterruptedError(msg)
-        return GenerationChunk(
-            text="",
-            finish_reason=_finish(self.details.finish_reason),
-            input_tokens=self.details.input_length,
-            output_tokens=self.details.generated_tokens,
-            model_name=self.adapter,
-        )
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)

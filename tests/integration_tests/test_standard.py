@@ -55,7 +55,7 @@ class TestChatFSPOOverTGI(ChatModelIntegrationTests):
             "prompt_format": PromptFormat(style="chat", num_shots=2),
             "memory": _MEMORY,
             "user_id": "standard-user",
-            "max_tokens": 8,
+            "max_tokens": 4,
         }
 
     @property

@@ -259,3 +259,36 @@ def test_from_pretrained_checks_the_base_model(
     with pytest.raises(PromptFormatError, match="other-base"):
         ChatFSPO.from_pretrained(folder, base_url=tgi.url, backend="tgi", adapter_name="fspo-alice")
     assert BASE_MODEL_ID not in str(folder)
+
+
+def test_prompt_token_budget_is_enforced_with_tgi_tokenizer(
+    tgi: TGITestServer, memory: PreferenceMemory, tiny_stack
+) -> None:
+    tokenizer = tiny_stack.backend.tokenizer
+    full = _llm(tgi, memory).build_prompt("Review Dune.", user_id="user2")
+    assert len(full.shots) == 3
+    budget = len(tokenizer(full.text, add_special_tokens=False)["input_ids"]) - 5
+    fmt = PromptFormat(style="chat", num_shots=3, max_prompt_tokens=budget)
+    llm = _llm(tgi, memory, prompt_format=fmt)
+    assert llm.backend.count_tokens("Review Dune.") == len(
+        tokenizer("Review Dune.", add_special_tokens=False)["input_ids"]
+    )
+    message = llm.invoke("Review Dune.", user_id="user2")
+    assert message.response_metadata["dropped_shots"] >= 1
+    sent = tgi.requests_to("/v1/chat/completions")[0].body["messages"][-1]["content"]
+    assert "yes-user2-0" not in sent  # the oldest shot went first
+    assert "yes-user2-2" in sent
+    assert len(tokenizer(sent, add_special_tokens=False)["input_ids"]) <= budget
+    assert tgi.requests_to("/tokenize")
+
+
+def test_token_count_is_none_without_a_tokenizer() -> None:
+    from tests.tgi_server import ScriptedBackend
+
+    with TGITestServer(ScriptedBackend()) as server:
+        backend = TGIBackend(server.url)
+        assert backend.count_tokens("hello") is None
+        assert [r.status for r in server.requests] == [404]
+        assert TGIBackend(server.url, remote_token_count=False).count_tokens("x") is None
+        assert len(server.requests) == 1
+        assert server.spec_violations == []

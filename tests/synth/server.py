@@ -71,8 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.requests += 1
             number = self.server.requests
-            if "seed" in payload:
-                self.server.seeds[users[0]] = payload["seed"]
+            self.server.params[users[0]] = {k: v for k, v in payload.items() if k != "messages"}
         self._send(
             200,
             {
@@ -105,8 +104,8 @@ class _Server(ThreadingHTTPServer):
         self.latency_s = latency_s
         self.lock = threading.Lock()
         self.requests = 0
-        self.seeds: dict[str, int] = {}
-        """The `seed` each prompt (first user message) was last sent with."""
+        self.params: dict[str, dict[str, Any]] = {}
+        """The request parameters (all but `messages`) each prompt was last sent with."""
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Ignore clients that drop keep-alive connections (their pool closing); log the rest."""
@@ -129,9 +128,14 @@ class FixedLatencyServer:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
     @property
+    def params(self) -> dict[str, dict[str, Any]]:
+        """Request parameters (all but `messages`) by prompt (the first user message)."""
+        return self._server.params
+
+    @property
     def seeds(self) -> dict[str, int]:
         """The `seed` each prompt was last sent with (prompts sent without one are absent)."""
-        return self._server.seeds
+        return {p: v["seed"] for p, v in self._server.params.items() if "seed" in v}
 
     @property
     def requests(self) -> int:

@@ -31,10 +31,10 @@ def test_pipeline_over_chat_openai_matches_the_in_process_run(reference_run, tmp
     assert _strip(out / "records.jsonl") == _strip(reference / "records.jsonl")
     usage = json.loads((out / "usage.json").read_text())
     assert sum(s["requests"] for s in usage["stages"].values()) == served
-    assert (
-        usage["models"][spec]["input_tokens"] > 0
-    )  # from the server's `usage`, via usage_metadata
-    assert usage["models"][spec]["missing_usage"] == 0
+    assert set(usage["models"]) == {f"{spec} t=1", f"{spec} t=0"}  # generator, labeller
+    for model in usage["models"].values():
+        assert model["input_tokens"] > 0  # from the server's `usage`, via usage_metadata
+        assert model["missing_usage"] == 0
     assert summary["records"]["records"] > 0
 
 
@@ -68,3 +68,39 @@ def test_request_seeds_reach_the_server_and_are_stable(tmp_path):
         )
         assert server.requests == 4
         assert server.seeds == {}
+
+
+def test_json_schema_mode_sends_the_schema_as_response_format(tmp_path):
+    domain = load_domain(TINY_DOMAIN).with_overrides(global_count=6, specific_per_user=0)
+    settings = RunnerSettings(
+        concurrency=4,
+        backoff_base=0.0,
+        progress=False,
+        fsync=False,
+        structured_output="json_schema",
+    )
+    with FixedLatencyServer(latency_s=0.0) as server:
+        spec = f"openai:scripted@{server.base_url}"
+        run_synth(
+            make_run(
+                tmp_path / "r", domain=domain, generators=[spec], labeller=spec, settings=settings
+            ),
+            stages=["personas", "questions", "views", "responses"],
+        )
+        params = dict(server.params)
+    formats: dict[str, set[str]] = {}
+    schemas = ("PersonaOut", "QuestionsOut", "ViewsOut")
+    for prompt, p in params.items():
+        kind = next((s for s in schemas if f'"title": "{s}"' in prompt), "response")
+        rf = p.get("response_format")
+        formats.setdefault(kind, set()).add(rf["json_schema"]["name"] if rf else "none")
+    assert formats["PersonaOut"] == {"PersonaOut"}
+    assert formats["ViewsOut"] == {"ViewsOut"}
+    assert formats["QuestionsOut"] == {"QuestionsOut"}
+    assert formats["response"] == {"none"}  # free text is not constrained
+    persona = next(p for q, p in params.items() if '"title": "PersonaOut"' in q)
+    assert persona["response_format"]["type"] == "json_schema"
+    assert set(persona["response_format"]["json_schema"]["schema"]["properties"]) == {
+        "name",
+        "description",
+    }

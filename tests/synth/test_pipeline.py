@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fspo_train.records import PreferenceRecord
-from fspo_train.synth import RunStateError, SynthRun, load_domain, run_synth
+from fspo_train.synth import RunStateError, SynthRun, estimate_requests, load_domain, run_synth
 from fspo_train.synth.runner import RunnerSettings
 from tests.synth.conftest import TINY_DOMAIN, make_run
 from tests.synth.scripted import ScriptedChatModel
@@ -136,6 +136,12 @@ def test_accounting_and_report(reference_run):
     assert all(disagreement["matrix"][i][i] == 0 for i in range(n))
     assert 0 <= disagreement["mean_disagreement"] <= 1
     assert report["examples"]
+    per_user = report["per_user"]
+    assert set(per_user) == set(disagreement["users"])
+    kept = _rows(run_dir / "records.jsonl")
+    assert sum(u["kept"] for u in per_user.values()) == len(kept)
+    assert any(u["flips_final"] < u["flips_initial"] for u in per_user.values())
+    assert "| user | pairs | kept |" in markdown
 
 
 def test_same_seed_same_bytes(reference_run, tmp_path):
@@ -218,4 +224,46 @@ def test_persona_steering_domains_run_end_to_end(tmp_path):
     positive = [r for r in records if r.user_id == "positive"]
     assert positive
     assert all("positive" in r.chosen for r in positive)
-    assert TINY_DOMAIN.exists()
+
+
+def test_a_stage_without_its_inputs_is_refused(tmp_path):
+    with pytest.raises(RunStateError, match="needs the output of 'personas'"):
+        run_synth(make_run(tmp_path / "fresh"), stages=["labels"])
+
+
+def test_a_stage_with_no_work_still_counts_as_run(tmp_path):
+    # 3 global questions are all seeds: the questions stage sends no request, yet later
+    # stages run alone find it done.
+    domain = load_domain(TINY_DOMAIN).with_overrides(global_count=3, specific_per_user=0)
+    run_synth(make_run(tmp_path / "r", domain=domain), stages=["personas", "questions"])
+    assert (tmp_path / "r" / "questions.jsonl").read_text() == ""
+    summary = run_synth(make_run(tmp_path / "r", domain=domain), stages=["views"])
+    assert summary["questions"] == 3
+    assert len((tmp_path / "r" / "views.jsonl").read_text().splitlines()) == 3
+
+
+def test_one_spec_generates_hot_and_labels_cold(tmp_path, monkeypatch):
+    from tests.synth import scripted
+
+    made: list[ScriptedChatModel] = []
+    original = scripted.make_model
+
+    def recording_factory(**kwargs: Any) -> ScriptedChatModel:
+        made.append(original(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(scripted, "make_model", recording_factory)
+    run_synth(make_run(tmp_path / "r"), stages=["personas"])
+    assert sorted(str(m.temperature) for m in made) == ["0.0", "1.0"]
+    by_temperature = {m.temperature: m for m in made}
+    assert by_temperature[1.0].calls == 4  # the question writer wrote the 4 personas
+    assert by_temperature[0.0].calls == 0
+
+
+def test_the_estimate_matches_what_the_run_sent(reference_run):
+    run_dir, _ = reference_run
+    estimate = estimate_requests(load_domain(TINY_DOMAIN))
+    for stage in ("personas", "questions", "views", "responses", "labels"):
+        assert estimate[stage] == len(_rows(run_dir / f"{stage}.jsonl")), stage
+    relabels = len(_rows(run_dir / "relabels.jsonl")) + len(_rows(run_dir / "refinements.jsonl"))
+    assert 0 < relabels <= estimate["refine_at_most"]

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -293,6 +295,9 @@ def test_malformed_answers_are_repaired_or_counted(tmp_path):
     assert failed["output"] is None
     assert failed["attempts"] == 3
     assert "attempt 3" in failed["error"]
+    assert failed["last_answer"] == "bad"
+    assert ok is not None
+    assert "last_answer" not in ok
 
 
 def test_transport_errors_are_retried_then_left_for_the_next_run(tmp_path):
@@ -384,9 +389,11 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     assert "Unknown domain 'imdb'" in capsys.readouterr().err
 
 
-def test_cli_runs_a_domain(tmp_path, capsys):
+def test_fspo_cli_runs_a_domain(tmp_path, capsys):
+    from fspo_train.cli import main as fspo_main  # the `fspo` entry point
+
     spec = "factory:tests.synth.scripted:make_model"
-    status = main(
+    status = fspo_main(
         [
             "synth",
             "--domain",
@@ -411,3 +418,75 @@ def test_cli_runs_a_domain(tmp_path, capsys):
     assert "5 users, 4 questions" in capsys.readouterr().out
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["records"]["records"] > 0
+
+
+def test_cli_flags_too_much_disagreement(tmp_path, capsys):
+    spec = "factory:tests.synth.scripted:make_model"
+    args = [
+        "synth",
+        "--domain",
+        "reviews",
+        "--out",
+        str(tmp_path / "r"),
+        "--generator",
+        spec,
+        "--labeller",
+        spec,
+        "--questions",
+        "4",
+        "--responses-per-question",
+        "4",
+        "--disagreement-threshold",
+        "0.0",
+        "--no-progress",
+        "--no-fsync",
+    ]
+    assert main(args) == 0
+    assert "disagreement is above the threshold" in capsys.readouterr().out
+    assert main([*args, "--fail-on-disagreement"]) == 4
+    flagged = json.loads((tmp_path / "r" / "disagreement.json").read_text())
+    assert flagged["needs_regeneration"] is True
+    assert flagged["mean_disagreement"] > 0.0
+
+
+@given(cut=st.integers(min_value=0, max_value=10_000))
+@settings(max_examples=60, deadline=None)
+def test_store_recovers_from_a_crash_at_any_byte(tmp_path_factory, cut):
+    folder = tmp_path_factory.mktemp("crash")
+    rows = [{"id": f"r{i:02d}", "status": "ok", "output": {"text": "é" * i}} for i in range(30)]
+    full = folder / "full.jsonl"
+    with JsonlStore(full, fsync=False) as store:
+        for row in rows:
+            store.append(row)
+    data = full.read_bytes()
+    torn = folder / "torn.jsonl"
+    torn.write_bytes(data[: cut % (len(data) + 1)])
+    recovered = JsonlStore(torn, fsync=False)
+    kept = list(recovered)
+    assert kept == rows[: len(kept)]  # a prefix, never a garbled row
+    assert torn.read_bytes() == data[: torn.stat().st_size]  # cut back to a line boundary
+    with recovered:
+        for row in rows[len(kept) :]:
+            recovered.append(row)
+    assert torn.read_bytes() == data
+
+
+def test_cli_estimate_sends_nothing(tmp_path, capsys):
+    status = main(
+        [
+            "synth",
+            "--domain",
+            "roleplay",
+            "--out",
+            str(tmp_path / "r"),
+            "--generator",
+            "openai:nope@http://127.0.0.1:9/v1",
+            "--labeller",
+            "openai:nope",
+            "--estimate",
+        ]
+    )
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "personas        1,500" in out
+    assert not (tmp_path / "r").exists()

@@ -6,6 +6,7 @@ TEST DOUBLE for TGI (which cannot run here: no Docker, no GPU). It is a real HTT
 and reproduces the TGI behaviour clients rely on:
 
 - routes `POST /generate`, `POST /generate_stream` (SSE, no `[DONE]`), `POST /` (compat),
+  `POST /tokenize` (with the engine's tokenizer, as TGI's; 404 without one),
   `POST /v1/chat/completions` and `POST /v1/completions` (SSE with `data: [DONE]`, usage chunk
   with `stream_options.include_usage`), `GET /v1/models`, `GET /info`, `GET /health`;
 - the adapter comes from `parameters.adapter_id` (`/generate`) or from `model` on the `/v1`
@@ -18,15 +19,18 @@ OpenAI-compatible backend's tests: vLLM takes `model=<lora name>` (or the base m
 answers 404 for an unknown one; SGLang takes `model="<base>:<adapter>"`. They list the base
 model and adapters on `/v1/models` as vLLM does (`parent` set on adapters).
 
-Every request body and every response body (each SSE event included) is checked against TGI's
-OpenAPI spec (`tests/fixtures/tgi_openapi.json`, see `spec.py`). A request that does not match
-is answered 422 (`error_type: "validation"`), and every violation, in either direction, is kept
-in `spec_violations` for the tests to assert on.
+Every request body and every TGI response body (each SSE event included) is checked against
+TGI's OpenAPI spec (`tests/fixtures/tgi_openapi.json`, see `spec.py`). The vLLM/SGLang-only
+shapes are not TGI's and are not checked: their `/v1/models` list, their OpenAI-style error
+bodies, and OpenAI's `response_format` / string `prompt` forms in their requests. A request that
+does not match is answered 422 (`error_type: "validation"`), and every violation, in either
+direction, is kept in `spec_violations` for the tests to assert on.
 
 Every request is logged (`requests`: method, path, JSON body, headers, status, served adapter).
 Faults can be scheduled for the next N requests: `fail_next` (any status, e.g. 503/429/400),
 `delay_next`, `cut_stream_next` (socket closed mid-body), `truncate_stream_next` (body ends
-cleanly but early) and `malformed_next` (invalid JSON with status 200).
+cleanly but early), `malformed_next` (invalid JSON with status 200) and `tool_call_next` (a
+tool call in TGI's format, as its tool grammar would force).
 
 Deviation from TGI, for test speed: when a request sets no token limit, 16 tokens are
 generated (TGI's default is 1024 for `/generate`).
@@ -53,7 +57,7 @@ from tests.tgi_server.spec import schema_errors
 logger = logging.getLogger(__name__)
 
 Flavor = Literal["tgi", "vllm", "sglang"]
-FaultKind = Literal["status", "delay", "cut", "truncate", "malformed"]
+FaultKind = Literal["status", "delay", "cut", "truncate", "malformed", "tool_call"]
 
 DEFAULT_MAX_TOKENS = 16
 _ERROR_TYPES = {
@@ -73,6 +77,7 @@ _REQUEST_SCHEMAS = {
     "/": "CompatGenerateRequest",
     "/v1/chat/completions": "ChatRequest",
     "/v1/completions": "CompletionRequest",
+    "/tokenize": "GenerateRequest",
 }
 
 
@@ -100,6 +105,8 @@ class Fault:
     after_events: int = 1
     path: str | None = None
     message: str | None = None
+    tool_name: str = ""
+    tool_arguments: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +130,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small header + body writes: no 40 ms delayed-ACK stalls
     server: _HTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -260,6 +268,16 @@ class TGITestServer:
         """End the body cleanly after `after_events` SSE events, without the final one."""
         self._add(Fault("truncate", n, after_events=after_events, path=path))
 
+    def tool_call_next(self, name: str, arguments: dict[str, Any], n: int = 1) -> None:
+        """Answer the next `n` chat requests with a tool call, as TGI's tool grammar forces.
+
+        The engine still runs (for usage); its text is replaced by the call. Non-streamed, the
+        arguments are a JSON object (TGI's shape); streamed, JSON text in pieces.
+        """
+        fault = Fault("tool_call", n, path="/v1/chat/completions")
+        fault.tool_name, fault.tool_arguments = name, dict(arguments)
+        self._add(fault)
+
     def malformed_next(self, n: int = 1, *, path: str | None = None) -> None:
         """Answer the next `n` requests with status 200 and a body that is not valid JSON."""
         self._add(Fault("malformed", n, path=path))
@@ -323,6 +341,7 @@ class TGITestServer:
             "/generate": self._generate,
             "/generate_stream": self._generate,
             "/": self._generate,
+            "/tokenize": self._tokenize,
             "/v1/chat/completions": self._chat,
             "/v1/completions": self._completions,
         }
@@ -542,6 +561,26 @@ class TGITestServer:
             return True
         return False
 
+    # ------------------------------------------------------------------ /tokenize
+
+    def _tokenize(
+        self, handler: _Handler, entry: LoggedRequest, body: dict[str, Any], fault: Fault | None
+    ) -> None:
+        tokenizer = getattr(self.backend, "tokenizer", None)
+        if tokenizer is None:
+            error = {"error": "No fast tokenizer available", "error_type": "tokenizer"}
+            self._send_json(handler, entry, 404, error, schema="ErrorResponse")
+            return
+        text = body["inputs"]
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        tokens = [
+            {"id": int(token_id), "text": text[start:stop], "start": start, "stop": stop}
+            for token_id, (start, stop) in zip(
+                encoded["input_ids"], encoded["offset_mapping"], strict=True
+            )
+        ]
+        self._send_json(handler, entry, 200, tokens, schema="TokenizeResponse", fault=fault)
+
     # ------------------------------------------------------------------ /generate
 
     def _generate(
@@ -663,6 +702,11 @@ class TGITestServer:
             "model": model,
             "system_fingerprint": "3.3.7-tgi-test-server",
         }
+        if fault is not None and fault.kind == "tool_call":
+            self._tool_call(
+                handler, entry, body, base, self._run_all(prompt, adapter, params), fault
+            )
+            return
         if not body.get("stream"):
             outcome = self._run_all(prompt, adapter, params)
             response = {
@@ -709,6 +753,86 @@ class TGITestServer:
 
         self._send_sse(
             handler, entry, events(), schema="ChatCompletionChunk", done=True, fault=fault
+        )
+
+    def _tool_call(
+        self,
+        handler: _Handler,
+        entry: LoggedRequest,
+        body: dict[str, Any],
+        base: dict[str, Any],
+        outcome: _Outcome,
+        fault: Fault,
+    ) -> None:
+        call_id = f"call_{uuid.uuid4().hex[:8]}"
+        if not body.get("stream"):
+            function = {
+                "name": fault.tool_name,
+                "arguments": fault.tool_arguments,
+                "description": None,
+            }
+            message = {
+                "role": "assistant",
+                "tool_calls": [{"id": call_id, "type": "function", "function": function}],
+            }
+            response = {
+                **base,
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "logprobs": None,
+                        "finish_reason": "tool_calls",
+                    }
+                ],
+                "usage": _usage(outcome),
+            }
+            self._send_json(handler, entry, 200, response, schema="ChatCompletion")
+            return
+        text = json.dumps(fault.tool_arguments)
+        pieces = [text[: len(text) // 2], text[len(text) // 2 :]]
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def events() -> Iterator[dict[str, Any]]:
+            for i, piece in enumerate(["", *pieces]):
+                function = {"name": fault.tool_name if i == 0 else None, "arguments": piece}
+                delta = {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": call_id if i == 0 else "",
+                            "type": "function",
+                            "function": function,
+                        }
+                    ],
+                }
+                yield {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [
+                        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+                    ],
+                    "usage": None,
+                }
+            final = {
+                "index": 0,
+                "delta": {"role": "assistant", "content": ""},
+                "logprobs": None,
+                "finish_reason": "tool_calls",
+            }
+            yield {**base, "object": "chat.completion.chunk", "choices": [final], "usage": None}
+            if include_usage:
+                yield {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [],
+                    "usage": _usage(outcome),
+                }
+
+        self._send_sse(
+            handler, entry, events(), schema="ChatCompletionChunk", done=True, fault=None
         )
 
     def _completions(

@@ -87,20 +87,30 @@ def _ask(agent: Any, user: str) -> Any:
 def _assert_calls(
     backend: RecordingLocalBackend, memory: PreferenceMemory, users: list[str]
 ) -> None:
-    """Call i carried only users[i]'s examples and ran users[i]'s adapter in generate."""
+    """Each call carried one user's examples only, and ran that user's adapter in generate.
+
+    Concurrent calls arrive in any order, so each call's user is read from its canary; the users
+    seen must then be exactly `users` (as a multiset).
+    """
     assert len(backend.calls) == len(users)
-    by_prompt = sorted(zip(users, backend.calls, strict=True), key=lambda p: p[1].input_ids)
-    by_generate = sorted(backend.generate_calls, key=lambda g: g["input_ids"])
-    for (user, call), generated in zip(by_prompt, by_generate, strict=True):
+    unclaimed = list(backend.generate_calls)
+    seen = []
+    for call in backend.calls:
         rendered = "\n".join(str(m["content"]) for m in call.prompt.messages)
-        assert set(CANARY_RE.findall(rendered)) == {CANARY[user]}
+        canaries = set(CANARY_RE.findall(rendered))
+        assert len(canaries) == 1, canaries  # never two users' examples in one prompt
+        user = next(u for u, c in CANARY.items() if c in canaries)
+        seen.append(user)
         assert call.prompt.example_ids == [e.id for e in memory.list(user)]
         assert call.adapter == ADAPTER[user]
         # What model.generate read: the same tokens, the user's canary, the user's adapter.
-        assert generated["input_ids"] == call.input_ids
+        generated = next(g for g in unclaimed if g["input_ids"] == call.input_ids)
+        unclaimed.remove(generated)
         decoded = backend.tokenizer.decode(generated["input_ids"])
         assert set(CANARY_RE.findall(decoded)) == {CANARY[user]}
         assert generated["active_adapter"] == ADAPTER[user]
+    assert sorted(seen) == sorted(users)
+    assert unclaimed == []
 
 
 def test_two_users_get_their_own_examples_and_adapter(

@@ -168,6 +168,7 @@ def _float64_rms_norm(self, hidden_states):
         ("llama", "sdpa", {}, 1e-7, 1e-5),
         ("llama", "eager", {}, 1e-7, 1e-5),
         ("qwen2", "sdpa", {}, 1e-7, 1e-5),
+        ("qwen3", "sdpa", {"head_dim": 8}, 1e-7, 1e-5),
         ("mistral", "sdpa", {"sliding_window": None}, 1e-7, 1e-5),
         # With the norm in float64 too, the two paths agree to float64 precision.
         ("llama-float64-norm", "sdpa", {}, 1e-12, 1e-11),

@@ -87,17 +87,35 @@ def _trainable(trainer):
 
 
 @pytest.mark.parametrize(
-    ("loss_type", "precompute"), [("ipo", False), ("sigmoid", False), ("ipo", True)]
+    ("loss_type", "precompute", "weighting"),
+    [
+        ("ipo", False, False),
+        ("sigmoid", False, False),
+        ("ipo", True, False),
+        ("sigmoid", False, True),
+    ],
 )
 def test_first_batch_loss_metrics_and_one_step_match_stock_dpo_trainer(
-    loss_type, precompute, tokenizer, dataset, tmp_path
+    loss_type, precompute, weighting, tokenizer, dataset, tmp_path
 ):
-    options = {"loss_type": loss_type, "precompute_ref_log_probs": precompute}
+    options = {
+        "loss_type": loss_type,
+        "precompute_ref_log_probs": precompute,
+        "use_weighting": weighting,  # WPO: uses the fused head's log_sum_sq_probs
+    }
     stock = _trainer(DPOTrainer, tokenizer, dataset, tmp_path, **options)
     shared = _trainer(PrefixSharingDPOTrainer, tokenizer, dataset, tmp_path, **options)
     assert shared.prefix_sharing
     assert shared.prefix_sharing_fallback_reason is None
     assert isinstance(shared.data_collator, PrefixSharingCollator)
+    if precompute:  # the precompute pass in __init__ already ran shared
+        for column in ("ref_chosen_logps", "ref_rejected_logps"):
+            torch.testing.assert_close(
+                torch.tensor(shared.train_dataset[column]),
+                torch.tensor(stock.train_dataset[column]),
+                rtol=1e-6,
+                atol=0.0,
+            )
     assert _trainable(stock).keys() == _trainable(shared).keys()
     for name, value in _trainable(stock).items():
         assert torch.equal(value, _trainable(shared)[name]), name

@@ -75,3 +75,8 @@ def test_unknown_adapter_fails_before_any_request() -> None:
     llm = _model(adapters=["fspo-alice"])
     with pytest.raises(AdapterNotFoundError, match="fspo-eve"):
         llm.invoke("hi", model="fspo-eve")
+
+
+def test_no_backend_and_no_url_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="needs a backend"):
+        ChatFSPO(model="x", prompt_format=PromptFormat())

@@ -55,7 +55,7 @@ def disagreement_matrix(
 def run_disagreement(
     ctx: SynthContext, final: dict[str, list[PairVerdict]], *, max_users_stored: int = 200
 ) -> dict[str, Any]:
-    """Write `disagreement.json` and return it (matrix stored when at most `max_users_stored`)."""
+    """Write `disagreement.json` and return it (matrix of the first `max_users_stored` users)."""
     users, matrix, shared = disagreement_matrix(final)
     off = ~np.eye(len(users), dtype=bool)
     values = matrix[off & ~np.isnan(matrix)]
@@ -84,10 +84,11 @@ def run_disagreement(
             for i, u in enumerate(users)
         },
     }
-    if len(users) <= max_users_stored:
-        result["matrix"] = [
-            [None if np.isnan(x) else round(float(x), 6) for x in r] for r in matrix
-        ]
-        result["shared_pairs"] = shared.tolist()
+    k = min(len(users), max_users_stored)
+    result["matrix_users"] = users[:k]
+    result["matrix"] = [
+        [None if np.isnan(x) else round(float(x), 6) for x in r[:k]] for r in matrix[:k]
+    ]
+    result["shared_pairs"] = shared[:k, :k].tolist()
     write_json_atomic(ctx.run_dir / FILE, result)
     return result

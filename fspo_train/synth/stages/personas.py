@@ -57,6 +57,7 @@ async def run_personas(ctx: SynthContext) -> StageOutcome:
     store = ctx.store(FILE)
     users = ctx.domain.users
     if isinstance(users, FixedUsers):
+        store.touch()
         outcome = StageOutcome(stage="personas", total=len(users.users), skipped=0)
         for user in users.users:
             row_id = f"u-{user.id}"
