@@ -59,8 +59,8 @@ class StageConfig:
     10); at 1e-3 for 2 epochs the training-batch reward accuracy of FSPO reached ~0.77 but
     held-out accuracy stayed at chance on an 80-step base LM; 5e-4 over a 400-step base LM is
     the value used for the committed result (still at chance); 1e-3 with 5 passes and at
-    least one shot per episode did not change that. beta = 0.1 makes the IPO target margin 1/(2 beta) = 5 nats,
-    summed over a 5-40 token review.
+    least one shot per episode did not change that. beta = 0.1 makes the IPO target margin
+    1/(2 beta) = 5 nats, summed over a 5-40 token review.
     """
 
     sft_learning_rate: float = 3e-3
