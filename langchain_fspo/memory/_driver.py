@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, TypeVar
 
 from langgraph.store.base import BaseStore, Op, Result
 from langgraph.store.memory import InMemoryStore
-from langgraph.store.sqlite import SqliteStore
 
 from langchain_fspo.errors import MemoryConfigError
 from langchain_fspo.memory._plans import Embed, Plan
@@ -201,7 +201,7 @@ class StoreDriver:
         if self._store_lock is not None:
             with self._store_lock:
                 self._prune(prefix)
-        elif isinstance(self.store, SqliteStore):
+        elif _is_sqlite_store(self.store):
             self._checkpoint_sqlite()
 
     async def ascrub(self, prefix: tuple[str, ...]) -> None:
@@ -209,5 +209,14 @@ class StoreDriver:
         if self._store_lock is not None:
             async with _hold(self._store_lock):
                 self._prune(prefix)
-        elif isinstance(self.store, SqliteStore):
+        elif _is_sqlite_store(self.store):
             await asyncio.to_thread(self._checkpoint_sqlite)
+
+
+def _is_sqlite_store(store: BaseStore) -> bool:
+    """Whether `store` is LangGraph's `SqliteStore`, without importing it (numpy, sqlite-vec).
+
+    A store can only be a `SqliteStore` once its module has been imported by whoever made it.
+    """
+    module = sys.modules.get("langgraph.store.sqlite")
+    return module is not None and isinstance(store, module.SqliteStore)
