@@ -123,6 +123,8 @@ def build_tiny_base_model(
     max_position_embeddings: int = 4096,
     seed: int = 0,
     chat_template: str = DEFAULT_CHAT_TEMPLATE,
+    initializer_range: float = 0.5,
+    mlp_ratio: int = 2,
 ) -> Path:
     """Build a random-weight Llama and its byte-level BPE tokenizer into `out_dir`.
 
@@ -137,6 +139,10 @@ def build_tiny_base_model(
         max_position_embeddings: Longest sequence (RoPE; long FSPO prompts fit).
         seed: Seed of the random weights; the same seed gives the same files.
         chat_template: Jinja chat template stored in the tokenizer.
+        initializer_range: Std of the random weights. The default 0.5 makes an *untrained*
+            model's greedy outputs differ between prompts and adapters (what serving tests
+            need); a model that will be trained from scratch wants the usual 0.02.
+        mlp_ratio: MLP width as a multiple of `hidden_size`.
 
     Returns:
         `out_dir` as a `Path`.
@@ -163,7 +169,7 @@ def build_tiny_base_model(
     config = LlamaConfig(
         vocab_size=len(tokenizer),  # type: ignore[arg-type]
         hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
+        intermediate_size=hidden_size * mlp_ratio,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
         num_key_value_heads=max(1, num_heads // 2),
@@ -172,7 +178,7 @@ def build_tiny_base_model(
         eos_token_id=tokenizer.eos_token_id,  # type: ignore[attr-defined]
         pad_token_id=tokenizer.pad_token_id,  # type: ignore[attr-defined]
         tie_word_embeddings=False,
-        initializer_range=0.5,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
