@@ -1,9 +1,11 @@
 """From a `Domain` to labelled per-user preference records, with the domain's exact judge.
 
 The pipeline mirrors the paper's (reference/fspo-paper.md §2.3) with the LLM parts replaced by
-exact ones: for each question, random response pairs are generated once and shared by every
-user (so users on the same axis disagree on the same pairs); each user labels every pair with
-the judge in both orders, and a pair is kept only when both orders agree and it is not a tie.
+exact ones: for each question, response pairs are generated once and shared by every user (so
+users on the same axis disagree on the same pairs); half of the pairs contrast on every
+attribute (`Domain.pair_attributes`), as the paper's responses come from different views; each
+user labels every pair with the judge in both orders, and a pair is kept only when both orders
+agree and it is not a tie.
 
 Example:
     >>> from fspo_train.bench.reviews_mini import ReviewsMini
@@ -85,17 +87,18 @@ class ExactJudge:
 def sample_pairs(
     domain: Domain, questions: Sequence[Question], pairs_per_question: int, seed: int
 ) -> list[tuple[Question, str, str]]:
-    """Random response pairs for each question (two different responses per pair)."""
+    """Response pairs for each question, their attributes from `Domain.pair_attributes`."""
     rng = random.Random(seed)  # noqa: S311 - seeded sampling, not secrets
     pairs = []
     for question in questions:
         for _ in range(pairs_per_question):
-            first = domain.generate(question, rng)
-            second = domain.generate(question, rng)
+            first_attributes, second_attributes = domain.pair_attributes(rng)
+            first = domain.generate(question, rng, first_attributes)
+            second = domain.generate(question, rng, second_attributes)
             for _retry in range(10):
                 if second != first:
                     break
-                second = domain.generate(question, rng)
+                second = domain.generate(question, rng, second_attributes)
             if second != first:
                 pairs.append((question, first, second))
     return pairs

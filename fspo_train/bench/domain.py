@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -107,6 +108,26 @@ class Domain(ABC):
     def penalty(self, question: Question, response: str) -> float:  # noqa: ARG002
         """A non-negative cost for malformed text (the same for every user). Default: none."""
         return 0.0
+
+    def pair_attributes(self, rng: random.Random) -> tuple[dict[str, float], dict[str, float]]:
+        """Attributes of the two responses of one preference pair.
+
+        Default: each attribute of the first response is drawn from +-U(0.5, 1). Half of the
+        pairs are *contrasting* (the second response is opposite on every attribute, like the
+        paper's responses written from different views: every such pair says something about
+        every user); in the other half the second response's attributes are drawn
+        independently, so pairs also compare two short or two positive responses. Which
+        response a user prefers is always left to the judge.
+        """
+        first = {
+            name: rng.choice((-1.0, 1.0)) * rng.uniform(0.5, 1.0) for name in self.attributes()
+        }
+        contrasting = rng.random() < 0.5  # noqa: PLR2004 - half and half
+        second = {}
+        for name, value in first.items():
+            sign = -math.copysign(1.0, value) if contrasting else rng.choice((-1.0, 1.0))
+            second[name] = sign * rng.uniform(0.5, 1.0)
+        return first, second
 
     def corpus(self, rng: random.Random, n: int = 400) -> list[str]:
         """Texts to train the tokenizer on: questions and random responses."""

@@ -187,6 +187,25 @@ def test_ties_are_rare(reviews: ReviewsMini) -> None:
     assert sum(ties) / len(ties) < 0.08
 
 
+def test_half_of_the_pairs_contrast_on_every_attribute(reviews: ReviewsMini) -> None:
+    rng = random.Random(0)
+    contrasting = 0
+    for _ in range(400):
+        first, second = reviews.pair_attributes(rng)
+        for value in (*first.values(), *second.values()):
+            assert 0.5 <= abs(value) <= 1.0
+        signs = [first[name] * second[name] < 0 for name in reviews.attributes()]
+        contrasting += all(signs)
+    # Contrasting pairs (1/2) plus independent ones that happen to be opposite (1/2 * 1/4).
+    assert 0.55 < contrasting / 400 < 0.70
+    # Measured from the text: most pairs put a short review (<= 2 sentences) against a long
+    # one (>= 4), some compare two reviews of the same kind.
+    pairs = sample_pairs(reviews, reviews.questions("train"), 2, seed=0)
+    lengths = [sorted(review.count(".") for review in (a, b)) for _, a, b in pairs]
+    mixed = [short <= 2 and long >= 4 for short, long in lengths]
+    assert 0.65 < sum(mixed) / len(mixed) < 0.85
+
+
 def test_records_are_labelled_by_the_judge_and_shared_across_users(reviews: ReviewsMini) -> None:
     records = build_records(reviews, reviews.users("trained"), split="train", seed=0)
     assert {r.user_id for r in records} == {"positive", "negative", "concise", "verbose"}
