@@ -4,9 +4,11 @@ There is no pretrained model to start from here, so the harness makes one: a byt
 tokenizer and a random Llama (`fspo_train.tiny.build_tiny_base_model`), then causal-LM training
 on documents that look like what the model will read and write: FSPO prompts rendered with
 `PromptFormat` (0 to K shots of the training users' records, through the tokenizer's chat
-template) followed by a *random* response to the query. The base model thus knows the format
-and the language, but nothing teaches it to answer the way the shots prefer: that is what the
-preference stages add. It plays the role of the paper's Llama 3.2 3B Instruct.
+template) followed by a *random* response to the query. A quarter of them use the RAT layout:
+a training user's description comes first and the response follows it, so the base model can
+follow a stated preference, as an instruct model does. Nothing teaches it to infer the user
+from the shots and answer the way they prefer: that is what the preference stages add. It
+plays the role of the paper's Llama 3.2 3B Instruct.
 
 Example:
     >>> import tempfile
@@ -45,7 +47,12 @@ class BaseLMConfig:
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4
-    steps: int = 400
+    mlp_ratio: int = 4
+    """MLP width as a multiple of `hidden_size`."""
+    initializer_range: float = 0.02
+    """Std of the initial weights (the usual 0.02; the serving tests' random models use 0.5,
+    which leaves a model trained from scratch unable to copy a title after 600 steps)."""
+    steps: int = 1500
     """Optimizer steps of causal-LM training."""
     batch_size: int = 16
     learning_rate: float = 3e-3
@@ -62,13 +69,22 @@ def base_lm_documents(
     tokenizer: Any,
     n: int,
     seed: int,
+    rationale_fraction: float = 0.25,
 ) -> list[str]:
-    """`n` training documents: a rendered prompt with 0..K shots, then a random response."""
+    """`n` training documents: a rendered prompt with 0..K shots, then a random response.
+
+    A `rationale_fraction` of them use the RAT layout: the answer starts with a training
+    user's description and goes on with a response written to it, as an instruct model
+    follows a stated preference. The shots of those documents are drawn independently of the
+    description, so nothing teaches the base model which description fits which shots.
+    """
     rng = random.Random(seed)  # noqa: S311 - seeded sampling, not secrets
     by_user: dict[str, list[PreferenceRecord]] = {}
     for record in records:
         by_user.setdefault(record.user_id, []).append(record)
     users = sorted(by_user)
+    described = [domain.user(u) for u in users if by_user[u][0].user_description]
+    rat_format = prompt_format.model_copy(update={"rationale": "user_description"})
     questions = domain.questions("train")
     docs = []
     for _ in range(n):
@@ -76,14 +92,21 @@ def base_lm_documents(
         k = rng.randint(0, min(prompt_format.num_shots, len(rows)))
         shots = [r.to_example() for r in rng.sample(rows, k)]
         question = rng.choice(questions)
-        rendered = prompt_format.render(shots, question.text)
-        if prompt_format.style == "chat":
+        rat = bool(described) and rng.random() < rationale_fraction
+        fmt = rat_format if rat else prompt_format
+        rendered = fmt.render(shots, question.text)
+        if fmt.style == "chat":
             prompt = tokenizer.apply_chat_template(
                 rendered.messages, tokenize=False, add_generation_prompt=True
             )
         else:
             prompt = rendered.text
-        answer = prompt_format.completion(domain.generate(question, rng))
+        if rat:
+            user = rng.choice(described)
+            response = domain.generate(question, rng, dict(user.weights))
+            answer = fmt.completion(response, user_description=user.description)
+        else:
+            answer = fmt.completion(domain.generate(question, rng))
         docs.append(prompt + answer + tokenizer.eos_token)
     return docs
 
@@ -124,10 +147,12 @@ def train_base_lm(
     corpus = domain.corpus(rng)
     # Rendered prompts teach the tokenizer the format's markers as whole tokens.
     fmt_rng = random.Random(config.seed + 1)  # noqa: S311 - seeded sampling, not secrets
+    rat_format = prompt_format.model_copy(update={"rationale": "user_description"})
     for record in fmt_rng.sample(list(records), min(64, len(records))):
         shot = record.to_example()
-        corpus.append(prompt_format.render([shot, shot], record.question).text)
-        corpus.append(prompt_format.completion(record.chosen, user_description="x"))
+        for fmt in (prompt_format, rat_format):
+            corpus.append(fmt.render([shot, shot], record.question).text)
+            corpus.append(fmt.completion(record.chosen, user_description=record.user_description))
     build_tiny_base_model(
         out,
         corpus=corpus,
@@ -136,6 +161,8 @@ def train_base_lm(
         num_layers=config.num_layers,
         num_heads=config.num_heads,
         seed=config.seed,
+        initializer_range=config.initializer_range,
+        mlp_ratio=config.mlp_ratio,
     )
     tokenizer = AutoTokenizer.from_pretrained(str(out))
     n_docs = config.num_documents or config.steps * config.batch_size

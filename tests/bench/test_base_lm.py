@@ -25,9 +25,17 @@ def test_documents_are_rendered_prompts_with_random_answers(tiny_model_dir: Path
     docs = base_lm_documents(domain, records, fmt, tokenizer, n=30, seed=0)
     assert len(docs) == 30
     assert all(d.startswith("<s><|user|>\n") and d.endswith("</s>") for d in docs)
-    assert all("# Task\n" in d and "<|assistant|>\nFor " in d for d in docs)
+    answers = ("<|assistant|>\nFor ", "<|assistant|>\n## User Description\n")
+    assert all("# Task\n" in d and any(a in d for a in answers) for d in docs)
     assert any("# Example 2\n" in d for d in docs)
     assert any("# Example 1\n" not in d for d in docs)  # 0-shot documents too
+    # Some documents use the RAT layout, with a training user's description first.
+    descriptions = {r.user_description for r in records}
+    rat = [d for d in docs if "## User Description\n" in d]
+    assert 0 < len(rat) < len(docs)
+    for doc in rat:
+        written = doc.split("## User Description\n", 1)[1].split("\n", 1)[0]
+        assert written in descriptions
     assert docs == base_lm_documents(domain, records, fmt, tokenizer, n=30, seed=0)
 
 
