@@ -102,7 +102,7 @@ class EvalSettings:
     """How much to evaluate."""
 
     num_shots: int = 4
-    questions_per_user: int = 12
+    questions_per_user: int = 24
     """Held-out questions generated for, per user (win rate)."""
     pairs_per_user: int = 24
     """Held-out preference pairs scored, per user (accuracy)."""
@@ -311,8 +311,8 @@ def evaluate_methods(
         progress: Called with a short line before each stage.
 
     Returns:
-        `{"methods": {name: {"label", "win_rate": {group: ...}, "accuracy": {group: ...}}},
-        "samples": [...]}`.
+        `{"methods": {name: {"label", "win_rate": {group: ...}, "win_rate_by_user": {user:
+        ...}, "accuracy": {group: ...}}}, "samples": [...]}`.
     """
     say = progress or (lambda line: logger.info("%s", line))
     judge = ExactJudge(domain)
@@ -333,10 +333,13 @@ def evaluate_methods(
             if method.description == "generated":
                 row["description_match"] = _description_match(queries, parsed)
             scores: dict[str, list[float]] = {}
+            by_user: dict[str, list[float]] = {}
             for query, ours, theirs in zip(queries, outs, base_out, strict=True):
                 score = judge.compare(query.question.text, query.user.description, ours, theirs)
                 scores.setdefault(query.user.group, []).append(score)
+                by_user.setdefault(query.user.id, []).append(score)
             row["win_rate"] = {g: 100 * sum(s) / len(s) for g, s in scores.items()}
+            row["win_rate_by_user"] = {u: 100 * sum(s) / len(s) for u, s in by_user.items()}
             results["samples"] += [
                 {"method": method.name, "user": q.user.id, "question": q.question.text, "output": o}
                 for q, o in list(zip(queries, outs, strict=True))[:: max(1, len(queries) // 16)]

@@ -48,6 +48,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         if match:
             summary = ", ".join(f"{g} {_cell(match.get(g))}%" for g in GROUPS)
             lines += ["", f"{row['label']}: generated user description = the true one: {summary}."]
+    lines += _per_user_table(results["methods"])
     curve = results.get("shots_curve") or {}
     if curve:
         shots = list(curve)
@@ -62,6 +63,27 @@ def markdown_table(results: dict[str, Any]) -> str:
             values = [_cell(curve[k].get(group)) for k in shots]
             lines.append(f"| {group} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _per_user_table(methods: dict[str, Any]) -> list[str]:
+    """Win rate against the base model per user (which preferences each method serves)."""
+    rows = {
+        name: row["win_rate_by_user"] for name, row in methods.items() if "win_rate_by_user" in row
+    }
+    if not rows:
+        return []
+    users = list(next(iter(rows.values())))
+    lines = [
+        "",
+        "Win rate against the base model, per user:",
+        "",
+        "| Method | " + " | ".join(users) + " |",
+        "|---|" + "---|" * len(users),
+    ]
+    for name, by_user in rows.items():
+        cells = [_cell(by_user.get(u)) for u in users]
+        lines.append(f"| {methods[name]['label']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot_results(results: dict[str, Any], path: str | Path) -> Path:

@@ -19,6 +19,7 @@ RESULT = {
         "fspo": {
             "label": "FSPO",
             "win_rate": {"trained": 93.75, "interpolated": 81.25},
+            "win_rate_by_user": {"positive": 100.0, "positive+concise": 62.5},
             "accuracy": {"trained": 97.5, "interpolated": 88.0},
         },
         "fspo_rat": {
@@ -39,6 +40,8 @@ def test_markdown_table_rows_and_curve() -> None:
     assert "| trained | 51.0 | 96.0 |" in table
     assert "| interpolated | - | 80.0 |" in table
     assert "trained 100.0%, interpolated 0.0%" in table
+    assert "| Method | positive | positive+concise |" in table
+    assert "| FSPO | 100.0 | 62.5 |" in table
 
 
 def test_write_results_json_markdown_png(tmp_path: Path) -> None:
