@@ -31,6 +31,8 @@ __all__ = ["main"]
 
 DEMO_USERS = ("positive+concise", "negative+verbose")
 """Two users with opposite preferences on both axes (interpolated: never trained on)."""
+SUMMARY_TITLES = 12
+"""More unseen titles each user gets a review of, summarised as mean sentiment and length."""
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -70,6 +72,7 @@ def _side_by_side(left: str, right: str, titles: tuple[str, str], width: int = 4
 def _serve(out: Path, adapter: Path, domain: Any, users: list[str], seed: int) -> dict[str, Any]:
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.runnables import RunnableConfig
 
     from fspo_train.bench.data import build_records
     from langchain_fspo import ChatFSPO, PreferenceMemory
@@ -89,15 +92,27 @@ def _serve(out: Path, adapter: Path, domain: Any, users: list[str], seed: int) -
     chat = ChatFSPO.from_pretrained(adapter, backend="local", memory=memory, max_tokens=80)
     prompt = ChatPromptTemplate.from_messages([("human", "{request}")])
     chain = prompt | chat | StrOutputParser()
-    question = domain.questions("test")[-1]
+    held_out = domain.questions("test")
+    question = held_out[-1]
     reviews = {
         user_id: chain.invoke(
             {"request": question.text}, config={"configurable": {"user_id": user_id}}
         )
         for user_id in users
     }
+    # One title can go either way by chance: the same users on more unseen titles.
+    more = held_out[-1 - SUMMARY_TITLES : -1]
+    summary = {}
+    for user_id in users:
+        config: RunnableConfig = {"configurable": {"user_id": user_id}}
+        outputs = chain.batch([{"request": q.text} for q in more], config=config)
+        scores = [domain.score(q, text) for q, text in zip(more, outputs, strict=True)]
+        summary[user_id] = {
+            "sentiment": sum(s["sentiment"] for s in scores) / len(scores),
+            "words": sum(len(text.split()) for text in outputs) / len(outputs),
+        }
     memory.close()
-    return {"question": question, "reviews": reviews}
+    return {"question": question, "reviews": reviews, "summary": summary, "titles": len(more)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(review.split())} words, well-formed "
             f"{'yes' if domain.penalty(question, review) == 0 else 'no'}"
         )
+    n = served["titles"]
+    print(f"\nOver {n} more unseen titles (mean of each user's {n} reviews):")
+    for user_id, mean in served["summary"].items():
+        print(f"{user_id:>18}: sentiment {mean['sentiment']:+.2f}, {mean['words']:.1f} words")
     print(f"\nTotal wall time: {results['meta']['wall_time_s']:.0f} s")
     return 0
 
