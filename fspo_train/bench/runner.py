@@ -71,7 +71,7 @@ class StageConfig:
     epochs: float = 1.0
     """IPO sees every episode (~750 steps at CPU size): with half of them, reviews for the
     interpolated users followed the shots' length but not their sentiment."""
-    episode_passes: int = 28
+    episode_passes: int = 24
     """Reshuffled passes over each trained user's records when cutting episodes."""
     warmup_steps: int = 50
     lora_r: int = 32
