@@ -135,7 +135,7 @@ def write_results(results: dict[str, Any], out_dir: str | Path, stem: str) -> di
     meta = results.get("meta", {})
     header = [f"# {results.get('title', stem)}", ""]
     if meta:
-        header += [f"- {key}: {value}" for key, value in meta.items()] + [""]
+        header += [f"- {key}: {value}" for key, value in meta.items()] + ["", ""]
     md_path.write_text("\n".join(header) + markdown_table(results), encoding="utf-8")
     png_path = plot_results(results, out / f"{stem}.png")
     return {"json": json_path, "markdown": md_path, "png": png_path}
