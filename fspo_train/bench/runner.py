@@ -135,7 +135,7 @@ class BenchConfig:
 
     @classmethod
     def tiny(cls, seed: int = 0) -> BenchConfig:
-        """A reduced run for tests (about three and a half minutes per seed on 2 CPU cores)."""
+        """A reduced run for tests (about four and a half minutes per seed on 2 CPU cores)."""
         return cls(
             seed=seed,
             base=BaseLMConfig(steps=1000, seed=seed),
