@@ -57,7 +57,7 @@ class StageConfig:
     per pair (the data is free, so episodes are recut `episode_passes` times). What was
     measured on Reviews-mini (CPU size, see `bench/results/reviews_mini_notes.md`): IPO at
     1e-3 with full fine-tuning collapses every user to verbose reviews, 6e-4 (LoRA) separates
-    the users on both axes once IPO runs long enough (~750 steps after ~560 Pref-FT steps),
+    the users on both axes once IPO runs long enough (~640 steps after ~480 Pref-FT steps),
     1.5e-3 or 2e-3 (LoRA) lowers the held-out accuracy. beta = 0.1 makes the IPO target
     margin 1/(2 beta) = 5 nats, summed over a 5-40 token review.
     """
@@ -69,7 +69,7 @@ class StageConfig:
     sft_epochs: float = 0.75
     """Pref-FT sees three quarters of the episodes (the IPO stage is where the users separate)."""
     epochs: float = 1.0
-    """IPO sees every episode (~750 steps at CPU size): with half of them, reviews for the
+    """IPO sees every episode (~640 steps at CPU size): with half of them, reviews for the
     interpolated users followed the shots' length but not their sentiment."""
     episode_passes: int = 24
     """Reshuffled passes over each trained user's records when cutting episodes."""
