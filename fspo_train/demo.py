@@ -37,8 +37,8 @@ LABELLED_PER_USER = 16
 
 The shots show only the preferred review, and a combination user's preferred review is often
 the lesser evil (a negative+verbose user prefers a long positive review to a short negative
-one), so 4 fixed examples can point the sentiment either way; with 16 to pick from, the
-direction held for the labelled sets of seeds 0, 1 and 2 (seed-0 model)."""
+one), so 4 fixed examples can point the sentiment either way; 16 to pick from average that
+out (measured in `bench/results/reviews_mini_notes.md`)."""
 SUMMARY_TITLES = 12
 """More unseen titles each user gets a review of, summarised as mean sentiment and length."""
 

@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Domain", "Question", "SimUser"]
+__all__ = ["Domain", "Question", "SimUser", "strong_value"]
 
 Split = Literal["train", "test"]
 UserGroup = Literal["trained", "interpolated"]
@@ -65,6 +65,13 @@ class SimUser:
     """Natural-language description (the oracle / RAT target)."""
     group: UserGroup
     """`trained` users build training records; `interpolated` ones are only evaluated."""
+
+
+def strong_value(rng: random.Random, sign: float | None = None) -> float:
+    """An attribute value of clear strength: `sign` (random when None) times U(0.5, 1)."""
+    if sign is None:
+        sign = rng.choice((-1.0, 1.0))
+    return sign * rng.uniform(0.5, 1.0)
 
 
 class Domain(ABC):
@@ -119,14 +126,12 @@ class Domain(ABC):
         independently, so pairs also compare two short or two positive responses. Which
         response a user prefers is always left to the judge.
         """
-        first = {
-            name: rng.choice((-1.0, 1.0)) * rng.uniform(0.5, 1.0) for name in self.attributes()
-        }
+        first = {name: strong_value(rng) for name in self.attributes()}
         contrasting = rng.random() < 0.5  # noqa: PLR2004 - half and half
-        second = {}
-        for name, value in first.items():
-            sign = -math.copysign(1.0, value) if contrasting else rng.choice((-1.0, 1.0))
-            second[name] = sign * rng.uniform(0.5, 1.0)
+        second = {
+            name: strong_value(rng, -math.copysign(1.0, value) if contrasting else None)
+            for name, value in first.items()
+        }
         return first, second
 
     def corpus(self, rng: random.Random, n: int = 400) -> list[str]:

@@ -35,7 +35,7 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 
-from fspo_train.bench.domain import Domain, Question, SimUser, Split, UserGroup
+from fspo_train.bench.domain import Domain, Question, SimUser, Split, UserGroup, strong_value
 
 __all__ = ["NEGATIVE", "POSITIVE", "ReviewsMini"]
 
@@ -189,10 +189,10 @@ class ReviewsMini(Domain):
         attributes = attributes or {}
         sentiment = attributes.get("sentiment")
         if sentiment is None:
-            sentiment = rng.choice((-1, 1)) * rng.uniform(0.5, 1.0)
+            sentiment = strong_value(rng)
         length = attributes.get("length")
         if length is None:
-            length = rng.choice((-1, 1)) * rng.uniform(0.5, 1.0)
+            length = strong_value(rng)
         n = min(5, max(1, 1 + round((length + 1) / 2 * 4)))
         templates = [rng.choice(OPENINGS)]
         middle = n - 1 if n < 3 else n - 2  # noqa: PLR2004 - three sentences get a closing
