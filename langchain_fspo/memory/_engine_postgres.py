@@ -1,0 +1,236 @@
+"""`PostgresEngine`: ordered and vector reads in SQL on LangGraph's `PostgresStore` tables.
+
+Order is `(created_at, key)`: `created_at` is set by PostgreSQL when a row is first inserted
+(an upsert keeps it), the key breaks ties. The engine adds one index for it,
+`store_prefix_created_at_key_idx ON store (prefix, created_at, key)` (created once, concurrently,
+if missing), so the newest `k` of a user are an O(k) index walk.
+
+`Nearest` on `store_vectors` (pgvector): a user with at most `EXACT_SEARCH_MAX` vectors gets an
+exact scan of their own rows (found through the primary key); a larger one gets pgvector's HNSW
+index (the store's `ann_index_config`, HNSW by default) with iterative scans, so that the filter
+on the user cannot starve the result: approximate and sub-linear. Were that to return fewer than
+asked, the exact scan answers instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from psycopg.rows import dict_row
+
+from langchain_fspo.memory._engines import (
+    AsyncMode,
+    Count,
+    Forget,
+    Nearest,
+    Newest,
+    Oldest,
+    Query,
+    Row,
+    Vectors,
+    Version,
+    distance_type,
+    finite,
+)
+
+if TYPE_CHECKING:
+    from langgraph.store.base import Op, Result
+    from langgraph.store.postgres import PostgresStore
+    from psycopg import Connection
+
+__all__ = ["EXACT_SEARCH_MAX", "ORDER_INDEX", "PostgresEngine"]
+
+logger = logging.getLogger(__name__)
+
+EXACT_SEARCH_MAX = 2_000
+"""Users with at most this many vectors get an exact nearest-neighbour scan."""
+
+ORDER_INDEX = "store_prefix_created_at_key_idx"
+_OPERATOR = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
+_ensured: set[int] = set()
+_ensure_lock = threading.Lock()
+
+
+def _text(namespace: tuple[str, ...]) -> str:
+    return ".".join(namespace)
+
+
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _value(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    value: dict[str, Any] = orjson.loads(raw)
+    return value
+
+
+class PostgresEngine:
+    """Answers queries with SQL on a `PostgresStore`'s connections (module docstring)."""
+
+    async_mode: AsyncMode = "thread"
+    vector_search = True
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+    def batch(self, ops: list[Op]) -> list[Result]:
+        return self.store.batch(ops)
+
+    async def arun(self, query: Query) -> Any:
+        return self.run(query)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Connection[Any]]:
+        """A connection of the store: from its pool, or its only one (under its lock)."""
+        from psycopg_pool import ConnectionPool
+
+        conn = self.store.conn
+        if isinstance(conn, ConnectionPool):
+            with conn.connection() as pooled:
+                yield pooled
+        else:
+            with self.store.lock:
+                yield conn
+
+    def _rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any]) -> list[Any]:
+        self._ensure_order_index()
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql, params)  # type: ignore[arg-type]
+            return cur.fetchall()
+
+    def _ensure_order_index(self) -> None:
+        """Create the `(prefix, created_at, key)` index once per store (no-op if present)."""
+        if id(self.store) in _ensured:
+            return
+        with _ensure_lock:
+            if id(self.store) in _ensured:
+                return
+            try:
+                with self._connection() as conn:
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_indexes WHERE tablename = 'store' AND indexname = %s",
+                        (ORDER_INDEX,),
+                    ).fetchone()
+                    if not exists:
+                        conn.execute(
+                            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {ORDER_INDEX} "
+                            "ON store (prefix, created_at, key)"
+                        )
+            except Exception:  # a concurrent creator, or no rights: reads stay correct
+                logger.warning("Could not create index %s; reads by age scan.", ORDER_INDEX)
+            _ensured.add(id(self.store))
+
+    def run(self, query: Query) -> Any:  # noqa: PLR0911 - one branch per query type
+        if isinstance(query, Forget):
+            return self._forget(query.prefix)
+        prefix = _text(query.namespace)
+        if isinstance(query, Newest):
+            rows = self._rows(
+                "SELECT key, value FROM store WHERE prefix = %s "
+                "ORDER BY created_at DESC, key DESC LIMIT %s",
+                (prefix, query.limit),
+            )
+            return [Row(r["key"], _value(r["value"])) for r in rows]
+        if isinstance(query, Oldest):
+            rows = self._rows(
+                "SELECT key, value FROM store WHERE prefix = %s ORDER BY created_at, key",
+                (prefix,),
+            )
+            return [Row(r["key"], _value(r["value"])) for r in rows]
+        if isinstance(query, Count):
+            (row,) = self._rows("SELECT count(*) AS n FROM store WHERE prefix = %s", (prefix,))
+            return int(row["n"])
+        if isinstance(query, Version):
+            (row,) = self._rows(
+                "SELECT (SELECT count(*) FROM store WHERE prefix = %(p)s) AS n, "
+                "(SELECT key FROM store WHERE prefix = %(p)s "
+                "ORDER BY created_at DESC, key DESC LIMIT 1) AS newest",
+                {"p": prefix},
+            )
+            return [int(row["n"]), row["newest"]]
+        if isinstance(query, Vectors):
+            rows = self._rows(
+                "SELECT key, embedding::real[] AS vector FROM store_vectors "
+                "WHERE prefix = %s AND field_name = %s AND key = ANY(%s)",
+                (prefix, query.field, list(query.keys)),
+            )
+            return {r["key"]: r["vector"] for r in rows}
+        return self._nearest(query, prefix)
+
+    def _vector_cast(self) -> str:
+        config: dict[str, Any] = dict(self.store.index_config or {})
+        kind = (config.get("ann_index_config") or {}).get("vector_type", "vector")
+        return "halfvec" if kind == "halfvec" else "vector"
+
+    def _nearest(self, query: Nearest, prefix: str) -> list[Row]:
+        if query.vector is None or query.limit <= 0:
+            return []
+        op = _OPERATOR[distance_type(self.store)]
+        params = {
+            "p": prefix,
+            "f": query.field,
+            "q": finite(query.vector),
+            "k": query.limit,
+            "cap": EXACT_SEARCH_MAX + 1,
+        }
+        cast = self._vector_cast()
+        select = (
+            "SELECT s.key, s.value, top.embedding::real[] AS vector FROM ({inner}) AS top "
+            "JOIN store AS s ON s.prefix = %(p)s AND s.key = top.key ORDER BY top.d, top.key"
+        )
+        where = "FROM store_vectors WHERE prefix = %(p)s AND field_name = %(f)s"
+        # `+ 0` keeps the planner off the ANN index: this scan is exact.
+        exact = select.format(
+            inner=f"SELECT key, embedding, (embedding {op} %(q)s::{cast}) + 0 AS d {where} "
+            "ORDER BY d LIMIT %(k)s"
+        )
+        approximate = select.format(
+            inner=f"SELECT key, embedding, embedding {op} %(q)s::{cast} AS d {where} "
+            f"ORDER BY embedding {op} %(q)s::{cast} LIMIT %(k)s"
+        )
+        self._ensure_order_index()
+        with (
+            self._connection() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            cur.execute(
+                f"SELECT count(*) AS n FROM (SELECT 1 {where} LIMIT %(cap)s) AS mine", params
+            )
+            row = cur.fetchone()
+            big = row is not None and int(row["n"]) > EXACT_SEARCH_MAX
+            rows: list[Any] = []
+            if big:
+                ef_search = max(40, 2 * query.limit)
+                cur.execute(
+                    "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                    "set_config('hnsw.ef_search', %s, true)",
+                    (str(min(ef_search, 1000)),),
+                )
+                cur.execute(approximate, params)
+                rows = cur.fetchall()
+            if not big or len(rows) < query.limit:
+                cur.execute(exact, params)
+                rows = cur.fetchall()
+        return [Row(r["key"], _value(r["value"]), r["vector"]) for r in rows]
+
+    def _forget(self, prefix: tuple[str, ...]) -> int:
+        """One DELETE statement: atomic; `store_vectors` rows go by foreign-key cascade."""
+        text = _text(prefix)
+        with self._connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                "DELETE FROM store WHERE prefix = %s OR prefix LIKE %s ESCAPE '\\'",
+                (text, _like_literal(text) + ".%"),
+            )
+            return int(cur.rowcount)
+
+    def scrub(self, prefix: tuple[str, ...]) -> None:
+        """Nothing to scrub: PostgreSQL's VACUUM reclaims the deleted rows' space."""
+        del prefix
