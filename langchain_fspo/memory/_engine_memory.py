@@ -149,7 +149,8 @@ class InMemoryEngine:
             return cached
         keys = [key for key, fields in vectors.items() if field in fields]
         matrix = np.asarray([vectors[key][field] for key in keys], dtype=np.float32)
-        matrix = matrix.reshape(len(keys), -1)
+        if not keys:
+            matrix = np.zeros((0, 1), dtype=np.float32)
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         built = _Matrix(len(vectors), last, keys, matrix / norms, norms)

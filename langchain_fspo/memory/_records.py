@@ -141,7 +141,7 @@ def example_to_value(example: PreferenceExample) -> dict[str, Any]:
 
 
 def example_from_value(key: str, value: Mapping[str, Any]) -> PreferenceExample:
-    """Rebuild the example stored under `key`."""
+    """Rebuild the example stored under `key` (validated again: stores can be shared)."""
     return PreferenceExample(
         prompt=value["prompt"],
         chosen=value["chosen"],
