@@ -30,7 +30,7 @@ def _run(name: str, queue: Any, barrier: Any, body: Any) -> None:
         queue.put((name, "error", traceback.format_exc()))
 
 
-def writer(  # noqa: PLR0913 - a process entry point
+def writer(
     name: str,
     target: dict[str, str],
     user: str,
@@ -58,7 +58,7 @@ def writer(  # noqa: PLR0913 - a process entry point
         memory.close()
 
 
-def forgetter(  # noqa: PLR0913 - a process entry point
+def forgetter(
     name: str, target: dict[str, str], user: str, queue: Any, barrier: Any, halfway: Any
 ) -> None:
     """Forget `user` once its writer is half done; report when forget began and returned."""
@@ -76,7 +76,7 @@ def forgetter(  # noqa: PLR0913 - a process entry point
         memory.close()
 
 
-def reader(  # noqa: PLR0913 - a process entry point
+def reader(
     name: str, target: dict[str, str], user: str, tag: str, queue: Any, barrier: Any, rounds: int
 ) -> None:
     """Select `user`'s newest shots while the writers run; report every anomaly seen."""

@@ -23,7 +23,7 @@ _Choices = list[ChoiceRecord]
 class AsyncMemoryAPI(MemoryCore):
     """Async twins of `PreferenceMemory`'s methods (documented on the sync ones)."""
 
-    async def aadd(  # noqa: PLR0913 - the fields of an example
+    async def aadd(
         self,
         user_id: str,
         *,
@@ -44,7 +44,7 @@ class AsyncMemoryAPI(MemoryCore):
         """Async `add_many`."""
         return await self._driver.arun(self._add_many(user_id, examples), writes=True)
 
-    async def arecord_choice(  # noqa: PLR0913 - the fields of a choice
+    async def arecord_choice(
         self, user_id: str, prompt: str, a: str, b: str, choice: Choice, **metadata: Any
     ) -> ChoiceRecord:
         """Async `record_choice`."""
@@ -83,7 +83,7 @@ class AsyncMemoryAPI(MemoryCore):
         """Async `export`."""
         return await self._driver.arun(plans.export_plan(self.namespaces(user_id), user_id))
 
-    async def aselect(  # noqa: PLR0913 - select's arguments
+    async def aselect(
         self,
         user_id: str,
         query: str | None = None,

@@ -98,7 +98,7 @@ class MemoryCore:
 
     # ----------------------------------------------------------------- plan builders
 
-    def _add(  # noqa: PLR0913 - the fields of an example
+    def _add(
         self,
         user_id: str,
         prompt: str,
@@ -132,7 +132,7 @@ class MemoryCore:
             for user, (ns, stamped, chosen_ids) in staged.items()
         }
 
-    def _record_choice(  # noqa: PLR0913 - the fields of a choice
+    def _record_choice(
         self, user_id: str, prompt: str, a: str, b: str, choice: str, metadata: dict[str, Any]
     ) -> tuple[plans.Plan[Any], ChoiceRecord]:
         ns = self.namespaces(user_id)
@@ -167,7 +167,7 @@ class MemoryCore:
     def _delete(self, user_id: str, example_id: str) -> plans.Plan[bool]:
         return plans.delete_plan(self.namespaces(user_id), check_record_id(example_id))
 
-    def _select(  # noqa: PLR0913 - select's arguments
+    def _select(
         self,
         user_id: str,
         query: str | None,

@@ -134,7 +134,7 @@ class StoreDriver:
         return results
 
     @staticmethod
-    def _advance(  # noqa: PLR0913 - the lockstep state
+    def _advance(
         i: int,
         plan: Plan[Any],
         answer: list[Any] | None,

@@ -15,6 +15,8 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from langgraph.store.base import PutOp
+
 from langchain_fspo.memory._engines import (
     AsyncMode,
     Count,
@@ -29,8 +31,6 @@ from langchain_fspo.memory._engines import (
     distance_type,
     finite,
 )
-
-from langgraph.store.base import PutOp
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,13 +89,15 @@ class InMemoryEngine:
     async def arun(self, query: Query) -> Any:
         return self.run(query)
 
-    def run_locked(self, query: Query) -> Any:  # noqa: PLR0911 - one branch per query type
+    def run_locked(self, query: Query) -> Any:
         """Answer `query`; the caller holds `self.lock`."""
         if isinstance(query, Forget):
             return self._forget(query.prefix)
         items = self.store._data.get(query.namespace) or {}  # noqa: SLF001 - no API for it
         if isinstance(query, Newest):
-            return [Row(i.key, i.value) for i in itertools.islice(reversed(items.values()), query.limit)]
+            return [
+                Row(i.key, i.value) for i in itertools.islice(reversed(items.values()), query.limit)
+            ]
         if isinstance(query, Oldest):
             return [Row(i.key, i.value) for i in items.values()]
         if isinstance(query, Count):

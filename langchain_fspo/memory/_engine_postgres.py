@@ -1,9 +1,10 @@
 """`PostgresEngine`: ordered and vector reads in SQL on LangGraph's `PostgresStore` tables.
 
-Order is `(created_at, key)`: `created_at` is set by PostgreSQL when a row is first inserted
-(an upsert keeps it), the key breaks ties. The engine adds one index for it,
-`store_prefix_created_at_key_idx ON store (prefix, created_at, key)` (created once, concurrently,
-if missing), so the newest `k` of a user are an O(k) index walk.
+Order is `created_at` (set by PostgreSQL when a row is first inserted; an upsert keeps it), then
+the example's own `created_at` stamp (rows of one transaction share the first), then the key.
+The engine adds one index for it, `store_prefix_created_at_key_idx ON store (prefix, created_at,
+(value ->> 'created_at'), key)` (created once, concurrently, if missing), so the newest `k` of a
+user are an O(k) index walk.
 
 `Nearest` on `store_vectors` (pgvector): a user with at most `EXACT_SEARCH_MAX` vectors gets an
 exact scan of their own rows (found through the primary key); a larger one gets pgvector's HNSW
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import psycopg
 from psycopg.rows import dict_row
 
 from langchain_fspo.memory._engines import (
@@ -51,6 +53,9 @@ EXACT_SEARCH_MAX = 2_000
 """Users with at most this many vectors get an exact nearest-neighbour scan."""
 
 ORDER_INDEX = "store_prefix_created_at_key_idx"
+_ORDER = "created_at {d}, (value ->> 'created_at') {d}, key {d}"
+_NEWEST_FIRST = _ORDER.format(d="DESC")
+_OLDEST_FIRST = _ORDER.format(d="ASC")
 _OPERATOR = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
 _ensured: set[int] = set()
 _ensure_lock = threading.Lock()
@@ -102,7 +107,7 @@ class PostgresEngine:
     def _rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any]) -> list[Any]:
         self._ensure_order_index()
         with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql, params)  # type: ignore[arg-type]
+            cur.execute(sql, params)
             return cur.fetchall()
 
     def _ensure_order_index(self) -> None:
@@ -121,26 +126,25 @@ class PostgresEngine:
                     if not exists:
                         conn.execute(
                             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {ORDER_INDEX} "
-                            "ON store (prefix, created_at, key)"
+                            "ON store (prefix, created_at, (value ->> 'created_at'), key)"
                         )
-            except Exception:  # a concurrent creator, or no rights: reads stay correct
+            except psycopg.Error:  # a concurrent creator, or no rights: reads stay correct
                 logger.warning("Could not create index %s; reads by age scan.", ORDER_INDEX)
             _ensured.add(id(self.store))
 
-    def run(self, query: Query) -> Any:  # noqa: PLR0911 - one branch per query type
+    def run(self, query: Query) -> Any:
         if isinstance(query, Forget):
             return self._forget(query.prefix)
         prefix = _text(query.namespace)
         if isinstance(query, Newest):
             rows = self._rows(
-                "SELECT key, value FROM store WHERE prefix = %s "
-                "ORDER BY created_at DESC, key DESC LIMIT %s",
+                f"SELECT key, value FROM store WHERE prefix = %s ORDER BY {_NEWEST_FIRST} LIMIT %s",  # noqa: S608
                 (prefix, query.limit),
             )
             return [Row(r["key"], _value(r["value"])) for r in rows]
         if isinstance(query, Oldest):
             rows = self._rows(
-                "SELECT key, value FROM store WHERE prefix = %s ORDER BY created_at, key",
+                f"SELECT key, value FROM store WHERE prefix = %s ORDER BY {_OLDEST_FIRST}",  # noqa: S608
                 (prefix,),
             )
             return [Row(r["key"], _value(r["value"])) for r in rows]
@@ -148,12 +152,9 @@ class PostgresEngine:
             (row,) = self._rows("SELECT count(*) AS n FROM store WHERE prefix = %s", (prefix,))
             return int(row["n"])
         if isinstance(query, Version):
-            (row,) = self._rows(
-                "SELECT (SELECT count(*) FROM store WHERE prefix = %(p)s) AS n, "
-                "(SELECT key FROM store WHERE prefix = %(p)s "
-                "ORDER BY created_at DESC, key DESC LIMIT 1) AS newest",
-                {"p": prefix},
-            )
+            newest = f"SELECT key FROM store WHERE prefix = %(p)s ORDER BY {_NEWEST_FIRST} LIMIT 1"  # noqa: S608
+            count = "SELECT count(*) FROM store WHERE prefix = %(p)s"
+            (row,) = self._rows(f"SELECT ({count}) AS n, ({newest}) AS newest", {"p": prefix})
             return [int(row["n"]), row["newest"]]
         if isinstance(query, Vectors):
             rows = self._rows(
@@ -202,7 +203,8 @@ class PostgresEngine:
             conn.cursor(row_factory=dict_row) as cur,
         ):
             cur.execute(
-                f"SELECT count(*) AS n FROM (SELECT 1 {where} LIMIT %(cap)s) AS mine", params
+                f"SELECT count(*) AS n FROM (SELECT 1 {where} LIMIT %(cap)s) AS mine",  # noqa: S608
+                params,
             )
             row = cur.fetchone()
             big = row is not None and int(row["n"]) > EXACT_SEARCH_MAX

@@ -81,7 +81,7 @@ class SqliteEngine:
         with store.lock:
             return store.conn.execute(sql, params).fetchall()
 
-    def run(self, query: Query) -> Any:  # noqa: PLR0911 - one branch per query type
+    def run(self, query: Query) -> Any:
         if isinstance(query, Forget):
             return self._forget(query.prefix)
         prefix = _text(query.namespace)
@@ -113,9 +113,9 @@ class SqliteEngine:
             if not query.keys:
                 return {}
             marks = ",".join("?" * len(query.keys))
+            where = f"prefix = ? AND field_name = ? AND key IN ({marks})"
             rows = self._rows(
-                "SELECT key, embedding FROM store_vectors WHERE prefix = ? AND field_name = ? "
-                f"AND key IN ({marks})",  # noqa: S608 - placeholders only
+                f"SELECT key, embedding FROM store_vectors WHERE {where}",  # noqa: S608
                 (prefix, query.field, *query.keys),
             )
             return {key: _floats(blob) for key, blob in rows}
@@ -124,7 +124,7 @@ class SqliteEngine:
     def _nearest(self, query: Nearest, prefix: str) -> list[Row]:
         if query.vector is None or query.limit <= 0:
             return []
-        import sqlite_vec  # type: ignore[import-untyped]
+        import sqlite_vec
 
         function = _DISTANCE.get(distance_type(self.store), "vec_distance_cosine")
         target = sqlite_vec.serialize_float32(finite(query.vector))

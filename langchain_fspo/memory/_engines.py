@@ -5,12 +5,12 @@ cannot return stored vectors, and its semantic search is a scan LangGraph's stor
 way. So each kind of store gets an engine that answers a few queries from the store's own
 tables and indexes:
 
-| query      | in-memory                | SQLite                        | PostgreSQL                        |
-| ---------- | ------------------------ | ----------------------------- | --------------------------------- |
-| order      | dict insertion order     | `rowid` (commit order)        | `(created_at, key)`, own index    |
-| `Newest`   | reversed dict, O(k)      | `store_prefix_idx`, O(k)      | `(prefix, created_at, key)`, O(k) |
-| `Nearest`  | numpy over cached matrix | sqlite-vec scan in the engine | pgvector: exact or HNSW           |
-| `Forget`   | one locked sweep         | one DELETE transaction        | one DELETE statement              |
+- order: in-memory, dict insertion order; SQLite, `rowid` (commit order); PostgreSQL,
+  `(created_at, stamp, key)` through an index the engine adds.
+- `Newest` (k rows): O(k) on all three (a reversed dict; an index walked backwards).
+- `Nearest`: numpy over a cached matrix; a sqlite-vec scan inside SQLite; pgvector inside
+  PostgreSQL (exact for small users, HNSW above).
+- `Forget`: one locked sweep; one DELETE transaction; one DELETE statement.
 
 Any other store gets `GenericEngine`: the same answers from `search` scans (exact, but O(history)).
 Writes always go through the store's own `batch`, so its index config embeds what it should.
@@ -110,8 +110,10 @@ class Vectors:
 
 @dataclass(frozen=True, slots=True)
 class Forget:
-    """Delete every item under `prefix` (the namespace and all below), atomically where the
-    store allows; answer how many items went."""
+    """Delete every item under `prefix` (the namespace and all below); answer how many went.
+
+    Atomic on SQLite and PostgreSQL.
+    """
 
     prefix: tuple[str, ...]
 
@@ -122,7 +124,10 @@ Query = Newest | Oldest | Count | Version | Nearest | Vectors | Forget
 class Engine(Protocol):
     """Answers `Query` objects for one store; see the module docstring."""
 
-    store: BaseStore
+    @property
+    def store(self) -> BaseStore:
+        """The store this engine reads."""
+
     async_mode: AsyncMode
     vector_search: bool
     """Whether `Nearest` takes a vector and `Vectors` works (else: `Nearest.query`, no vectors)."""
@@ -223,16 +228,21 @@ def engine_for(store: BaseStore) -> Engine:
         from langchain_fspo.memory._engine_memory import InMemoryEngine
 
         return InMemoryEngine(store)
-    sqlite_module = sys.modules.get("langgraph.store.sqlite.base")
-    if sqlite_module is not None and type(store) is sqlite_module.SqliteStore:
-        from langchain_fspo.memory._engine_sqlite import SqliteEngine
+    # Their modules import numpy, sqlite-vec, psycopg: only look if the caller imported them.
+    if "langgraph.store.sqlite.base" in sys.modules:
+        from langgraph.store.sqlite import SqliteStore
 
-        return SqliteEngine(store)
-    postgres_module = sys.modules.get("langgraph.store.postgres.base")
-    if postgres_module is not None and type(store) is postgres_module.PostgresStore:
-        from langchain_fspo.memory._engine_postgres import PostgresEngine
+        if isinstance(store, SqliteStore) and type(store) is SqliteStore:
+            from langchain_fspo.memory._engine_sqlite import SqliteEngine
 
-        return PostgresEngine(store)
+            return SqliteEngine(store)
+    if "langgraph.store.postgres.base" in sys.modules:
+        from langgraph.store.postgres import PostgresStore
+
+        if isinstance(store, PostgresStore) and type(store) is PostgresStore:
+            from langchain_fspo.memory._engine_postgres import PostgresEngine
+
+            return PostgresEngine(store)
     return GenericEngine(store)
 
 

@@ -136,7 +136,7 @@ class PreferenceMemory(AsyncMemoryAPI):
 
     # ----------------------------------------------------------------- writes
 
-    def add(  # noqa: PLR0913 - the fields of an example
+    def add(
         self,
         user_id: str,
         *,
@@ -224,7 +224,7 @@ class PreferenceMemory(AsyncMemoryAPI):
             added.update(zip(chunk, results, strict=True))
         return added
 
-    def record_choice(  # noqa: PLR0913 - the fields of a choice
+    def record_choice(
         self, user_id: str, prompt: str, a: str, b: str, choice: Choice, **metadata: Any
     ) -> ChoiceRecord:
         """Record which of two candidates `a`/`b` the user chose for `prompt`.
@@ -291,7 +291,7 @@ class PreferenceMemory(AsyncMemoryAPI):
         """
         return self._driver.run(plans.export_plan(self.namespaces(user_id), user_id))
 
-    def select(  # noqa: PLR0913 - select's arguments
+    def select(
         self,
         user_id: str,
         query: str | None = None,

@@ -21,9 +21,9 @@ __all__ = [
     "ChoiceRecord",
     "check_metadata",
     "check_text",
-    "is_blank",
     "example_from_value",
     "example_to_value",
+    "is_blank",
 ]
 
 RECORD_SCHEMA = 1
@@ -37,13 +37,13 @@ MAX_METADATA_BYTES = 16_384
 
 
 def is_blank(text: str) -> bool:
-    """Whether `text` shows nothing: only whitespace and invisible format characters.
+    r"""Whether `text` shows nothing: only whitespace and invisible format characters.
 
     Zero-width spaces and joiners, the byte-order mark and other Unicode "format" characters
     (category Cf) count as blank, like whitespace.
 
     Example:
-        >>> is_blank("\\u200b \\ufeff"), is_blank("a\\u200b")
+        >>> is_blank("\u200b \ufeff"), is_blank("a\u200b")
         (True, False)
     """
     return all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text)

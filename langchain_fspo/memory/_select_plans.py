@@ -60,7 +60,7 @@ def relevant_plan(
     return chronological(examples_of(rows))
 
 
-def diverse_plan(  # noqa: PLR0913 - the knobs of MMR
+def diverse_plan(
     ns: UserNamespaces,
     query: str | None,
     k: int,

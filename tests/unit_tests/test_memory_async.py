@@ -1,0 +1,103 @@
+"""Async memory calls never hold the event loop on the store.
+
+Structural checks, no timings: which thread touches a SQLite connection, and whether many
+in-memory selects share the loop with other callbacks (`_slices`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+from langchain_fspo.memory import PreferenceMemory
+from langchain_fspo.memory._slices import INLINE_BUDGET_S, run_in_slices
+
+
+async def test_sqlite_async_calls_run_off_the_loop_thread(tmp_path: Path) -> None:
+    with PreferenceMemory.sqlite(tmp_path / "a.db") as memory:
+        await memory.aadd("u", prompt="q", chosen="c")
+        threads: set[int] = set()
+        memory.store.conn.set_trace_callback(lambda _sql: threads.add(threading.get_ident()))
+        try:
+            assert [e.chosen for e in await memory.aselect("u", k=4)] == ["c"]
+            assert await memory.acount("u") == 1
+            await memory.aadd("u", prompt="q2", chosen="c2")
+        finally:
+            memory.store.conn.set_trace_callback(None)
+        assert threads
+        assert threading.get_ident() not in threads
+
+
+async def test_a_lone_in_memory_select_runs_inline() -> None:
+    memory = PreferenceMemory()
+    memory.add("u", prompt="q", chosen="c")
+    ticks = 0
+
+    def tick() -> None:
+        nonlocal ticks
+        ticks += 1
+
+    asyncio.get_running_loop().call_soon(tick)
+    assert [e.chosen for e in await memory.aselect("u", k=2)] == ["c"]
+    assert ticks == 0, "answered without giving the loop an iteration"
+
+
+async def test_many_in_memory_selects_leave_room_for_the_loop() -> None:
+    memory = PreferenceMemory()
+    memory.add_many("u", [{"prompt": f"q{i}", "chosen": f"c{i}"} for i in range(50)])
+    expected = memory.select("u", k=8)
+    ticks = 0
+    done = asyncio.Event()
+
+    def tick() -> None:  # a callback chain: one tick per loop iteration
+        nonlocal ticks
+        ticks += 1
+        if not done.is_set():
+            asyncio.get_running_loop().call_soon(tick)
+
+    seen: set[int] = set()
+
+    async def one() -> list[object]:
+        shots = await memory.aselect("u", k=8)
+        seen.add(ticks)  # the loop iteration this select was answered in
+        return list(shots)
+
+    asyncio.get_running_loop().call_soon(tick)
+    results = await asyncio.gather(*(one() for _ in range(2_000)))
+    done.set()
+    assert all(r == expected for r in results)
+    assert len(seen) > 1, "the selects were spread over several loop iterations"
+
+
+async def test_slices_spread_work_over_iterations_and_keep_errors() -> None:
+    per_job = INLINE_BUDGET_S / 2
+    iterations = 0
+    stop = False
+
+    def tick() -> None:
+        nonlocal iterations
+        iterations += 1
+        if not stop:
+            asyncio.get_running_loop().call_soon(tick)
+
+    def job(i: int) -> int:
+        time.sleep(per_job)  # at least per_job of work
+        if i == 3:
+            msg = "boom"
+            raise ValueError(msg)
+        return i
+
+    async def one(i: int) -> object:
+        try:
+            return await run_in_slices(lambda: job(i))
+        except ValueError as e:
+            return str(e)
+
+    asyncio.get_running_loop().call_soon(tick)
+    results = await asyncio.gather(*(one(i) for i in range(20)))
+    stop = True
+    assert results == [*range(3), "boom", *range(4, 20)]
+    # 20 jobs of half a budget each cannot fit in fewer than 10 / 2 budgets' worth of slices.
+    assert iterations >= 5
