@@ -2,11 +2,12 @@
 
 Async calls never block the event loop on the store:
 
-- SQLite and PostgreSQL (`async_mode="thread"`): the whole plan runs in one worker thread (one
-  hop per call, not one per store round trip).
-- In-memory (`"inline"`): read-only plans run on the loop, in slices of at most
-  `INLINE_BUDGET_S` of work per loop iteration (`_slices`); a call that finds the store locked
-  by a thread, and every write (the store embeds inside its lock), goes to a worker thread.
+- PostgreSQL (`async_mode="thread"`): the whole plan runs in one worker thread (one hop per
+  call, not one per store round trip).
+- In-memory and SQLite (`"inline"`): the short reads of a read-only plan (O(k) rows) run on
+  the loop, in slices of at most `INLINE_BUDGET_S` of work per loop iteration (`_slices`);
+  a read that finds the store locked by a thread, longer reads (vector scans, full lists)
+  and every write (the store embeds inside its lock) go to a worker thread.
 - Any other store (`"native"`): the store's own `abatch`, step by step.
 """
 
@@ -19,7 +20,6 @@ from typing import Any, TypeVar
 from langgraph.store.base import BaseStore, Op
 
 from langchain_fspo.errors import MemoryConfigError
-from langchain_fspo.memory._engine_memory import InMemoryEngine
 from langchain_fspo.memory._engines import Engine, engine_for
 from langchain_fspo.memory._plans import Embed, Plan
 from langchain_fspo.memory._slices import run_in_slices
@@ -96,19 +96,21 @@ class StoreDriver:
             return result
 
     async def _inline(self, step: Any) -> Any:
-        """Answer an in-memory read on the loop, in a slice, unless a thread holds the store."""
+        """Answer a short read on the loop (a slice) if allowed and unlocked; else in a thread."""
         engine = self.engine
-        assert isinstance(engine, InMemoryEngine)  # noqa: S101 - only "inline" engines come here
+        lock = getattr(engine, "lock", None)
+        if lock is None or not engine.inline(step):
+            return await asyncio.to_thread(self._answer, step)
 
         def attempt() -> tuple[bool, Any]:
-            if not engine.lock.acquire(blocking=False):
+            if not lock.acquire(blocking=False):
                 return False, None
             try:
                 if isinstance(step, list):
                     return True, engine.store.batch(step)
                 return True, engine.run_locked(step)
             finally:
-                engine.lock.release()
+                lock.release()
 
         done, answer = await run_in_slices(attempt)
         if done:

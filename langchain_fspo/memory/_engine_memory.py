@@ -89,6 +89,10 @@ class InMemoryEngine:
     async def arun(self, query: Query) -> Any:
         return self.run(query)
 
+    def inline(self, step: object) -> bool:
+        """Whether `step` may run on the event loop: not a full read nor a vector scan."""
+        return not isinstance(step, Oldest | Nearest | Forget)
+
     def run_locked(self, query: Query) -> Any:
         """Answer `query`; the caller holds `self.lock`."""
         if isinstance(query, Forget):
@@ -132,8 +136,7 @@ class InMemoryEngine:
             key = cached.keys[int(i)]
             item = items.get(key)
             if item is not None:
-                vector = cached.unit[int(i)] * cached.norms[int(i)]
-                rows.append(Row(key, item.value, vector.tolist()))
+                rows.append(Row(key, item.value, cached.unit[int(i)] * cached.norms[int(i)]))
         return rows
 
     def _matrix(self, namespace: tuple[str, ...], field: str) -> _Matrix:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +58,7 @@ _ORDER = "created_at {d}, (value ->> 'created_at') {d}, key {d}"
 _NEWEST_FIRST = _ORDER.format(d="DESC")
 _OLDEST_FIRST = _ORDER.format(d="ASC")
 _OPERATOR = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
-_ensured: set[int] = set()
+_ensured: weakref.WeakSet[Any] = weakref.WeakSet()
 _ensure_lock = threading.Lock()
 
 
@@ -91,6 +92,13 @@ class PostgresEngine:
     async def arun(self, query: Query) -> Any:
         return self.run(query)
 
+    def inline(self, step: object) -> bool:
+        del step
+        return False  # async calls run the whole plan in a thread
+
+    def run_locked(self, query: Query) -> Any:
+        return self.run(query)
+
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Connection[Any]]:
         """A connection of the store: from its pool, or its only one (under its lock)."""
@@ -112,10 +120,10 @@ class PostgresEngine:
 
     def _ensure_order_index(self) -> None:
         """Create the `(prefix, created_at, key)` index once per store (no-op if present)."""
-        if id(self.store) in _ensured:
+        if self.store in _ensured:
             return
         with _ensure_lock:
-            if id(self.store) in _ensured:
+            if self.store in _ensured:
                 return
             try:
                 with self._connection() as conn:
@@ -130,7 +138,7 @@ class PostgresEngine:
                         )
             except psycopg.Error:  # a concurrent creator, or no rights: reads stay correct
                 logger.warning("Could not create index %s; reads by age scan.", ORDER_INDEX)
-            _ensured.add(id(self.store))
+            _ensured.add(self.store)
 
     def run(self, query: Query) -> Any:
         if isinstance(query, Forget):
@@ -210,6 +218,7 @@ class PostgresEngine:
             big = row is not None and int(row["n"]) > EXACT_SEARCH_MAX
             rows: list[Any] = []
             if big:
+                logger.debug("Nearest: HNSW index with iterative scan for %s.", prefix)
                 ef_search = max(40, 2 * query.limit)
                 cur.execute(
                     "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
@@ -219,6 +228,7 @@ class PostgresEngine:
                 cur.execute(approximate, params)
                 rows = cur.fetchall()
             if not big or len(rows) < query.limit:
+                logger.debug("Nearest: exact scan of the vectors of %s.", prefix)
                 cur.execute(exact, params)
                 rows = cur.fetchall()
         return [Row(r["key"], _value(r["value"]), r["vector"]) for r in rows]

@@ -7,12 +7,14 @@ new row a rowid above every live one). `store_vectors` holds one float32 BLOB pe
 field; `Nearest` is an exact scan of the namespace's vectors with sqlite-vec's distance
 functions, inside SQLite (linear in the user's history; see docs/serving.md).
 
-Reads and writes share the store's connection and its lock, as `SqliteStore` does.
+Reads and writes share the store's connection and its lock, as `SqliteStore` does. Async reads
+of O(k) rows run on the event loop, within its slice budget (`_slices`), when that lock is free:
+a thread hop would cost more than the read.
 """
 
 from __future__ import annotations
 
-from array import array
+import threading
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -36,7 +38,10 @@ if TYPE_CHECKING:
     from langgraph.store.base import Op, Result
     from langgraph.store.sqlite import SqliteStore
 
-__all__ = ["SqliteEngine", "glob_literal"]
+__all__ = ["INLINE_MAX_ROWS", "SqliteEngine", "glob_literal"]
+
+INLINE_MAX_ROWS = 512
+"""Largest read an async call runs on the event loop (in a slice); larger ones use a thread."""
 
 _DISTANCE = {"cosine": "vec_distance_cosine", "l2": "vec_distance_L2"}
 
@@ -55,18 +60,37 @@ def _value(raw: Any) -> dict[str, Any]:
     return value
 
 
-def _floats(blob: bytes) -> list[float]:
-    return array("f", blob).tolist()
+def _floats(blob: bytes) -> Any:
+    """A stored float32 BLOB as a numpy array (no copy)."""
+    import numpy as np
+
+    return np.frombuffer(blob, dtype=np.float32)
 
 
 class SqliteEngine:
     """Answers queries with SQL on a `SqliteStore`'s connection (see the module docstring)."""
 
-    async_mode: AsyncMode = "thread"
+    async_mode: AsyncMode = "inline"
     vector_search = True
 
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
+        self.lock = store.lock
+        self._held = threading.local()
+
+    def inline(self, step: object) -> bool:
+        """Whether `step` may run on the event loop: an O(k) read (an index walk)."""
+        if isinstance(step, Newest):
+            return step.limit <= INLINE_MAX_ROWS
+        return isinstance(step, Vectors) and len(step.keys) <= INLINE_MAX_ROWS
+
+    def run_locked(self, query: Query) -> Any:
+        """Answer `query`; the caller holds `self.lock`."""
+        self._held.value = True
+        try:
+            return self.run(query)
+        finally:
+            self._held.value = False
 
     def batch(self, ops: list[Op]) -> list[Result]:
         return self.store.batch(ops)
@@ -76,6 +100,8 @@ class SqliteEngine:
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         store = self.store
+        if getattr(self._held, "value", False):
+            return store.conn.execute(sql, params).fetchall()
         if not store.is_setup:
             store.setup()
         with store.lock:

@@ -44,16 +44,19 @@ __all__ = [
 ]
 
 AsyncMode = Literal["thread", "inline", "native"]
-"""How async calls run: a whole plan in a worker thread, on the loop in short slices, or with
-the store's own `abatch` step by step."""
+"""How async calls run: a whole plan in a worker thread; step by step, the short reads on the
+loop in slices and the rest in a thread; or step by step with the store's own `abatch`."""
 
 
 class Row(NamedTuple):
-    """One stored item: its key, its value, and its stored vector when one was asked for."""
+    """One stored item: its key, its value, and its stored vector when one was asked for.
+
+    A vector is a sequence of floats or a 1-d numpy array.
+    """
 
     key: str
     value: Mapping[str, Any]
-    vector: Sequence[float] | None = None
+    vector: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,12 @@ class Engine(Protocol):
     def batch(self, ops: list[Op]) -> list[Result]:
         """The store's `batch`, with whatever locking this engine needs."""
 
+    def inline(self, step: object) -> bool:
+        """Whether an async call may answer `step` on the event loop ("inline" mode)."""
+
+    def run_locked(self, query: Query) -> Any:
+        """Answer `query` while the caller holds the engine's `lock` ("inline" mode)."""
+
     def scrub(self, prefix: tuple[str, ...]) -> None:
         """After a `Forget`: drop what the store keeps besides the items (sync)."""
 
@@ -164,6 +173,13 @@ class GenericEngine:
 
     async_mode: AsyncMode = "native"
     vector_search = False
+
+    def inline(self, step: object) -> bool:
+        del step
+        return False
+
+    def run_locked(self, query: Query) -> Any:
+        return self.run(query)
 
     def __init__(self, store: BaseStore) -> None:
         self.store = store

@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from langchain_fspo.errors import MemoryConfigError
 from langchain_fspo.examples import PreferenceExample
-from langchain_fspo.memory._engines import Nearest, Row
+from langchain_fspo.memory._engines import Nearest, Newest, Row
 from langchain_fspo.memory._layout import UserNamespaces
 from langchain_fspo.memory._plans import (
     Embed,
@@ -21,7 +23,7 @@ from langchain_fspo.memory._plans import (
     require_index,
     vectors_plan,
 )
-from langchain_fspo.selection import SelectionFunction, chronological, lexical_vectors, mmr_select
+from langchain_fspo.selection import SelectionFunction, chronological, lexical_vectors, mmr_indices
 
 __all__ = ["diverse_plan", "function_plan", "relevant_plan"]
 
@@ -60,6 +62,11 @@ def relevant_plan(
     return chronological(examples_of(rows))
 
 
+def _oldest_first(rows: list[Row]) -> list[Row]:
+    """Rows in `chronological` order (their stamp, then key), without building examples."""
+    return sorted(rows, key=lambda r: (str(r.value.get("created_at") or ""), r.key))
+
+
 def diverse_plan(
     ns: UserNamespaces,
     query: str | None,
@@ -71,34 +78,38 @@ def diverse_plan(
     by_vector: bool,
     lambda_mult: float,
 ) -> Plan[list[PreferenceExample]]:
-    """MMR over a pool of `fetch_k` candidates (nearest `query`, or the newest), oldest first."""
+    """MMR over a pool of `fetch_k` candidates (nearest `query`, or the newest), oldest first.
+
+    MMR runs on the stored rows; only the `k` picked become examples.
+    """
     if k <= 0:
         return []
     pool_size = max(fetch_k, k)
-    rows: list[Row] = []
     if has_index and query:
         rows = yield from _nearest_rows(ns, query, field, pool_size, by_vector=by_vector)
-        pool = examples_of(rows)
     else:
-        pool = yield from newest_plan(ns, pool_size)
-    if len(pool) <= k:
-        return chronological(pool)
+        rows = yield Newest(ns.examples, pool_size)
+    rows = _oldest_first(rows)
+    if len(rows) <= k:
+        return examples_of(rows)
+    prompts = [str(r.value.get("prompt", "")) for r in rows]
+    query_vector: Any = None
     if not has_index:
-        lexical = lexical_vectors([*(e.prompt for e in pool), query or ""])
-        return mmr_select(
-            pool, lexical[:-1], lexical[-1] if query else None, k, lambda_mult=lambda_mult
-        )
-    query_vector = None
-    stored = {r.key: r.vector for r in rows if r.vector is not None}
-    if by_vector and len(stored) < len(pool):
-        stored.update((yield from vectors_plan(ns, field, [str(e.id) for e in pool])))
-    if by_vector and all(str(e.id) in stored for e in pool):
-        vectors = [stored[str(e.id)] for e in pool]
-        if query:
-            _, query_vector = yield Embed([], query)
-    else:  # the store cannot hand out its vectors (or lacks some): embed the pool here
-        vectors, query_vector = yield Embed([e.prompt for e in pool], query or None)
-    return mmr_select(pool, vectors, query_vector, k, lambda_mult=lambda_mult)
+        lexical = lexical_vectors([*prompts, query or ""])
+        vectors: Any = lexical[:-1]
+        query_vector = lexical[-1] if query else None
+    else:
+        stored = {r.key: r.vector for r in rows if r.vector is not None}
+        if by_vector and len(stored) < len(rows):
+            stored.update((yield from vectors_plan(ns, field, [r.key for r in rows])))
+        if by_vector and all(r.key in stored for r in rows):
+            vectors = [stored[r.key] for r in rows]
+            if query:
+                _, query_vector = yield Embed([], query)
+        else:  # the store cannot hand out its vectors (or lacks some): embed the pool here
+            vectors, query_vector = yield Embed(prompts, query or None)
+    picked = mmr_indices(vectors, query_vector, k, lambda_mult=lambda_mult)
+    return examples_of([rows[i] for i in picked])
 
 
 def function_plan(

@@ -1,7 +1,7 @@
 """Async memory calls never hold the event loop on the store.
 
 Structural checks, no timings: which thread touches a SQLite connection, and whether many
-in-memory selects share the loop with other callbacks (`_slices`).
+selects share the loop with other callbacks (`_slices`).
 """
 
 from __future__ import annotations
@@ -11,23 +11,35 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.memory._slices import INLINE_BUDGET_S, run_in_slices
 
 
-async def test_sqlite_async_calls_run_off_the_loop_thread(tmp_path: Path) -> None:
+async def test_sqlite_short_reads_run_on_the_loop_and_the_rest_in_threads(tmp_path: Path) -> None:
     with PreferenceMemory.sqlite(tmp_path / "a.db") as memory:
         await memory.aadd("u", prompt="q", chosen="c")
-        threads: set[int] = set()
-        memory.store.conn.set_trace_callback(lambda _sql: threads.add(threading.get_ident()))
+        threads: dict[str, set[int]] = {}
+        current: list[str] = ["none"]
+
+        def trace(_sql: str) -> None:
+            threads.setdefault(current[0], set()).add(threading.get_ident())
+
+        memory.store.conn.set_trace_callback(trace)
         try:
+            current[0] = "select"
             assert [e.chosen for e in await memory.aselect("u", k=4)] == ["c"]
+            current[0] = "count"
             assert await memory.acount("u") == 1
+            current[0] = "add"
             await memory.aadd("u", prompt="q2", chosen="c2")
         finally:
             memory.store.conn.set_trace_callback(None)
-        assert threads
-        assert threading.get_ident() not in threads
+        loop_thread = threading.get_ident()
+        assert threads["select"] == {loop_thread}, "an O(k) index walk: on the loop"
+        assert loop_thread not in threads["count"], "a count scans: in a worker thread"
+        assert loop_thread not in threads["add"], "a write waits for the file lock: in a thread"
 
 
 async def test_a_lone_in_memory_select_runs_inline() -> None:
@@ -44,8 +56,9 @@ async def test_a_lone_in_memory_select_runs_inline() -> None:
     assert ticks == 0, "answered without giving the loop an iteration"
 
 
-async def test_many_in_memory_selects_leave_room_for_the_loop() -> None:
-    memory = PreferenceMemory()
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_many_selects_leave_room_for_the_loop(kind: str, tmp_path: Path) -> None:
+    memory = PreferenceMemory() if kind == "memory" else PreferenceMemory.sqlite(tmp_path / "m.db")
     memory.add_many("u", [{"prompt": f"q{i}", "chosen": f"c{i}"} for i in range(50)])
     expected = memory.select("u", k=8)
     ticks = 0
@@ -69,6 +82,7 @@ async def test_many_in_memory_selects_leave_room_for_the_loop() -> None:
     done.set()
     assert all(r == expected for r in results)
     assert len(seen) > 1, "the selects were spread over several loop iterations"
+    memory.close()
 
 
 async def test_slices_spread_work_over_iterations_and_keep_errors() -> None:

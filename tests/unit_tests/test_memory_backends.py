@@ -269,3 +269,33 @@ def test_recent_is_one_index_walk_of_k_rows_whatever_the_user_size(tmp_path: Pat
         assert "USING INDEX store_prefix_idx" in plan
         assert "TEMP B-TREE" not in plan, "the rows come in order from the index: no sort"
         assert sql.rstrip().endswith("LIMIT 8")
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_postgres_recent_reads_the_order_index_without_sorting(postgres_url: str) -> None:
+    """`Newest` on PostgreSQL can be answered by walking the engine's index, LIMIT k, no sort."""
+    import psycopg
+
+    from langchain_fspo.memory._engine_postgres import _NEWEST_FIRST, ORDER_INDEX
+
+    with PreferenceMemory.postgres(postgres_url, max_connections=1) as memory:
+        user = f"index-{os.getpid()}"
+        memory.add_many(user, [{"prompt": f"q{i}", "chosen": f"c{i}"} for i in range(30)])
+        try:
+            prefix = ".".join(memory.namespaces(user).examples)
+            with psycopg.connect(postgres_url) as conn:
+                conn.execute("SET enable_seqscan = off")
+                conn.execute("SET enable_sort = off")
+                plan = "\n".join(
+                    row[0]
+                    for row in conn.execute(
+                        "EXPLAIN SELECT key, value FROM store WHERE prefix = %s "
+                        f"ORDER BY {_NEWEST_FIRST} LIMIT 8",
+                        (prefix,),
+                    )
+                )
+            assert f"Index Scan Backward using {ORDER_INDEX}" in plan, plan
+            assert "Sort" not in plan, plan
+        finally:
+            memory.forget(user)
