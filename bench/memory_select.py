@@ -54,9 +54,46 @@ from langchain_fspo.memory import PreferenceMemory  # noqa: E402
 DIMS = 384
 BACKGROUND_USERS = 1_000
 WORDS = [
-    *"answer explain brief detailed example code history science travel budget recipe".split(),
-    *"health music sport style tone formal casual list steps summary opinion evidence".split(),
-    *"garden chess coffee bread novel hiking savings interest vaccine stretch plant".split(),
+    *[
+        "answer",
+        "explain",
+        "brief",
+        "detailed",
+        "example",
+        "code",
+        "history",
+        "science",
+        "travel",
+        "budget",
+        "recipe",
+    ],
+    *[
+        "health",
+        "music",
+        "sport",
+        "style",
+        "tone",
+        "formal",
+        "casual",
+        "list",
+        "steps",
+        "summary",
+        "opinion",
+        "evidence",
+    ],
+    *[
+        "garden",
+        "chess",
+        "coffee",
+        "bread",
+        "novel",
+        "hiking",
+        "savings",
+        "interest",
+        "vaccine",
+        "stretch",
+        "plant",
+    ],
 ]
 _TOKEN = re.compile(r"\w+")
 
