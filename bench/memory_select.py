@@ -193,7 +193,9 @@ def built_store(kind: str, where: str, shape: dict[str, Any], seed: int) -> Pref
         for suffix in ("", "-wal", "-shm"):
             Path(where + suffix).unlink(missing_ok=True)
     if kind == "postgres":
-        postgres_admin(where, "DROP TABLE IF EXISTS store_vectors, vector_migrations, store")
+        postgres_admin(
+            where, "DROP TABLE IF EXISTS store_vectors, vector_migrations, store, store_migrations"
+        )
     memory = open_memory(kind, where, indexed=indexed)
     if kind == "postgres" and indexed:  # bulk load first, then build the HNSW index once
         postgres_admin(where, "DROP INDEX IF EXISTS store_vectors_embedding_idx")
@@ -311,11 +313,16 @@ def measure_user(
         ),
         "aselect_recent_k8": measure_async(memory, user, calls, repeats),
     }
+    added: list[str] = []
     row["add"] = measure(
-        lambda i: memory.add(user, prompt=f"new {i} {q(i)}", chosen="yes", rejected="no"),
+        lambda i: added.append(
+            str(memory.add(user, prompt=f"new {i} {q(i)}", chosen="yes", rejected="no").id)
+        ),
         calls,
         repeats,
     )
+    for example_id in added:  # keep the store's shape for the next run
+        memory.delete(user, example_id)
     row["async_over_sync_recent"] = round(
         row["aselect_recent_k8"]["p50_ms"] / row["recent_k8"]["p50_ms"], 2
     )
@@ -338,12 +345,20 @@ def history_sweep(
 def users_sweep(memory: PreferenceMemory, users: int, calls: int, repeats: int) -> dict[str, Any]:
     rng = random.Random(users)
     picks = [f"user{rng.randrange(users):06d}" for _ in range(256)]
-    return {
+    added: list[tuple[str, str]] = []
+    result = {
         "recent_k8": measure(lambda i: memory.select(picks[i % 256], k=8), calls, repeats),
         "add": measure(
-            lambda i: memory.add(picks[i % 256], prompt=f"new {i}", chosen="yes"), calls, repeats
+            lambda i: added.append(
+                (picks[i % 256], str(memory.add(picks[i % 256], prompt=f"n{i}", chosen="y").id))
+            ),
+            calls,
+            repeats,
         ),
     }
+    for user, example_id in added:
+        memory.delete(user, example_id)
+    return result
 
 
 # ----------------------------------------------------------------------------- report

@@ -77,6 +77,17 @@ def _value(raw: Any) -> dict[str, Any]:
     return value
 
 
+def _vector_literal(vector: Any) -> str:
+    """Pgvector's text form `[x,y,...]` (sent as text: far cheaper than a float8[] parameter)."""
+    return "[" + ",".join(map(repr, finite(vector))) + "]"
+
+
+def _vector_from_text(text: str) -> Any:
+    import numpy as np
+
+    return np.array(text.strip("[]").split(","), dtype=np.float32)
+
+
 class PostgresEngine:
     """Answers queries with SQL on a `PostgresStore`'s connections (module docstring)."""
 
@@ -146,13 +157,13 @@ class PostgresEngine:
         prefix = _text(query.namespace)
         if isinstance(query, Newest):
             rows = self._rows(
-                f"SELECT key, value FROM store WHERE prefix = %s ORDER BY {_NEWEST_FIRST} LIMIT %s",  # noqa: S608
+                f"SELECT key, value::text AS value FROM store WHERE prefix = %s ORDER BY {_NEWEST_FIRST} LIMIT %s",  # noqa: S608, E501
                 (prefix, query.limit),
             )
             return [Row(r["key"], _value(r["value"])) for r in rows]
         if isinstance(query, Oldest):
             rows = self._rows(
-                f"SELECT key, value FROM store WHERE prefix = %s ORDER BY {_OLDEST_FIRST}",  # noqa: S608
+                f"SELECT key, value::text AS value FROM store WHERE prefix = %s ORDER BY {_OLDEST_FIRST}",  # noqa: S608, E501
                 (prefix,),
             )
             return [Row(r["key"], _value(r["value"])) for r in rows]
@@ -166,11 +177,11 @@ class PostgresEngine:
             return [int(row["n"]), row["newest"]]
         if isinstance(query, Vectors):
             rows = self._rows(
-                "SELECT key, embedding::real[] AS vector FROM store_vectors "
+                "SELECT key, embedding::text AS vector FROM store_vectors "
                 "WHERE prefix = %s AND field_name = %s AND key = ANY(%s)",
                 (prefix, query.field, list(query.keys)),
             )
-            return {r["key"]: r["vector"] for r in rows}
+            return {r["key"]: _vector_from_text(r["vector"]) for r in rows}
         return self._nearest(query, prefix)
 
     def _vector_cast(self) -> str:
@@ -185,53 +196,52 @@ class PostgresEngine:
         params = {
             "p": prefix,
             "f": query.field,
-            "q": finite(query.vector),
+            "q": _vector_literal(query.vector),
             "k": query.limit,
             "cap": EXACT_SEARCH_MAX + 1,
         }
-        cast = self._vector_cast()
+        target = f"%(q)s::text::{self._vector_cast()}"
+        vector = "top.embedding::text" if query.with_vectors else "NULL"
         select = (
-            "SELECT s.key, s.value, top.embedding::real[] AS vector FROM ({inner}) AS top "
-            "JOIN store AS s ON s.prefix = %(p)s AND s.key = top.key ORDER BY top.d, top.key"
+            f"SELECT s.key, s.value::text AS value, {vector} AS vector "  # noqa: S608
+            "FROM ({inner}) AS top JOIN store AS s ON s.prefix = %(p)s AND s.key = top.key "
+            "ORDER BY top.d, top.key"
         )
         where = "FROM store_vectors WHERE prefix = %(p)s AND field_name = %(f)s"
         # `+ 0` keeps the planner off the ANN index: this scan is exact.
         exact = select.format(
-            inner=f"SELECT key, embedding, (embedding {op} %(q)s::{cast}) + 0 AS d {where} "
+            inner=f"SELECT key, embedding, (embedding {op} {target}) + 0 AS d {where} "
             "ORDER BY d LIMIT %(k)s"
         )
         approximate = select.format(
-            inner=f"SELECT key, embedding, embedding {op} %(q)s::{cast} AS d {where} "
-            f"ORDER BY embedding {op} %(q)s::{cast} LIMIT %(k)s"
+            inner=f"SELECT key, embedding, embedding {op} {target} AS d {where} "
+            f"ORDER BY embedding {op} {target} LIMIT %(k)s"
         )
+        count = f"SELECT count(*) AS n FROM (SELECT 1 {where} LIMIT %(cap)s) AS mine"  # noqa: S608
         self._ensure_order_index()
-        with (
-            self._connection() as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
-            cur.execute(
-                f"SELECT count(*) AS n FROM (SELECT 1 {where} LIMIT %(cap)s) AS mine",  # noqa: S608
-                params,
-            )
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(count, params)
             row = cur.fetchone()
-            big = row is not None and int(row["n"]) > EXACT_SEARCH_MAX
             rows: list[Any] = []
-            if big:
+            if row is not None and int(row["n"]) > EXACT_SEARCH_MAX:
                 logger.debug("Nearest: HNSW index with iterative scan for %s.", prefix)
-                ef_search = max(40, 2 * query.limit)
-                cur.execute(
-                    "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                    "set_config('hnsw.ef_search', %s, true)",
-                    (str(min(ef_search, 1000)),),
-                )
-                cur.execute(approximate, params)
-                rows = cur.fetchall()
-            if not big or len(rows) < query.limit:
+                ef_search = str(min(max(40, 2 * query.limit), 1000))
+                with conn.transaction():
+                    cur.execute(
+                        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                        "set_config('hnsw.ef_search', %s, true)",
+                        (ef_search,),
+                    )
+                    cur.execute(approximate, params)
+                    rows = cur.fetchall()
+            if len(rows) < query.limit:
                 logger.debug("Nearest: exact scan of the vectors of %s.", prefix)
                 cur.execute(exact, params)
                 rows = cur.fetchall()
-        return [Row(r["key"], _value(r["value"]), r["vector"]) for r in rows]
+        return [
+            Row(r["key"], _value(r["value"]), r["vector"] and _vector_from_text(r["vector"]))
+            for r in rows
+        ]
 
     def _forget(self, prefix: tuple[str, ...]) -> int:
         """One DELETE statement: atomic; `store_vectors` rows go by foreign-key cascade."""

@@ -154,15 +154,19 @@ class SqliteEngine:
 
         function = _DISTANCE.get(distance_type(self.store), "vec_distance_cosine")
         target = sqlite_vec.serialize_float32(finite(query.vector))
+        vector = "top.embedding" if query.with_vectors else "NULL"
         rows = self._rows(
             "WITH top AS ("  # noqa: S608 - the function name comes from _DISTANCE
             f"SELECT key, embedding, {function}(embedding, ?1) AS d FROM store_vectors "
             "WHERE prefix = ?2 AND field_name = ?3 ORDER BY d LIMIT ?4) "
-            "SELECT top.key, s.value, top.embedding FROM top "
+            f"SELECT top.key, s.value, {vector} FROM top "
             "JOIN store AS s ON s.prefix = ?2 AND s.key = top.key ORDER BY top.d, top.key",
             (target, prefix, query.field, query.limit),
         )
-        return [Row(key, _value(value), _floats(blob)) for key, value, blob in rows]
+        return [
+            Row(key, _value(value), None if blob is None else _floats(blob))
+            for key, value, blob in rows
+        ]
 
     def _forget(self, prefix: tuple[str, ...]) -> int:
         """Delete the subtree in one write transaction: all of it, or (on error) none of it."""

@@ -100,6 +100,8 @@ class Nearest:
     limit: int
     vector: Sequence[float] | None = None
     query: str | None = None
+    with_vectors: bool = False
+    """Also answer each row's stored vector (`Row.vector`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,12 +29,20 @@ __all__ = ["diverse_plan", "function_plan", "relevant_plan"]
 
 
 def _nearest_rows(
-    ns: UserNamespaces, query: str, field: str, limit: int, *, by_vector: bool
+    ns: UserNamespaces,
+    query: str,
+    field: str,
+    limit: int,
+    *,
+    by_vector: bool,
+    with_vectors: bool = False,
 ) -> Plan[list[Row]]:
     """The `limit` rows nearest `query`: embed it here, or let the store do it."""
     if by_vector:
         _, vector = yield Embed([], query)
-        rows: list[Row] = yield Nearest(ns.examples, field, limit, vector=vector)
+        rows: list[Row] = yield Nearest(
+            ns.examples, field, limit, vector=vector, with_vectors=with_vectors
+        )
     else:
         rows = yield Nearest(ns.examples, field, limit, query=query)
     return rows
@@ -86,7 +94,9 @@ def diverse_plan(
         return []
     pool_size = max(fetch_k, k)
     if has_index and query:
-        rows = yield from _nearest_rows(ns, query, field, pool_size, by_vector=by_vector)
+        rows = yield from _nearest_rows(
+            ns, query, field, pool_size, by_vector=by_vector, with_vectors=True
+        )
     else:
         rows = yield Newest(ns.examples, pool_size)
     rows = _oldest_first(rows)
