@@ -36,16 +36,16 @@ def _nearest_rows(
     *,
     by_vector: bool,
     with_vectors: bool = False,
-) -> Plan[list[Row]]:
-    """The `limit` rows nearest `query`: embed it here, or let the store do it."""
+) -> Plan[tuple[list[Row], Any]]:
+    """The `limit` rows nearest `query` and the query's vector (None when the store embeds it)."""
     if by_vector:
         _, vector = yield Embed([], query)
         rows: list[Row] = yield Nearest(
             ns.examples, field, limit, vector=vector, with_vectors=with_vectors
         )
-    else:
-        rows = yield Nearest(ns.examples, field, limit, query=query)
-    return rows
+        return rows, vector
+    rows = yield Nearest(ns.examples, field, limit, query=query)
+    return rows, None
 
 
 def relevant_plan(
@@ -66,7 +66,7 @@ def relevant_plan(
         return []
     if not query:
         return (yield from newest_plan(ns, k))
-    rows = yield from _nearest_rows(ns, query, field, k, by_vector=by_vector)
+    rows, _ = yield from _nearest_rows(ns, query, field, k, by_vector=by_vector)
     return chronological(examples_of(rows))
 
 
@@ -93,8 +93,9 @@ def diverse_plan(
     if k <= 0:
         return []
     pool_size = max(fetch_k, k)
+    query_vector: Any = None
     if has_index and query:
-        rows = yield from _nearest_rows(
+        rows, query_vector = yield from _nearest_rows(
             ns, query, field, pool_size, by_vector=by_vector, with_vectors=True
         )
     else:
@@ -103,7 +104,6 @@ def diverse_plan(
     if len(rows) <= k:
         return examples_of(rows)
     prompts = [str(r.value.get("prompt", "")) for r in rows]
-    query_vector: Any = None
     if not has_index:
         lexical = lexical_vectors([*prompts, query or ""])
         vectors: Any = lexical[:-1]
@@ -114,7 +114,7 @@ def diverse_plan(
             stored.update((yield from vectors_plan(ns, field, [r.key for r in rows])))
         if by_vector and all(r.key in stored for r in rows):
             vectors = [stored[r.key] for r in rows]
-            if query:
+            if query and query_vector is None:
                 _, query_vector = yield Embed([], query)
         else:  # the store cannot hand out its vectors (or lacks some): embed the pool here
             vectors, query_vector = yield Embed(prompts, query or None)
