@@ -78,9 +78,11 @@ fi
 
 if ! as_owner "${BIN}/pg_ctl" -D "${PGDATA_DIR}" status >/dev/null 2>&1; then
     log "starting PostgreSQL ($("${BIN}/postgres" --version)) on 127.0.0.1:${PGPORT_NUM}"
-    # A throwaway test server: durability is not needed, speed is (fsync off).
+    # A throwaway test server: durability is not needed, speed is (fsync off); buffers large
+    # enough to hold bench/memory_select.py's 100k-vector user and its HNSW index.
     as_owner "${BIN}/pg_ctl" -D "${PGDATA_DIR}" -l "${PGDATA_DIR}/server.log" -w -t 60 \
         -o "-h 127.0.0.1 -p ${PGPORT_NUM} -k ${PGDATA_DIR} -c fsync=off -c full_page_writes=off" \
+        -o "-c shared_buffers=${FSPO_PG_SHARED_BUFFERS:-1GB}" \
         start >/dev/null || { cat "${PGDATA_DIR}/server.log" >&2; exit 1; }
 fi
 
@@ -100,7 +102,7 @@ if [ "$(psql_admin -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '${
     psql_admin -d postgres -c "CREATE DATABASE ${PGDB_NAME} OWNER ${PGUSER_NAME}"
 fi
 # pgvector is not a trusted extension: the superuser creates it once per database.
-psql_admin -d "${PGDB_NAME}" -c "CREATE EXTENSION IF NOT EXISTS vector"
+psql_admin -d "${PGDB_NAME}" -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS vector"
 
 for _ in $(seq 1 60); do
     if tcp_login "SELECT 1" >/dev/null 2>&1; then

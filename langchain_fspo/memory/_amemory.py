@@ -6,7 +6,7 @@ None of them blocks the event loop on the store (see `_driver`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
 from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.memory import _plans as plans
@@ -22,6 +22,17 @@ _Choices = list[ChoiceRecord]
 
 class AsyncMemoryAPI(MemoryCore):
     """Async twins of `PreferenceMemory`'s methods (documented on the sync ones)."""
+
+    async def aclose(self) -> None:
+        """`close`, after closing the running loop's async connections (PostgreSQL)."""
+        await self._driver.aclose()
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aadd(
         self,

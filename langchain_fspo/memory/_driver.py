@@ -2,13 +2,14 @@
 
 Async calls never block the event loop on the store:
 
-- PostgreSQL (`async_mode="thread"`): the whole plan runs in one worker thread (one hop per
-  call, not one per store round trip).
+- PostgreSQL on a connection pool (`"native"`): queries run on asyncio connections to the
+  same database, writes through the store's `abatch`; on a single connection (`"thread"`),
+  the whole plan runs in one worker thread (one hop per call, not one per round trip).
 - In-memory and SQLite (`"inline"`): the short reads of a read-only plan (O(k) rows) run on
   the loop, in slices of at most `INLINE_BUDGET_S` of work per loop iteration (`_slices`);
   a read that finds the store locked by a thread, longer reads (vector scans, full lists)
   and every write (the store embeds inside its lock) go to a worker thread.
-- Any other store (`"native"`): the store's own `abatch`, step by step.
+- Any other store (`"native"`): the store's own `abatch` (and `asearch`), step by step.
 """
 
 from __future__ import annotations
@@ -154,6 +155,12 @@ class StoreDriver:
             msg = "run_many drives store-only plans; this one asked for something else."
             raise MemoryConfigError(msg)
         pending[i] = step
+
+    async def aclose(self) -> None:
+        """Close the async connections the engine opened on the running loop, if any."""
+        aclose = getattr(self.engine, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     def scrub(self, prefix: tuple[str, ...]) -> None:
         """After a `forget`: remove what the store keeps besides the items themselves."""

@@ -15,12 +15,13 @@ asked, the exact scan answers instead.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
 import weakref
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import psycopg
@@ -40,11 +41,12 @@ from langchain_fspo.memory._engines import (
     distance_type,
     finite,
 )
+from langchain_fspo.memory._pg_async import AsyncConnections
 
 if TYPE_CHECKING:
     from langgraph.store.base import Op, Result
     from langgraph.store.postgres import PostgresStore
-    from psycopg import Connection
+    from psycopg import AsyncCursor, Connection, Cursor
 
 __all__ = ["EXACT_SEARCH_MAX", "ORDER_INDEX", "PostgresEngine"]
 
@@ -88,24 +90,43 @@ def _vector_from_text(text: str) -> Any:
     return np.array(text.strip("[]").split(","), dtype=np.float32)
 
 
-class PostgresEngine:
-    """Answers queries with SQL on a `PostgresStore`'s connections (module docstring)."""
+class _Sql(NamedTuple):
+    """Statements to run in one transaction (one statement: autocommit); answers the last's rows,
+    or its row count when it returns none.
+    """
 
-    async_mode: AsyncMode = "thread"
+    statements: tuple[tuple[str, Any], ...]
+
+
+_Steps = Generator[_Sql, Any, Any]
+
+
+class PostgresEngine:
+    """Answers queries with SQL on a `PostgresStore`'s database (module docstring)."""
+
     vector_search = True
 
     def __init__(self, store: PostgresStore) -> None:
+        from psycopg_pool import ConnectionPool
+
         self.store = store
+        pool = store.conn if isinstance(store.conn, ConnectionPool) else None
+        # Async needs its own connections, opened from the pool's settings: a store on a
+        # single connection (whose password psycopg no longer shows) runs async in a thread.
+        conninfo = pool.conninfo if pool is not None else None
+        self._async = (
+            AsyncConnections(conninfo, pool.max_size)
+            if pool is not None and isinstance(conninfo, str)
+            else None
+        )
+        self.async_mode: AsyncMode = "native" if self._async else "thread"
 
     def batch(self, ops: list[Op]) -> list[Result]:
         return self.store.batch(ops)
 
-    async def arun(self, query: Query) -> Any:
-        return self.run(query)
-
     def inline(self, step: object) -> bool:
         del step
-        return False  # async calls run the whole plan in a thread
+        return False
 
     def run_locked(self, query: Query) -> Any:
         return self.run(query)
@@ -123,14 +144,51 @@ class PostgresEngine:
             with self.store.lock:
                 yield conn
 
-    def _rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any]) -> list[Any]:
+    def run(self, query: Query) -> Any:
+        """Answer `query` on the store's connections."""
         self._ensure_order_index()
+        steps = self._steps(query)
         with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
+            answer: Any = None
+            try:
+                while True:
+                    sql = steps.send(answer)
+                    if len(sql.statements) == 1:
+                        answer = _result(cur, *sql.statements[0])
+                    else:
+                        with conn.transaction():
+                            for statement in sql.statements:
+                                answer = _result(cur, *statement)
+            except StopIteration as stop:
+                return stop.value
+
+    async def arun(self, query: Query) -> Any:
+        """Answer `query` on asyncio connections (the loop waits on the socket, no thread)."""
+        assert self._async is not None  # noqa: S101 - only "native" engines are asked
+        if self.store not in _ensured:
+            await asyncio.to_thread(self._ensure_order_index)
+        steps = self._steps(query)
+        async with self._async.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            answer: Any = None
+            try:
+                while True:
+                    sql = steps.send(answer)
+                    if len(sql.statements) == 1:
+                        answer = await _aresult(cur, *sql.statements[0])
+                    else:
+                        async with conn.transaction():
+                            for statement in sql.statements:
+                                answer = await _aresult(cur, *statement)
+            except StopIteration as stop:
+                return stop.value
+
+    async def aclose(self) -> None:
+        """Close this loop's async connections."""
+        if self._async is not None:
+            await self._async.aclose()
 
     def _ensure_order_index(self) -> None:
-        """Create the `(prefix, created_at, key)` index once per store (no-op if present)."""
+        """Create the ordering index once per store (no-op if present)."""
         if self.store in _ensured:
             return
         with _ensure_lock:
@@ -151,45 +209,48 @@ class PostgresEngine:
                 logger.warning("Could not create index %s; reads by age scan.", ORDER_INDEX)
             _ensured.add(self.store)
 
-    def run(self, query: Query) -> Any:
+    def _steps(self, query: Query) -> _Steps:
+        """The SQL of `query`, step by step; returns its answer."""
         if isinstance(query, Forget):
-            return self._forget(query.prefix)
-        prefix = _text(query.namespace)
-        if isinstance(query, Newest):
-            rows = self._rows(
-                f"SELECT key, value::text AS value FROM store WHERE prefix = %s ORDER BY {_NEWEST_FIRST} LIMIT %s",  # noqa: S608, E501
-                (prefix, query.limit),
+            text = _text(query.prefix)
+            removed = yield _one(
+                "DELETE FROM store WHERE prefix = %s OR prefix LIKE %s ESCAPE '\\'",
+                (text, _like_literal(text) + ".%"),
             )
-            return [Row(r["key"], _value(r["value"])) for r in rows]
-        if isinstance(query, Oldest):
-            rows = self._rows(
-                f"SELECT key, value::text AS value FROM store WHERE prefix = %s ORDER BY {_OLDEST_FIRST}",  # noqa: S608, E501
-                (prefix,),
+            return int(removed)
+        prefix = _text(query.namespace)
+        if isinstance(query, Newest | Oldest):
+            order = _NEWEST_FIRST if isinstance(query, Newest) else _OLDEST_FIRST
+            limit = query.limit if isinstance(query, Newest) else None
+            rows = yield _one(
+                f"SELECT key, value::text AS value FROM store WHERE prefix = %s "  # noqa: S608
+                f"ORDER BY {order} LIMIT %s",
+                (prefix, limit),
             )
             return [Row(r["key"], _value(r["value"])) for r in rows]
         if isinstance(query, Count):
-            (row,) = self._rows("SELECT count(*) AS n FROM store WHERE prefix = %s", (prefix,))
+            (row,) = yield _one("SELECT count(*) AS n FROM store WHERE prefix = %s", (prefix,))
             return int(row["n"])
         if isinstance(query, Version):
             newest = f"SELECT key FROM store WHERE prefix = %(p)s ORDER BY {_NEWEST_FIRST} LIMIT 1"  # noqa: S608
             count = "SELECT count(*) FROM store WHERE prefix = %(p)s"
-            (row,) = self._rows(f"SELECT ({count}) AS n, ({newest}) AS newest", {"p": prefix})
+            (row,) = yield _one(f"SELECT ({count}) AS n, ({newest}) AS newest", {"p": prefix})
             return [int(row["n"]), row["newest"]]
         if isinstance(query, Vectors):
-            rows = self._rows(
+            rows = yield _one(
                 "SELECT key, embedding::text AS vector FROM store_vectors "
                 "WHERE prefix = %s AND field_name = %s AND key = ANY(%s)",
                 (prefix, query.field, list(query.keys)),
             )
             return {r["key"]: _vector_from_text(r["vector"]) for r in rows}
-        return self._nearest(query, prefix)
+        return (yield from self._nearest(query, prefix))
 
     def _vector_cast(self) -> str:
         config: dict[str, Any] = dict(self.store.index_config or {})
         kind = (config.get("ann_index_config") or {}).get("vector_type", "vector")
         return "halfvec" if kind == "halfvec" else "vector"
 
-    def _nearest(self, query: Nearest, prefix: str) -> list[Row]:
+    def _nearest(self, query: Nearest, prefix: str) -> _Steps:
         if query.vector is None or query.limit <= 0:
             return []
         op = _OPERATOR[distance_type(self.store)]
@@ -218,41 +279,38 @@ class PostgresEngine:
             f"ORDER BY embedding {op} {target} LIMIT %(k)s"
         )
         count = f"SELECT count(*) AS n FROM (SELECT 1 {where} LIMIT %(cap)s) AS mine"  # noqa: S608
-        self._ensure_order_index()
-        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(count, params)
-            row = cur.fetchone()
-            rows: list[Any] = []
-            if row is not None and int(row["n"]) > EXACT_SEARCH_MAX:
-                logger.debug("Nearest: HNSW index with iterative scan for %s.", prefix)
-                ef_search = str(min(max(40, 2 * query.limit), 1000))
-                with conn.transaction():
-                    cur.execute(
-                        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                        "set_config('hnsw.ef_search', %s, true)",
-                        (ef_search,),
-                    )
-                    cur.execute(approximate, params)
-                    rows = cur.fetchall()
-            if len(rows) < query.limit:
-                logger.debug("Nearest: exact scan of the vectors of %s.", prefix)
-                cur.execute(exact, params)
-                rows = cur.fetchall()
+        (row,) = yield _one(count, params)
+        rows: list[Any] = []
+        if int(row["n"]) > EXACT_SEARCH_MAX:
+            logger.debug("Nearest: HNSW index with iterative scan for %s.", prefix)
+            ef_search = str(min(max(40, 2 * query.limit), 1000))
+            settings = (
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('hnsw.ef_search', %s, true)"
+            )
+            rows = yield _Sql(((settings, (ef_search,)), (approximate, params)))
+        if len(rows) < query.limit:
+            logger.debug("Nearest: exact scan of the vectors of %s.", prefix)
+            rows = yield _one(exact, params)
         return [
             Row(r["key"], _value(r["value"]), r["vector"] and _vector_from_text(r["vector"]))
             for r in rows
         ]
 
-    def _forget(self, prefix: tuple[str, ...]) -> int:
-        """One DELETE statement: atomic; `store_vectors` rows go by foreign-key cascade."""
-        text = _text(prefix)
-        with self._connection() as conn, conn.cursor() as cur:
-            cur.execute(
-                "DELETE FROM store WHERE prefix = %s OR prefix LIKE %s ESCAPE '\\'",
-                (text, _like_literal(text) + ".%"),
-            )
-            return int(cur.rowcount)
-
     def scrub(self, prefix: tuple[str, ...]) -> None:
         """Nothing to scrub: PostgreSQL's VACUUM reclaims the deleted rows' space."""
         del prefix
+
+
+def _one(sql: str, params: Any) -> _Sql:
+    return _Sql(((sql, params),))
+
+
+def _result(cur: Cursor[Any], sql: str, params: Any) -> Any:
+    cur.execute(sql, params)
+    return cur.fetchall() if cur.description is not None else cur.rowcount
+
+
+async def _aresult(cur: AsyncCursor[Any], sql: str, params: Any) -> Any:
+    await cur.execute(sql, params)
+    return await cur.fetchall() if cur.description is not None else cur.rowcount

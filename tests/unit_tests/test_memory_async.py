@@ -115,3 +115,35 @@ async def test_slices_spread_work_over_iterations_and_keep_errors() -> None:
     assert results == [*range(3), "boom", *range(4, 20)]
     # 20 jobs of half a budget each cannot fit in fewer than 10 / 2 budgets' worth of slices.
     assert iterations >= 5
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+async def test_postgres_async_reads_wait_on_the_socket_not_a_thread(postgres_url: str) -> None:
+    """On a pooled store, async reads use asyncio connections; results match the sync ones."""
+    async with PreferenceMemory.postgres(postgres_url, max_connections=2) as memory:
+        engine = memory._driver.engine
+        assert engine.async_mode == "native"
+        user = f"async-{threading.get_ident()}-{time.monotonic_ns()}"
+        try:
+            await memory.aadd_many(
+                user, [{"prompt": f"q{i}", "chosen": f"c{i}"} for i in range(30)]
+            )
+            used: list[int] = []
+            real = engine._steps
+
+            def spy(query):  # runs where the SQL is sent: on the loop's thread when native
+                used.append(threading.get_ident())
+                return real(query)
+
+            engine._steps = spy
+            results = await asyncio.gather(*(memory.aselect(user, k=k) for k in range(12)))
+            assert await memory.acount(user) == 30
+            assert set(used) == {threading.get_ident()}
+            listed = memory.list(user)
+            assert results == [listed[-k:] if k else [] for k in range(12)]
+            assert await memory.aforget(user) == 30
+            assert memory.count(user) == 0
+        finally:
+            engine._steps = real
+            memory.forget(user)
