@@ -29,8 +29,8 @@ from langchain_fspo.errors import (
     PromptFormatError,
     UnsupportedParameterError,
 )
-from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.memory import PreferenceMemory
+from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.prompt_format import FORMAT_FILENAME, PromptFormat, RenderedPrompt
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ from langchain_fspo._messages import split_messages, to_chat_turn
 from langchain_fspo._streaming import CompletionStreamParser
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.errors import InferenceServerError, PromptFormatError
-from langchain_fspo.examples import PreferenceExample
+from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.prompt_format import ParsedCompletion, PromptFormat, RenderedPrompt, neutralize
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ from langchain_core.runnables.config import ensure_config
 
 from langchain_fspo._messages import split_messages
 from langchain_fspo.errors import ComparisonError, InvalidExampleError
-from langchain_fspo.examples import validate_user_id
+from langchain_fspo.preference import validate_user_id
 
 if TYPE_CHECKING:
     from langchain_fspo.chat_models import ChatFSPO

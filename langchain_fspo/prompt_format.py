@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from langchain_fspo.errors import PromptBudgetError, PromptFormatError
-from langchain_fspo.examples import PreferenceExample
+from langchain_fspo.preference import PreferenceExample
 
 __all__ = [
     "FORMAT_FILENAME",
