@@ -38,7 +38,7 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 from langchain_fspo._messages import split_messages, to_chat_turn
 from langchain_fspo._streaming import CompletionStreamParser
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
-from langchain_fspo.errors import InferenceServerError, PromptFormatError
+from langchain_fspo.errors import InferenceServerError
 from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.prompt_format import ParsedCompletion, PromptFormat, RenderedPrompt, neutralize
 
@@ -93,14 +93,6 @@ def _missing_backend() -> Backend:
 def _own_timeout(backend: Backend) -> bool:
     """Whether the backend applies a timeout per HTTP attempt itself (TGI, OpenAI-compatible)."""
     return isinstance(getattr(backend, "timeout", None), int | float)
-
-
-def _same_model(a: str, b: str) -> bool:
-    """Same Hub id or same local folder (paths compared after resolving)."""
-    if a.rstrip("/") == b.rstrip("/"):
-        return True
-    path_a, path_b = Path(a).expanduser(), Path(b).expanduser()
-    return path_a.exists() and path_b.exists() and path_a.resolve() == path_b.resolve()
 
 
 @runtime_checkable
@@ -370,19 +362,13 @@ class ChatFSPO(BaseChatModel):
             AdapterNotFoundError: Missing files, or the backend does not serve the adapter.
             PromptFormatError: Invalid `fspo_format.json`, or chat template drift.
         """
+        from langchain_fspo.artifact import adapter_folder, check_base_model, read_adapter_config
         from langchain_fspo.backends.factory import backend_for_adapter
-        from langchain_fspo.backends.local import adapter_folder, read_adapter_config
 
         fmt = PromptFormat.from_pretrained(adapter_dir_or_repo, revision=revision, token=token)
         adapter_config = read_adapter_config(adapter_dir_or_repo, revision, token=token)
         base_model = str(adapter_config["base_model_name_or_path"])
-        if fmt.base_model_id is not None and not _same_model(fmt.base_model_id, base_model):
-            msg = (
-                f"{adapter_dir_or_repo}: fspo_format.json says the adapter was trained on "
-                f"{fmt.base_model_id!r}, but adapter_config.json names {base_model!r} as its "
-                "base model. Republish the adapter with matching files."
-            )
-            raise PromptFormatError(msg)
+        check_base_model(fmt.base_model_id, base_model, source=adapter_dir_or_repo)
         if kwargs.get("base_url") is not None and isinstance(backend, str):
             backend = "tgi" if backend == "local" else backend
             server = {k: kwargs[k] for k in _SERVER_FIELDS if kwargs.get(k) is not None}

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from langchain_fspo.artifact import FORMAT_FILENAME, resolve_file
 from langchain_fspo.errors import PromptBudgetError, PromptFormatError
 from langchain_fspo.preference import PreferenceExample
 
@@ -32,7 +33,6 @@ __all__ = [
     "neutralize",
 ]
 
-FORMAT_FILENAME = "fspo_format.json"
 SCHEMA_VERSION = 1
 """The newest `fspo_format.json` schema this version reads and writes."""
 
@@ -412,7 +412,5 @@ class PromptFormat(BaseModel):
             >>> PromptFormat.from_pretrained(folder).num_shots
             4
         """
-        from langchain_fspo.hub import resolve_file
-
         path = resolve_file(directory_or_repo_id, FORMAT_FILENAME, revision=revision, token=token)
         return cls.from_json(path.read_text(encoding="utf-8"), source=str(path))

@@ -8,7 +8,6 @@ stays light); install them with `pip install "langchain-fspo[local]"`.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import threading
@@ -16,13 +15,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from langchain_fspo.artifact import adapter_folder, read_adapter_config
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError, PromptFormatError
 
 if TYPE_CHECKING:
     from langchain_fspo.prompt_format import RenderedPrompt
 
-__all__ = ["LocalBackend", "adapter_folder", "read_adapter_config"]
+__all__ = ["LocalBackend"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,43 +55,6 @@ def _import_stack() -> tuple[Any, Any, Any]:
     except ImportError as e:
         raise ImportError(_INSTALL_HINT) from e
     return torch, transformers, peft
-
-
-def read_adapter_config(
-    adapter_dir_or_repo: str | Path, revision: str | None = None, *, token: str | None = None
-) -> dict[str, Any]:
-    """The adapter's `adapter_config.json` (folder or Hub repo), which must name its base model.
-
-    Raises:
-        AdapterNotFoundError: No such file, or no `base_model_name_or_path` in it.
-    """
-    from langchain_fspo.hub import resolve_file
-
-    path = resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision, token=token)
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not data.get("base_model_name_or_path"):
-        msg = (
-            f"{path} has no `base_model_name_or_path`; pass the base model explicitly: "
-            "LocalBackend(base_model, adapters={...})."
-        )
-        raise AdapterNotFoundError(msg)
-    return data
-
-
-def adapter_folder(
-    adapter_dir_or_repo: str | Path, revision: str | None = None, *, token: str | None = None
-) -> Path:
-    """A local folder holding the adapter (a Hub repo is downloaded to the cache first)."""
-    local = Path(adapter_dir_or_repo).expanduser()
-    if local.is_dir():
-        return local
-    from langchain_fspo.hub import resolve_file
-
-    weights = resolve_file(
-        adapter_dir_or_repo, "adapter_model.safetensors", revision=revision, token=token
-    )
-    resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision, token=token)
-    return weights.parent
 
 
 class _StopText:
