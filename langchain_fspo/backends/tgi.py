@@ -44,12 +44,12 @@ from langchain_fspo.backends._http import (
     safe_url,
     stream_with_retries,
 )
+from langchain_fspo.backends._openai_wire import CompletionStream, parse_completion
 from langchain_fspo.backends._tgi_wire import (
-    ChatStreamState,
-    GenerateStreamState,
-    finish_reason,
+    GenerateStream,
+    parse_text_generation,
+    plain_data,
     tgi_grammar,
-    tool_calls,
 )
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.errors import AdapterNotFoundError, UnsupportedParameterError
@@ -425,68 +425,44 @@ class TGIBackend(Backend):
     # ------------------------------------------------------------------ chat route
 
     def _chat_generation(self, response: Any, adapter: str | None) -> Generation:
-        try:
-            choice = response.choices[0]
-            message = choice.message
-            usage = response.usage
-            return Generation(
-                text=message.content or "",
-                finish_reason=finish_reason(choice.finish_reason),
-                input_tokens=usage.prompt_tokens if usage else None,
-                output_tokens=usage.completion_tokens if usage else None,
-                model_name=response.model or adapter,
-                tool_calls=tool_calls(message.tool_calls),
-            )
-        except (AttributeError, IndexError, TypeError, KeyError) as e:
-            msg = f"a chat completion without the expected fields ({e!r})"
-            raise MalformedResponseError(msg) from e
+        return parse_completion(plain_data(response), adapter, chat=True, naming="server")
 
     def _chat_chunks(self, events: Iterable[Any], adapter: str | None) -> Iterator[GenerationChunk]:
-        state = ChatStreamState(adapter)
+        state = CompletionStream(adapter, chat=True, naming="server")
         for event in events:
-            yield from state.feed(event)
+            yield from state.feed(plain_data(event))
+        state.done = True  # huggingface_hub's iterator stops at `data: [DONE]`
         yield state.final()
 
     async def _achat_chunks(
         self, events: AsyncIterator[Any], adapter: str | None
     ) -> AsyncIterator[GenerationChunk]:
-        state = ChatStreamState(adapter)
+        state = CompletionStream(adapter, chat=True, naming="server")
         async for event in events:
-            for chunk in state.feed(event):
+            for chunk in state.feed(plain_data(event)):
                 yield chunk
+        state.done = True
         yield state.final()
 
     # ------------------------------------------------------------------ paper route
 
     def _text_generation(self, response: Any, adapter: str | None) -> Generation:
-        try:
-            details = response.details
-            prefill = len(details.prefill) if details and details.prefill else None
-            return Generation(
-                text=response.generated_text,
-                finish_reason=finish_reason(details.finish_reason) if details else None,
-                input_tokens=prefill,
-                output_tokens=details.generated_tokens if details else None,
-                model_name=adapter,
-            )
-        except (AttributeError, TypeError) as e:
-            msg = f"a /generate answer without the expected fields ({e!r})"
-            raise MalformedResponseError(msg) from e
+        return parse_text_generation(plain_data(response), adapter)
 
     def _paper_chunks(
         self, events: Iterable[Any], adapter: str | None
     ) -> Iterator[GenerationChunk]:
-        state = GenerateStreamState(adapter)
+        state = GenerateStream(adapter)
         for event in events:
-            yield from state.feed(event)
+            yield from state.feed(plain_data(event))
         yield state.final()
 
     async def _apaper_chunks(
         self, events: AsyncIterator[Any], adapter: str | None
     ) -> AsyncIterator[GenerationChunk]:
-        state = GenerateStreamState(adapter)
+        state = GenerateStream(adapter)
         async for event in events:
-            for chunk in state.feed(event):
+            for chunk in state.feed(plain_data(event)):
                 yield chunk
         yield state.final()
 
