@@ -87,6 +87,8 @@ class GenerateStream:
 
     def __init__(self, adapter: str | None) -> None:
         self.adapter = adapter
+        self.done = False
+        """Set when the events ended (the final event's `details` tell whether they all came)."""
         self.details: Mapping[str, Any] | None = None
 
     def feed(self, event: Mapping[str, Any]) -> list[GenerationChunk]:

@@ -27,18 +27,19 @@ from pydantic import SecretStr
 from langchain_fspo.backends._http import (
     CallContext,
     MalformedResponseError,
-    RetryPolicy,
-    acall_with_retries,
-    asse_payloads,
-    astream_with_retries,
-    call_with_retries,
     normalize_base_url,
     resolve_api_key,
     safe_url,
-    sse_payloads,
-    stream_with_retries,
 )
 from langchain_fspo.backends._openai_wire import CompletionStream, parse_completion
+from langchain_fspo.backends._retry import (
+    RetryPolicy,
+    acall_with_retries,
+    astream_with_retries,
+    call_with_retries,
+    stream_with_retries,
+)
+from langchain_fspo.backends._sse import asse_payloads, sse_payloads
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError
 
