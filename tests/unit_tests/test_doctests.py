@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "langchain_fspo.preference",
+    "langchain_fspo._neutralize",
     "langchain_fspo.memory",
     "langchain_fspo.prompt_format",
 ]
