@@ -13,7 +13,6 @@ from langgraph.store.base import BaseStore, PutOp
 from langgraph.store.memory import InMemoryStore
 
 from langchain_fspo.errors import InvalidExampleError, MemoryConfigError
-from langchain_fspo.examples import PreferenceExample, validate_user_id
 from langchain_fspo.memory import _plans as plans
 from langchain_fspo.memory._backends import open_postgres_store, open_sqlite_store
 from langchain_fspo.memory._driver import StoreDriver
@@ -32,6 +31,7 @@ from langchain_fspo.memory._records import (
     check_metadata,
     check_text,
 )
+from langchain_fspo.preference import PreferenceExample, validate_user_id
 from langchain_fspo.selection import DEFAULT_MMR_LAMBDA, STRATEGY_NAMES, Strategy
 
 if TYPE_CHECKING:

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from langgraph.store.base import GetOp, Item, Op, PutOp, SearchOp
 
 from langchain_fspo.errors import MemoryConfigError
-from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.memory._layout import DESCRIPTION_KEY, MANIFEST_KEY, UserNamespaces
 from langchain_fspo.memory._records import (
     RECENT_CAP,
@@ -26,6 +25,7 @@ from langchain_fspo.memory._records import (
     example_from_value,
     example_to_value,
 )
+from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.selection import SelectionFunction, chronological, lexical_vectors, mmr_select
 
 __all__ = [
