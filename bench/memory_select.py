@@ -48,8 +48,8 @@ from langchain_core.embeddings import Embeddings
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from langchain_fspo.examples import PreferenceExample  # noqa: E402
 from langchain_fspo.memory import PreferenceMemory  # noqa: E402
+from langchain_fspo.preference import PreferenceExample  # noqa: E402
 
 DIMS = 384
 BACKGROUND_USERS = 1_000

@@ -43,7 +43,7 @@ from fspo_train.metrics import (
 )
 from fspo_train.records import PreferenceRecord
 from langchain_fspo.errors import AdapterNotFoundError
-from langchain_fspo.examples import PreferenceExample
+from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from langchain_fspo.examples import PreferenceExample, check_text
+from langchain_fspo.preference import PreferenceExample, check_text
 
 __all__ = ["PreferenceRecord"]
 

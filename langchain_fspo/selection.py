@@ -14,7 +14,7 @@ Strategies by name (`Strategy`):
   examples, oldest first.
 
 Example:
-    >>> from langchain_fspo.examples import PreferenceExample
+    >>> from langchain_fspo.preference import PreferenceExample
     >>> pool = [
     ...     PreferenceExample(prompt=p, chosen="yes", id=f"{i:024x}")
     ...     for i, p in enumerate(["cats and dogs", "dogs and cats", "tax law"])
@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from langchain_fspo.examples import PreferenceExample
+from langchain_fspo.preference import PreferenceExample
 
 __all__ = [
     "DEFAULT_MMR_LAMBDA",

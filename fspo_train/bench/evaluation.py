@@ -33,7 +33,7 @@ from typing import Any, Literal
 from fspo_train.bench.data import ExactJudge
 from fspo_train.bench.domain import Domain, Question, SimUser
 from fspo_train.records import PreferenceRecord
-from langchain_fspo.examples import PreferenceExample
+from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.prompt_format import PromptFormat
 
 __all__ = ["METHODS", "EvalSettings", "Method", "evaluate_methods", "shots_curve"]

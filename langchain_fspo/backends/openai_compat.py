@@ -17,7 +17,6 @@ examples benefits from.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -28,18 +27,19 @@ from pydantic import SecretStr
 from langchain_fspo.backends._http import (
     CallContext,
     MalformedResponseError,
-    RetryPolicy,
-    StreamInterruptedError,
-    acall_with_retries,
-    asse_payloads,
-    astream_with_retries,
-    call_with_retries,
     normalize_base_url,
     resolve_api_key,
     safe_url,
-    sse_payloads,
+)
+from langchain_fspo.backends._openai_wire import CompletionStream, parse_completion
+from langchain_fspo.backends._retry import (
+    RetryPolicy,
+    acall_with_retries,
+    astream_with_retries,
+    call_with_retries,
     stream_with_retries,
 )
+from langchain_fspo.backends._sse import asse_payloads, sse_payloads
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError
 
@@ -49,40 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["OpenAICompatibleBackend"]
 
 Flavor = Literal["vllm", "sglang"]
-
-
-def _error_in(payload: Mapping[str, Any]) -> str | None:
-    """The error message of an error event/body (OpenAI, vLLM or TGI shape), else None."""
-    error = payload.get("error")
-    if isinstance(error, Mapping):
-        return str(error.get("message") or error)
-    if error is not None:
-        return str(error)
-    if payload.get("object") == "error":
-        return str(payload.get("message"))
-    return None
-
-
-def _usage(payload: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    usage = payload.get("usage")
-    if not isinstance(usage, Mapping):
-        return None, None
-    return usage.get("prompt_tokens"), usage.get("completion_tokens")
-
-
-def _tool_calls(raw: Any) -> list[dict[str, Any]]:
-    calls = []
-    for call in raw or []:
-        function = call.get("function") or {}
-        arguments = function.get("arguments")
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as e:
-                msg = f"tool call {function.get('name')!r} has arguments that are not JSON"
-                raise MalformedResponseError(msg) from e
-        calls.append({"id": call.get("id"), "name": function.get("name"), "args": arguments or {}})
-    return calls
 
 
 class OpenAICompatibleBackend(Backend):
@@ -286,31 +252,9 @@ class OpenAICompatibleBackend(Backend):
         if self.adapters is not None:
             self.check_adapter(adapter)
 
-    def _parse(self, payload: Any, adapter: str | None, *, chat: bool) -> Generation:
-        if not isinstance(payload, Mapping):
-            msg = f"expected a JSON object, got {payload!r:.200}"
-            raise MalformedResponseError(msg)
-        try:
-            choice = payload["choices"][0]
-            if chat:
-                message = choice["message"]
-                text = message.get("content") or ""
-                tool_calls = _tool_calls(message.get("tool_calls"))
-            else:
-                text = choice["text"]
-                tool_calls = []
-        except (KeyError, IndexError, TypeError) as e:
-            msg = f"a completion without the expected fields ({e!r}): {payload!r:.200}"
-            raise MalformedResponseError(msg) from e
-        input_tokens, output_tokens = _usage(payload)
-        return Generation(
-            text=text,
-            finish_reason=choice.get("finish_reason"),
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            model_name=adapter if adapter is not None else payload.get("model"),
-            tool_calls=tool_calls,
-        )
+    @staticmethod
+    def _parse(payload: Any, adapter: str | None, *, chat: bool) -> Generation:
+        return parse_completion(payload, adapter, chat=chat, naming="adapter")
 
     # ------------------------------------------------------------------ Backend API
 
@@ -357,7 +301,7 @@ class OpenAICompatibleBackend(Backend):
     def _chunks(
         self, response: httpx.Response, adapter: str | None, *, chat: bool
     ) -> Iterator[GenerationChunk]:
-        state = _StreamState(adapter, chat=chat)
+        state = CompletionStream(adapter, chat=chat, naming="adapter")
         try:
             for payload in sse_payloads(response.iter_lines()):
                 if payload is None:
@@ -424,7 +368,7 @@ class OpenAICompatibleBackend(Backend):
         *,
         chat: bool,
     ) -> AsyncIterator[GenerationChunk]:
-        state = _StreamState(adapter, chat=chat)
+        state = CompletionStream(adapter, chat=chat, naming="adapter")
         try:
             async for payload in asse_payloads(response.aiter_lines()):
                 if payload is None:
@@ -436,64 +380,3 @@ class OpenAICompatibleBackend(Backend):
         finally:
             await response.aclose()
             await client.aclose()
-
-
-class _StreamState:
-    """Turns OpenAI stream events (chat or completions) into `GenerationChunk`s."""
-
-    def __init__(self, adapter: str | None, *, chat: bool) -> None:
-        self.adapter = adapter
-        self.chat = chat
-        self.done = False
-        self.model: str | None = None
-        self.finish_reason: str | None = None
-        self.input_tokens: int | None = None
-        self.output_tokens: int | None = None
-
-    def feed(self, payload: Mapping[str, Any]) -> list[GenerationChunk]:
-        error = _error_in(payload)
-        if error is not None:
-            msg = f"the server sent an error mid-stream: {error}"
-            raise InferenceServerError(msg, adapter=self.adapter, retryable=False)
-        self.model = payload.get("model") or self.model
-        input_tokens, output_tokens = _usage(payload)
-        if input_tokens is not None:
-            self.input_tokens, self.output_tokens = input_tokens, output_tokens
-        out = []
-        try:
-            for choice in payload.get("choices") or []:
-                if self.chat:
-                    delta = choice.get("delta") or {}
-                    text = delta.get("content") or ""
-                    tools = [
-                        {
-                            "index": call.get("index"),
-                            "id": call.get("id"),
-                            "name": (call.get("function") or {}).get("name"),
-                            "args": (call.get("function") or {}).get("arguments"),
-                        }
-                        for call in delta.get("tool_calls") or []
-                    ]
-                else:
-                    text, tools = choice.get("text") or "", []
-                if text or tools:
-                    out.append(GenerationChunk(text=text, tool_call_chunks=tools))
-                if choice.get("finish_reason"):
-                    self.finish_reason = str(choice["finish_reason"])
-        except (AttributeError, TypeError) as e:
-            msg = f"a stream event without the expected fields ({e!r}): {payload!r:.200}"
-            raise MalformedResponseError(msg) from e
-        return out
-
-    def final(self) -> GenerationChunk:
-        if not self.done or self.finish_reason is None:
-            missing = "data: [DONE]" if not self.done else "a finish_reason"
-            msg = f"the stream ended without {missing}"
-            raise StreamInterruptedError(msg)
-        return GenerationChunk(
-            text="",
-            finish_reason=self.finish_reason,
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            model_name=self.adapter if self.adapter is not None else self.model,
-        )

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
-from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.memory import _plans as plans
 from langchain_fspo.memory._core import MemoryCore
 from langchain_fspo.memory._records import Choice, ChoiceRecord
+from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.selection import DEFAULT_MMR_LAMBDA, Strategy
 
 __all__ = ["AsyncMemoryAPI"]

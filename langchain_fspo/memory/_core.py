@@ -14,7 +14,6 @@ from langgraph.store.base import BaseStore, PutOp
 from langgraph.store.memory import InMemoryStore
 
 from langchain_fspo.errors import InvalidExampleError, MemoryConfigError
-from langchain_fspo.examples import PreferenceExample, validate_user_id
 from langchain_fspo.memory import _plans as plans
 from langchain_fspo.memory import _select_plans as select_plans
 from langchain_fspo.memory._driver import StoreDriver
@@ -27,6 +26,7 @@ from langchain_fspo.memory._inputs import (
 )
 from langchain_fspo.memory._layout import DEFAULT_ROOT, UserNamespaces, new_record_id
 from langchain_fspo.memory._records import CHOICES, ChoiceRecord, check_metadata, check_text
+from langchain_fspo.preference import PreferenceExample, validate_user_id
 from langchain_fspo.selection import STRATEGY_NAMES, Strategy
 
 __all__ = ["DEFAULT_FETCH_K", "DEFAULT_WINDOW", "MemoryCore"]

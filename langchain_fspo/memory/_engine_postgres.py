@@ -91,8 +91,9 @@ def _vector_from_text(text: str) -> Any:
 
 
 class _Sql(NamedTuple):
-    """Statements to run in one transaction (one statement: autocommit); answers the last's rows,
-    or its row count when it returns none.
+    """Statements to run in one transaction (one alone: autocommit).
+
+    Answered with the last statement's rows, or its row count when it returns none.
     """
 
     statements: tuple[tuple[str, Any], ...]

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from langchain_fspo.errors import InvalidExampleError, MemoryConfigError
-from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.memory._layout import new_record_id
 from langchain_fspo.memory._records import check_metadata, check_text, is_blank
+from langchain_fspo.preference import PreferenceExample
 
 __all__ = [
     "MAX_EXAMPLE_ID_CHARS",

@@ -8,12 +8,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from langchain_fspo.errors import MemoryWriteError
-from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.memory import _plans as plans
 from langchain_fspo.memory._amemory import AsyncMemoryAPI
 from langchain_fspo.memory._backends import open_postgres_store, open_sqlite_store
 from langchain_fspo.memory._layout import DEFAULT_ROOT
 from langchain_fspo.memory._records import Choice, ChoiceRecord
+from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.selection import DEFAULT_MMR_LAMBDA, Strategy
 
 if TYPE_CHECKING:

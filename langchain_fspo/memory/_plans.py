@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from langgraph.store.base import GetOp, Item, Op, PutOp, SearchOp
 
 from langchain_fspo.errors import ExampleConflictError, MemoryConfigError
-from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.memory._engines import (
     Count,
     Forget,
@@ -34,6 +33,7 @@ from langchain_fspo.memory._records import (
     example_from_value,
     example_to_value,
 )
+from langchain_fspo.preference import PreferenceExample
 
 __all__ = [
     "EXPORT_FORMAT",

@@ -11,7 +11,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from langchain_fspo.errors import InvalidExampleError
-from langchain_fspo.examples import MAX_TEXT_CHARS, PreferenceExample
+from langchain_fspo.preference import MAX_TEXT_CHARS, PreferenceExample
 
 __all__ = [
     "CHOICES",

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_fspo.errors import MemoryConfigError
-from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.memory._engines import Nearest, Newest, Row
 from langchain_fspo.memory._layout import UserNamespaces
 from langchain_fspo.memory._plans import (
@@ -23,6 +22,7 @@ from langchain_fspo.memory._plans import (
     require_index,
     vectors_plan,
 )
+from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.selection import SelectionFunction, chronological, lexical_vectors, mmr_indices
 
 __all__ = ["diverse_plan", "function_plan", "relevant_plan"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fspo_train.bench.report import markdown_table, write_results
-from langchain_fspo.examples import PreferenceExample
+from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.prompt_format import PromptFormat
 
 RESULT = {

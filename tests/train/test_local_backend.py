@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from langchain_fspo import AdapterNotFoundError, PreferenceExample, PromptFormat
+from langchain_fspo import PreferenceExample, PromptFormat
 from langchain_fspo.backends.base import GenerationParams
+from langchain_fspo.errors import AdapterNotFoundError
 from tests.recording import RecordingLocalBackend
 
 pytestmark = pytest.mark.train
@@ -373,8 +374,8 @@ def test_bad_dtype_and_missing_chat_template_are_clear_errors(
 ) -> None:
     import shutil
 
-    from langchain_fspo import PromptFormatError
     from langchain_fspo.backends.local import LocalBackend
+    from langchain_fspo.errors import PromptFormatError
 
     with pytest.raises(ValueError, match="Unknown dtype 'float99'"):
         LocalBackend(tiny_model_dir, dtype="float99")

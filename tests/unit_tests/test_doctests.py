@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 MODULES = [
-    "langchain_fspo.examples",
+    "langchain_fspo.preference",
+    "langchain_fspo._neutralize",
     "langchain_fspo.memory",
     "langchain_fspo.prompt_format",
 ]

@@ -12,8 +12,8 @@ import pytest
 from langgraph.store.base import SearchItem
 
 from langchain_fspo.errors import InvalidExampleError, MemoryConfigError
-from langchain_fspo.examples import MAX_TEXT_CHARS, PreferenceExample
 from langchain_fspo.memory import EXPORT_FORMAT, PreferenceMemory
+from langchain_fspo.preference import MAX_TEXT_CHARS, PreferenceExample
 
 Users = Callable[[str], str]
 

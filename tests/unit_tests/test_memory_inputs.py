@@ -12,8 +12,8 @@ import pytest
 from langgraph.store.memory import InMemoryStore
 
 from langchain_fspo.errors import ExampleConflictError, InvalidExampleError, MemoryWriteError
-from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.memory import MAX_EXAMPLE_ID_CHARS, MAX_METADATA_BYTES, PreferenceMemory
+from langchain_fspo.preference import PreferenceExample
 
 Users = Callable[[str], str]
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import pytest
 
 from langchain_fspo.errors import MemoryConfigError
-from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.memory import PreferenceMemory
+from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.selection import (
     chronological,
     cosine,
