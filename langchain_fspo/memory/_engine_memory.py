@@ -17,20 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from langgraph.store.base import PutOp
 
-from langchain_fspo.memory._engines import (
-    AsyncMode,
-    Count,
-    Forget,
-    Nearest,
-    Newest,
-    Oldest,
-    Query,
-    Row,
-    Vectors,
-    Version,
-    distance_type,
-    finite,
-)
+from langchain_fspo.memory import _engines as q
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,7 +55,7 @@ class _Matrix:
 class InMemoryEngine:
     """Answers queries from an `InMemoryStore`'s own dicts (O(k) newest, numpy nearest)."""
 
-    async_mode: AsyncMode = "inline"
+    async_mode: q.AsyncMode = "inline"
     vector_search = True
 
     def __init__(self, store: InMemoryStore) -> None:
@@ -82,39 +69,40 @@ class InMemoryEngine:
             self.invalidate([op.namespace for op in ops if isinstance(op, PutOp)])
             return self.store.batch(ops)
 
-    def run(self, query: Query) -> Any:
+    def run(self, query: q.Query) -> Any:
         with self.lock:
             return self.run_locked(query)
 
-    async def arun(self, query: Query) -> Any:
+    async def arun(self, query: q.Query) -> Any:
         return self.run(query)
 
     def inline(self, step: object) -> bool:
         """Whether `step` may run on the event loop: not a full read nor a vector scan."""
-        return not isinstance(step, Oldest | Nearest | Forget)
+        return not isinstance(step, q.Oldest | q.Nearest | q.Forget)
 
-    def run_locked(self, query: Query) -> Any:
+    def run_locked(self, query: q.Query) -> Any:
         """Answer `query`; the caller holds `self.lock`."""
-        if isinstance(query, Forget):
+        if isinstance(query, q.Forget):
             return self._forget(query.prefix)
         items = self.store._data.get(query.namespace) or {}  # noqa: SLF001 - no API for it
-        if isinstance(query, Newest):
+        if isinstance(query, q.Newest):
             return [
-                Row(i.key, i.value) for i in itertools.islice(reversed(items.values()), query.limit)
+                q.Row(i.key, i.value)
+                for i in itertools.islice(reversed(items.values()), query.limit)
             ]
-        if isinstance(query, Oldest):
-            return [Row(i.key, i.value) for i in items.values()]
-        if isinstance(query, Count):
+        if isinstance(query, q.Oldest):
+            return [q.Row(i.key, i.value) for i in items.values()]
+        if isinstance(query, q.Count):
             return len(items)
-        if isinstance(query, Version):
+        if isinstance(query, q.Version):
             return [len(items), next(reversed(items), None)]
-        if isinstance(query, Vectors):
+        if isinstance(query, q.Vectors):
             vectors = self.store._vectors.get(query.namespace) or {}  # noqa: SLF001
             found = {key: (vectors.get(key) or {}).get(query.field) for key in query.keys}
             return {key: vector for key, vector in found.items() if vector is not None}
         return self._nearest(query, items)
 
-    def _nearest(self, query: Nearest, items: dict[str, Any]) -> list[Row]:
+    def _nearest(self, query: q.Nearest, items: dict[str, Any]) -> list[q.Row]:
         import numpy as np
 
         if query.vector is None or query.limit <= 0:
@@ -122,8 +110,8 @@ class InMemoryEngine:
         cached = self._matrix(query.namespace, query.field)
         if not cached.keys:
             return []
-        target = np.asarray(finite(query.vector), dtype=np.float32)
-        if distance_type(self.store) == "l2":
+        target = np.asarray(q.finite(query.vector), dtype=np.float32)
+        if q.distance_type(self.store) == "l2":
             scores = -np.linalg.norm(cached.unit * cached.norms - target, axis=1)
         else:
             norm = float(np.linalg.norm(target)) or 1.0
@@ -136,7 +124,7 @@ class InMemoryEngine:
             key = cached.keys[int(i)]
             item = items.get(key)
             if item is not None:
-                rows.append(Row(key, item.value, cached.unit[int(i)] * cached.norms[int(i)]))
+                rows.append(q.Row(key, item.value, cached.unit[int(i)] * cached.norms[int(i)]))
         return rows
 
     def _matrix(self, namespace: tuple[str, ...], field: str) -> _Matrix:
@@ -163,7 +151,7 @@ class InMemoryEngine:
         return built
 
     def invalidate(self, namespaces: Sequence[tuple[str, ...]]) -> None:
-        """Forget cached matrices of `namespaces` (called after our own writes)."""
+        """q.Forget cached matrices of `namespaces` (called after our own writes)."""
         stale = set(namespaces)
         for cache_key in [k for k in self._matrices if k[0] in stale]:
             del self._matrices[cache_key]

@@ -27,20 +27,7 @@ import orjson
 import psycopg
 from psycopg.rows import dict_row
 
-from langchain_fspo.memory._engines import (
-    AsyncMode,
-    Count,
-    Forget,
-    Nearest,
-    Newest,
-    Oldest,
-    Query,
-    Row,
-    Vectors,
-    Version,
-    distance_type,
-    finite,
-)
+from langchain_fspo.memory import _engines as q
 from langchain_fspo.memory._pg_async import AsyncConnections
 
 if TYPE_CHECKING:
@@ -81,7 +68,7 @@ def _value(raw: Any) -> dict[str, Any]:
 
 def _vector_literal(vector: Any) -> str:
     """Pgvector's text form `[x,y,...]` (sent as text: far cheaper than a float8[] parameter)."""
-    return "[" + ",".join(map(repr, finite(vector))) + "]"
+    return "[" + ",".join(map(repr, q.finite(vector))) + "]"
 
 
 def _vector_from_text(text: str) -> Any:
@@ -120,7 +107,7 @@ class PostgresEngine:
             if pool is not None and isinstance(conninfo, str)
             else None
         )
-        self.async_mode: AsyncMode = "native" if self._async else "thread"
+        self.async_mode: q.AsyncMode = "native" if self._async else "thread"
 
     def batch(self, ops: list[Op]) -> list[Result]:
         return self.store.batch(ops)
@@ -129,7 +116,7 @@ class PostgresEngine:
         del step
         return False
 
-    def run_locked(self, query: Query) -> Any:
+    def run_locked(self, query: q.Query) -> Any:
         return self.run(query)
 
     @contextlib.contextmanager
@@ -145,7 +132,7 @@ class PostgresEngine:
             with self.store.lock:
                 yield conn
 
-    def run(self, query: Query) -> Any:
+    def run(self, query: q.Query) -> Any:
         """Answer `query` on the store's connections."""
         self._ensure_order_index()
         steps = self._steps(query)
@@ -163,7 +150,7 @@ class PostgresEngine:
             except StopIteration as stop:
                 return stop.value
 
-    async def arun(self, query: Query) -> Any:
+    async def arun(self, query: q.Query) -> Any:
         """Answer `query` on asyncio connections (the loop waits on the socket, no thread)."""
         assert self._async is not None  # noqa: S101 - only "native" engines are asked
         if self.store not in _ensured:
@@ -210,9 +197,9 @@ class PostgresEngine:
                 logger.warning("Could not create index %s; reads by age scan.", ORDER_INDEX)
             _ensured.add(self.store)
 
-    def _steps(self, query: Query) -> _Steps:
+    def _steps(self, query: q.Query) -> _Steps:
         """The SQL of `query`, step by step; returns its answer."""
-        if isinstance(query, Forget):
+        if isinstance(query, q.Forget):
             text = _text(query.prefix)
             removed = yield _one(
                 "DELETE FROM store WHERE prefix = %s OR prefix LIKE %s ESCAPE '\\'",
@@ -220,24 +207,24 @@ class PostgresEngine:
             )
             return int(removed)
         prefix = _text(query.namespace)
-        if isinstance(query, Newest | Oldest):
-            order = _NEWEST_FIRST if isinstance(query, Newest) else _OLDEST_FIRST
-            limit = query.limit if isinstance(query, Newest) else None
+        if isinstance(query, q.Newest | q.Oldest):
+            order = _NEWEST_FIRST if isinstance(query, q.Newest) else _OLDEST_FIRST
+            limit = query.limit if isinstance(query, q.Newest) else None
             rows = yield _one(
                 f"SELECT key, value::text AS value FROM store WHERE prefix = %s "  # noqa: S608
                 f"ORDER BY {order} LIMIT %s",
                 (prefix, limit),
             )
-            return [Row(r["key"], _value(r["value"])) for r in rows]
-        if isinstance(query, Count):
+            return [q.Row(r["key"], _value(r["value"])) for r in rows]
+        if isinstance(query, q.Count):
             (row,) = yield _one("SELECT count(*) AS n FROM store WHERE prefix = %s", (prefix,))
             return int(row["n"])
-        if isinstance(query, Version):
+        if isinstance(query, q.Version):
             newest = f"SELECT key FROM store WHERE prefix = %(p)s ORDER BY {_NEWEST_FIRST} LIMIT 1"  # noqa: S608
             count = "SELECT count(*) FROM store WHERE prefix = %(p)s"
             (row,) = yield _one(f"SELECT ({count}) AS n, ({newest}) AS newest", {"p": prefix})
             return [int(row["n"]), row["newest"]]
-        if isinstance(query, Vectors):
+        if isinstance(query, q.Vectors):
             rows = yield _one(
                 "SELECT key, embedding::text AS vector FROM store_vectors "
                 "WHERE prefix = %s AND field_name = %s AND key = ANY(%s)",
@@ -251,10 +238,10 @@ class PostgresEngine:
         kind = (config.get("ann_index_config") or {}).get("vector_type", "vector")
         return "halfvec" if kind == "halfvec" else "vector"
 
-    def _nearest(self, query: Nearest, prefix: str) -> _Steps:
+    def _nearest(self, query: q.Nearest, prefix: str) -> _Steps:
         if query.vector is None or query.limit <= 0:
             return []
-        op = _OPERATOR[distance_type(self.store)]
+        op = _OPERATOR[q.distance_type(self.store)]
         params = {
             "p": prefix,
             "f": query.field,
@@ -283,7 +270,7 @@ class PostgresEngine:
         (row,) = yield _one(count, params)
         rows: list[Any] = []
         if int(row["n"]) > EXACT_SEARCH_MAX:
-            logger.debug("Nearest: HNSW index with iterative scan for %s.", prefix)
+            logger.debug("q.Nearest: HNSW index with iterative scan for %s.", prefix)
             ef_search = str(min(max(40, 2 * query.limit), 1000))
             settings = (
                 "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
@@ -291,10 +278,10 @@ class PostgresEngine:
             )
             rows = yield _Sql(((settings, (ef_search,)), (approximate, params)))
         if len(rows) < query.limit:
-            logger.debug("Nearest: exact scan of the vectors of %s.", prefix)
+            logger.debug("q.Nearest: exact scan of the vectors of %s.", prefix)
             rows = yield _one(exact, params)
         return [
-            Row(r["key"], _value(r["value"]), r["vector"] and _vector_from_text(r["vector"]))
+            q.Row(r["key"], _value(r["value"]), r["vector"] and _vector_from_text(r["vector"]))
             for r in rows
         ]
 
@@ -308,10 +295,12 @@ def _one(sql: str, params: Any) -> _Sql:
 
 
 def _result(cur: Cursor[Any], sql: str, params: Any) -> Any:
-    cur.execute(sql, params)
+    # Never a prepared statement: a generic plan cannot see how few rows one user has, and may
+    # pick a scan of every user's vectors.
+    cur.execute(sql, params, prepare=False)
     return cur.fetchall() if cur.description is not None else cur.rowcount
 
 
 async def _aresult(cur: AsyncCursor[Any], sql: str, params: Any) -> Any:
-    await cur.execute(sql, params)
+    await cur.execute(sql, params, prepare=False)
     return await cur.fetchall() if cur.description is not None else cur.rowcount

@@ -19,20 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from langchain_fspo.memory._engines import (
-    AsyncMode,
-    Count,
-    Forget,
-    Nearest,
-    Newest,
-    Oldest,
-    Query,
-    Row,
-    Vectors,
-    Version,
-    distance_type,
-    finite,
-)
+from langchain_fspo.memory import _engines as q
 
 if TYPE_CHECKING:
     from langgraph.store.base import Op, Result
@@ -70,7 +57,7 @@ def _floats(blob: bytes) -> Any:
 class SqliteEngine:
     """Answers queries with SQL on a `SqliteStore`'s connection (see the module docstring)."""
 
-    async_mode: AsyncMode = "inline"
+    async_mode: q.AsyncMode = "inline"
     vector_search = True
 
     def __init__(self, store: SqliteStore) -> None:
@@ -80,11 +67,11 @@ class SqliteEngine:
 
     def inline(self, step: object) -> bool:
         """Whether `step` may run on the event loop: an O(k) read (an index walk)."""
-        if isinstance(step, Newest):
+        if isinstance(step, q.Newest):
             return step.limit <= INLINE_MAX_ROWS
-        return isinstance(step, Vectors) and len(step.keys) <= INLINE_MAX_ROWS
+        return isinstance(step, q.Vectors) and len(step.keys) <= INLINE_MAX_ROWS
 
-    def run_locked(self, query: Query) -> Any:
+    def run_locked(self, query: q.Query) -> Any:
         """Answer `query`; the caller holds `self.lock`."""
         self._held.value = True
         try:
@@ -95,7 +82,7 @@ class SqliteEngine:
     def batch(self, ops: list[Op]) -> list[Result]:
         return self.store.batch(ops)
 
-    async def arun(self, query: Query) -> Any:
+    async def arun(self, query: q.Query) -> Any:
         return self.run(query)
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
@@ -107,35 +94,35 @@ class SqliteEngine:
         with store.lock:
             return store.conn.execute(sql, params).fetchall()
 
-    def run(self, query: Query) -> Any:
-        if isinstance(query, Forget):
+    def run(self, query: q.Query) -> Any:
+        if isinstance(query, q.Forget):
             return self._forget(query.prefix)
         prefix = _text(query.namespace)
-        if isinstance(query, Newest):
+        if isinstance(query, q.Newest):
             rows = self._rows(
                 "SELECT key, value FROM store INDEXED BY store_prefix_idx WHERE prefix = ? "
                 "ORDER BY rowid DESC LIMIT ?",
                 (prefix, query.limit),
             )
-            return [Row(key, _value(value)) for key, value in rows]
-        if isinstance(query, Oldest):
+            return [q.Row(key, _value(value)) for key, value in rows]
+        if isinstance(query, q.Oldest):
             rows = self._rows(
                 "SELECT key, value FROM store INDEXED BY store_prefix_idx WHERE prefix = ? "
                 "ORDER BY rowid",
                 (prefix,),
             )
-            return [Row(key, _value(value)) for key, value in rows]
-        if isinstance(query, Count):
+            return [q.Row(key, _value(value)) for key, value in rows]
+        if isinstance(query, q.Count):
             ((n,),) = self._rows("SELECT count(*) FROM store WHERE prefix = ?", (prefix,))
             return int(n)
-        if isinstance(query, Version):
+        if isinstance(query, q.Version):
             ((n, newest),) = self._rows(
                 "SELECT count(*), (SELECT key FROM store INDEXED BY store_prefix_idx "
                 "WHERE prefix = ?1 ORDER BY rowid DESC LIMIT 1) FROM store WHERE prefix = ?1",
                 (prefix,),
             )
             return [int(n), newest]
-        if isinstance(query, Vectors):
+        if isinstance(query, q.Vectors):
             if not query.keys:
                 return {}
             marks = ",".join("?" * len(query.keys))
@@ -147,13 +134,13 @@ class SqliteEngine:
             return {key: _floats(blob) for key, blob in rows}
         return self._nearest(query, prefix)
 
-    def _nearest(self, query: Nearest, prefix: str) -> list[Row]:
+    def _nearest(self, query: q.Nearest, prefix: str) -> list[q.Row]:
         if query.vector is None or query.limit <= 0:
             return []
         import sqlite_vec
 
-        function = _DISTANCE.get(distance_type(self.store), "vec_distance_cosine")
-        target = sqlite_vec.serialize_float32(finite(query.vector))
+        function = _DISTANCE.get(q.distance_type(self.store), "vec_distance_cosine")
+        target = sqlite_vec.serialize_float32(q.finite(query.vector))
         vector = "top.embedding" if query.with_vectors else "NULL"
         rows = self._rows(
             "WITH top AS ("  # noqa: S608 - the function name comes from _DISTANCE
@@ -164,7 +151,7 @@ class SqliteEngine:
             (target, prefix, query.field, query.limit),
         )
         return [
-            Row(key, _value(value), None if blob is None else _floats(blob))
+            q.Row(key, _value(value), None if blob is None else _floats(blob))
             for key, value, blob in rows
         ]
 
