@@ -308,6 +308,9 @@ def measure_user(
         "diverse_k8_pool32": measure(
             lambda i: memory.select(user, q(i), k=8, strategy="diverse"), slow, repeats
         ),
+        "diverse_no_query_k8": measure(
+            lambda _: memory.select(user, None, k=8, strategy="diverse"), slow, repeats
+        ),
         "callable_window256": measure(
             lambda i: memory.select(user, q(i), k=8, strategy=window), slow, repeats
         ),
@@ -437,10 +440,10 @@ def markdown(report: dict[str, Any]) -> str:
     for kind, sweep in report["history"].items():
         lines += [f"## {kind}: examples per user (384-dim index on prompt)", ""]
         lines.append(
-            "| examples | recent k=8 | recent k=256 | relevant k=8 | diverse k=8 | callable | "
-            "aselect k=8 | async/sync | add |"
+            "| examples | recent k=8 | recent k=256 | relevant k=8 | diverse k=8 | "
+            "diverse k=8, no query | callable | aselect k=8 | async/sync | add |"
         )
-        lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for size, row in sweep.items():
             cells = [
                 row[m]["p50_ms"]
@@ -449,6 +452,7 @@ def markdown(report: dict[str, Any]) -> str:
                     "recent_k256",
                     "relevant_k8",
                     "diverse_k8_pool32",
+                    "diverse_no_query_k8",
                     "callable_window256",
                     "aselect_recent_k8",
                 )
