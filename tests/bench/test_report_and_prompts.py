@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fspo_train.bench.report import markdown_table, write_results
+from fspo_train.reviews_mini.report import markdown_table, write_results
 from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.prompt_format import PromptFormat
 
@@ -61,7 +61,7 @@ def test_scored_ids_are_the_whole_conversation_as_training_tokenizes_it(
 ) -> None:
     from transformers import AutoTokenizer
 
-    from fspo_train.bench.evaluation import _Prompter
+    from fspo_train.reviews_mini.evaluation import _Prompter
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     fmt = PromptFormat(style="chat", num_shots=2, rationale=rationale)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from fspo_train.config import FSPOTrainConfig
-from fspo_train.episodes import EpisodeSet, build_episodes
-from fspo_train.records import PreferenceRecord
-from fspo_train.train import (
+from fspo_train.data.episodes import EpisodeSet, build_episodes
+from fspo_train.data.records import PreferenceRecord
+from fspo_train.trainer.config import FSPOTrainConfig
+from fspo_train.trainer.run import (
     build_prompt_format,
     build_training_datasets,
     build_training_rows,

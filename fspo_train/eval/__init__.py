@@ -1,0 +1,1 @@
+"""Evaluation: one core for `fspo eval` and the Reviews-mini benchmark."""
