@@ -136,7 +136,8 @@ def _say(line: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `fspo eval` with parsed arguments; returns the exit code."""
-    from fspo_train.eval.evaluate import EvalConfig, run_evaluation
+    from fspo_train.eval.config import EvalConfig
+    from fspo_train.eval.evaluate import run_evaluation
     from langchain_fspo.errors import FSPOError
 
     win = not args.no_win_rate

@@ -21,6 +21,7 @@ __all__ = [
     "PairLogProbs",
     "WinRateResult",
     "implicit_reward_accuracy",
+    "ranking_score",
     "win_rate",
 ]
 
@@ -78,6 +79,25 @@ class WinRateResult:
         return asdict(self)
 
 
+def _ranking(margin: float, tie_tolerance: float) -> float:
+    if abs(margin) <= tie_tolerance:
+        return 0.5
+    return 1.0 if margin > 0 else 0.0
+
+
+def ranking_score(
+    pair: PairLogProbs, beta: float, *, tie_tolerance: float = DEFAULT_TIE_TOLERANCE
+) -> float:
+    """1.0 when the implicit reward ranks the pair right, 0.0 when wrong, 0.5 for a tie.
+
+    Example:
+        >>> ranking_score(PairLogProbs(-1.0, -5.0, -2.0, -2.0), beta=0.1)
+        1.0
+    """
+    chosen, rejected = pair.rewards(beta)
+    return _ranking(chosen - rejected, tie_tolerance)
+
+
 def implicit_reward_accuracy(
     pairs: Iterable[PairLogProbs],
     beta: float,
@@ -98,15 +118,9 @@ def implicit_reward_accuracy(
     if not rewards:
         msg = "No pairs to score: the evaluation split is empty."
         raise ValueError(msg)
-    correct = 0.0
-    ties = 0
-    for chosen, rejected in rewards:
-        margin = chosen - rejected
-        if abs(margin) <= tie_tolerance:
-            ties += 1
-            correct += 0.5
-        elif margin > 0:
-            correct += 1.0
+    scores = [_ranking(chosen - rejected, tie_tolerance) for chosen, rejected in rewards]
+    correct = sum(scores)
+    ties = scores.count(0.5)
     n = len(rewards)
     return AccuracyResult(
         accuracy=correct / n,

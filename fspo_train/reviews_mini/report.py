@@ -1,4 +1,4 @@
-"""Write a benchmark result as JSON, a Markdown table and PNG plots."""
+"""Write a benchmark result as JSON, a Markdown table and a PNG (`fspo_train.eval.plots`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["markdown_table", "plot_results", "write_results"]
+from fspo_train.eval.plots import plot_benchmark
+
+__all__ = ["markdown_table", "write_results"]
 
 GROUPS = ("trained", "interpolated")
 
@@ -86,45 +88,6 @@ def _per_user_table(methods: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plot_results(results: dict[str, Any], path: str | Path) -> Path:
-    """Two panels: win rate per method (trained / interpolated), accuracy against shots."""
-    import matplotlib as mpl
-
-    mpl.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = list(results["methods"].values())
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    width = 0.38
-    xs = range(len(methods))
-    for offset, group in ((-width / 2, "trained"), (width / 2, "interpolated")):
-        values = [m.get("win_rate", {}).get(group, 0.0) for m in methods]
-        left.bar([x + offset for x in xs], values, width, label=f"{group} users")
-    left.axhline(50, color="grey", linewidth=0.8, linestyle="--")
-    left.set_xticks(list(xs), [m["label"] for m in methods], rotation=30, ha="right")
-    left.set_ylabel("win rate against base (%)")
-    left.set_ylim(0, 100)
-    left.set_title("Held-out questions, exact judge")
-    left.legend()
-    curve = results.get("shots_curve") or {}
-    if curve:
-        shots = [int(k) for k in curve]
-        for group in GROUPS:
-            right.plot(shots, [curve[str(k)].get(group) for k in shots], marker="o", label=group)
-        right.set_xticks(shots)
-        right.set_xlabel("shots in the prompt")
-        right.set_ylabel("implicit-reward accuracy (%)")
-        right.set_ylim(40, 100)
-        right.set_title("FSPO: accuracy against the number of shots")
-        right.legend()
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
 def write_results(results: dict[str, Any], out_dir: str | Path, stem: str) -> dict[str, Path]:
     """Write `<stem>.json`, `<stem>.md` and `<stem>.png` into `out_dir`; return the paths."""
     out = Path(out_dir)
@@ -137,5 +100,5 @@ def write_results(results: dict[str, Any], out_dir: str | Path, stem: str) -> di
     if meta:
         header += [f"- {key}: {value}" for key, value in meta.items()] + ["", ""]
     md_path.write_text("\n".join(header) + markdown_table(results), encoding="utf-8")
-    png_path = plot_results(results, out / f"{stem}.png")
+    png_path = plot_benchmark(results, out / f"{stem}.png", GROUPS)
     return {"json": json_path, "markdown": md_path, "png": png_path}

@@ -36,10 +36,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fspo_train.eval.methods import (
+    FSPO,
+    FSPO_RAT,
+    FSPO_RAT_REFERENCE,
+    IPO,
+    IPO_REFERENCE,
+    ORACLE,
+    ORACLE_REFERENCE,
+    PREF_FT,
+    REFERENCE,
+)
 from fspo_train.reviews_mini.base_lm import BaseLMConfig, train_base_lm
 from fspo_train.reviews_mini.data import build_records
 from fspo_train.reviews_mini.domain import Domain
-from fspo_train.reviews_mini.evaluation import METHODS, EvalSettings, evaluate_methods, shots_curve
+from fspo_train.reviews_mini.evaluation import (
+    BENCHMARK_METHODS,
+    EvalSettings,
+    evaluate_methods,
+    shots_curve,
+)
 from fspo_train.reviews_mini.report import markdown_table
 from langchain_fspo.prompt_format import PromptFormat
 
@@ -102,7 +118,7 @@ class BenchConfig:
     stages: StageConfig = field(default_factory=StageConfig)
     eval: EvalSettings = field(default_factory=EvalSettings)
     shots_curve: tuple[int, ...] = (0, 1, 2, 4, 8)
-    methods: tuple[str, ...] = tuple(m.name for m in METHODS)
+    methods: tuple[str, ...] = tuple(BENCHMARK_METHODS)
     workers: int = 2
     """Trainings run in parallel processes (tiny models use one core poorly; 1 = inline)."""
 
@@ -202,12 +218,13 @@ _TRAININGS = {  # the few-shot (long) trainings first, so that two workers stay 
     "ipo": (False, "none"),
     "oracle": (False, "user_description"),
 }
-_NEEDS = {
-    "pref_ft": "fspo",
-    "fspo": "fspo",
-    "ipo": "ipo",
-    "fspo_rat": "rat",
-    "oracle": "oracle",
+# The adapters each training gives the evaluation (`fspo_train.eval.methods` names):
+# training -> (names of its adapter, names of its stage-1 adapter).
+_ADAPTERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "fspo": ((FSPO,), (REFERENCE, PREF_FT)),
+    "rat": ((FSPO_RAT,), (FSPO_RAT_REFERENCE,)),
+    "ipo": ((IPO,), (IPO_REFERENCE,)),
+    "oracle": ((ORACLE,), (ORACLE_REFERENCE,)),
 }
 
 
@@ -334,8 +351,9 @@ def run_benchmark(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     domain = domain or ReviewsMini(seed=config.seed, num_questions=config.num_questions)
-    wanted = [m for m in METHODS if m.name in config.methods]
-    trainings = [t for t in _TRAININGS if t in {_NEEDS.get(m.name) for m in wanted}]
+    wanted = [m for name, m in BENCHMARK_METHODS.items() if name in config.methods]
+    answering = {m.adapter for m in wanted}
+    trainings = [t for t in _TRAININGS if answering & {*_ADAPTERS[t][0], *_ADAPTERS[t][1]}]
     bar = tqdm(total=3 + len(trainings) + 2, desc=f"{domain.name} benchmark", unit="stage")
     timings: dict[str, float] = {}
 
@@ -438,8 +456,9 @@ def run_benchmark(
     stage("evaluating on held-out questions")
     adapters: dict[str, str | Path] = {}
     for name, path in results_dirs.items():
-        adapters[name] = path
-        adapters[f"{name}_stage1"] = stage1_dirs[name]
+        final, stage1 = _ADAPTERS[name]
+        adapters.update(dict.fromkeys(final, path))
+        adapters.update(dict.fromkeys(stage1, stage1_dirs[name]))
     policies = PolicySet(base_dir, adapters)
     fspo_format = (
         PromptFormat.from_pretrained(results_dirs["fspo"]) if "fspo" in results_dirs else None
@@ -463,7 +482,7 @@ def run_benchmark(
     t = time.monotonic()
     stage("accuracy against the number of shots")
     curve: dict[str, dict[str, float]] = {}
-    fspo_method = next(m for m in METHODS if m.name == "fspo")
+    fspo_method = BENCHMARK_METHODS[FSPO]
     if "fspo" in results_dirs:
         curve = shots_curve(
             policies,

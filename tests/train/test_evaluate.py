@@ -12,16 +12,12 @@ from typing import Any
 
 import pytest
 
+from fspo_train.data.loaders import load_records
 from fspo_train.data.records import PreferenceRecord
-from fspo_train.eval.evaluate import (
-    EvalConfig,
-    build_eval_items,
-    find_stage1_adapter,
-    generation_prompts,
-    load_records,
-    run_evaluation,
-    tokenize_items,
-)
+from fspo_train.eval.config import EvalConfig, find_stage1_adapter
+from fspo_train.eval.evaluate import run_evaluation
+from fspo_train.eval.items import build_eval_items
+from fspo_train.eval.prompting import generation_prompts, tokenize_items
 from langchain_fspo.prompt_format import PromptFormat
 
 pytestmark = pytest.mark.train
@@ -170,9 +166,8 @@ def test_policy_tuned_on_the_pairs_ranks_them_by_construction(
     adapter = Path(shutil.copytree(tiny_adapter_dirs["paper"], tmp_path / "paper"))
     fmt = PromptFormat.from_pretrained(adapter)
     policies = PolicySet(tiny_model_dir, {"fspo": adapter})
-    items = build_eval_items(
-        load_records(splits["held_out"]), split="held_out", num_shots=fmt.num_shots, max_items=4
-    )
+    records = load_records(splits["held_out"]).records
+    items = build_eval_items(records, split="held_out", num_shots=fmt.num_shots, max_items=4)
     prompts, chosen_ids, rejected_ids = tokenize_items(fmt, policies.tokenizer, items, "few_shot")
     chosen = list(zip(prompts, chosen_ids, strict=True))
     rejected = list(zip(prompts, rejected_ids, strict=True))

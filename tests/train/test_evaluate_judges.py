@@ -177,7 +177,7 @@ def test_accuracy_tie_rule_and_margins() -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        "fspo_train.eval.evaluate",
+        "fspo_train.eval.items",
         "fspo_train.eval.judges",
         "fspo_train.eval.metrics",
         "fspo_train.publish.model_card",
