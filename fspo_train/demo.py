@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("transformers", "trl", "peft", "datasets", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    from fspo_train.reviews_mini import BenchConfig, run_benchmark
     from fspo_train.reviews_mini.reviews import ReviewsMini
-    from fspo_train.reviews_mini.runner import BenchConfig, run_benchmark
 
     config = BenchConfig.full(args.seed) if args.full else BenchConfig.cpu(args.seed)
     out: Path = args.out

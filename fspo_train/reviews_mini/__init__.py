@@ -1,4 +1,4 @@
-"""Synthetic-domain benchmarks for FSPO: domains with exact judges, and the Reviews-mini run.
+"""Reviews-mini, the quality benchmark: a synthetic domain with an exact judge, trained end to end.
 
 - `Domain`, `Question`, `SimUser`: the interface a synthetic domain implements
   (`fspo_train.reviews_mini.domain`).
@@ -10,10 +10,11 @@
 Importing this package is light; torch and friends load when a run starts.
 """
 
+from fspo_train.reviews_mini.config import BenchConfig, StageConfig
 from fspo_train.reviews_mini.data import ExactJudge, build_records
 from fspo_train.reviews_mini.domain import Domain, Question, SimUser
 from fspo_train.reviews_mini.reviews import ReviewsMini
-from fspo_train.reviews_mini.runner import BenchConfig, StageConfig, run_benchmark
+from fspo_train.reviews_mini.runner import run_benchmark
 
 __all__ = [
     "BenchConfig",

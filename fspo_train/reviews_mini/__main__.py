@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
 
+    from fspo_train.reviews_mini import BenchConfig, run_benchmark
     from fspo_train.reviews_mini.report import write_results
-    from fspo_train.reviews_mini.runner import BenchConfig, run_benchmark
 
     config = BenchConfig.full(args.seed) if args.full else BenchConfig.cpu(args.seed)
     results = run_benchmark(config, args.work / f"seed{args.seed}")

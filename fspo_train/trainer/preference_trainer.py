@@ -1,4 +1,4 @@
-"""TRL trainer subclasses used by `fspo_train.trainer.run` (private: the API is `train()`).
+"""The stage-2 TRL trainer of `fspo_train.trainer.stages` (the API is `fspo_train.train()`).
 
 `FSPOPreferenceTrainer` is TRL's `DPOTrainer` with two changes:
 

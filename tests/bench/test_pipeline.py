@@ -29,7 +29,7 @@ SEEDS = (0, 1)
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, Any]]:
     pytest.importorskip("trl", reason="needs the [train] extra")
-    from fspo_train.reviews_mini.runner import BenchConfig, run_benchmark
+    from fspo_train.reviews_mini import BenchConfig, run_benchmark
 
     return {
         seed: run_benchmark(BenchConfig.tiny(seed), tmp_path_factory.mktemp(f"bench-{seed}"))

@@ -247,16 +247,12 @@ def test_fspo_train_stage2_shares_prefixes_by_default_and_matches_the_standard_p
     tiny_model_dir, tmp_path, style
 ):
     from fspo_train.data.episodes import build_episodes
+    from fspo_train.data.training_data import build_training_rows
     from fspo_train.trainer.config import FSPOTrainConfig
     from fspo_train.trainer.preference_trainer import FSPOPreferenceTrainer
     from fspo_train.trainer.prefix_sharing import PrefixSharingMixin
-    from fspo_train.trainer.run import (
-        build_preference_trainer,
-        build_prompt_format,
-        build_training_rows,
-        load_tokenizer,
-        preference_trainer_class,
-    )
+    from fspo_train.trainer.stages import build_preference_trainer, preference_trainer_class
+    from fspo_train.trainer.tokenizer import build_prompt_format, load_tokenizer
 
     config = FSPOTrainConfig(
         model_name_or_path=str(tiny_model_dir),
