@@ -3,70 +3,32 @@
     fspo train --config examples/run.yaml --num-shots 4 --use-cpu
     fspo train --model-name-or-path ./tiny --train-file prefs.jsonl --output-dir out --max-steps 2
 
-Every `FSPOTrainConfig` field is a flag (`--num-shots` or `--num_shots`; booleans also as
-`--no-...`; `none` sets an optional value to null). Unknown YAML keys are an error.
+Every `FSPOTrainConfig` field is a flag, made by TRL's `TrlParser` (`--num-shots` or
+`--num_shots`; booleans as `--flag`, `--flag false`, and `--no-flag` for those on by default;
+`none` sets an optional number to null). Unknown YAML keys are an error.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import types
-import typing
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-from fspo_train.trainer.config import FSPOTrainConfig, load_config
+from fspo_train.trainer.config import FSPOTrainConfig, config_parser, load_config
 from langchain_fspo.errors import FSPOError
 
-__all__ = ["add_config_arguments", "register", "run"]
-
-
-def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        return None if text.lower() in ("none", "null") else parse(text)
-
-    convert.__name__ = getattr(parse, "__name__", "value")
-    return convert
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per `FSPOTrainConfig` field (default: not given, so YAML wins)."""
-    hints = typing.get_type_hints(FSPOTrainConfig)
-    group = parser.add_argument_group("settings (override the YAML config)")
-    for field in dataclasses.fields(FSPOTrainConfig):
-        hint = hints[field.name]
-        args = typing.get_args(hint)
-        nullable = type(None) in args
-        if typing.get_origin(hint) in (types.UnionType, typing.Union):
-            hint = next(a for a in args if a is not type(None))
-        flags = [f"--{field.name.replace('_', '-')}"]
-        if "_" in field.name:
-            flags.append(f"--{field.name}")
-        kwargs: dict[str, Any] = {
-            "dest": field.name,
-            "default": argparse.SUPPRESS,
-            "help": field.metadata.get("help", ""),
-        }
-        origin = typing.get_origin(hint)
-        if hint is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif origin is Literal:
-            kwargs["choices"] = list(typing.get_args(hint))
-        elif origin is list:
-            kwargs["nargs"] = "+"
-        else:
-            parse: Callable[[str], Any] = hint if hint in (int, float) else str
-            kwargs["type"] = _optional(parse) if nullable else parse
-            kwargs["metavar"] = getattr(hint, "__name__", "VALUE").upper()
-        group.add_argument(*flags, **kwargs)
+__all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the `train` subcommand to the `fspo` parser."""
+    settings = config_parser(add_help=False)
+    # Only the flags given reach `run`, which lays them over the YAML (`load_config`).
+    unset = dict.fromkeys(FSPOTrainConfig.field_names(), argparse.SUPPRESS)
+    settings.set_defaults_with_config(**unset)
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "train",
+        parents=[settings],
         help="Train an FSPO adapter (Pref-FT, then IPO/DPO).",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -75,7 +37,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--print-config", action="store_true", help="Print the resolved config and exit."
     )
-    add_config_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 

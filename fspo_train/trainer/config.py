@@ -1,8 +1,12 @@
-"""`FSPOTrainConfig`: every setting of an FSPO run (both stages), loadable from YAML.
+"""`FSPOTrainConfig`: every setting of an FSPO run (both stages), loadable from YAML and flags.
 
-Defaults follow the paper (`reference/fspo-paper.md` §1.4, §3): 8 shots with the dispreferred
+Defaults follow the paper (arXiv 2502.19312) and its released code: 8 shots with the dispreferred
 responses shown, Pref-FT LR 1e-7, IPO LR 1e-6, beta 0.005, one epoch per stage, RMSprop,
-150 warmup steps, grad-norm clip 10. Unknown keys in a YAML file are an error.
+150 warmup steps, grad-norm clip 10.
+
+Parsing is TRL's `TrlParser` (transformers' `HfArgumentParser`): one flag per field, YAML
+values as the parser's defaults, so flags override the YAML (`load_config`). Unknown keys are
+an error that names the closest setting.
 
 Example:
     >>> cfg = FSPOTrainConfig(model_name_or_path="tiny", train_file="d.jsonl", output_dir="out")
@@ -14,17 +18,20 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-__all__ = ["CONFIG_FILENAME", "FSPOTrainConfig", "load_config"]
+if TYPE_CHECKING:
+    from trl import TrlParser
+
+__all__ = ["CONFIG_FILENAME", "FSPOTrainConfig", "config_parser", "load_config"]
 
 CONFIG_FILENAME = "fspo_train_config.yaml"
 """The resolved config, saved beside the trained adapter."""
@@ -157,6 +164,7 @@ class FSPOTrainConfig:
 
     def __post_init__(self) -> None:
         """Validate values that no type can express."""
+        self._check_choices()
         checks = [
             (self.num_shots >= 0, f"`num_shots` must be >= 0, got {self.num_shots}"),
             (
@@ -207,79 +215,56 @@ class FSPOTrainConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> FSPOTrainConfig:
-        """Build from a mapping; unknown keys raise `ValueError` naming the closest field."""
-        known = set(cls.field_names())
-        unknown = [k for k in data if k not in known]
-        if unknown:
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(key, known, n=1)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            msg = f"Unknown setting(s) in {source}: {', '.join(hints)}."
-            raise ValueError(msg)
-        hints_by_name = typing.get_type_hints(cls)
-        values = {k: _coerce(k, v, hints_by_name[k], source) for k, v in data.items()}
-        try:
-            return cls(**values)
-        except TypeError as e:
-            msg = f"Invalid {source}: {e}."
-            raise ValueError(msg) from e
-
-    @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> FSPOTrainConfig:
         """Load a YAML file, then apply `overrides` (e.g. from the CLI)."""
         return load_config(path, overrides)
 
+    def _check_choices(self) -> None:
+        """The parser checks the choices of flags, not of YAML values: check them here."""
+        for name, hint in typing.get_type_hints(type(self)).items():
+            choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+            value = getattr(self, name)
+            if choices and value not in choices:
+                msg = f"`{name}` must be one of {list(choices)}, got {value!r}."
+                raise ValueError(msg)
 
-def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
-    """Check a YAML value against the field type (YAML gives ints for floats, etc.)."""
-    args = typing.get_args(hint)
-    origin = typing.get_origin(hint)
-    if value is None:
-        if type(None) in args:
-            return None
-        msg = f"`{name}` in {source} cannot be null."
+
+def config_parser(**kwargs: Any) -> TrlParser:
+    """TRL's dataclass parser over `FSPOTrainConfig`: one flag per field.
+
+    `--num-shots` or `--num_shots`; booleans as `--flag`, `--flag false`, and `--no-flag` for
+    those on by default; `none` sets an optional number to null; lists take several values.
+    `kwargs` go to `TrlParser` (e.g. `add_help=False`).
+    """
+    from trl import TrlParser
+
+    # TRL types its dataclass argument as a `NewType` of Any, which no class matches.
+    dataclass_types: Any = FSPOTrainConfig
+    return TrlParser(dataclass_types, **kwargs)
+
+
+def _check_keys(data: dict[str, Any], source: str) -> None:
+    known = FSPOTrainConfig.field_names()
+    unknown = [key for key in data if key not in known]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        msg = f"Unknown setting(s) in {source}: {', '.join(hints)}."
         raise ValueError(msg)
-    if origin in (types.UnionType, typing.Union):
-        hint = next(a for a in args if a is not type(None))
-        args, origin = typing.get_args(hint), typing.get_origin(hint)
-    if origin is Literal:
-        if value not in args:
-            msg = f"`{name}` in {source} must be one of {list(args)}, got {value!r}."
-            raise ValueError(msg)
-        return value
-    if origin is list:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            msg = f"`{name}` in {source} must be a list, got {value!r}."
-            raise ValueError(msg)
-        return [str(v) for v in value]
-    if hint is bool:
-        if not isinstance(value, bool):
-            msg = f"`{name}` in {source} must be true or false, got {value!r}."
-            raise ValueError(msg)
-        return value
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):
-        try:
-            return float(value)  # YAML reads "1e-7" as a string
-        except ValueError:
-            pass
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if hint is str and isinstance(value, str | int | float) and not isinstance(value, bool):
-        return str(value)
-    msg = f"`{name}` in {source} must be {getattr(hint, '__name__', hint)}, got {value!r}."
-    raise ValueError(msg)
+    if "model_name_or_path" not in data:
+        msg = f"`model_name_or_path` is required (missing in {source})."
+        raise ValueError(msg)
 
 
 def load_config(
     path: str | Path | None, overrides: dict[str, Any] | None = None
 ) -> FSPOTrainConfig:
     r"""Read a YAML config (or nothing), then apply `overrides`; validate the result.
+
+    The values become the defaults of `config_parser()`, which converts the ones given as
+    text (`1e-7`, `none`) as it converts flags; whole numbers of float settings become floats.
 
     Example:
         >>> import tempfile, pathlib
@@ -292,14 +277,21 @@ def load_config(
     source = "the overrides"
     if path is not None:
         source = str(path)
-        text = Path(path).read_text(encoding="utf-8")
-        loaded = yaml.safe_load(text) or {}
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
             msg = f"{path} must hold a mapping of settings, got {type(loaded).__name__}."
             raise ValueError(msg)
         data.update(loaded)
     data.update(overrides or {})
-    if "model_name_or_path" not in data:
-        msg = f"`model_name_or_path` is required (missing in {source})."
-        raise ValueError(msg)
-    return FSPOTrainConfig.from_dict(data, source=source)
+    _check_keys(data, source)
+    hints = typing.get_type_hints(FSPOTrainConfig)
+    data = {k: float(v) if hints[k] is float and type(v) is int else v for k, v in data.items()}
+    parser = config_parser(exit_on_error=False)
+    parser.set_defaults_with_config(**data)
+    try:
+        parsed = parser.parse_args_into_dataclasses(args=[], look_for_args_file=False)
+    except argparse.ArgumentError as e:
+        msg = f"Invalid {source}: {e}."
+        raise ValueError(msg) from e
+    config: FSPOTrainConfig = parsed[0]
+    return config

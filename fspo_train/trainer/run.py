@@ -44,11 +44,9 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -121,21 +119,6 @@ def _fingerprint(config: FSPOTrainConfig, records: Sequence[PreferenceRecord]) -
     return digest.hexdigest()
 
 
-def _is_main_process() -> bool:
-    """True on the process that writes files (rank 0 under `accelerate launch`/`torchrun`)."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def _main_process_first() -> contextlib.AbstractContextManager[Any]:
-    """Rank 0 first, then the others (which then reuse its cache), under multi-process runs."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return contextlib.nullcontext()
-    from accelerate import PartialState
-
-    context: contextlib.AbstractContextManager[Any] = PartialState().main_process_first()
-    return context
-
-
 def _read_marker(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -144,8 +127,6 @@ def _read_marker(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    if not _is_main_process():
-        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
@@ -182,6 +163,9 @@ def train(
         ValueError: no data, or no episode could be built (the message says why).
         FSPOError: the output folder holds a different run and `resume` is on.
     """
+    from accelerate import PartialState
+
+    state = PartialState(cpu=config.use_cpu)  # rank 0 writes the files; the others wait
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}
@@ -201,7 +185,7 @@ def train(
             test_question_fraction=config.holdout_question_fraction,
             seed=config.seed,
         )
-        if _is_main_process():
+        if state.is_main_process:
             for name in ("train", "test_users", "test_questions"):
                 write_records(out / "splits" / f"{name}.jsonl", getattr(split, name))
         summary["split"] = split.summary()
@@ -217,7 +201,7 @@ def train(
             "`output_dir`, or set `resume: false` to start over (its checkpoints are deleted)."
         )
         raise FSPOError(msg)
-    if not config.resume and (out / CHECKPOINTS_DIRNAME).exists() and _is_main_process():
+    if not config.resume and (out / CHECKPOINTS_DIRNAME).exists() and state.is_main_process:
         logger.warning("resume is off: deleting the previous checkpoints in %s", out)
         shutil.rmtree(out / CHECKPOINTS_DIRNAME)
         marker = {}
@@ -238,7 +222,7 @@ def train(
     data_key = hashlib.sha256(
         f"{fingerprint}|{fmt.to_json()}|{len(tokenizer)}|{config.sft_targets}".encode()
     ).hexdigest()[:32]
-    with _main_process_first():
+    with state.main_process_first():  # the others reuse rank 0's cache
         data = build_training_datasets(
             episodes,
             fmt,
@@ -276,22 +260,24 @@ def train(
         else:
             metrics.update(run_stage1(config, data, tokenizer, fmt, out, callback_list))
             completed.append("sft")
-            _write_json(marker_path, {"fingerprint": fingerprint, "completed": completed})
+            if state.is_main_process:
+                _write_json(marker_path, {"fingerprint": fingerprint, "completed": completed})
     if config.run_preference:
         if "preference" in completed and (out / FORMAT_FILENAME).is_file():
             logger.info("Stage 2 (%s) already done in %s; skipping it.", config.loss, out)
         else:
             metrics.update(run_stage2(config, data, tokenizer, fmt, out, stage1_dir, callback_list))
             completed.append("preference")
-            _write_json(marker_path, {"fingerprint": fingerprint, "completed": completed})
-    elif stage1_dir is not None and _is_main_process():
+            if state.is_main_process:
+                _write_json(marker_path, {"fingerprint": fingerprint, "completed": completed})
+    elif stage1_dir is not None and state.is_main_process:
         copy_stage1_artifact(stage1_dir, out)
 
-    if _is_main_process():
+    summary["metrics"] = metrics
+    if state.is_main_process:
         config.save(out)
         fmt.save_pretrained(out)
-    summary["metrics"] = metrics
-    _write_json(out / SUMMARY_FILENAME, summary)
+        _write_json(out / SUMMARY_FILENAME, summary)
     logger.info("FSPO adapter written to %s", out)
     return TrainResult(
         adapter_dir=out,
