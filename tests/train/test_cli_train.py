@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from fspo_train.cli import SUBCOMMAND_MODULES, build_parser, main
-from fspo_train.config import CONFIG_FILENAME, load_config
-from fspo_train.loaders import load_records, write_records
+from fspo_train.data.loaders import load_records, write_records
+from fspo_train.trainer.config import CONFIG_FILENAME, load_config
 from langchain_fspo.prompt_format import PromptFormat
 from tests.train.test_training import _records
 
@@ -23,10 +23,10 @@ def _yaml(path: Path, data: dict[str, object]) -> Path:
 
 
 def test_subcommands_are_registered_from_modules() -> None:
-    assert SUBCOMMAND_MODULES[0] == "fspo_train.train_cli"
+    assert SUBCOMMAND_MODULES[0] == "fspo_train.cli.train"
     parser = build_parser()
     args = parser.parse_args(["train", "--config", "x.yaml", "--num-shots", "3"])
-    assert args.func.__module__ == "fspo_train.train_cli"
+    assert args.func.__module__ == "fspo_train.cli.train"
     assert args.num_shots == 3
 
 
