@@ -76,7 +76,7 @@ class ChatFSPO(BaseChatModel):
         import tempfile
         from pathlib import Path
 
-        from fspo_train.tiny import build_tiny_adapter, build_tiny_base_model
+        from fspo_train.testing import build_tiny_adapter, build_tiny_base_model
 
         root = Path(tempfile.mkdtemp())
         adapter_dir = build_tiny_adapter(build_tiny_base_model(root / "base"), root / "adapter")
