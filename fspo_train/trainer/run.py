@@ -66,8 +66,9 @@ from fspo_train.trainer.stages import (
     run_stage2,
 )
 from fspo_train.trainer.tokenizer import build_prompt_format, load_tokenizer
+from langchain_fspo.artifact import FORMAT_FILENAME, base_model_path
 from langchain_fspo.errors import FSPOError
-from langchain_fspo.prompt_format import FORMAT_FILENAME, PromptFormat
+from langchain_fspo.prompt_format import PromptFormat
 
 __all__ = ["STAGE_MARKER", "SUMMARY_FILENAME", "TrainResult", "train"]
 
@@ -133,6 +134,24 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def _with_absolute_base_model(config: FSPOTrainConfig) -> FSPOTrainConfig:
+    """The config with a local base model as an absolute path (a Hub id stays as it is).
+
+    PEFT writes the name the model was loaded from into `adapter_config.json`, and the format
+    records it too: a relative path there would be read from wherever the adapter is loaded.
+    """
+    local = base_model_path(config.model_name_or_path)
+    if local is None:
+        return config
+    if not local.is_dir():
+        msg = (
+            f"`model_name_or_path` {config.model_name_or_path!r} is neither a folder (read from "
+            f"{Path.cwd()}) nor a Hub model id; give the base model's folder or its Hub id."
+        )
+        raise ValueError(msg)
+    return config.replace(model_name_or_path=str(local.resolve()))
+
+
 def _load_records(config: FSPOTrainConfig) -> LoadResult:
     if config.train_file is None:
         msg = "No training data: set `train_file` in the config, or pass `records=` to train()."
@@ -165,6 +184,7 @@ def train(
     """
     from accelerate import PartialState
 
+    config = _with_absolute_base_model(config)
     state = PartialState(cpu=config.use_cpu)  # rank 0 writes the files; the others wait
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -155,6 +155,8 @@ def _run_trainer(trainer: Any, checkpoints: Path, *, resume: bool) -> str | None
 
 
 def _save_artifact(model: Any, directory: Path, fmt: PromptFormat, tokenizer: Any) -> None:
+    from fspo_train.publish.model_card import write_model_card
+
     directory.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "peft_config"):
         model.save_pretrained(str(directory), selected_adapters=["default"])
@@ -162,6 +164,9 @@ def _save_artifact(model: Any, directory: Path, fmt: PromptFormat, tokenizer: An
         model.save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     fmt.save_pretrained(directory)
+    # Our card, not PEFT's template (which TRL tags `dpo` whatever the loss); `fspo publish`
+    # writes it again with the repo id.
+    write_model_card(directory, str(directory.resolve()))
 
 
 def run_stage1(

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from langchain_fspo.artifact import adapter_folder, read_adapter_config
+from langchain_fspo.artifact import adapter_folder, check_base_model_exists, read_adapter_config
 from langchain_fspo.backends._local_generation import (
     StopText,
     cancel_criteria,
@@ -151,6 +151,7 @@ class LocalBackend(Backend):
         """
         token = kwargs.get("token")
         config = read_adapter_config(adapter_dir_or_repo, revision, token=token)
+        check_base_model_exists(config["base_model_name_or_path"], source=adapter_dir_or_repo)
         folder = adapter_folder(adapter_dir_or_repo, revision, token=token)
         adapter_name = name or Path(str(adapter_dir_or_repo).rstrip("/")).name
         return cls(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -88,10 +89,17 @@ def test_missing_data_file_is_a_clear_error(
 
 @pytest.mark.train
 def test_fspo_train_runs_end_to_end(
-    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Chat style, RAT, DPO, full fine-tuning: the other code paths, through the CLI."""
-    tiny = tiny_model_dir
+    """Chat style, RAT, DPO, full fine-tuning: the other code paths, through the CLI.
+
+    The base model is given as a relative path: the artifact records it as an absolute one.
+    """
+    monkeypatch.chdir(tmp_path)
+    tiny = Path(os.path.relpath(tiny_model_dir, tmp_path))
     data = write_records(tmp_path / "prefs.jsonl", _records())
     config = _yaml(
         tmp_path / "run.yaml",
@@ -139,6 +147,11 @@ def test_fspo_train_runs_end_to_end(
     assert fmt.chat_template_sha256 is not None
     saved = load_config(out / CONFIG_FILENAME)
     assert (saved.loss, saved.beta, saved.full_finetune) == ("dpo", 0.1, True)
+    absolute = str(tiny_model_dir.resolve())
+    assert (saved.model_name_or_path, fmt.base_model_id) == (absolute, absolute)
+    card = (out / "README.md").read_text(encoding="utf-8")  # ours, not PEFT's template
+    assert "FSPO" in card
+    assert "More Information Needed" not in card
     metrics = json.loads((out / "training_summary.json").read_text())["metrics"]
     assert metrics["stage1/global_step"] == 1
     assert metrics["stage2/global_step"] == 1

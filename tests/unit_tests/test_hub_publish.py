@@ -219,3 +219,24 @@ def test_cli_refuses_incomplete_folder(
     assert _cli(["publish", str(folder), "--repo-id", "org/cli"]) == 2
     assert FORMAT_FILENAME in capsys.readouterr().err
     assert hub_server.requests == []
+
+
+def test_a_local_base_model_is_not_linked_as_a_hub_repo(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fspo_train.publish.model_card import build_model_card
+
+    folder = _adapter_folder(tmp_path)
+    local_base = str(tmp_path / "tiny-base")
+    config = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(
+        json.dumps({**config, "base_model_name_or_path": local_base})
+    )
+    PromptFormat(style="paper", base_model_id=local_base).save_pretrained(folder)
+    with caplog.at_level("WARNING"):
+        check_adapter_folder(folder)
+    assert "only this machine has" in caplog.text
+    card = build_model_card(folder, "org/fspo")
+    assert card.data.base_model is None
+    assert "huggingface.co/" + local_base not in card.content
+    assert f"the local model `{local_base}`" in card.content
