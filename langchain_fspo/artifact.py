@@ -208,7 +208,7 @@ def base_model_path(name: str) -> Path | None:
         (True, 'tiny-base')
     """
     from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
+    from huggingface_hub.utils._validators import validate_repo_id
 
     path = Path(name).expanduser()
     if path.is_dir():

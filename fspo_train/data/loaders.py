@@ -112,7 +112,9 @@ class _Collector:
         issue = Problem(str(self.path), line, reason)
         if self.strict:
             msg = f"{issue}. Fix the line, or load with strict=False to skip bad lines."
-            raise InvalidExampleError(msg)
+            error = InvalidExampleError(msg)
+            error.add_note(str(issue))  # the problem alone, for callers with their own fix
+            raise error
         if len(self.result.skipped) < _MAX_LOGGED:
             logger.warning("Skipping %s", issue)
         elif len(self.result.skipped) == _MAX_LOGGED:

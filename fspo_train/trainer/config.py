@@ -31,7 +31,14 @@ import yaml
 if TYPE_CHECKING:
     from trl import TrlParser
 
-__all__ = ["CONFIG_FILENAME", "DEFAULT_BETA", "FSPOTrainConfig", "config_parser", "load_config"]
+__all__ = [
+    "CONFIG_FILENAME",
+    "DEFAULT_BETA",
+    "FSPOTrainConfig",
+    "config_parser",
+    "example_config",
+    "load_config",
+]
 
 CONFIG_FILENAME = "fspo_train_config.yaml"
 """The resolved config, saved beside the trained adapter."""
@@ -229,6 +236,14 @@ class FSPOTrainConfig:
             if choices and value not in choices:
                 msg = f"`{name}` must be one of {list(choices)}, got {value!r}."
                 raise ValueError(msg)
+
+
+def example_config() -> str:
+    """The example run config (the repository's `examples/run.yaml`, packaged in the wheel)."""
+    packaged = Path(__file__).resolve().parents[1] / "configs" / "run.yaml"
+    source_tree = Path(__file__).resolve().parents[2] / "examples" / "run.yaml"
+    path = packaged if packaged.is_file() else source_tree
+    return path.read_text(encoding="utf-8")
 
 
 def config_parser(**kwargs: Any) -> TrlParser:

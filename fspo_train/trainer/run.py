@@ -67,7 +67,7 @@ from fspo_train.trainer.stages import (
 )
 from fspo_train.trainer.tokenizer import build_prompt_format, load_tokenizer
 from langchain_fspo.artifact import FORMAT_FILENAME, base_model_path
-from langchain_fspo.errors import FSPOError
+from langchain_fspo.errors import FSPOError, InvalidExampleError
 from langchain_fspo.prompt_format import PromptFormat
 
 __all__ = ["STAGE_MARKER", "SUMMARY_FILENAME", "TrainResult", "train"]
@@ -156,7 +156,17 @@ def _load_records(config: FSPOTrainConfig) -> LoadResult:
     if config.train_file is None:
         msg = "No training data: set `train_file` in the config, or pass `records=` to train()."
         raise ValueError(msg)
-    return load_dataset_file(config.train_file, config.dataset_layout, strict=config.strict_data)
+    try:
+        return load_dataset_file(
+            config.train_file, config.dataset_layout, strict=config.strict_data
+        )
+    except InvalidExampleError as e:
+        problem = (getattr(e, "__notes__", None) or [str(e)])[-1]
+        msg = (
+            f"{problem}. Fix the line, or skip bad lines: leave out `--strict-data` "
+            "(`strict_data: false` in the YAML)."
+        )
+        raise InvalidExampleError(msg) from e
 
 
 # ---------------------------------------------------------------------- entry point
@@ -218,7 +228,8 @@ def train(
     if marker and config.resume and marker.get("fingerprint") != fingerprint:
         msg = (
             f"{out} holds checkpoints of a run with other settings or data. Use another "
-            "`output_dir`, or set `resume: false` to start over (its checkpoints are deleted)."
+            "--output-dir, or start over with --no-resume (`resume: false` in the YAML; the "
+            "checkpoints are deleted)."
         )
         raise FSPOError(msg)
     if not config.resume and (out / CHECKPOINTS_DIRNAME).exists() and state.is_main_process:
