@@ -30,6 +30,9 @@ __all__ = ["ModelLike", "load_chat_model", "model_name"]
 
 ModelLike = BaseChatModel | str
 
+_CLIENT_RETRIES = frozenset({"openai", "azure_openai", "anthropic"})
+"""Providers whose LangChain class retries requests itself (`max_retries`, default 2)."""
+
 
 def model_name(model: ModelLike) -> str:
     """A stable, secret-free name for provenance: the spec, or the instance's model name."""
@@ -78,6 +81,10 @@ def load_chat_model(spec: ModelLike, *, temperature: float | None = None) -> Bas
         kwargs["api_key"] = os.environ.get("OPENAI_API_KEY", "EMPTY")
         if model.startswith("openai:"):
             kwargs["http_async_client"] = _fresh_async_client()
+    if model.split(":", 1)[0] in _CLIENT_RETRIES:
+        # The runner retries with backoff (`--max-retries`); the client must not retry too,
+        # or a failed request is sent 3x more often than the count says.
+        kwargs.setdefault("max_retries", 0)
     from langchain.chat_models import init_chat_model
 
     try:

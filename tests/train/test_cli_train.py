@@ -178,3 +178,51 @@ def test_example_config_is_valid() -> None:
         "up_proj",
         "down_proj",
     ]
+
+
+def test_an_unknown_or_abbreviated_flag_prints_the_subcommand_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--num-shot", "3"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: fspo train")
+    assert err.strip().endswith("unrecognized arguments: --num-shot 3 (did you mean --num-shots?)")
+
+
+def test_flags_named_in_messages_exist() -> None:
+    """The messages name `--no-resume` and `--strict-data`: the parser takes both."""
+    args = build_parser().parse_args(["train", "--no-resume", "--strict-data"])
+    assert (args.resume, args.strict_data) == (False, True)
+
+
+def test_bad_data_names_the_flag_and_leaves_no_empty_output_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("not json\n", encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["train", "--model-name-or-path", "org/base", "--train-file", str(data)]
+    assert main([*argv, "--output-dir", str(out), "--strict-data"]) == 1
+    err = capsys.readouterr().err
+    assert "leave out `--strict-data`" in err
+    assert "strict=False" not in err
+    assert not out.exists()
+
+
+def test_a_missing_local_base_model_is_named_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_records(tmp_path / "prefs.jsonl", _records())
+    out = tmp_path / "out"
+    argv = ["train", "--model-name-or-path", "./no-such-base", "--train-file", str(data)]
+    assert main([*argv, "--output-dir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "'./no-such-base' is neither a folder" in err
+    assert not out.exists()
+
+
+def test_the_example_config_is_printed_for_pip_users(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--example-config"]) == 0
+    assert capsys.readouterr().out == (ROOT / "examples" / "run.yaml").read_text(encoding="utf-8")
