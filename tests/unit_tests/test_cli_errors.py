@@ -153,3 +153,17 @@ def test_a_judge_model_without_an_api_key_says_which_key(
     assert err.startswith("fspo eval: Cannot build chat model 'openai:gpt-4o'")
     assert "OPENAI_API_KEY" in err
     assert "Traceback" not in err
+
+
+def test_eval_falls_back_to_the_beta_training_defaults_to(tmp_path: Path) -> None:
+    from fspo_train.eval.config import run_beta
+    from fspo_train.trainer.config import FSPOTrainConfig
+
+    default = FSPOTrainConfig(model_name_or_path="m").beta
+    assert run_beta(tmp_path) == default == 0.005  # the paper's (App. A.3)
+    parser = cli_main.build_parser()
+    eval_help = " ".join(cli_main._subparser(parser, "eval").format_help().split())
+    train_help = " ".join(cli_main._subparser(parser, "train").format_help().split())
+    assert "training's default, 0.005" in eval_help
+    assert "the paper's 0.005" in train_help
+    assert "0.01" not in eval_help + train_help
