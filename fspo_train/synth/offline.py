@@ -163,7 +163,10 @@ class OfflineChatModel(BaseChatModel):
         **kwargs: Any,  # noqa: ARG002
     ) -> ChatResult:
         humans = [m for m in messages if isinstance(m, HumanMessage)]
-        text = offline_answer(humans[0].text if humans else "")
+        return self.result(offline_answer(humans[0].text if humans else ""), messages)
+
+    def result(self, text: str, messages: list[BaseMessage]) -> ChatResult:
+        """`text` as this model's answer to `messages`, with word counts as token usage."""
         n_in = sum(len(m.text.split()) for m in messages)
         n_out = len(text.split())
         message = AIMessage(

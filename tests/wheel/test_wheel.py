@@ -32,6 +32,7 @@ from tests.wheel.venvs import (
     closure_install,
     fresh_install,
     new_venv,
+    pip,
     run,
     shell_lines,
     site_packages,
@@ -87,7 +88,7 @@ def test_base_install_names_the_extras_it_lacks(dists: tuple[Path, Path], tmp_pa
     env = clean_env(venv, tmp_path)
     python = str(venv / "bin" / "python")
 
-    listing = run([python, "-m", "pip", "list", "--format", "json"], cwd=tmp_path, env=env)
+    listing = pip(venv, "list", "--format", "json", home=tmp_path)
     installed = {d["name"].lower() for d in json.loads(listing.splitlines()[0])}
     assert "torch" not in installed  # the light install stays light
     assert not installed & {"transformers", "trl", "langchain"}

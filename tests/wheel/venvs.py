@@ -146,16 +146,25 @@ def clean_env(venv: Path, home: Path) -> dict[str, str]:
 
 
 def new_venv(path: Path) -> Path:
-    """A fresh virtual environment (with pip) at `path`."""
+    """A fresh virtual environment at `path`, with nothing installed (not even pip).
+
+    pip and setuptools of its own would shadow the linked ones (torch needs a newer
+    setuptools than `venv` bundles); `pip()` runs this process's pip against it instead.
+    """
     base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", str(path)], check=True, timeout=300)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(path)], check=True, timeout=300)
     return path
+
+
+def pip(venv: Path, *args: str, home: Path, timeout: float = 900) -> str:
+    """Run pip (this environment's) on the interpreter of `venv`."""
+    argv = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), *args]
+    return run(argv, cwd=home, env=clean_env(venv, home), timeout=timeout)
 
 
 def fresh_install(wheel: Path, venv: Path, home: Path) -> None:
     """`pip install <wheel>` into the fresh `venv`, from the package index."""
-    run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
-        cwd=home, env=clean_env(venv, home), timeout=900)  # fmt: skip
+    pip(venv, "install", "-q", str(wheel), home=home)
 
 
 def closure_install(wheel: Path, extras: list[str], venv: Path, home: Path) -> dict[str, str]:
@@ -168,9 +177,7 @@ def closure_install(wheel: Path, extras: list[str], venv: Path, home: Path) -> d
     deps = venv / "linked-dependencies"
     link_closure(dists, deps)
     (site_packages(venv) / "linked_dependencies.pth").write_text(f"{deps}\n", encoding="utf-8")
-    spec = f"{wheel}[{','.join(extras)}]"
-    run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", spec],
-        cwd=home, env=clean_env(venv, home), timeout=600)  # fmt: skip
+    pip(venv, "install", "-q", "--no-index", f"{wheel}[{','.join(extras)}]", home=home)
     return {name: dist.version for name, dist in dists.items()}
 
 
