@@ -1,0 +1,126 @@
+"""LangChain's standard integration tests for `ChatFSPO` served by a real vLLM server.
+
+vLLM runs forced tool choice and `response_format` through its guided decoding (xgrammar,
+no free whitespace, see vllm_server.py), so a random-weight tiny model still returns calls
+and JSON that match the schema wherever the schema lets a random model finish: integers,
+enums, booleans, empty argument lists (`test_tool_choice`, `test_tool_calling_with_no_arguments`
+and the tool-message tests pass for real). Two things stay out of reach, each `xfail` with its
+reason: a free-form JSON *string* (nothing makes a random model pick the closing quote, so the
+answer runs into `max_tokens`), and tests that check an argument's value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+
+from langchain_fspo.chat_models import ChatFSPO
+from langchain_fspo.memory import PreferenceMemory
+from langchain_fspo.prompt_format import PromptFormat
+from tests.integration_tests.vllm_server import VLLMServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.vllm]
+
+WHICH_INTEGER = (
+    "the test checks the argument's value (magic_function(3) must be called with 3): vLLM's "
+    "guided decoding guarantees a well-formed call with an integer argument, not which integer "
+    "a random-weight model writes"
+)
+FREE_STRING = (
+    "the schema has a free-form string: vLLM's guided decoding keeps the JSON valid, but a "
+    "random-weight model never picks the closing quote, so the answer runs into max_tokens "
+    "(test_vllm_guided.py shows the same path finishing on integer/enum/boolean schemas)"
+)
+
+_MEMORY = PreferenceMemory()
+_MEMORY.add("standard-user", prompt="Recommend a film.", chosen="Arrival.", rejected="Any sequel.")
+_MEMORY.add("standard-user", prompt="Recommend a book.", chosen="Dune.", rejected="A manual.")
+
+
+class TestChatFSPOOverVLLM(ChatModelIntegrationTests):
+    server: ClassVar[VLLMServer | None] = None
+
+    @pytest.fixture(autouse=True)
+    def _vllm(self, vllm_server: VLLMServer) -> None:
+        type(self).server = vllm_server
+
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatFSPO
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        assert self.server is not None
+        return {
+            "model": "alpha",
+            "base_url": self.server.base_url,
+            "backend": "openai",
+            "prompt_format": PromptFormat.from_pretrained(self.server.adapter_dirs["alpha"]),
+            "memory": _MEMORY,
+            "user_id": "standard-user",
+            "max_tokens": 48,
+            "temperature": 0,
+            # One call per forced tool choice: the engine then closes the call array.
+            "model_kwargs": {"parallel_tool_calls": False},
+        }
+
+    @property
+    def model_override_value(self) -> str:
+        return "beta"
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
+
+    @property
+    def returns_usage_metadata(self) -> bool:
+        return True
+
+    @pytest.mark.xfail(reason=WHICH_INTEGER)
+    def test_tool_calling(self, model: BaseChatModel) -> None:
+        super().test_tool_calling(model)
+
+    @pytest.mark.xfail(reason=WHICH_INTEGER)
+    async def test_tool_calling_async(self, model: BaseChatModel) -> None:
+        await super().test_tool_calling_async(model)
+
+    @pytest.mark.xfail(reason=FREE_STRING)
+    def test_bind_runnables_as_tools(self, model: BaseChatModel) -> None:
+        super().test_bind_runnables_as_tools(model)
+
+    @pytest.mark.xfail(reason=FREE_STRING)
+    @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
+    def test_structured_output(self, model: BaseChatModel, schema_type: str) -> None:
+        super().test_structured_output(model, schema_type)
+
+    @pytest.mark.xfail(reason=FREE_STRING)
+    @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
+    async def test_structured_output_async(self, model: BaseChatModel, schema_type: str) -> None:
+        await super().test_structured_output_async(model, schema_type)
+
+    @pytest.mark.xfail(reason=FREE_STRING)
+    def test_structured_output_pydantic_2_v1(self, model: BaseChatModel) -> None:
+        super().test_structured_output_pydantic_2_v1(model)
+
+    @pytest.mark.xfail(reason=FREE_STRING)
+    def test_structured_output_optional_param(self, model: BaseChatModel) -> None:
+        super().test_structured_output_optional_param(model)
+
+    @pytest.mark.xfail(reason=FREE_STRING)
+    def test_agent_loop(self, model: BaseChatModel) -> None:
+        super().test_agent_loop(model)
+
+    @pytest.mark.xfail(reason=FREE_STRING)
+    def test_unicode_tool_call_integration(
+        self,
+        model: BaseChatModel,
+        *,
+        tool_choice: str | None = None,  # noqa: PT028 - the suite's own signature
+        force_tool_call: bool = True,  # noqa: PT028
+    ) -> None:
+        super().test_unicode_tool_call_integration(
+            model, tool_choice=tool_choice, force_tool_call=force_tool_call
+        )
