@@ -765,23 +765,31 @@ class ChatFSPO(BaseChatModel):
         return metadata
 
     @staticmethod
-    def _usage(input_tokens: int | None, output_tokens: int | None) -> UsageMetadata | None:
+    def _usage(
+        input_tokens: int | None, output_tokens: int | None, cached_tokens: int | None = None
+    ) -> UsageMetadata | None:
         if input_tokens is None or output_tokens is None:
             return None
-        return UsageMetadata(
+        usage = UsageMetadata(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             total_tokens=input_tokens + output_tokens,
         )
+        if cached_tokens is not None:
+            usage["input_token_details"] = {"cache_read": cached_tokens}
+        return usage
 
     def _result(self, call: _Call, generation: Generation) -> ChatResult:
         parsed = self.prompt_format.parse_completion(generation.text)
+        metadata = self._metadata(call, parsed, generation.finish_reason, generation.model_name)
+        if generation.token_ids is not None:
+            metadata["token_ids"] = generation.token_ids
         message = AIMessage(
             content=parsed.response,
-            response_metadata=self._metadata(
-                call, parsed, generation.finish_reason, generation.model_name
+            response_metadata=metadata,
+            usage_metadata=self._usage(
+                generation.input_tokens, generation.output_tokens, generation.cached_tokens
             ),
-            usage_metadata=self._usage(generation.input_tokens, generation.output_tokens),
             tool_calls=[
                 ToolCall(name=c["name"], args=c["args"], id=c.get("id"))
                 for c in generation.tool_calls
@@ -883,7 +891,13 @@ class ChatFSPO(BaseChatModel):
         chunk: GenerationChunk,
         state: dict[str, Any],
     ) -> ChatGenerationChunk | None:
-        for key in ("finish_reason", "input_tokens", "output_tokens", "model_name"):
+        for key in (
+            "finish_reason",
+            "input_tokens",
+            "output_tokens",
+            "model_name",
+            "cached_tokens",
+        ):
             value = getattr(chunk, key)
             if value is not None:
                 state[key] = value
@@ -910,7 +924,11 @@ class ChatFSPO(BaseChatModel):
                 response_metadata=self._metadata(
                     call, parsed, state.get("finish_reason"), state.get("model_name")
                 ),
-                usage_metadata=self._usage(state.get("input_tokens"), state.get("output_tokens")),
+                usage_metadata=self._usage(
+                    state.get("input_tokens"),
+                    state.get("output_tokens"),
+                    state.get("cached_tokens"),
+                ),
                 chunk_position="last",
             )
         )

@@ -7,6 +7,7 @@ Each class also inherits the nearest builtin, so code that already catches `Valu
 from __future__ import annotations
 
 __all__ = [
+    "AdapterLoadError",
     "AdapterNotFoundError",
     "AgentConfigError",
     "ComparisonError",
@@ -73,6 +74,14 @@ class InferenceServerError(FSPOError, RuntimeError):
         self.adapter = adapter
         self.status_code = status_code
         self.retryable = retryable
+
+
+class AdapterLoadError(InferenceServerError):
+    """A running server refused to load or unload an adapter; the message says why.
+
+    For example a rank above the server's cap, a PEFT feature it does not support, or runtime
+    loading switched off.
+    """
 
 
 class UnsupportedParameterError(FSPOError, ValueError):

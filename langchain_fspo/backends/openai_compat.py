@@ -17,6 +17,7 @@ examples benefits from.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -41,6 +42,7 @@ from langchain_fspo.backends._http import (
     stream_with_retries,
 )
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
+from langchain_fspo.backends.runtime_lora import load_lora_adapter, unload_lora_adapter
 from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError
 
 if TYPE_CHECKING:
@@ -63,11 +65,35 @@ def _error_in(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _usage(payload: Mapping[str, Any]) -> tuple[int | None, int | None]:
+def _usage(payload: Mapping[str, Any]) -> tuple[int | None, int | None, int | None]:
+    """(prompt, completion, cached prompt) tokens of a body or stream event's `usage`."""
     usage = payload.get("usage")
     if not isinstance(usage, Mapping):
-        return None, None
-    return usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return None, None, None
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    return usage.get("prompt_tokens"), usage.get("completion_tokens"), cached
+
+
+def _token_ids(choice: Mapping[str, Any]) -> list[int] | None:
+    """The `token_ids` vLLM adds to a choice when the request asks `return_token_ids`."""
+    ids = choice.get("token_ids")
+    return [int(i) for i in ids] if isinstance(ids, list) else None
+
+
+@contextlib.contextmanager
+def _typed_missing_adapter(adapter: str | None, url: str) -> Iterator[None]:
+    """Turn the server's 404 for an adapter it does not serve into `AdapterNotFoundError`."""
+    try:
+        yield
+    except InferenceServerError as e:
+        if adapter is None or e.status_code != 404:  # noqa: PLR2004 - HTTP Not Found
+            raise
+        msg = (
+            f"Adapter {adapter!r} is not served by {safe_url(url)} ({e}). Load it "
+            "(`load_adapter`, vLLM's --lora-modules) or fix the adapter name."
+        )
+        raise AdapterNotFoundError(msg) from e
 
 
 def _tool_calls(raw: Any) -> list[dict[str, Any]]:
@@ -260,6 +286,35 @@ class OpenAICompatibleBackend(Backend):
             )
             raise AdapterNotFoundError(msg)
 
+    def load_adapter(self, name: str, path: str, *, replace: bool = False) -> None:
+        """Load the adapter at `path` (as the server sees it) into the running server as `name`.
+
+        vLLM only, started with `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`; `replace=True`
+        swaps a new version in under a name already loaded. See `runtime_lora`.
+
+        Raises:
+            AdapterNotFoundError: The server found nothing at `path`.
+            AdapterLoadError: The server refused, with its reason.
+        """
+        load_lora_adapter(
+            self._client(),
+            self.base_url,
+            name,
+            path,
+            replace=replace,
+            headers=self._request_headers(),
+        )
+        self._served = None
+        if self.adapters is not None and name not in self.adapters:
+            self.adapters.append(name)
+
+    def unload_adapter(self, name: str) -> None:
+        """Unload the adapter `name` from the running server (see `load_adapter`)."""
+        unload_lora_adapter(self._client(), self.base_url, name, headers=self._request_headers())
+        self._served = None
+        if self.adapters is not None and name in self.adapters:
+            self.adapters.remove(name)
+
     # ------------------------------------------------------------------ requests
 
     def request_body(
@@ -272,6 +327,9 @@ class OpenAICompatibleBackend(Backend):
         else:
             body["prompt"] = [prompt.text]
         body.update(params.set_fields())
+        if prompt.style == "paper" and self.flavor == "vllm":
+            # The paper layout is trained without BOS; /v1/completions adds one by default.
+            body["add_special_tokens"] = False
         body.update(params.extra)
         if stream:
             body["stream"] = True
@@ -302,7 +360,7 @@ class OpenAICompatibleBackend(Backend):
         except (KeyError, IndexError, TypeError) as e:
             msg = f"a completion without the expected fields ({e!r}): {payload!r:.200}"
             raise MalformedResponseError(msg) from e
-        input_tokens, output_tokens = _usage(payload)
+        input_tokens, output_tokens, cached = _usage(payload)
         return Generation(
             text=text,
             finish_reason=choice.get("finish_reason"),
@@ -310,6 +368,8 @@ class OpenAICompatibleBackend(Backend):
             output_tokens=output_tokens,
             model_name=adapter if adapter is not None else payload.get("model"),
             tool_calls=tool_calls,
+            token_ids=_token_ids(choice),
+            cached_tokens=cached,
         )
 
     # ------------------------------------------------------------------ Backend API
@@ -329,7 +389,8 @@ class OpenAICompatibleBackend(Backend):
             self._raise_for_status(response)
             return self._parse(response.json(), adapter, chat=prompt.style == "chat")
 
-        return call_with_retries(call, self._context(adapter, route), self.retry)
+        with _typed_missing_adapter(adapter, self.base_url):
+            return call_with_retries(call, self._context(adapter, route), self.retry)
 
     def stream(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
@@ -352,7 +413,8 @@ class OpenAICompatibleBackend(Backend):
                 raise
             return self._chunks(response, adapter, chat=chat)
 
-        return stream_with_retries(open_stream, self._context(adapter, route), self.retry)
+        with _typed_missing_adapter(adapter, self.base_url):
+            yield from stream_with_retries(open_stream, self._context(adapter, route), self.retry)
 
     def _chunks(
         self, response: httpx.Response, adapter: str | None, *, chat: bool
@@ -385,7 +447,8 @@ class OpenAICompatibleBackend(Backend):
                 response.raise_for_status()
             return self._parse(response.json(), adapter, chat=prompt.style == "chat")
 
-        return await acall_with_retries(call, self._context(adapter, route), self.retry)
+        with _typed_missing_adapter(adapter, self.base_url):
+            return await acall_with_retries(call, self._context(adapter, route), self.retry)
 
     async def astream(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
@@ -413,8 +476,9 @@ class OpenAICompatibleBackend(Backend):
             return self._achunks(client, response, adapter, chat=chat)
 
         ctx = self._context(adapter, route)
-        async for chunk in astream_with_retries(open_stream, ctx, self.retry):
-            yield chunk
+        with _typed_missing_adapter(adapter, self.base_url):
+            async for chunk in astream_with_retries(open_stream, ctx, self.retry):
+                yield chunk
 
     async def _achunks(
         self,
@@ -449,6 +513,7 @@ class _StreamState:
         self.finish_reason: str | None = None
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
+        self.cached_tokens: int | None = None
 
     def feed(self, payload: Mapping[str, Any]) -> list[GenerationChunk]:
         error = _error_in(payload)
@@ -456,9 +521,10 @@ class _StreamState:
             msg = f"the server sent an error mid-stream: {error}"
             raise InferenceServerError(msg, adapter=self.adapter, retryable=False)
         self.model = payload.get("model") or self.model
-        input_tokens, output_tokens = _usage(payload)
+        input_tokens, output_tokens, cached = _usage(payload)
         if input_tokens is not None:
             self.input_tokens, self.output_tokens = input_tokens, output_tokens
+            self.cached_tokens = cached
         out = []
         try:
             for choice in payload.get("choices") or []:
@@ -496,4 +562,5 @@ class _StreamState:
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
             model_name=self.adapter if self.adapter is not None else self.model,
+            cached_tokens=self.cached_tokens,
         )
