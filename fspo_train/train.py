@@ -342,6 +342,23 @@ def _lora_config(config: FSPOTrainConfig) -> Any:
     )
 
 
+def _warn_engine_limits(config: FSPOTrainConfig) -> None:
+    """Warn, before training, when a serving engine would refuse or cut the adapter."""
+    if config.full_finetune:
+        return
+    from langchain_fspo.engine_limits import describe_problems, engine_problems
+
+    adapter = {"r": config.lora_r, "target_modules": list(config.lora_target_modules)}
+    found = engine_problems(adapter)
+    if found:
+        logger.warning(
+            "The adapter this run trains will not be served as trained by every engine:\n%s\n"
+            "`fspo publish` refuses it unless --allow-engine-problems; the default "
+            "lora_target_modules fit every engine.",
+            describe_problems(found),
+        )
+
+
 def _last_checkpoint(directory: Path) -> str | None:
     if not directory.is_dir():
         return None
@@ -526,6 +543,7 @@ def train(
     """
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _warn_engine_limits(config)
     summary: dict[str, Any] = {}
     problems: list[Problem] = []
     if records is None:

@@ -12,6 +12,7 @@ __all__ = [
     "AgentConfigError",
     "ComparisonError",
     "FSPOError",
+    "IncompatibleAdapterError",
     "InferenceServerError",
     "InvalidExampleError",
     "MemoryConfigError",
@@ -81,6 +82,13 @@ class AdapterLoadError(InferenceServerError):
 
     For example a rank above the server's cap, a PEFT feature it does not support, or runtime
     loading switched off.
+    """
+
+
+class IncompatibleAdapterError(FSPOError, ValueError):
+    """An adapter that a serving engine would refuse, or serve only in part.
+
+    See `langchain_fspo.engine_limits` for the rules.
     """
 
 
