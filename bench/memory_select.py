@@ -1,154 +1,378 @@
-"""Latency of `PreferenceMemory.select` on a large SQLite store.
+"""Cost of `PreferenceMemory` per strategy as a user's history grows, on SQLite and PostgreSQL.
 
-The serving budget (bench/serving_overhead.py) is median < 2 ms and p99 < 10 ms for prompt
-building plus shot selection, for a user with 10,000 examples in a store of 100,000 users. This
-script builds such a store (bulk-loaded through the store's `batch`, ~500 users per round trip),
-then times `select` per strategy and, for contrast, a full `list` of the big user.
+Two stores per engine, each bulk-loaded once (kept between runs, rebuilt when the shape changes):
 
-    python bench/memory_select.py                       # full size, writes bench/results/
-    python bench/memory_select.py --users 2000 --big-user-examples 1000 --calls 200  # smoke
+- history: 1,000 background users (3 examples each) and four measured users holding 10, 1k,
+  10k and 100k examples, with a 384-dimension embedding index over `prompt`
+  (`BenchEmbeddings`: hashed words, deterministic, no download). Timed per measured user:
+  `select` with `recent` (k=8 and k=256), `relevant`, `diverse` (k=8, pool 32) and a callable
+  (its 256-example window); `aselect` recent next to `select` recent; `add`.
+- users: 1,000 and 100,000 users of 3 examples (no index); `select` recent and `add` for a
+  random user.
 
-The store file is kept between runs (`--db`, default under /tmp) so re-measuring is cheap.
+The in-memory store runs the history sweep up to 10k examples (at 100k its Python-list vectors
+alone take about a gigabyte). Each figure is the median over `--repeats` runs of the p50 of
+`--calls` calls (fewer for linear scans), wall-clock; the JSON keeps every run's p50 and p90.
+
+    python bench/memory_select.py --postgres-url postgresql://fspo:fspo@127.0.0.1:5432/fspo_bench
+    python bench/memory_select.py --sizes 10 1000 --users 1000 --calls 50   # smoke
+
+The PostgreSQL database must have pgvector and must not be the test database (the vector
+dimension is fixed per database). Results: bench/results/memory_select.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import asyncio
+import hashlib
 import json
 import os
 import platform
 import random
+import re
 import sqlite3
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
+import numpy as np
+from langchain_core.embeddings import Embeddings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from langchain_fspo.memory import PreferenceMemory  # noqa: E402
+from langchain_fspo.preference import PreferenceExample  # noqa: E402
 
-BIG_USER = "big.user@example.com"
+DIMS = 384
+BACKGROUND_USERS = 1_000
 WORDS = [
-    "answer",
-    "explain",
-    "brief",
-    "detailed",
-    "example",
-    "code",
-    "history",
-    "science",
-    "travel",
-    "budget",
-    "recipe",
-    "health",
-    "music",
-    "sport",
-    "style",
-    "tone",
-    "formal",
-    "casual",
-    "list",
-    "steps",
-    "summary",
-    "opinion",
-    "evidence",
+    *[
+        "answer",
+        "explain",
+        "brief",
+        "detailed",
+        "example",
+        "code",
+        "history",
+        "science",
+        "travel",
+        "budget",
+        "recipe",
+    ],
+    *[
+        "health",
+        "music",
+        "sport",
+        "style",
+        "tone",
+        "formal",
+        "casual",
+        "list",
+        "steps",
+        "summary",
+        "opinion",
+        "evidence",
+    ],
+    *[
+        "garden",
+        "chess",
+        "coffee",
+        "bread",
+        "novel",
+        "hiking",
+        "savings",
+        "interest",
+        "vaccine",
+        "stretch",
+        "plant",
+    ],
 ]
+_TOKEN = re.compile(r"\w+")
 
 
-def text(rng: random.Random, n_words: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n_words))
+class BenchEmbeddings(Embeddings):
+    """Deterministic 384-dim embeddings: each word adds a fixed random unit vector."""
+
+    def __init__(self) -> None:
+        self._words: dict[str, np.ndarray] = {}
+
+    def _word(self, word: str) -> np.ndarray:
+        vector = self._words.get(word)
+        if vector is None:
+            seed = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+            vector = np.random.default_rng(seed).standard_normal(DIMS).astype(np.float32)
+            self._words[word] = vector
+        return vector
+
+    def _embed(self, text: str) -> list[float]:
+        total = np.zeros(DIMS, dtype=np.float32)
+        for word in _TOKEN.findall(text.lower()):
+            total += self._word(word)
+        norm = float(np.linalg.norm(total)) or 1.0
+        values: list[float] = (total / norm).tolist()
+        return values
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self._embed(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embed(text)
+
+
+def index_config() -> dict[str, Any]:
+    return {"dims": DIMS, "embed": BenchEmbeddings(), "fields": ["prompt"]}
+
+
+def words(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
 
 
 def example(rng: random.Random, i: int) -> dict[str, str]:
     return {
-        "prompt": f"Question {i}: {text(rng, 25)}?",
-        "chosen": text(rng, 60),
-        "rejected": text(rng, 60),
+        "prompt": f"Q{i}: {words(rng, 20)}?",
+        "chosen": words(rng, 30),
+        "rejected": words(rng, 30),
     }
 
 
-def build(db: Path, users: int, per_user: int, big_user_examples: int, seed: int) -> dict[str, Any]:
-    """Create the store at `db` unless it already has the requested shape."""
-    marker = db.with_suffix(".json")
-    shape = {"users": users, "per_user": per_user, "big_user_examples": big_user_examples}
-    if db.exists() and marker.exists():
-        previous = json.loads(marker.read_text())
-        if previous.get("shape") == shape:
-            return {"build_s": previous["build_s"], "reused_existing_file": True}
-    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-        path.unlink(missing_ok=True)
+# ----------------------------------------------------------------------------- stores
+
+
+def open_memory(kind: str, where: str, *, indexed: bool) -> PreferenceMemory:
+    index: Any = index_config() if indexed else None
+    if kind == "sqlite":
+        return PreferenceMemory.sqlite(where, index=index)
+    if kind == "postgres":
+        return PreferenceMemory.postgres(where, index=index, max_connections=4)
+    from langgraph.store.memory import InMemoryStore
+
+    return PreferenceMemory(InMemoryStore(index=index))
+
+
+def postgres_admin(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        conn.execute(sql)
+
+
+def load(memory: PreferenceMemory, shape: dict[str, Any], seed: int) -> None:
+    """Bulk-load `shape`: background users, then each measured user in chunks."""
     rng = random.Random(seed)
+    users = shape["users"]
+    for first in range(0, users, 5_000):
+        memory.add_many_users(
+            {
+                f"user{u:06d}": [example(rng, j) for j in range(3)]
+                for u in range(first, min(first + 5_000, users))
+            },
+            users_per_batch=500,
+        )
+    for size in shape["sizes"]:
+        for first in range(0, size, 2_000):
+            chunk = [example(rng, first + j) for j in range(min(2_000, size - first))]
+            memory.add_many(f"size{size}", chunk)
+
+
+def built_store(kind: str, where: str, shape: dict[str, Any], seed: int) -> PreferenceMemory:
+    """Open the store at `where`, (re)building it unless it already has `shape`."""
+    indexed = bool(shape["sizes"])
+    marker = Path(args_cache_dir()) / f"{kind}-{hashlib.sha1(where.encode()).hexdigest()[:8]}.json"
+    if kind != "memory" and marker.exists() and json.loads(marker.read_text()) == shape:
+        return open_memory(kind, where, indexed=indexed)
+    if kind == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(where + suffix).unlink(missing_ok=True)
+    if kind == "postgres":
+        postgres_admin(
+            where, "DROP TABLE IF EXISTS store_vectors, vector_migrations, store, store_migrations"
+        )
+    memory = open_memory(kind, where, indexed=indexed)
+    if kind == "postgres" and indexed:  # bulk load first, then build the HNSW index once
+        postgres_admin(where, "DROP INDEX IF EXISTS store_vectors_embedding_idx")
     start = time.perf_counter()
-    with PreferenceMemory.sqlite(db) as memory:
-        chunk = 2_000
-        for first in tqdm(range(0, users, chunk), desc="users", unit_scale=chunk):
-            batch = {
-                f"user{u:06d}@example.com": [example(rng, j) for j in range(per_user)]
-                for u in range(first, min(first + chunk, users))
-            }
-            memory.add_many_users(batch, users_per_batch=500)
-        for first in tqdm(range(0, big_user_examples, 1_000), desc="big user"):
-            n = min(1_000, big_user_examples - first)
-            memory.add_many(BIG_USER, [example(rng, first + j) for j in range(n)])
-        assert memory.count(BIG_USER) == big_user_examples
-    build_s = round(time.perf_counter() - start, 1)
-    marker.write_text(json.dumps({"shape": shape, "build_s": build_s}))
-    return {"build_s": build_s, "reused_existing_file": False}
+    load(memory, shape, seed)
+    if kind == "postgres" and indexed:
+        postgres_admin(
+            where,
+            "CREATE INDEX store_vectors_embedding_idx ON store_vectors "
+            "USING hnsw (embedding vector_cosine_ops)",
+        )
+        postgres_admin(where, "VACUUM ANALYZE store")
+        postgres_admin(where, "VACUUM ANALYZE store_vectors")
+    print(f"built {kind} {shape} in {time.perf_counter() - start:.0f} s", flush=True)
+    if kind != "memory":
+        marker.write_text(json.dumps(shape))
+    return memory
 
 
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(samples_ms)
+_CACHE = {"dir": "/tmp/fspo-bench"}
 
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
+def args_cache_dir() -> str:
+    return _CACHE["dir"]
+
+
+def bytes_per_example(kind: str, memory: PreferenceMemory, where: str, examples: int) -> float:
+    if kind == "sqlite":
+        conn = memory.store.conn  # type: ignore[attr-defined]
+        ((pages,),) = conn.execute("PRAGMA page_count").fetchall()
+        ((size,),) = conn.execute("PRAGMA page_size").fetchall()
+        return float(round(pages * size / examples))
+    if kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(where) as conn:
+            row = conn.execute(
+                "SELECT pg_total_relation_size('store') + "
+                "COALESCE(pg_total_relation_size(to_regclass('store_vectors')), 0)"
+            ).fetchone()
+        return round(int(row[0]) / examples) if row else 0.0
+    return 0.0
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def p50_p90(fn: Callable[[int], Any], calls: int) -> tuple[float, float]:
+    samples = []
+    for i in range(calls):
+        start = time.perf_counter_ns()
+        fn(i)
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    samples.sort()
+    return statistics.median(samples), samples[min(len(samples) - 1, int(0.9 * len(samples)))]
+
+
+def measure(fn: Callable[[int], Any], calls: int, repeats: int) -> dict[str, Any]:
+    for i in range(min(5, calls)):
+        fn(i)
+    runs = [p50_p90(fn, calls) for _ in range(repeats)]
     return {
-        "median_ms": round(statistics.median(ordered), 4),
-        "p90_ms": round(pct(90), 4),
-        "p99_ms": round(pct(99), 4),
-        "max_ms": round(ordered[-1], 4),
-        "mean_ms": round(statistics.fmean(ordered), 4),
+        "p50_ms": round(statistics.median(r[0] for r in runs), 4),
+        "runs_p50_ms": [round(r[0], 4) for r in runs],
+        "runs_p90_ms": [round(r[1], 4) for r in runs],
+        "calls": calls,
     }
 
 
-def timed(fn: Callable[[int], Any], calls: int, warmup: int = 20) -> dict[str, Any]:
-    """Wall-clock and this thread's CPU time per call.
+def measure_async(memory: PreferenceMemory, user: str, calls: int, repeats: int) -> dict[str, Any]:
+    async def body() -> dict[str, Any]:
+        runs = []
+        for _ in range(repeats + 1):
+            samples = []
+            for _ in range(calls):
+                start = time.perf_counter_ns()
+                await memory.aselect(user, "q", k=8)
+                samples.append((time.perf_counter_ns() - start) / 1e6)
+            runs.append(statistics.median(samples))
+        runs = runs[1:]  # the first run warms the thread pool
+        return {"p50_ms": round(statistics.median(runs), 4), "runs_p50_ms": runs, "calls": calls}
 
-    On a shared machine the wall-clock tail includes time the process waited for a core; the
-    CPU-time tail is the cost of the code itself.
-    """
-    for i in range(warmup):
-        fn(i)
-    gc.collect()
-    wall, cpu = [], []
-    for i in range(calls):
-        c0 = time.thread_time_ns()
-        t0 = time.perf_counter_ns()
-        fn(i)
-        wall.append((time.perf_counter_ns() - t0) / 1e6)
-        cpu.append((time.thread_time_ns() - c0) / 1e6)
-    return {"calls": calls, "wall": percentiles(wall), "cpu": percentiles(cpu)}
+    return asyncio.run(body())
+
+
+def window(
+    examples: Sequence[PreferenceExample], query: str | None, k: int
+) -> list[PreferenceExample]:
+    """A callable strategy: the k shortest prompts of its window."""
+    del query
+    return sorted(examples, key=lambda e: len(e.prompt))[:k]
+
+
+def measure_user(
+    memory: PreferenceMemory, user: str, size: int, queries: list[str], calls: int, repeats: int
+) -> dict[str, Any]:
+    """Every strategy, async select and add, for one measured user."""
+    assert memory.count(user) >= size, (user, memory.count(user))
+    slow = max(calls // 10, 10) if size >= 10_000 else calls
+
+    def q(i: int) -> str:
+        return queries[i % len(queries)]
+
+    row = {
+        "recent_k8": measure(lambda i: memory.select(user, q(i), k=8), calls, repeats),
+        "recent_k256": measure(lambda i: memory.select(user, q(i), k=256), slow, repeats),
+        "relevant_k8": measure(
+            lambda i: memory.select(user, q(i), k=8, strategy="relevant"), slow, repeats
+        ),
+        "diverse_k8_pool32": measure(
+            lambda i: memory.select(user, q(i), k=8, strategy="diverse"), slow, repeats
+        ),
+        "diverse_no_query_k8": measure(
+            lambda _: memory.select(user, None, k=8, strategy="diverse"), slow, repeats
+        ),
+        "callable_window256": measure(
+            lambda i: memory.select(user, q(i), k=8, strategy=window), slow, repeats
+        ),
+        "aselect_recent_k8": measure_async(memory, user, calls, repeats),
+    }
+    added: list[str] = []
+    row["add"] = measure(
+        lambda i: added.append(
+            str(memory.add(user, prompt=f"new {i} {q(i)}", chosen="yes", rejected="no").id)
+        ),
+        calls,
+        repeats,
+    )
+    for example_id in added:  # keep the store's shape for the next run
+        memory.delete(user, example_id)
+    row["async_over_sync_recent"] = round(
+        row["aselect_recent_k8"]["p50_ms"] / row["recent_k8"]["p50_ms"], 2
+    )
+    return row
+
+
+def history_sweep(
+    kind: str, memory: PreferenceMemory, sizes: list[int], calls: int, repeats: int, seed: int
+) -> dict[str, Any]:
+    rng = random.Random(seed + 7)
+    queries = [f"{words(rng, 8)}?" for _ in range(64)]
+    out: dict[str, Any] = {}
+    for size in sizes:
+        row = measure_user(memory, f"size{size}", size, queries, calls, repeats)
+        out[str(size)] = row
+        print(kind, size, {k: v["p50_ms"] for k, v in row.items() if isinstance(v, dict)})
+    return out
+
+
+def users_sweep(memory: PreferenceMemory, users: int, calls: int, repeats: int) -> dict[str, Any]:
+    rng = random.Random(users)
+    picks = [f"user{rng.randrange(users):06d}" for _ in range(256)]
+    added: list[tuple[str, str]] = []
+    result = {
+        "recent_k8": measure(lambda i: memory.select(picks[i % 256], k=8), calls, repeats),
+        "add": measure(
+            lambda i: added.append(
+                (picks[i % 256], str(memory.add(picks[i % 256], prompt=f"n{i}", chosen="y").id))
+            ),
+            calls,
+            repeats,
+        ),
+    }
+    for user, example_id in added:
+        memory.delete(user, example_id)
+    return result
+
+
+# ----------------------------------------------------------------------------- report
 
 
 def machine() -> dict[str, Any]:
     cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],
         cwd=REPO_ROOT,
@@ -156,96 +380,157 @@ def machine() -> dict[str, Any]:
         text=True,
         check=False,
     ).stdout.strip()
+    versions = {
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "git_commit": commit,
+    }
+    for package in (
+        "langgraph-checkpoint",
+        "langgraph-checkpoint-sqlite",
+        "langgraph-checkpoint-postgres",
+        "sqlite-vec",
+        "psycopg",
+        "numpy",
+    ):
+        versions[package] = version(package)
     return {
-        "machine": {
-            "cpu": cpu,
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "note": "shared 2-core CI-class VM; other jobs may run concurrently",
-        },
-        "versions": {
-            "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version,
-            "langgraph-checkpoint": version("langgraph-checkpoint"),
-            "langgraph-checkpoint-sqlite": version("langgraph-checkpoint-sqlite"),
-            "langchain-fspo": version("langchain-fspo"),
-            "git_commit": commit,
-        },
+        "machine": {"cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform()},
+        "versions": versions,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
+def postgres_versions(url: str) -> dict[str, str]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        server = conn.execute("SHOW server_version").fetchone()
+        vector = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()
+        settings = conn.execute(
+            "SELECT string_agg(name || '=' || setting, ' ') FROM pg_settings WHERE name IN "
+            "('fsync', 'synchronous_commit', 'shared_buffers', 'max_parallel_workers_per_gather')"
+        ).fetchone()
+    return {
+        "postgresql": str(server[0] if server else "?"),
+        "pgvector": str(vector[0] if vector else "none"),
+        "settings": str(settings[0] if settings else ""),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    load = report["load_average_1m"]
+    lines = [
+        "# PreferenceMemory: cost per strategy as the history grows",
+        "",
+        (
+            f"Command: `{report['command']}`. Date {report['date']}; {report['machine']['cpu']}, "
+            f"{report['machine']['cpus']} CPUs, shared with other jobs (load average "
+            f"{load['before']:.1f} before, {load['after']:.1f} after)."
+        ),
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+        (
+            f"Each cell: median over {report['repeats']} repeats of the p50 wall-clock ms of "
+            "the calls (the JSON beside this file has every run's p50 and p90)."
+        ),
+        "",
+    ]
+    for kind, sweep in report["history"].items():
+        lines += [f"## {kind}: examples per user (384-dim index on prompt)", ""]
+        lines.append(
+            "| examples | recent k=8 | recent k=256 | relevant k=8 | diverse k=8 | "
+            "diverse k=8, no query | callable | aselect k=8 | async/sync | add |"
+        )
+        lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for size, row in sweep.items():
+            cells = [
+                row[m]["p50_ms"]
+                for m in (
+                    "recent_k8",
+                    "recent_k256",
+                    "relevant_k8",
+                    "diverse_k8_pool32",
+                    "diverse_no_query_k8",
+                    "callable_window256",
+                    "aselect_recent_k8",
+                )
+            ]
+            lines.append(
+                f"| {int(size):,} | "
+                + " | ".join(f"{c:.3f}" for c in cells)
+                + f" | {row['async_over_sync_recent']:.2f} | {row['add']['p50_ms']:.3f} |"
+            )
+        extra = report["bytes_per_example"].get(kind)
+        if extra:
+            lines += ["", f"Bytes per stored example (with its vector): {extra:,.0f}."]
+        lines.append("")
+    for kind, sweep in report["users"].items():
+        lines += [f"## {kind}: users in the store (no index)", "", "| users | recent k=8 | add |"]
+        lines.append("| ---: | ---: | ---: |")
+        for users, row in sweep.items():
+            recent, add = row["recent_k8"]["p50_ms"], row["add"]["p50_ms"]
+            lines.append(f"| {int(users):,} | {recent:.3f} | {add:.3f} |")
+        lines.append("")
+    if report.get("postgres"):
+        lines.append(f"PostgreSQL: {report['postgres']}.")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--examples-per-user", type=int, default=3)
-    parser.add_argument("--big-user-examples", type=int, default=10_000)
-    parser.add_argument("--calls", type=int, default=2_000)
-    parser.add_argument("--db", type=Path, default=Path("/tmp/fspo-bench/memory_select.db"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1_000, 10_000, 100_000])
+    parser.add_argument("--users", type=int, nargs="+", default=[1_000, 100_000])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-max", type=int, default=10_000, help="largest in-memory size")
+    parser.add_argument("--postgres-url", default=os.environ.get("FSPO_BENCH_POSTGRES_URL"))
+    parser.add_argument("--cache", default="/tmp/fspo-bench")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/memory_select.json")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    _CACHE["dir"] = args.cache
+    Path(args.cache).mkdir(parents=True, exist_ok=True)
 
-    args.db.parent.mkdir(parents=True, exist_ok=True)
-    built = build(args.db, args.users, args.examples_per_user, args.big_user_examples, args.seed)
-    rng = random.Random(args.seed + 1)
-    queries = [f"{text(rng, 12)}?" for _ in range(64)]
-    results: dict[str, Any] = {}
     load_before = os.getloadavg()
-    with PreferenceMemory.sqlite(args.db) as memory:
-        small = [f"user{rng.randrange(args.users):06d}@example.com" for _ in range(256)]
-
-        def recent_big(i: int) -> None:
-            shots = memory.select(BIG_USER, queries[i % 64], k=8, strategy="recent")
-            assert len(shots) == 8
-
-        def recent_small(i: int) -> None:
-            memory.select(small[i % 256], queries[i % 64], k=8, strategy="recent")
-
-        def diverse_big(i: int) -> None:
-            memory.select(BIG_USER, queries[i % 64], k=8, strategy="diverse")
-
-        def description_big(_: int) -> None:
-            memory.get_description(BIG_USER)
-
-        def control(_: int) -> None:
-            # No store, no I/O: ~0.1 ms of pure Python. Its wall tail is the machine's noise.
-            sum(i * i for i in range(2_500))
-
-        print("timing select ...", flush=True)
-        results["control_pure_python_no_io"] = timed(control, args.calls)
-        results["select_recent_big_user_k8"] = timed(recent_big, args.calls)
-        results["select_recent_random_small_users_k8"] = timed(recent_small, args.calls)
-        results["get_description_big_user"] = timed(description_big, args.calls)
-        results["select_diverse_lexical_big_user_k8_pool32"] = timed(
-            diverse_big, max(args.calls // 10, 20), warmup=5
-        )
-        results["list_big_user_full_scan"] = timed(lambda _: memory.list(BIG_USER), 5, warmup=1)
-
+    engines = ["memory", "sqlite"] + (["postgres"] if args.postgres_url else [])
+    history: dict[str, Any] = {}
+    users_out: dict[str, Any] = {}
+    sizes_bytes: dict[str, float] = {}
+    for kind in engines:
+        sizes = [s for s in args.sizes if kind != "memory" or s <= args.memory_max]
+        where = args.postgres_url if kind == "postgres" else f"{args.cache}/history.db"
+        shape = {"users": BACKGROUND_USERS, "sizes": sizes, "seed": args.seed}
+        with built_store(kind, where, shape, args.seed) as memory:
+            examples = BACKGROUND_USERS * 3 + sum(sizes)
+            sizes_bytes[kind] = bytes_per_example(kind, memory, where, examples)
+            history[kind] = history_sweep(kind, memory, sizes, args.calls, args.repeats, args.seed)
+        if kind == "memory":
+            continue
+        users_out[kind] = {}
+        for users in args.users:
+            where_u = args.postgres_url if kind == "postgres" else f"{args.cache}/users{users}.db"
+            shape_u = {"users": users, "sizes": [], "seed": args.seed}
+            with built_store(kind, where_u, shape_u, args.seed) as memory:
+                users_out[kind][str(users)] = users_sweep(memory, users, args.calls, args.repeats)
+            print(kind, users, users_out[kind][str(users)], flush=True)
     load_after = os.getloadavg()
     report = {
-        "benchmark": "PreferenceMemory.select latency on SQLite",
+        "benchmark": "PreferenceMemory cost per strategy, history and user count",
         "command": "python bench/memory_select.py " + " ".join(sys.argv[1:]),
-        "store": {
-            "kind": "SqliteStore (WAL, file on local disk)",
-            "users": args.users + 1,
-            "examples_per_user": args.examples_per_user,
-            "big_user_examples": args.big_user_examples,
-            "db_bytes": args.db.stat().st_size,
-            **built,
-        },
-        "budget": "serving: median < 2 ms, p99 < 10 ms (prompt building + selection)",
-        "results": results,
+        "repeats": args.repeats,
+        "history": history,
+        "users": users_out,
+        "bytes_per_example": sizes_bytes,
         **machine(),
+        "postgres": postgres_versions(args.postgres_url) if args.postgres_url else None,
         "load_average_1m": {"before": load_before[0], "after": load_after[0]},
-        "reading": (
-            "wall = what a caller waits; cpu = this thread's CPU time. When the load average "
-            "exceeds the core count, the wall tail is time spent waiting for a core."
-        ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    args.out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
 
 
 if __name__ == "__main__":

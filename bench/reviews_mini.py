@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fspo_train.bench.__main__ import main
+from fspo_train.reviews_mini.__main__ import main
 
 if __name__ == "__main__":
     sys.exit(main())

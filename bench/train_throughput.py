@@ -151,8 +151,12 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     from trl import DPOConfig, DPOTrainer
 
     sys.path.insert(0, str(REPO))
-    from fspo_train._prefix_synthetic import byte_tokenizer, random_causal_lm, synthetic_pairs
-    from fspo_train.prefix_sharing import PrefixSharingDPOTrainer
+    from fspo_train.trainer._prefix_synthetic import (
+        byte_tokenizer,
+        random_causal_lm,
+        synthetic_pairs,
+    )
+    from fspo_train.trainer.prefix_sharing import PrefixSharingDPOTrainer
 
     cuda = spec["device"] == "cuda"
     if spec["threads"]:

@@ -99,8 +99,8 @@ def vllm_bench(
     """Start vLLM, time both clients at concurrency 1 and 16, stop it; return the report."""
     import openai
 
-    from fspo_train.tiny import build_tiny_adapter, build_tiny_base_model
-    from tests.integration_tests.vllm_server import ENGINE_ENV, start_vllm
+    from fspo_train.testing import build_tiny_adapter, build_tiny_base_model
+    from fspo_train.testing.vllm import ENGINE_ENV, start_vllm
 
     root = Path(tempfile.mkdtemp(prefix="fspo-vllm-bench-"))
     base = build_tiny_base_model(root / "base", hidden_size=128, num_heads=2, seed=0)

@@ -32,7 +32,7 @@ def tiny_adapter(workdir: str | Path | None, name: str = "tiny-adapter", seed: i
         name: The adapter's folder name (also its name in calls).
         seed: Seed of the LoRA weights (two seeds: two adapters that answer differently).
     """
-    from fspo_train.tiny import build_tiny_adapter, build_tiny_base_model
+    from fspo_train.testing import build_tiny_adapter, build_tiny_base_model
 
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fspo-example-"))
     base = root / "tiny-base"

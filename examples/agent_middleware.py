@@ -60,12 +60,14 @@ def main() -> None:
         prompt="Recommend a film.",
         chosen="Arrival: quiet, clever science fiction.",
         rejected="A loud superhero blockbuster.",
+        example_id="ada-film",
     )
     memory.add(
         "bob",
         prompt="Recommend a film.",
         chosen="Mad Max: Fury Road, loud and glorious.",
         rejected="A slow three-hour drama.",
+        example_id="bob-film",
     )
 
     llm = ChatFSPO.from_pretrained(adapter, max_tokens=args.max_tokens, seed=0)

@@ -57,7 +57,7 @@ def main() -> None:
     adapter = args.adapter or tiny_adapter(args.workdir)
     memory = PreferenceMemory()  # in-process; PreferenceMemory.sqlite("prefs.db") persists
     for user, examples in PREFERENCES.items():
-        memory.add_many(user, examples)
+        memory.add_many(user, [{"id": f"{user}-{i}", **ex} for i, ex in enumerate(examples)])
         print(f"stored {memory.count(user)} preference(s) for {user}")
 
     llm = ChatFSPO.from_pretrained(adapter, memory=memory, max_tokens=args.max_tokens, seed=0)

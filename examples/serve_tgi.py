@@ -106,6 +106,7 @@ def main() -> int:
         prompt="Recommend a film.",
         chosen="Arrival: quiet, clever science fiction.",
         rejected="A loud superhero blockbuster.",
+        example_id="film-1",
     )
     llm = ChatFSPO.from_pretrained(
         args.adapter,

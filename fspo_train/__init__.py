@@ -1,24 +1,26 @@
 """fspo_train: FSPO training, evaluation, synthetic data and publishing (extra `[train]`).
 
+The package is grouped by stage: `data` (records, loaders, episodes, tokenization),
+`trainer` (config, `train()`, the TRL trainers), `eval` (the evaluation core of `fspo eval`
+and the benchmark), `publish` (model card, Hub upload), `synth` (synthetic data), `cli` (the
+`fspo` command), `reviews_mini` (the quality benchmark) and `testing` (tiny offline models).
+
 Importing it is light: torch, transformers, peft and trl load when training or evaluation runs.
-The training entry point is `fspo_train.train.train` (not re-exported here, so that the name
-`fspo_train.train` keeps meaning the module).
 
 Example:
     ```python
-    from fspo_train import FSPOTrainConfig
-    from fspo_train.train import train
+    from fspo_train import FSPOTrainConfig, train
 
     result = train(FSPOTrainConfig(model_name_or_path="...", train_file="prefs.jsonl"))
     print(result.adapter_dir)
     ```
 """
 
-from fspo_train.config import FSPOTrainConfig, load_config
-from fspo_train.episodes import build_episodes, split_records
-from fspo_train.loaders import load_paper_dataset, load_records, write_records
-from fspo_train.records import PreferenceRecord
-from fspo_train.train import TrainResult
+from fspo_train.data.episodes import build_episodes, split_records
+from fspo_train.data.loaders import load_paper_dataset, load_records, write_records
+from fspo_train.data.records import PreferenceRecord
+from fspo_train.trainer.config import FSPOTrainConfig, load_config
+from fspo_train.trainer.run import TrainResult, train
 
 __all__ = [
     "FSPOTrainConfig",
@@ -29,5 +31,6 @@ __all__ = [
     "load_paper_dataset",
     "load_records",
     "split_records",
+    "train",
     "write_records",
 ]

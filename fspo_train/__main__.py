@@ -2,6 +2,6 @@
 
 import sys
 
-from fspo_train.cli import main
+from fspo_train.cli.main import main
 
 sys.exit(main())

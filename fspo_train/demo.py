@@ -82,7 +82,7 @@ def _serve(out: Path, adapter: Path, domain: Any, users: list[str], seed: int) -
     from langchain_core.prompts import ChatPromptTemplate
     from langchain_core.runnables import RunnableConfig
 
-    from fspo_train.bench.data import build_records
+    from fspo_train.reviews_mini.data import build_records
     from langchain_fspo import ChatFSPO, PreferenceMemory
 
     memory_path = out / "memory.sqlite"
@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("transformers", "trl", "peft", "datasets", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    from fspo_train.bench.reviews_mini import ReviewsMini
-    from fspo_train.bench.runner import BenchConfig, run_benchmark
+    from fspo_train.reviews_mini import BenchConfig, run_benchmark
+    from fspo_train.reviews_mini.reviews import ReviewsMini
 
     config = BenchConfig.full(args.seed) if args.full else BenchConfig.cpu(args.seed)
     out: Path = args.out
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         argv if argv is not None else sys.argv[1:]
     )
 
-    from fspo_train.bench.report import write_results
+    from fspo_train.reviews_mini.report import write_results
 
     paths = write_results(results, out, "reviews_mini")
     print("\nHeld-out questions: win rate against the base model (exact judge, both orders,")

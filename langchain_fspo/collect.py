@@ -25,24 +25,32 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import random
-from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, convert_to_messages
-from langchain_core.prompt_values import PromptValue
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import ensure_config
 
-from langchain_fspo._messages import split_messages
-from langchain_fspo.errors import ComparisonError, InvalidExampleError
-from langchain_fspo.examples import validate_user_id
+from langchain_fspo._compare_search import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_SAMPLING_TEMPERATURE,
+    CompareMode,
+    Draft,
+    Found,
+    Settings,
+    Spec,
+    drive,
+    make_settings,
+    search,
+    to_draft,
+)
+from langchain_fspo._conversation import resolve_user, split_messages, to_messages
+from langchain_fspo.errors import InvalidExampleError
+from langchain_fspo.preference import validate_user_id
 
 if TYPE_CHECKING:
-    from langchain_fspo.chat_models import ChatFSPO
     from langchain_fspo.memory import Choice, ChoiceRecord, PreferenceMemory
 
 __all__ = [
@@ -56,23 +64,41 @@ __all__ = [
     "swap_order",
 ]
 
-logger = logging.getLogger(__name__)
 
-CompareMode = Literal["sample", "base"]
-"""How the two candidates differ.
+class _ChatModel(Protocol):
+    """What `compare` needs of the chat model (a `ChatFSPO`)."""
 
-- `"sample"`: two samples of the same adapter (different seeds).
-- `"base"`: the adapter against the base model (same decoding settings); when they agree,
-  both are re-sampled with new seeds.
-"""
+    @property
+    def model_name(self) -> str | None:
+        """The adapter."""
 
-DEFAULT_MAX_ATTEMPTS = 4
-"""Tries for a second candidate that differs from the first before giving up."""
+    @property
+    def user_id(self) -> str | None:
+        """The default user."""
 
-DEFAULT_SAMPLING_TEMPERATURE = 1.0
-"""Sampling temperature when neither the call nor the model sets one above 0."""
+    @property
+    def temperature(self) -> float | None:
+        """The default sampling temperature."""
 
-_SEED_RANGE = 2**31
+    @property
+    def seed(self) -> int | None:
+        """The default sampling seed."""
+
+    def invoke(
+        self,
+        input: LanguageModelInput,  # noqa: A002 - LangChain's name
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        """Answer `input`."""
+
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,  # noqa: A002 - LangChain's name
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        """Async `invoke`."""
 
 
 @dataclass(frozen=True)
@@ -180,51 +206,7 @@ class Comparison:
         )
 
 
-# ---------------------------------------------------------------------- the search
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """One generation to run: the call keywords that differ between candidates."""
-
-    adapter: str | None
-    temperature: float | None
-    seed: int | None
-
-    def kwargs(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"model": self.adapter}
-        if self.temperature is not None:
-            out["temperature"] = self.temperature
-        if self.seed is not None:
-            out["seed"] = self.seed
-        return out
-
-
-@dataclass(frozen=True)
-class _Draft:
-    """A generated answer before it is labelled."""
-
-    spec: _Spec
-    text: str
-    example_ids: list[str]
-    message: AIMessage
-
-
-@dataclass(frozen=True)
-class _Settings:
-    mode: CompareMode
-    adapter: str | None
-    temperature: float
-    seed: int
-    max_attempts: int
-
-    def spec(self, slot: int, attempt: int) -> _Spec:
-        """The generation for candidate `slot` (0 or 1) at try `attempt`."""
-        if self.mode == "base" and attempt == 0:
-            # The adapter against the base model, with the model's own decoding settings.
-            return _Spec(self.adapter if slot == 0 else None, None, None)
-        adapter = self.adapter if self.mode == "sample" or slot == 0 else None
-        return _Spec(adapter, self.temperature, self.seed + 2 * attempt + slot)
+# ---------------------------------------------------------------------- compare
 
 
 def swap_order(seed: int) -> bool:
@@ -239,109 +221,12 @@ def swap_order(seed: int) -> bool:
     return random.Random(seed).getrandbits(1) == 1  # noqa: S311 - not for security
 
 
-def _differ(first: str, second: str) -> bool:
-    return first.strip() != second.strip()
-
-
-def _search(settings: _Settings) -> Generator[_Spec, _Draft, tuple[_Draft, _Draft, int]]:
-    """Yield generations to run until two usable, different answers are found."""
-    first: _Draft | None = None
-    seen: list[str] = []
-    runs = 0
-    for attempt in range(settings.max_attempts):
-        if first is None:
-            draft = yield settings.spec(0, attempt)
-            runs += 1
-            seen.append(draft.text)
-            if not draft.text.strip():
-                continue
-            first = draft
-        draft = yield settings.spec(1, attempt)
-        runs += 1
-        seen.append(draft.text)
-        if draft.text.strip() and _differ(first.text, draft.text):
-            return first, draft, runs
-        logger.debug("compare: candidate %d gave no new answer (%r); retrying.", runs, draft.text)
-    shown = ", ".join(repr(t[:60]) for t in seen)
-    hint = (
-        "raise `temperature`"
-        if settings.mode == "sample"
-        else "use mode='sample' or raise `temperature`"
-    )
-    msg = (
-        f"compare: {settings.max_attempts} attempt(s) gave no two different non-empty answers "
-        f"(mode={settings.mode!r}, temperature={settings.temperature}, seeds from "
-        f"{settings.seed}; answers: {shown}). Try again with another seed, {hint}, allow more "
-        "`max_tokens`, or raise `max_attempts`."
-    )
-    raise ComparisonError(msg)
-
-
-def _messages(value: LanguageModelInput) -> list[BaseMessage]:
-    if isinstance(value, PromptValue):
-        return value.to_messages()
-    if isinstance(value, str):
-        return [HumanMessage(content=value)]
-    return convert_to_messages(value)
-
-
-def _user(model: ChatFSPO, user_id: str | None, config: RunnableConfig | None) -> str | None:
-    if user_id is not None:
-        return validate_user_id(user_id)
-    configured = (ensure_config(config).get("configurable") or {}).get("user_id")
-    if configured is not None:
-        return validate_user_id(configured)
-    return model.user_id
-
-
-def _settings(
-    model: ChatFSPO,
-    mode: str,
-    adapter: str | None,
-    temperature: float | None,
-    seed: int | None,
-    max_attempts: int,
-) -> _Settings:
-    if mode not in {"sample", "base"}:
-        msg = f"`mode` must be 'sample' or 'base', got {mode!r}."
-        raise ValueError(msg)
-    if max_attempts < 1:
-        msg = f"`max_attempts` must be at least 1, got {max_attempts}."
-        raise ValueError(msg)
-    if mode == "base" and adapter is None:
-        msg = (
-            "mode='base' compares the adapter with the base model, but no adapter is set: "
-            "pass `model=` (the adapter name) or use mode='sample'."
-        )
-        raise ValueError(msg)
-    if temperature is None:
-        temperature = model.temperature or DEFAULT_SAMPLING_TEMPERATURE
-    if temperature <= 0:
-        msg = (
-            f"compare samples its candidates, so `temperature` must be above 0, got "
-            f"{temperature}; greedy decoding gives the same answer every time."
-        )
-        raise ValueError(msg)
-    if seed is None:
-        seed = (
-            model.seed if model.seed is not None else random.SystemRandom().randrange(_SEED_RANGE)
-        )
-    return _Settings(cast("CompareMode", mode), adapter, temperature, seed, max_attempts)
-
-
-def _draft(spec: _Spec, message: AIMessage) -> _Draft:
-    ids = message.response_metadata.get("example_ids") or []
-    return _Draft(spec, str(message.text), list(ids), message)
-
-
-def _comparison(
-    prompt: str, user: str | None, settings: _Settings, found: tuple[_Draft, _Draft, int]
-) -> Comparison:
+def _comparison(prompt: str, user: str | None, settings: Settings, found: Found) -> Comparison:
     first, second, runs = found
     if swap_order(settings.seed):
         first, second = second, first
 
-    def candidate(label: Literal["a", "b"], draft: _Draft) -> Candidate:
+    def candidate(label: Literal["a", "b"], draft: Draft) -> Candidate:
         spec = draft.spec
         return Candidate(
             label=label,
@@ -363,7 +248,7 @@ def _comparison(
 
 
 def _prepare(
-    model: ChatFSPO,
+    model: _ChatModel,
     input: LanguageModelInput,  # noqa: A002 - LangChain's name
     config: RunnableConfig | None,
     user_id: str | None,
@@ -372,17 +257,25 @@ def _prepare(
     temperature: float | None,
     seed: int | None,
     max_attempts: int,
-) -> tuple[list[BaseMessage], str, str | None, _Settings]:
-    messages = _messages(input)
+) -> tuple[list[BaseMessage], str, str | None, Settings]:
+    messages = to_messages(input)
     prompt = split_messages(messages).query
-    user = _user(model, user_id, config)
+    user = resolve_user(user_id, config, model.user_id, validate=True)
     chosen_adapter = adapter if adapter is not None else model.model_name
-    settings = _settings(model, mode, chosen_adapter, temperature, seed, max_attempts)
+    settings = make_settings(
+        mode,
+        chosen_adapter,
+        temperature,
+        seed,
+        max_attempts,
+        model_temperature=model.temperature,
+        model_seed=model.seed,
+    )
     return messages, prompt, user, settings
 
 
 def compare(
-    llm: ChatFSPO,
+    llm: _ChatModel,
     input: LanguageModelInput,  # noqa: A002 - LangChain's name
     config: RunnableConfig | None = None,
     *,
@@ -403,7 +296,7 @@ def compare(
     generated again with the next seeds, up to `max_attempts` times.
 
     Args:
-        llm: The chat model.
+        llm: The chat model (a `ChatFSPO`).
         input: The question: a string, messages or a prompt value (the last human message
             is what the recorded example's `prompt` will be).
         config: Runnable config (callbacks, tags; `configurable.user_id`).
@@ -426,15 +319,15 @@ def compare(
         llm, input, config, user_id, mode, model, temperature, seed, max_attempts
     )
 
-    def run(spec: _Spec) -> _Draft:
+    def run(spec: Spec) -> Draft:
         answer = llm.invoke(messages, config, user_id=user, **kwargs, **spec.kwargs())
-        return _draft(spec, answer)
+        return to_draft(spec, answer)
 
-    return _comparison(prompt, user, settings, _drive(_search(settings), run))
+    return _comparison(prompt, user, settings, drive(search(settings), run))
 
 
 async def acompare(
-    llm: ChatFSPO,
+    llm: _ChatModel,
     input: LanguageModelInput,  # noqa: A002 - LangChain's name
     config: RunnableConfig | None = None,
     *,
@@ -450,25 +343,12 @@ async def acompare(
     messages, prompt, user, settings = _prepare(
         llm, input, config, user_id, mode, model, temperature, seed, max_attempts
     )
-    search = _search(settings)
-    spec = next(search)
+    searching = search(settings)
+    spec = next(searching)
     while True:
         answer = await llm.ainvoke(messages, config, user_id=user, **kwargs, **spec.kwargs())
         try:
-            spec = search.send(_draft(spec, answer))
+            spec = searching.send(to_draft(spec, answer))
         except StopIteration as done:
-            found: tuple[_Draft, _Draft, int] = done.value
+            found: Found = done.value
             return _comparison(prompt, user, settings, found)
-
-
-def _drive(
-    search: Generator[_Spec, _Draft, tuple[_Draft, _Draft, int]],
-    run: Callable[[_Spec], _Draft],
-) -> tuple[_Draft, _Draft, int]:
-    spec = next(search)
-    while True:
-        try:
-            spec = search.send(run(spec))
-        except StopIteration as done:
-            found: tuple[_Draft, _Draft, int] = done.value
-            return found

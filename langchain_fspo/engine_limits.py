@@ -1,5 +1,9 @@
 """Which serving engines take a LoRA adapter as it is, read from its `adapter_config.json`.
 
+`adapter_problems(folder_or_repo)` reads the file through `langchain_fspo.artifact`;
+`engine_problems(config)` judges a config already read (or the one `fspo train` is about to
+write).
+
 The rules come from the engines' sources:
 
 - vLLM 0.32 (`vllm/lora/peft_helper.py`, `vllm/config/lora.py`) refuses, at load time, a rank
@@ -25,12 +29,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
+
+from langchain_fspo.artifact import read_adapter_config
 
 __all__ = [
     "TGI_LORA_MODULES",
     "VLLM_MAX_LORA_RANKS",
     "EngineProblem",
+    "adapter_problems",
     "adapter_rank",
     "describe_problems",
     "engine_problems",
@@ -135,6 +143,17 @@ def engine_problems(config: Mapping[str, Any]) -> list[EngineProblem]:
     problems = [EngineProblem("vLLM", "refuses", r) for r in _vllm_problems(config)]
     problems += [EngineProblem("TGI", "drops", r) for r in _tgi_problems(config)]
     return problems
+
+
+def adapter_problems(
+    adapter_dir_or_repo: str | Path, revision: str | None = None, *, token: str | None = None
+) -> list[EngineProblem]:
+    """`engine_problems` of the adapter in a folder or Hub repo (its `adapter_config.json`).
+
+    Raises:
+        AdapterNotFoundError: No `adapter_config.json`, or one without its base model.
+    """
+    return engine_problems(read_adapter_config(adapter_dir_or_repo, revision, token=token))
 
 
 def describe_problems(problems: list[EngineProblem]) -> str:

@@ -11,11 +11,13 @@ __all__ = [
     "AdapterNotFoundError",
     "AgentConfigError",
     "ComparisonError",
+    "ExampleConflictError",
     "FSPOError",
     "IncompatibleAdapterError",
     "InferenceServerError",
     "InvalidExampleError",
     "MemoryConfigError",
+    "MemoryWriteError",
     "PromptBudgetError",
     "PromptFormatError",
     "UnsupportedParameterError",
@@ -36,6 +38,22 @@ class PromptBudgetError(PromptFormatError):
 
 class InvalidExampleError(FSPOError, ValueError):
     """A preference example or a user id is invalid; nothing was written."""
+
+
+class ExampleConflictError(InvalidExampleError):
+    """An example id the caller chose is already stored with other content; nothing was written."""
+
+
+class MemoryWriteError(FSPOError, RuntimeError):
+    """A multi-batch memory write failed part way; the batches before the failure are stored.
+
+    Attributes:
+        written: The user ids whose examples were stored before the failure.
+    """
+
+    def __init__(self, message: str, *, written: list[str]) -> None:
+        super().__init__(message)
+        self.written = written
 
 
 class MemoryConfigError(FSPOError, ValueError):

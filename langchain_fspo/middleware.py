@@ -30,8 +30,8 @@ from langgraph.store.base import BaseStore
 
 from langchain_fspo.chat_models import ChatFSPO, ShotSource
 from langchain_fspo.errors import AgentConfigError
-from langchain_fspo.examples import validate_user_id
 from langchain_fspo.memory import DEFAULT_ROOT, PreferenceMemory
+from langchain_fspo.preference import validate_user_id
 
 __all__ = ["AdapterSelector", "FSPOMiddleware"]
 

@@ -20,8 +20,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from langchain_fspo._neutralize import neutralize
+from langchain_fspo.artifact import FORMAT_FILENAME, resolve_file
 from langchain_fspo.errors import PromptBudgetError, PromptFormatError
-from langchain_fspo.examples import PreferenceExample
+from langchain_fspo.preference import PreferenceExample
 
 __all__ = [
     "FORMAT_FILENAME",
@@ -32,7 +34,6 @@ __all__ = [
     "neutralize",
 ]
 
-FORMAT_FILENAME = "fspo_format.json"
 SCHEMA_VERSION = 1
 """The newest `fspo_format.json` schema this version reads and writes."""
 
@@ -50,57 +51,6 @@ _INSTRUCTION_PREFERRED = (
 )
 _INSTRUCTION_PLAIN = "Given the examples above, generate a response to the following question.\n"
 _RAT_PREFIX = "Generate a user description based on the examples above. Then, "
-
-# Line breaks that some tokenizers or renderers honour besides "\n": folded to "\n" so that a
-# marker cannot hide behind them.
-_LINE_BREAKS = re.compile(r"\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-# A line that a markdown reader (or the model) could take for a heading.
-_HEADING_LINE = re.compile(r"^([ \t]*)#", re.MULTILINE)
-# Chat and tokenizer control tokens: <|eot_id|>, <|im_start|>, </s>, <s>, [INST], <start_of_turn>...
-_SPECIAL_TOKEN = re.compile(
-    r"<\|[^<>|\s]{0,64}\|>"
-    r"|</?s>"
-    r"|<(?:unk|pad|bos|eos|mask|sep|cls)>"
-    r"|\[/?(?:INST|SYS|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS)\]"
-    r"|<</?SYS>>"
-    r"|<(?:start|end)_of_turn>"
-    r"|<｜[^<>]{0,64}｜>"  # noqa: RUF001 - DeepSeek's full-width bars are real tokens
-)
-_BREAK = "\u200b"  # zero-width space: splits a special token without changing how it reads
-
-
-def _break_token(match: re.Match[str]) -> str:
-    token = match.group(0)
-    return token[0] + _BREAK + token[1:]
-
-
-def neutralize(text: str, extra_special_tokens: Sequence[str] = ()) -> str:
-    r"""Make user-supplied `text` unable to forge the prompt's structure.
-
-    - Unusual line breaks (`\\r`, `\\u2028`, ...) become `\\n`.
-    - A line that starts with `#` (after spaces) gets a backslash: `# Task` -> `\\# Task`, so
-      no user line can equal a format marker.
-    - Chat special tokens (`<|eot_id|>`, `</s>`, `[INST]`, ... and `extra_special_tokens`) get
-      a zero-width space after their first character, so no tokenizer reads them as control
-      tokens.
-
-    Text with none of these is returned unchanged, which is why `style="paper"` stays byte for
-    byte the official layout on ordinary text. Training and serving both call this.
-
-    Example:
-        >>> neutralize("fine\n# Task\nok<|eot_id|>")
-        'fine\n\\# Task\nok<\u200b|eot_id|>'
-    """
-    text = _LINE_BREAKS.sub("\n", text)
-    text = _HEADING_LINE.sub(lambda m: m.group(1) + "\\#", text)
-    # Tokens can nest (`<|[INST]|>`): break until none is left. Each pass destroys the start of
-    # every match it finds and creates none, so this ends.
-    while (broken := _SPECIAL_TOKEN.sub(_break_token, text)) != text:
-        text = broken
-    for token in extra_special_tokens:
-        if len(token) > 1 and token in text:
-            text = text.replace(token, token[0] + _BREAK + token[1:])
-    return text
 
 
 @dataclass(frozen=True)
@@ -412,7 +362,5 @@ class PromptFormat(BaseModel):
             >>> PromptFormat.from_pretrained(folder).num_shots
             4
         """
-        from langchain_fspo.hub import resolve_file
-
         path = resolve_file(directory_or_repo_id, FORMAT_FILENAME, revision=revision, token=token)
         return cls.from_json(path.read_text(encoding="utf-8"), source=str(path))

@@ -22,7 +22,7 @@ TINY_ADAPTER_SEEDS = {"alpha": 1, "beta": 2, "paper": 3, "rat": 4}
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 2-layer Llama (hidden 64) with a byte-level BPE tokenizer and chat template."""
     pytest.importorskip("torch", reason="needs the [local] extra")
-    from fspo_train.tiny import build_tiny_base_model
+    from fspo_train.testing.tiny import build_tiny_base_model
 
     return build_tiny_base_model(tmp_path_factory.mktemp("tiny-base") / "model", seed=0)
 
@@ -39,7 +39,7 @@ def tiny_adapter_dirs(
     """
     from transformers import AutoTokenizer
 
-    from fspo_train.tiny import build_tiny_adapter
+    from fspo_train.testing.tiny import build_tiny_adapter
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     template_sha = PromptFormat.template_sha256(tokenizer.chat_template)

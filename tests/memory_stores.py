@@ -24,9 +24,11 @@ from langchain_fspo.memory import PreferenceMemory
 
 __all__ = [
     "DEFAULT_POSTGRES_URL",
+    "INDEX_DIMS",
     "STORE_KINDS",
     "HashingEmbeddings",
     "indexed_memory",
+    "indexed_postgres_store",
     "memory",
     "postgres_store",
     "postgres_url",
@@ -38,7 +40,9 @@ RUN_PREFIX = f"run-{uuid.uuid4().hex[:10]}"
 
 _postgres = pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.integration])
 STORE_KINDS = ["memory", "sqlite", _postgres]
-INDEXED_KINDS = ["memory", "sqlite"]  # PostgreSQL needs pgvector, absent from Debian's packages
+INDEXED_KINDS = ["memory", "sqlite", _postgres]
+INDEX_DIMS = 256
+"""Dimensions of the tests' embedding index (PostgreSQL fixes them per database)."""
 
 _TOKEN = re.compile(r"\w+")
 
@@ -103,6 +107,17 @@ def postgres_store(postgres_url: str) -> Iterator[object]:
         yield store
 
 
+@pytest.fixture(scope="session")
+def indexed_postgres_store(postgres_url: str) -> Iterator[object]:
+    """One `PostgresStore` with a pgvector index over `prompt` (`HashingEmbeddings`)."""
+    from langgraph.store.postgres import PostgresStore
+
+    index = {"dims": INDEX_DIMS, "embed": HashingEmbeddings(INDEX_DIMS), "fields": ["prompt"]}
+    with PostgresStore.from_conn_string(postgres_url, index=index) as store:
+        store.setup()
+        yield store
+
+
 @pytest.fixture
 def users(request: pytest.FixtureRequest) -> Callable[[str], str]:
     """Make user ids unique to this run and test; the memory under test forgets them after."""
@@ -158,8 +173,23 @@ def indexed_memory(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[PreferenceMemory]:
-    """A `PreferenceMemory` whose store embeds `prompt` with `HashingEmbeddings`."""
-    index = {"dims": 256, "embed": HashingEmbeddings(256), "fields": ["prompt"]}
+    """A `PreferenceMemory` whose store embeds `prompt` with `HashingEmbeddings`.
+
+    On the shared PostgreSQL database each test gets a namespace root of its own (so plain
+    user names do not collide), deleted afterwards.
+    """
+    if request.param == "postgres":
+        from langchain_fspo.memory._engines import Forget
+
+        test = re.sub(r"\W", "_", request.node.name)[:80]
+        root = ("fspo-tests", RUN_PREFIX, test)
+        mem = PreferenceMemory(request.getfixturevalue("indexed_postgres_store"), namespace=root)
+        try:
+            yield mem
+        finally:
+            mem._driver.engine.run(Forget(root))
+        return
+    index = {"dims": INDEX_DIMS, "embed": HashingEmbeddings(INDEX_DIMS), "fields": ["prompt"]}
     mem = _memory_for(request.param, request, tmp_path_factory, index=index)
     try:
         yield mem

@@ -2,6 +2,6 @@
 
 import sys
 
-from fspo_train.synth.cli import main
+from fspo_train.cli.synth import main
 
 sys.exit(main())

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from fspo_train.synth.errors import SynthConfigError
 from fspo_train.synth.ids import digest
-from langchain_fspo.examples import validate_user_id
+from langchain_fspo.preference import validate_user_id
 
 __all__ = [
     "DomainConfig",

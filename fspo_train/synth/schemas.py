@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from fspo_train.synth.errors import OutputParseError
-from langchain_fspo.examples import MAX_TEXT_CHARS
+from langchain_fspo.preference import MAX_TEXT_CHARS
 
 __all__ = [
     "JsonOutput",

@@ -1,42 +1,57 @@
-"""TGI's wire shapes -> `Generation` / `GenerationChunk` (chat and `/generate` streams)."""
+"""TGI's own wire shapes: plain data at the huggingface_hub boundary, and the `/generate` route.
+
+`InferenceClient` answers with its response dataclasses (`ChatCompletionOutput`,
+`ChatCompletionStreamOutput`, `TextGenerationOutput`, `TextGenerationStreamOutput`, ...).
+huggingface_hub plans to drop their `dict` base class, so the TGI backend turns each one into
+plain dicts and lists at once (`plain_data`) and parses only those: the chat route with the
+shared OpenAI parser (`_openai_wire`), the `/generate` route here.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_fspo.backends._http import MalformedResponseError, StreamInterruptedError
-from langchain_fspo.backends.base import GenerationChunk
+from langchain_fspo.backends._openai_wire import finish_reason
+from langchain_fspo.backends.base import Generation, GenerationChunk
 
-_FINISH = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
-
-
-def finish_reason(reason: Any) -> str | None:
-    """TGI's finish reasons (`eos_token`, `stop_sequence`) in OpenAI's words (`stop`)."""
-    if reason is None:
-        return None
-    return _FINISH.get(str(reason), str(reason))
+__all__ = ["GenerateStream", "parse_text_generation", "plain_data", "tgi_grammar"]
 
 
-def tool_calls(raw: Any) -> list[dict[str, Any]]:
-    """OpenAI/TGI tool calls -> `{"id", "name", "args"}` (TGI sends arguments as an object)."""
-    calls = []
-    for call in raw or []:
-        function = call.function
-        arguments = function.arguments
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as e:
-                msg = f"tool call {function.name!r} has arguments that are not JSON: {arguments!r}"
-                raise MalformedResponseError(msg) from e
-        calls.append({"id": call.id, "name": function.name, "args": arguments or {}})
-    return calls
+def plain_data(value: Any) -> Any:
+    """huggingface_hub's response objects (and lists of them) as plain dicts and lists.
+
+    Dataclass fields and the extra fields huggingface_hub keeps as attributes are both kept.
+
+    Example:
+        >>> from huggingface_hub import ChatCompletionStreamOutput
+        >>> event = ChatCompletionStreamOutput.parse_obj_as_instance(
+        ...     {"choices": [{"delta": {"content": "Hi"}, "index": 0}], "model": "m", "x": 1}
+        ... )
+        >>> data = plain_data(event)
+        >>> type(data) is dict, data["choices"][0]["delta"]["content"], data["x"]
+        (True, 'Hi', 1)
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            name: plain_data(item) for name, item in vars(value).items() if not name.startswith("_")
+        }
+    if isinstance(value, Mapping):
+        return {str(key): plain_data(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_data(item) for item in value]
+    return value
 
 
 def tgi_grammar(response_format: Any) -> Any:
-    """OpenAI's `{"type": "json_object"}` has no schema; TGI's grammar needs one."""
+    """OpenAI's `{"type": "json_object"}` has no schema; TGI's grammar needs one.
+
+    Example:
+        >>> tgi_grammar({"type": "json_object"})
+        {'type': 'json_object', 'value': {'type': 'object'}}
+    """
     if (
         isinstance(response_format, Mapping)
         and response_format.get("type") in {"json_object", "json"}
@@ -46,87 +61,62 @@ def tgi_grammar(response_format: Any) -> Any:
     return response_format
 
 
-class ChatStreamState:
-    """Turns `ChatCompletionStreamOutput` events into `GenerationChunk`s."""
+def parse_text_generation(payload: Any, adapter: str | None) -> Generation:
+    """A `/generate` answer (with `details`) -> `Generation`.
 
-    def __init__(self, adapter: str | None) -> None:
-        self.adapter = adapter
-        self.model: str | None = None
-        self.finish_reason: str | None = None
-        self.input_tokens: int | None = None
-        self.output_tokens: int | None = None
-
-    def feed(self, event: Any) -> Sequence[GenerationChunk]:
-        try:
-            self.model = event.model or self.model
-            if event.usage is not None:
-                self.input_tokens = event.usage.prompt_tokens
-                self.output_tokens = event.usage.completion_tokens
-            out = []
-            for choice in event.choices or []:
-                delta = choice.delta
-                tool_chunks = [
-                    {
-                        "index": call.index,
-                        "id": call.id,
-                        "name": call.function.name,
-                        "args": call.function.arguments
-                        if isinstance(call.function.arguments, str)
-                        else json.dumps(call.function.arguments),
-                    }
-                    for call in (delta.tool_calls or [])
-                ]
-                if delta.content or tool_chunks:
-                    out.append(
-                        GenerationChunk(text=delta.content or "", tool_call_chunks=tool_chunks)
-                    )
-                if choice.finish_reason:
-                    self.finish_reason = finish_reason(choice.finish_reason)
-        except (AttributeError, TypeError) as e:
-            msg = f"a chat stream event without the expected fields ({e!r})"
-            raise MalformedResponseError(msg) from e
-        return out
-
-    def final(self) -> GenerationChunk:
-        if self.finish_reason is None:
-            msg = "the chat stream ended before its final event (no finish_reason)"
-            raise StreamInterruptedError(msg)
-        return GenerationChunk(
-            text="",
-            finish_reason=self.finish_reason,
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            model_name=self.model or self.adapter,
+    The answer carries no prompt length (`details.prefill` is empty unless asked for), so
+    `input_tokens` is usually None here.
+    """
+    try:
+        details = payload.get("details")
+        prefill = len(details["prefill"]) if details and details.get("prefill") else None
+        return Generation(
+            text=payload["generated_text"],
+            finish_reason=finish_reason(details.get("finish_reason")) if details else None,
+            input_tokens=prefill,
+            output_tokens=details.get("generated_tokens") if details else None,
+            model_name=adapter,
         )
+    except (AttributeError, KeyError, TypeError) as e:
+        msg = f"a /generate answer without the expected fields ({e!r}): {payload!r:.200}"
+        raise MalformedResponseError(msg) from e
 
 
-class GenerateStreamState:
+class GenerateStream:
     """Turns `/generate_stream` events into `GenerationChunk`s (special tokens dropped)."""
 
     def __init__(self, adapter: str | None) -> None:
         self.adapter = adapter
-        self.details: Any = None
+        self.done = False
+        """Set when the events ended (the final event's `details` tell whether they all came)."""
+        self.details: Mapping[str, Any] | None = None
 
-    def feed(self, event: Any) -> Sequence[GenerationChunk]:
+    def feed(self, event: Mapping[str, Any]) -> list[GenerationChunk]:
+        """The text of one event's token; the final event's `details` are kept."""
         try:
-            token = event.token
-            if event.details is not None:
-                self.details = event.details
-            if token.special or not token.text:
+            token = event["token"]
+            if event.get("details") is not None:
+                self.details = event["details"]
+            if token.get("special") or not token.get("text"):
                 return []
-            return [GenerationChunk(text=token.text)]
-        except AttributeError as e:
+            return [GenerationChunk(text=token["text"])]
+        except (AttributeError, KeyError, TypeError) as e:
             msg = f"a /generate_stream event without the expected fields ({e!r})"
             raise MalformedResponseError(msg) from e
 
     def final(self) -> GenerationChunk:
+        """The last chunk: finish reason and usage from the final event's `details`.
+
+        Raises:
+            StreamInterruptedError: The stream ended before its final event.
+        """
         if self.details is None:
             msg = "the /generate_stream stream ended before its final event (no details)"
             raise StreamInterruptedError(msg)
         return GenerationChunk(
             text="",
-            finish_reason=finish_reason(self.details.finish_reason),
-            input_tokens=self.details.input_length,
-            output_tokens=self.details.generated_tokens,
+            finish_reason=finish_reason(self.details.get("finish_reason")),
+            input_tokens=self.details.get("input_length"),
+            output_tokens=self.details.get("generated_tokens"),
             model_name=self.adapter,
         )

@@ -7,8 +7,6 @@ stays light); install them with `pip install "langchain-fspo[local]"`.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import queue
 import threading
@@ -16,101 +14,29 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from langchain_fspo.artifact import adapter_folder, read_adapter_config
+from langchain_fspo.backends._local_generation import (
+    StopText,
+    cancel_criteria,
+    finish_reason,
+    generate_kwargs,
+    import_stack,
+    seeded,
+    token_streamer,
+    torch_dtype,
+)
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError, PromptFormatError
 
 if TYPE_CHECKING:
     from langchain_fspo.prompt_format import RenderedPrompt
 
-__all__ = ["LocalBackend", "adapter_folder", "read_adapter_config"]
+__all__ = ["LocalBackend"]
 
 logger = logging.getLogger(__name__)
 
-_INSTALL_HINT = (
-    'The local backend needs torch, transformers and peft: pip install "langchain-fspo[local]"'
-)
 _END = object()
-# `GenerationParams.extra` keys that mean something to OpenAI-style servers but that a plain
-# `model.generate` cannot do; they are dropped with a warning.
-_UNSUPPORTED_EXTRA = frozenset(
-    {"tools", "tool_choice", "response_format", "logprobs", "top_logprobs", "logit_bias", "n"}
-)
-
-
-def _torch_dtype(torch: Any, dtype: str) -> Any:
-    if dtype == "auto":
-        return dtype
-    value = getattr(torch, dtype, None)
-    if isinstance(value, torch.dtype):
-        return value
-    msg = f"Unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'."
-    raise ValueError(msg)
-
-
-def _import_stack() -> tuple[Any, Any, Any]:
-    try:
-        import peft
-        import torch
-        import transformers
-    except ImportError as e:
-        raise ImportError(_INSTALL_HINT) from e
-    return torch, transformers, peft
-
-
-def read_adapter_config(
-    adapter_dir_or_repo: str | Path, revision: str | None = None, *, token: str | None = None
-) -> dict[str, Any]:
-    """The adapter's `adapter_config.json` (folder or Hub repo), which must name its base model.
-
-    Raises:
-        AdapterNotFoundError: No such file, or no `base_model_name_or_path` in it.
-    """
-    from langchain_fspo.hub import resolve_file
-
-    path = resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision, token=token)
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not data.get("base_model_name_or_path"):
-        msg = (
-            f"{path} has no `base_model_name_or_path`; pass the base model explicitly: "
-            "LocalBackend(base_model, adapters={...})."
-        )
-        raise AdapterNotFoundError(msg)
-    return data
-
-
-def adapter_folder(
-    adapter_dir_or_repo: str | Path, revision: str | None = None, *, token: str | None = None
-) -> Path:
-    """A local folder holding the adapter (a Hub repo is downloaded to the cache first)."""
-    local = Path(adapter_dir_or_repo).expanduser()
-    if local.is_dir():
-        return local
-    from langchain_fspo.hub import resolve_file
-
-    weights = resolve_file(
-        adapter_dir_or_repo, "adapter_model.safetensors", revision=revision, token=token
-    )
-    resolve_file(adapter_dir_or_repo, "adapter_config.json", revision=revision, token=token)
-    return weights.parent
-
-
-class _StopText:
-    """Cuts text at the first stop string; while streaming, holds back a possible stop prefix."""
-
-    def __init__(self, stop: list[str] | None) -> None:
-        self.stop = [s for s in (stop or []) if s]
-        self.hold = max((len(s) for s in self.stop), default=1) - 1
-
-    def cut(self, text: str) -> tuple[str, bool]:
-        """`text` up to the earliest stop string, and whether one was found."""
-        hits = [i for i in (text.find(s) for s in self.stop) if i != -1]
-        if not hits:
-            return text, False
-        return text[: min(hits)], True
-
-    def safe_len(self, text: str) -> int:
-        """How much of `text` can be emitted now without risking half a stop string."""
-        return max(0, len(text) - self.hold) if self.stop else len(text)
+"""Put on the token queue by the generation thread when it is done."""
 
 
 class LocalBackend(Backend):
@@ -178,7 +104,7 @@ class LocalBackend(Backend):
             default_max_tokens: `max_new_tokens` when a call sets no `max_tokens`.
             model_kwargs: Extra keyword arguments for `AutoModelForCausalLM.from_pretrained`.
         """
-        torch, transformers, _ = _import_stack()
+        torch, transformers, _ = import_stack()
         self.base_model = str(base_model)
         self.default_max_tokens = default_max_tokens
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -196,7 +122,7 @@ class LocalBackend(Backend):
             self.base_model,
             revision=revision,
             token=token,
-            dtype=_torch_dtype(torch, dtype),
+            dtype=torch_dtype(torch, dtype),
             **dict(model_kwargs or {}),
         )
         model.to(self.device)
@@ -259,7 +185,7 @@ class LocalBackend(Backend):
         Raises:
             ValueError: `name` is empty or already used.
         """
-        _, _, peft = _import_stack()
+        _, _, peft = import_stack()
         if not name or not isinstance(name, str):
             msg = f"Adapter names must be non-empty strings, got {name!r}."
             raise ValueError(msg)
@@ -318,53 +244,6 @@ class LocalBackend(Backend):
 
     # ------------------------------------------------------------------ generation
 
-    def _generate_kwargs(self, params: GenerationParams, prompt_len: int) -> dict[str, Any]:
-        """`model.generate` keyword arguments for `params` (without inputs and streamer)."""
-        _, transformers, _ = _import_stack()
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": params.max_tokens
-            if params.max_tokens is not None
-            else self.default_max_tokens,
-            "pad_token_id": self.tokenizer.pad_token_id,
-        }
-        if params.temperature:
-            kwargs["do_sample"] = True
-            kwargs["temperature"] = params.temperature
-            if params.top_p is not None:
-                kwargs["top_p"] = params.top_p
-            if params.top_k is not None:
-                kwargs["top_k"] = params.top_k
-        else:
-            kwargs["do_sample"] = False
-        stop = [s for s in params.stop or [] if s]
-        if stop:
-            kwargs["stop_strings"] = stop
-            kwargs["tokenizer"] = self.tokenizer
-        if params.repetition_penalty is not None:
-            kwargs["repetition_penalty"] = params.repetition_penalty
-        if params.frequency_penalty or params.presence_penalty:
-            kwargs["logits_processor"] = transformers.LogitsProcessorList(
-                [
-                    _make_additive_penalty(
-                        frequency=params.frequency_penalty or 0.0,
-                        presence=params.presence_penalty or 0.0,
-                        prompt_len=prompt_len,
-                    )
-                ]
-            )
-        known = transformers.GenerationConfig()
-        for key, value in params.extra.items():
-            if key in _UNSUPPORTED_EXTRA or not hasattr(known, key):
-                logger.warning(
-                    "LocalBackend cannot honour %r=%r (model.generate has no such option); "
-                    "it is ignored.",
-                    key,
-                    value,
-                )
-                continue
-            kwargs[key] = value
-        return kwargs
-
     def _run_generate(self, input_ids: Any, attention_mask: Any, kwargs: dict[str, Any]) -> Any:
         """Call `model.generate`; the one place the model runs (tests record it here)."""
         return self._model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
@@ -380,36 +259,23 @@ class LocalBackend(Backend):
         extra_kwargs: dict[str, Any],
     ) -> Any:
         """Select `adapter` and run `generate` under the lock; returns generate's output."""
-        torch, _, _ = _import_stack()
-        kwargs = self._generate_kwargs(params, len(prompt_ids))
+        torch, _, _ = import_stack()
+        kwargs = generate_kwargs(
+            params,
+            tokenizer=self.tokenizer,
+            default_max_tokens=self.default_max_tokens,
+            prompt_len=len(prompt_ids),
+        )
         kwargs.update(extra_kwargs)
         input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
         attention_mask = torch.ones_like(input_ids)
-        with self._lock, torch.inference_mode(), self._seeded(torch, params.seed):
+        with self._lock, torch.inference_mode(), seeded(torch, self.device, params.seed):
             if adapter is None and self._has_peft:
                 with self._model.disable_adapter():
                     return self._run_generate(input_ids, attention_mask, kwargs)
             if adapter is not None:
                 self._model.set_adapter(adapter)
             return self._run_generate(input_ids, attention_mask, kwargs)
-
-    def _seeded(self, torch: Any, seed: int | None) -> contextlib.AbstractContextManager[Any]:
-        """Seed torch's RNG for one call without disturbing the global state; no-op for None."""
-        if seed is None:
-            return contextlib.nullcontext()
-        devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.random.fork_rng(devices=devices))
-        torch.manual_seed(seed)
-        return stack
-
-    def _finish_reason(self, new_ids: list[int], max_new_tokens: int, *, stopped: bool) -> str:
-        if stopped:
-            return "stop"
-        eos = self.tokenizer.eos_token_id
-        if new_ids and new_ids[-1] == eos:
-            return "stop"
-        return "length" if len(new_ids) >= max_new_tokens else "stop"
 
     def _decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
@@ -426,11 +292,13 @@ class LocalBackend(Backend):
             msg = f"LocalBackend generation failed for adapter {adapter!r}: {e}"
             raise InferenceServerError(msg) from e
         new_ids = [int(t) for t in output[0, len(prompt_ids) :].tolist()]
-        text, stopped = _StopText(params.stop).cut(self._decode(new_ids))
+        text, stopped = StopText(params.stop).cut(self._decode(new_ids))
         max_new = params.max_tokens if params.max_tokens is not None else self.default_max_tokens
         return Generation(
             text=text,
-            finish_reason=self._finish_reason(new_ids, max_new, stopped=stopped),
+            finish_reason=finish_reason(
+                new_ids, max_new, self.tokenizer.eos_token_id, stopped=stopped
+            ),
             input_tokens=len(prompt_ids),
             output_tokens=len(new_ids),
             model_name=self._model_name(adapter),
@@ -450,8 +318,8 @@ class LocalBackend(Backend):
         prompt_ids = self.encode_prompt(prompt)
         tokens: queue.Queue[Any] = queue.Queue()
         cancel = threading.Event()
-        streamer = _make_token_streamer(tokens)
-        criteria = _make_cancel_criteria(cancel)
+        streamer = token_streamer(tokens)
+        criteria = cancel_criteria(cancel)
         worker = threading.Thread(
             target=self._stream_worker,
             args=(prompt_ids, adapter, params, streamer, criteria, tokens),
@@ -459,7 +327,7 @@ class LocalBackend(Backend):
             daemon=True,
         )
         worker.start()
-        stop = _StopText(params.stop)
+        stop = StopText(params.stop)
         new_ids: list[int] = []
         emitted = 0
         stopped = False
@@ -493,7 +361,9 @@ class LocalBackend(Backend):
             )
             yield GenerationChunk(
                 text=tail,
-                finish_reason=self._finish_reason(new_ids, max_new, stopped=stopped),
+                finish_reason=finish_reason(
+                    new_ids, max_new, self.tokenizer.eos_token_id, stopped=stopped
+                ),
                 input_tokens=len(prompt_ids),
                 output_tokens=len(new_ids),
                 model_name=self._model_name(adapter),
@@ -511,7 +381,7 @@ class LocalBackend(Backend):
         criteria: Any,
         tokens: queue.Queue[Any],
     ) -> None:
-        _, transformers, _ = _import_stack()
+        _, transformers, _ = import_stack()
         try:
             self._generate_locked(
                 prompt_ids,
@@ -526,54 +396,3 @@ class LocalBackend(Backend):
             tokens.put(e)
         finally:
             tokens.put(_END)
-
-
-def _make_token_streamer(tokens: queue.Queue[Any]) -> Any:
-    """A transformers streamer that puts each step's new token ids on `tokens`."""
-    from transformers.generation.streamers import BaseStreamer
-
-    class _TokenStreamer(BaseStreamer):
-        def __init__(self) -> None:
-            self.prompt_seen = False
-
-        def put(self, value: Any) -> None:
-            if not self.prompt_seen:  # generate first passes the prompt ids
-                self.prompt_seen = True
-                return
-            tokens.put([int(t) for t in value.reshape(-1).tolist()])
-
-        def end(self) -> None:
-            """Nothing to flush: the worker signals the end itself."""
-
-    return _TokenStreamer()
-
-
-def _make_cancel_criteria(cancel: threading.Event) -> Any:
-    """A stopping criterion that ends generation once `cancel` is set."""
-    import torch
-    from transformers import StoppingCriteria
-
-    class _Cancel(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:  # noqa: ARG002
-            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
-
-    return _Cancel()
-
-
-def _make_additive_penalty(*, frequency: float, presence: float, prompt_len: int) -> Any:
-    """OpenAI-style penalties over generated tokens: logit -= f * count + p * (count > 0).
-
-    Tokens after the first `prompt_len` positions count as generated.
-    """
-    import torch
-    from transformers import LogitsProcessor
-
-    class _AdditivePenalty(LogitsProcessor):
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
-            generated = input_ids[:, prompt_len:]
-            counts = torch.zeros_like(scores)
-            if generated.shape[1]:
-                counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
-            return scores - frequency * counts - presence * (counts > 0).to(scores.dtype)
-
-    return _AdditivePenalty()

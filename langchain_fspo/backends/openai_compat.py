@@ -1,24 +1,13 @@
-r"""`OpenAICompatibleBackend`: FSPO adapters on vLLM or SGLang (OpenAI-compatible API, httpx).
+"""`OpenAICompatibleBackend`: FSPO adapters on vLLM or SGLang (OpenAI-compatible API, httpx).
 
-Launching the servers with FSPO adapters:
-
-```bash
-# vLLM: the adapter is addressed by its name in `model`.
-vllm serve meta-llama/Llama-3.2-1B-Instruct --enable-lora --max-lora-rank 64 \\
-    --lora-modules fspo-reviews=/adapters/fspo-reviews fspo-elix=org/fspo-elix
-# SGLang: the adapter is addressed as "<base model>:<adapter>" in `model`.
-python -m sglang.launch_server --model-path meta-llama/Llama-3.2-1B-Instruct \\
-    --enable-lora --lora-paths fspo-reviews=/adapters/fspo-reviews
-```
-
-Both keep automatic prefix caching on with LoRA, which FSPO's long, stable per-user prefix of
-examples benefits from.
+The launch lines (vLLM's as the integration tests run it, SGLang's) are in docs/serving.md.
+Both engines keep automatic prefix caching on with LoRA, which FSPO's long, stable per-user
+prefix of examples benefits from; vLLM reports the cached prompt tokens, and loads adapters
+at run time (`load_adapter`, `runtime_lora`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -29,20 +18,25 @@ from pydantic import SecretStr
 from langchain_fspo.backends._http import (
     CallContext,
     MalformedResponseError,
-    RetryPolicy,
-    StreamInterruptedError,
-    acall_with_retries,
-    asse_payloads,
-    astream_with_retries,
-    call_with_retries,
     normalize_base_url,
     resolve_api_key,
     safe_url,
-    sse_payloads,
+)
+from langchain_fspo.backends._openai_wire import CompletionStream, parse_completion
+from langchain_fspo.backends._retry import (
+    RetryPolicy,
+    acall_with_retries,
+    astream_with_retries,
+    call_with_retries,
     stream_with_retries,
 )
+from langchain_fspo.backends._sse import asse_payloads, sse_payloads
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
-from langchain_fspo.backends.runtime_lora import load_lora_adapter, unload_lora_adapter
+from langchain_fspo.backends.runtime_lora import (
+    load_lora_adapter,
+    missing_adapter_is_typed,
+    unload_lora_adapter,
+)
 from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError
 
 if TYPE_CHECKING:
@@ -51,64 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["OpenAICompatibleBackend"]
 
 Flavor = Literal["vllm", "sglang"]
-
-
-def _error_in(payload: Mapping[str, Any]) -> str | None:
-    """The error message of an error event/body (OpenAI, vLLM or TGI shape), else None."""
-    error = payload.get("error")
-    if isinstance(error, Mapping):
-        return str(error.get("message") or error)
-    if error is not None:
-        return str(error)
-    if payload.get("object") == "error":
-        return str(payload.get("message"))
-    return None
-
-
-def _usage(payload: Mapping[str, Any]) -> tuple[int | None, int | None, int | None]:
-    """(prompt, completion, cached prompt) tokens of a body or stream event's `usage`."""
-    usage = payload.get("usage")
-    if not isinstance(usage, Mapping):
-        return None, None, None
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
-    return usage.get("prompt_tokens"), usage.get("completion_tokens"), cached
-
-
-def _token_ids(choice: Mapping[str, Any]) -> list[int] | None:
-    """The `token_ids` vLLM adds to a choice when the request asks `return_token_ids`."""
-    ids = choice.get("token_ids")
-    return [int(i) for i in ids] if isinstance(ids, list) else None
-
-
-@contextlib.contextmanager
-def _typed_missing_adapter(adapter: str | None, url: str) -> Iterator[None]:
-    """Turn the server's 404 for an adapter it does not serve into `AdapterNotFoundError`."""
-    try:
-        yield
-    except InferenceServerError as e:
-        if adapter is None or e.status_code != 404:  # noqa: PLR2004 - HTTP Not Found
-            raise
-        msg = (
-            f"Adapter {adapter!r} is not served by {safe_url(url)} ({e}). Load it "
-            "(`load_adapter`, vLLM's --lora-modules) or fix the adapter name."
-        )
-        raise AdapterNotFoundError(msg) from e
-
-
-def _tool_calls(raw: Any) -> list[dict[str, Any]]:
-    calls = []
-    for call in raw or []:
-        function = call.get("function") or {}
-        arguments = function.get("arguments")
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as e:
-                msg = f"tool call {function.get('name')!r} has arguments that are not JSON"
-                raise MalformedResponseError(msg) from e
-        calls.append({"id": call.get("id"), "name": function.get("name"), "args": arguments or {}})
-    return calls
 
 
 class OpenAICompatibleBackend(Backend):
@@ -296,14 +232,8 @@ class OpenAICompatibleBackend(Backend):
             AdapterNotFoundError: The server found nothing at `path`.
             AdapterLoadError: The server refused, with its reason.
         """
-        load_lora_adapter(
-            self._client(),
-            self.base_url,
-            name,
-            path,
-            replace=replace,
-            headers=self._request_headers(),
-        )
+        client, headers = self._client(), self._request_headers()
+        load_lora_adapter(client, self.base_url, name, path, replace=replace, headers=headers)
         self._served = None
         if self.adapters is not None and name not in self.adapters:
             self.adapters.append(name)
@@ -344,33 +274,9 @@ class OpenAICompatibleBackend(Backend):
         if self.adapters is not None:
             self.check_adapter(adapter)
 
-    def _parse(self, payload: Any, adapter: str | None, *, chat: bool) -> Generation:
-        if not isinstance(payload, Mapping):
-            msg = f"expected a JSON object, got {payload!r:.200}"
-            raise MalformedResponseError(msg)
-        try:
-            choice = payload["choices"][0]
-            if chat:
-                message = choice["message"]
-                text = message.get("content") or ""
-                tool_calls = _tool_calls(message.get("tool_calls"))
-            else:
-                text = choice["text"]
-                tool_calls = []
-        except (KeyError, IndexError, TypeError) as e:
-            msg = f"a completion without the expected fields ({e!r}): {payload!r:.200}"
-            raise MalformedResponseError(msg) from e
-        input_tokens, output_tokens, cached = _usage(payload)
-        return Generation(
-            text=text,
-            finish_reason=choice.get("finish_reason"),
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            model_name=adapter if adapter is not None else payload.get("model"),
-            tool_calls=tool_calls,
-            token_ids=_token_ids(choice),
-            cached_tokens=cached,
-        )
+    @staticmethod
+    def _parse(payload: Any, adapter: str | None, *, chat: bool) -> Generation:
+        return parse_completion(payload, adapter, chat=chat, naming="adapter")
 
     # ------------------------------------------------------------------ Backend API
 
@@ -389,7 +295,7 @@ class OpenAICompatibleBackend(Backend):
             self._raise_for_status(response)
             return self._parse(response.json(), adapter, chat=prompt.style == "chat")
 
-        with _typed_missing_adapter(adapter, self.base_url):
+        with missing_adapter_is_typed(adapter, self.base_url):
             return call_with_retries(call, self._context(adapter, route), self.retry)
 
     def stream(
@@ -413,13 +319,13 @@ class OpenAICompatibleBackend(Backend):
                 raise
             return self._chunks(response, adapter, chat=chat)
 
-        with _typed_missing_adapter(adapter, self.base_url):
+        with missing_adapter_is_typed(adapter, self.base_url):
             yield from stream_with_retries(open_stream, self._context(adapter, route), self.retry)
 
     def _chunks(
         self, response: httpx.Response, adapter: str | None, *, chat: bool
     ) -> Iterator[GenerationChunk]:
-        state = _StreamState(adapter, chat=chat)
+        state = CompletionStream(adapter, chat=chat, naming="adapter")
         try:
             for payload in sse_payloads(response.iter_lines()):
                 if payload is None:
@@ -447,7 +353,7 @@ class OpenAICompatibleBackend(Backend):
                 response.raise_for_status()
             return self._parse(response.json(), adapter, chat=prompt.style == "chat")
 
-        with _typed_missing_adapter(adapter, self.base_url):
+        with missing_adapter_is_typed(adapter, self.base_url):
             return await acall_with_retries(call, self._context(adapter, route), self.retry)
 
     async def astream(
@@ -476,7 +382,7 @@ class OpenAICompatibleBackend(Backend):
             return self._achunks(client, response, adapter, chat=chat)
 
         ctx = self._context(adapter, route)
-        with _typed_missing_adapter(adapter, self.base_url):
+        with missing_adapter_is_typed(adapter, self.base_url):
             async for chunk in astream_with_retries(open_stream, ctx, self.retry):
                 yield chunk
 
@@ -488,7 +394,7 @@ class OpenAICompatibleBackend(Backend):
         *,
         chat: bool,
     ) -> AsyncIterator[GenerationChunk]:
-        state = _StreamState(adapter, chat=chat)
+        state = CompletionStream(adapter, chat=chat, naming="adapter")
         try:
             async for payload in asse_payloads(response.aiter_lines()):
                 if payload is None:
@@ -500,67 +406,3 @@ class OpenAICompatibleBackend(Backend):
         finally:
             await response.aclose()
             await client.aclose()
-
-
-class _StreamState:
-    """Turns OpenAI stream events (chat or completions) into `GenerationChunk`s."""
-
-    def __init__(self, adapter: str | None, *, chat: bool) -> None:
-        self.adapter = adapter
-        self.chat = chat
-        self.done = False
-        self.model: str | None = None
-        self.finish_reason: str | None = None
-        self.input_tokens: int | None = None
-        self.output_tokens: int | None = None
-        self.cached_tokens: int | None = None
-
-    def feed(self, payload: Mapping[str, Any]) -> list[GenerationChunk]:
-        error = _error_in(payload)
-        if error is not None:
-            msg = f"the server sent an error mid-stream: {error}"
-            raise InferenceServerError(msg, adapter=self.adapter, retryable=False)
-        self.model = payload.get("model") or self.model
-        input_tokens, output_tokens, cached = _usage(payload)
-        if input_tokens is not None:
-            self.input_tokens, self.output_tokens = input_tokens, output_tokens
-            self.cached_tokens = cached
-        out = []
-        try:
-            for choice in payload.get("choices") or []:
-                if self.chat:
-                    delta = choice.get("delta") or {}
-                    text = delta.get("content") or ""
-                    tools = [
-                        {
-                            "index": call.get("index"),
-                            "id": call.get("id"),
-                            "name": (call.get("function") or {}).get("name"),
-                            "args": (call.get("function") or {}).get("arguments"),
-                        }
-                        for call in delta.get("tool_calls") or []
-                    ]
-                else:
-                    text, tools = choice.get("text") or "", []
-                if text or tools:
-                    out.append(GenerationChunk(text=text, tool_call_chunks=tools))
-                if choice.get("finish_reason"):
-                    self.finish_reason = str(choice["finish_reason"])
-        except (AttributeError, TypeError) as e:
-            msg = f"a stream event without the expected fields ({e!r}): {payload!r:.200}"
-            raise MalformedResponseError(msg) from e
-        return out
-
-    def final(self) -> GenerationChunk:
-        if not self.done or self.finish_reason is None:
-            missing = "data: [DONE]" if not self.done else "a finish_reason"
-            msg = f"the stream ended without {missing}"
-            raise StreamInterruptedError(msg)
-        return GenerationChunk(
-            text="",
-            finish_reason=self.finish_reason,
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            model_name=self.adapter if self.adapter is not None else self.model,
-            cached_tokens=self.cached_tokens,
-        )

@@ -1,4 +1,4 @@
-"""Load and unload LoRA adapters in a running vLLM server, without a restart.
+"""LoRA adapters in a running vLLM server: load and unload without a restart, typed errors.
 
 vLLM exposes `POST /v1/load_lora_adapter` and `/v1/unload_lora_adapter` when it is started
 with `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`. A new adapter version is deployed by loading it
@@ -6,38 +6,80 @@ under a new name (and selecting it with `model=`), or under the same name with
 `replace=True` (vLLM's `load_inplace`). `OpenAICompatibleBackend.load_adapter` and
 `unload_adapter` call these functions.
 
-vLLM's answers, mapped to typed errors: 404 for a path it cannot find (`AdapterNotFoundError`);
-404 for the route itself when runtime loading is off, 400 for a name already loaded, and 500
-for an adapter its LoRA manager refuses (rank above `--max-lora-rank`, `modules_to_save`,
-DoRA, ...): `AdapterLoadError` with the server's reason and the fix.
+vLLM's answers, mapped to typed errors (one mapping, `_raise_for`, for both routes): 404 for a
+path or name it cannot find (`AdapterNotFoundError`); 404 for the route itself when runtime
+loading is off, 400 for a name already loaded, and 500 for an adapter its LoRA manager refuses
+(rank above `--max-lora-rank`, `modules_to_save`, DoRA, ...): `AdapterLoadError` with the
+server's reason and the fix. A completion asking for an adapter the server does not serve
+also gets a 404; `missing_adapter_is_typed` turns that one into `AdapterNotFoundError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
 
 from langchain_fspo.backends._http import error_detail, safe_url
-from langchain_fspo.errors import AdapterLoadError, AdapterNotFoundError
+from langchain_fspo.errors import AdapterLoadError, AdapterNotFoundError, InferenceServerError
 
-__all__ = ["load_lora_adapter", "unload_lora_adapter"]
+__all__ = ["load_lora_adapter", "missing_adapter_is_typed", "unload_lora_adapter"]
 
 _RUNTIME_HINT = "start vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True to load adapters at run time"
+_HTTP_NOT_FOUND = 404
+_HTTP_ERRORS = 400
+_LOAD_HINTS = {
+    400: "pass replace=True to load a new version under the same name",
+    500: "fix the adapter (or the server's --max-lora-rank) and load it again",
+}
 
 
 def _post(
-    client: httpx.Client, url: str, body: Mapping[str, Any], headers: Mapping[str, str]
-) -> tuple[int, str]:
+    client: httpx.Client,
+    base_url: str,
+    route: str,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str] | None,
+    *,
+    adapter: str,
+    not_found: str,
+    failed: str,
+    hints: Mapping[int, str],
+) -> None:
+    """POST `body` to `route`; raise the typed error for any answer but success.
+
+    Args:
+        client: The HTTP client to send with.
+        base_url: The server root (no trailing `/v1`).
+        route: `/v1/load_lora_adapter` or `/v1/unload_lora_adapter`.
+        body: The JSON body.
+        headers: Extra headers (authorization).
+        adapter: The adapter's name, for the error.
+        not_found: What was not found, for a 404 from vLLM's handler.
+        failed: What failed, for any other error status.
+        hints: The fix to suggest, per HTTP status.
+    """
+    where = safe_url(base_url)
     try:
-        response = client.post(url, json=dict(body), headers=dict(headers))
+        response = client.post(f"{base_url}{route}", json=dict(body), headers=dict(headers or {}))
     except httpx.HTTPError as e:
-        msg = f"{safe_url(url)}: {type(e).__name__}: {e}"
-        raise AdapterLoadError(msg, url=safe_url(url), retryable=True) from e
-    if response.status_code < 400:  # noqa: PLR2004 - HTTP error range
-        return response.status_code, response.text
-    return response.status_code, error_detail(response)
+        msg = f"{where}{route}: {type(e).__name__}: {e}"
+        raise AdapterLoadError(msg, url=where, adapter=adapter, retryable=True) from e
+    status = response.status_code
+    if status < _HTTP_ERRORS:
+        return
+    detail = error_detail(response)
+    if status == _HTTP_NOT_FOUND and detail == "Not Found":  # the route itself is missing
+        msg = f"{where} has no {route} route: {_RUNTIME_HINT}."
+    elif status == _HTTP_NOT_FOUND:
+        msg = f"{where} {not_found}: {detail}"
+        raise AdapterNotFoundError(msg)
+    else:
+        hint = hints.get(status, "see the server log")
+        msg = f"{where} {failed} (HTTP {status}): {detail}; {hint}."
+    raise AdapterLoadError(msg, url=where, adapter=adapter, status_code=status, retryable=False)
 
 
 def load_lora_adapter(
@@ -63,26 +105,20 @@ def load_lora_adapter(
         AdapterNotFoundError: The server found nothing at `path`.
         AdapterLoadError: The server refused (see the module docstring).
     """
-    url = f"{base_url}/v1/load_lora_adapter"
     body: dict[str, Any] = {"lora_name": name, "lora_path": path}
     if replace:
         body["load_inplace"] = True
-    status, detail = _post(client, url, body, headers or {})
-    if status < 400:  # noqa: PLR2004 - HTTP error range
-        return
-    where = safe_url(base_url)
-    if status == 404 and detail == "Not Found":  # noqa: PLR2004 - the route is missing
-        msg = f"{where} has no /v1/load_lora_adapter route: {_RUNTIME_HINT}."
-        raise AdapterLoadError(msg, url=where, adapter=name, status_code=status, retryable=False)
-    if status == 404:  # noqa: PLR2004 - HTTP Not Found
-        msg = f"{where} found no adapter at {path!r} to load as {name!r}: {detail}"
-        raise AdapterNotFoundError(msg)
-    hint = {
-        400: "pass replace=True to load a new version under the same name",
-        500: "fix the adapter (or the server's --max-lora-rank) and load it again",
-    }.get(status, "see the server log")
-    msg = f"{where} refused to load {path!r} as {name!r} (HTTP {status}): {detail}; {hint}."
-    raise AdapterLoadError(msg, url=where, adapter=name, status_code=status, retryable=False)
+    _post(
+        client,
+        base_url,
+        "/v1/load_lora_adapter",
+        body,
+        headers,
+        adapter=name,
+        not_found=f"found no adapter at {path!r} to load as {name!r}",
+        failed=f"refused to load {path!r} as {name!r}",
+        hints=_LOAD_HINTS,
+    )
 
 
 def unload_lora_adapter(
@@ -94,16 +130,33 @@ def unload_lora_adapter(
         AdapterNotFoundError: No adapter `name` is loaded.
         AdapterLoadError: Runtime loading is off, or the server failed.
     """
-    url = f"{base_url}/v1/unload_lora_adapter"
-    status, detail = _post(client, url, {"lora_name": name}, headers or {})
-    if status < 400:  # noqa: PLR2004 - HTTP error range
-        return
-    where = safe_url(base_url)
-    if status == 404 and detail == "Not Found":  # noqa: PLR2004 - the route is missing
-        msg = f"{where} has no /v1/unload_lora_adapter route: {_RUNTIME_HINT}."
-        raise AdapterLoadError(msg, url=where, adapter=name, status_code=status, retryable=False)
-    if status == 404:  # noqa: PLR2004 - HTTP Not Found
-        msg = f"{where} has no adapter {name!r} loaded: {detail}"
-        raise AdapterNotFoundError(msg)
-    msg = f"{where} failed to unload {name!r} (HTTP {status}): {detail}"
-    raise AdapterLoadError(msg, url=where, adapter=name, status_code=status, retryable=False)
+    _post(
+        client,
+        base_url,
+        "/v1/unload_lora_adapter",
+        {"lora_name": name},
+        headers,
+        adapter=name,
+        not_found=f"has no adapter {name!r} loaded",
+        failed=f"failed to unload {name!r}",
+        hints={},
+    )
+
+
+@contextlib.contextmanager
+def missing_adapter_is_typed(adapter: str | None, url: str) -> Iterator[None]:
+    """Turn the server's 404 for an adapter it does not serve into `AdapterNotFoundError`.
+
+    Wraps a completion call; vLLM answers 404 ("The model ... does not exist") when `model`
+    names no loaded adapter.
+    """
+    try:
+        yield
+    except InferenceServerError as e:
+        if adapter is None or e.status_code != _HTTP_NOT_FOUND:
+            raise
+        msg = (
+            f"Adapter {adapter!r} is not served by {safe_url(url)} ({e}). Load it "
+            "(`load_adapter`, vLLM's --lora-modules) or fix the adapter name."
+        )
+        raise AdapterNotFoundError(msg) from e

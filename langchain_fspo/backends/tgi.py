@@ -32,27 +32,25 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
 
+from langchain_fspo.backends import _tgi_params
 from langchain_fspo.backends._http import (
     CallContext,
     MalformedResponseError,
+    normalize_base_url,
+    resolve_api_key,
+    safe_url,
+)
+from langchain_fspo.backends._retry import (
     RetryPolicy,
     acall_with_retries,
     astream_with_retries,
     call_with_retries,
-    normalize_base_url,
-    resolve_api_key,
-    safe_url,
     stream_with_retries,
 )
-from langchain_fspo.backends._tgi_wire import (
-    ChatStreamState,
-    GenerateStreamState,
-    finish_reason,
-    tgi_grammar,
-    tool_calls,
-)
+from langchain_fspo.backends._tgi_routes import achunks, aclosing, chunks, closing, route_for
+from langchain_fspo.backends._tgi_wire import plain_data
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
-from langchain_fspo.errors import AdapterNotFoundError, UnsupportedParameterError
+from langchain_fspo.errors import AdapterNotFoundError
 
 if TYPE_CHECKING:
     from huggingface_hub import AsyncInferenceClient, InferenceClient
@@ -62,35 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["TGIBackend", "parse_lora_adapters"]
 
 logger = logging.getLogger("langchain_fspo.backends")
-
-_CHAT_ARGS = frozenset(
-    {
-        "tools",
-        "tool_choice",
-        "tool_prompt",
-        "response_format",
-        "logprobs",
-        "top_logprobs",
-        "n",
-        "logit_bias",
-    }
-)
-"""`extra` keys that `InferenceClient.chat_completion` takes by name; the rest go in the body."""
-
-_GENERATE_ARGS = frozenset(
-    {
-        "grammar",
-        "truncate",
-        "typical_p",
-        "watermark",
-        "top_n_tokens",
-        "best_of",
-        "do_sample",
-        "decoder_input_details",
-        "return_full_text",
-    }
-)
-"""`extra` keys TGI's `/generate` understands (`GenerateParameters`)."""
 
 _TOKEN_CACHE_SIZE = 1024
 
@@ -343,152 +312,13 @@ class TGIBackend(Backend):
         self, adapter: str | None, params: GenerationParams, *, stream: bool
     ) -> dict[str, Any]:
         """Keyword arguments of `InferenceClient.chat_completion` for one call (no messages)."""
-        unsupported = [
-            name for name in ("top_k", "repetition_penalty") if getattr(params, name) is not None
-        ]
-        if unsupported:
-            msg = (
-                f"TGI's /v1/chat/completions has no {', '.join(unsupported)} and would ignore "
-                "it silently. Remove it, or use a prompt format with style='paper' (sent to "
-                "/generate, which takes top_k and repetition_penalty)."
-            )
-            raise UnsupportedParameterError(msg)
-        args: dict[str, Any] = {
-            "model": adapter if adapter is not None else "tgi",
-            "temperature": params.temperature,
-            "max_tokens": params.max_tokens,
-            "top_p": params.top_p,
-            "seed": params.seed,
-            "stop": params.stop,
-            "frequency_penalty": params.frequency_penalty,
-            "presence_penalty": params.presence_penalty,
-        }
-        extra_body: dict[str, Any] = {}
-        for key, value in params.extra.items():
-            if key in _CHAT_ARGS:
-                args[key] = value
-            else:
-                extra_body[key] = value
-        if isinstance(args.get("response_format"), Mapping):
-            args["response_format"] = tgi_grammar(args["response_format"])
-        if extra_body:
-            args["extra_body"] = extra_body
-        if stream:
-            args["stream"] = True
-            args["stream_options"] = {"include_usage": True}
-        return args
+        return _tgi_params.chat_arguments(adapter, params, stream=stream)
 
     def generate_arguments(
         self, adapter: str | None, params: GenerationParams, *, stream: bool
     ) -> dict[str, Any]:
         """Keyword arguments of `InferenceClient.text_generation` for one call (no prompt)."""
-        if params.presence_penalty is not None:
-            msg = (
-                "TGI's /generate has no presence_penalty. Remove it, use frequency_penalty or "
-                "repetition_penalty, or a prompt format with style='chat' (sent to "
-                "/v1/chat/completions, which takes it)."
-            )
-            raise UnsupportedParameterError(msg)
-        args: dict[str, Any] = {
-            "adapter_id": adapter,
-            "details": True,
-            "stream": stream,
-            "max_new_tokens": params.max_tokens,
-            "top_k": params.top_k,
-            "seed": params.seed,
-            "stop": params.stop,
-            "frequency_penalty": params.frequency_penalty,
-            "repetition_penalty": params.repetition_penalty,
-        }
-        if params.temperature is not None:
-            if params.temperature == 0:
-                args["do_sample"] = False
-            else:
-                args["do_sample"] = True
-                args["temperature"] = params.temperature
-        if params.top_p is not None and params.top_p < 1.0:
-            args["top_p"] = params.top_p
-        for key, value in params.extra.items():
-            if key == "response_format":
-                args.setdefault("grammar", tgi_grammar(value))
-            elif key in _GENERATE_ARGS:
-                args[key] = value
-            else:
-                msg = f"TGI's /generate has no parameter {key!r}. " + (
-                    "Tools need a prompt format with style='chat' (/v1/chat/completions)."
-                    if key in {"tools", "tool_choice", "tool_prompt"}
-                    else f"It takes: {', '.join(sorted(_GENERATE_ARGS | {'response_format'}))}."
-                )
-                raise UnsupportedParameterError(msg)
-        return args
-
-    # ------------------------------------------------------------------ chat route
-
-    def _chat_generation(self, response: Any, adapter: str | None) -> Generation:
-        try:
-            choice = response.choices[0]
-            message = choice.message
-            usage = response.usage
-            return Generation(
-                text=message.content or "",
-                finish_reason=finish_reason(choice.finish_reason),
-                input_tokens=usage.prompt_tokens if usage else None,
-                output_tokens=usage.completion_tokens if usage else None,
-                model_name=response.model or adapter,
-                tool_calls=tool_calls(message.tool_calls),
-            )
-        except (AttributeError, IndexError, TypeError, KeyError) as e:
-            msg = f"a chat completion without the expected fields ({e!r})"
-            raise MalformedResponseError(msg) from e
-
-    def _chat_chunks(self, events: Iterable[Any], adapter: str | None) -> Iterator[GenerationChunk]:
-        state = ChatStreamState(adapter)
-        for event in events:
-            yield from state.feed(event)
-        yield state.final()
-
-    async def _achat_chunks(
-        self, events: AsyncIterator[Any], adapter: str | None
-    ) -> AsyncIterator[GenerationChunk]:
-        state = ChatStreamState(adapter)
-        async for event in events:
-            for chunk in state.feed(event):
-                yield chunk
-        yield state.final()
-
-    # ------------------------------------------------------------------ paper route
-
-    def _text_generation(self, response: Any, adapter: str | None) -> Generation:
-        try:
-            details = response.details
-            prefill = len(details.prefill) if details and details.prefill else None
-            return Generation(
-                text=response.generated_text,
-                finish_reason=finish_reason(details.finish_reason) if details else None,
-                input_tokens=prefill,
-                output_tokens=details.generated_tokens if details else None,
-                model_name=adapter,
-            )
-        except (AttributeError, TypeError) as e:
-            msg = f"a /generate answer without the expected fields ({e!r})"
-            raise MalformedResponseError(msg) from e
-
-    def _paper_chunks(
-        self, events: Iterable[Any], adapter: str | None
-    ) -> Iterator[GenerationChunk]:
-        state = GenerateStreamState(adapter)
-        for event in events:
-            yield from state.feed(event)
-        yield state.final()
-
-    async def _apaper_chunks(
-        self, events: AsyncIterator[Any], adapter: str | None
-    ) -> AsyncIterator[GenerationChunk]:
-        state = GenerateStreamState(adapter)
-        async for event in events:
-            for chunk in state.feed(event):
-                yield chunk
-        yield state.final()
+        return _tgi_params.generate_arguments(adapter, params, stream=stream)
 
     # ------------------------------------------------------------------ Backend API
 
@@ -501,142 +331,63 @@ class TGIBackend(Backend):
     ) -> Generation:
         """Complete `prompt` with `adapter` (None: the base model); see the class docstring."""
         self._prepare(adapter)
-        if prompt.style == "chat":
-            args = self.chat_arguments(adapter, params, stream=False)
+        route = route_for(self.base_url, prompt, adapter, params, stream=False)
 
-            def chat() -> Generation:
-                with self._client(self.base_url) as client:
-                    response = client.chat_completion(list(prompt.messages), **args)
-                return self._chat_generation(response, adapter)
+        def call() -> Generation:
+            with self._client(route.url) as client:
+                response = route.send(client)
+            return route.parse(plain_data(response))
 
-            return call_with_retries(
-                chat, self._context(adapter, "/v1/chat/completions"), self.retry
-            )
-        args = self.generate_arguments(adapter, params, stream=False)
-
-        def paper() -> Generation:
-            with self._client(f"{self.base_url}/generate") as client:
-                response = client.text_generation(prompt.text, **args)
-            return self._text_generation(response, adapter)
-
-        return call_with_retries(paper, self._context(adapter, "/generate"), self.retry)
+        return call_with_retries(call, self._context(adapter, route.path), self.retry)
 
     def stream(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Iterator[GenerationChunk]:
         """Stream the completion; the last chunk carries `finish_reason` and usage."""
         self._prepare(adapter)
-        if prompt.style == "chat":
-            args = self.chat_arguments(adapter, params, stream=True)
+        route = route_for(self.base_url, prompt, adapter, params, stream=True)
 
-            def open_chat() -> Iterator[GenerationChunk]:
-                client = self._client(self.base_url)
-                try:
-                    events = client.chat_completion(list(prompt.messages), **args)
-                except BaseException:
-                    _close(client)
-                    raise
-                return _closing(self._chat_chunks(events, adapter), client)
-
-            ctx = self._context(adapter, "/v1/chat/completions")
-            return stream_with_retries(open_chat, ctx, self.retry)
-        args = self.generate_arguments(adapter, params, stream=True)
-
-        def open_paper() -> Iterator[GenerationChunk]:
-            client = self._client(f"{self.base_url}/generate_stream")
+        def open_stream() -> Iterator[GenerationChunk]:
+            client: Any = self._client(route.url)
             try:
-                events = client.text_generation(prompt.text, **args)
+                events = route.send(client)
             except BaseException:
-                _close(client)
+                client.close()
                 raise
-            return _closing(self._paper_chunks(events, adapter), client)
+            return closing(chunks(events, route.events()), client)
 
-        return stream_with_retries(
-            open_paper, self._context(adapter, "/generate_stream"), self.retry
-        )
+        return stream_with_retries(open_stream, self._context(adapter, route.path), self.retry)
 
     async def agenerate(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Generation:
         """Native async `generate` (`AsyncInferenceClient`)."""
         self._prepare(adapter)
-        if prompt.style == "chat":
-            args = self.chat_arguments(adapter, params, stream=False)
+        route = route_for(self.base_url, prompt, adapter, params, stream=False)
 
-            async def chat() -> Generation:
-                async with self._aclient(self.base_url) as client:
-                    response = await client.chat_completion(list(prompt.messages), **args)
-                return self._chat_generation(response, adapter)
+        async def call() -> Generation:
+            async with self._aclient(route.url) as client:
+                response = await route.send(client)
+            return route.parse(plain_data(response))
 
-            ctx = self._context(adapter, "/v1/chat/completions")
-            return await acall_with_retries(chat, ctx, self.retry)
-        args = self.generate_arguments(adapter, params, stream=False)
-
-        async def paper() -> Generation:
-            async with self._aclient(f"{self.base_url}/generate") as client:
-                response = await client.text_generation(prompt.text, **args)
-            return self._text_generation(response, adapter)
-
-        return await acall_with_retries(paper, self._context(adapter, "/generate"), self.retry)
+        return await acall_with_retries(call, self._context(adapter, route.path), self.retry)
 
     async def astream(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> AsyncIterator[GenerationChunk]:
         """Native async `stream`."""
         self._prepare(adapter)
-        if prompt.style == "chat":
-            args = self.chat_arguments(adapter, params, stream=True)
+        route = route_for(self.base_url, prompt, adapter, params, stream=True)
 
-            async def open_chat() -> AsyncIterator[GenerationChunk]:
-                client = self._aclient(self.base_url)
-                try:
-                    events = await client.chat_completion(list(prompt.messages), **args)
-                except BaseException:
-                    await _aclose(client)
-                    raise
-                return _aclosing(self._achat_chunks(events, adapter), client)
+        async def open_stream() -> AsyncIterator[GenerationChunk]:
+            client: Any = self._aclient(route.url)
+            try:
+                events = await route.send(client)
+            except BaseException:
+                await client.close()
+                raise
+            return aclosing(achunks(events, route.events()), client)
 
-            ctx = self._context(adapter, "/v1/chat/completions")
-            opener = open_chat
-        else:
-            args = self.generate_arguments(adapter, params, stream=True)
-
-            async def open_paper() -> AsyncIterator[GenerationChunk]:
-                client = self._aclient(f"{self.base_url}/generate_stream")
-                try:
-                    events = await client.text_generation(prompt.text, **args)
-                except BaseException:
-                    await _aclose(client)
-                    raise
-                return _aclosing(self._apaper_chunks(events, adapter), client)
-
-            ctx = self._context(adapter, "/generate_stream")
-            opener = open_paper
-        async for chunk in astream_with_retries(opener, ctx, self.retry):
+        ctx = self._context(adapter, route.path)
+        async for chunk in astream_with_retries(open_stream, ctx, self.retry):
             yield chunk
-
-
-def _close(client: Any) -> None:
-    client.close()
-
-
-async def _aclose(client: Any) -> None:
-    await client.close()
-
-
-def _closing(chunks: Iterator[GenerationChunk], client: Any) -> Iterator[GenerationChunk]:
-    """Yield `chunks`, then close the client whose exit stack holds the HTTP response."""
-    try:
-        yield from chunks
-    finally:
-        client.close()
-
-
-async def _aclosing(
-    chunks: AsyncIterator[GenerationChunk], client: Any
-) -> AsyncIterator[GenerationChunk]:
-    try:
-        async for chunk in chunks:
-            yield chunk
-    finally:
-        await client.close()

@@ -8,16 +8,21 @@ Example:
     ['Tea.']
 """
 
+from langchain_fspo.memory._core import DEFAULT_FETCH_K, DEFAULT_WINDOW
+from langchain_fspo.memory._inputs import MAX_EXAMPLE_ID_CHARS
 from langchain_fspo.memory._layout import DEFAULT_ROOT, decode_user_id, encode_user_id
 from langchain_fspo.memory._memory import PreferenceMemory
 from langchain_fspo.memory._plans import EXPORT_FORMAT
-from langchain_fspo.memory._records import CHOICES, RECENT_CAP, Choice, ChoiceRecord
+from langchain_fspo.memory._records import CHOICES, MAX_METADATA_BYTES, Choice, ChoiceRecord
 
 __all__ = [
     "CHOICES",
+    "DEFAULT_FETCH_K",
     "DEFAULT_ROOT",
+    "DEFAULT_WINDOW",
     "EXPORT_FORMAT",
-    "RECENT_CAP",
+    "MAX_EXAMPLE_ID_CHARS",
+    "MAX_METADATA_BYTES",
     "Choice",
     "ChoiceRecord",
     "PreferenceMemory",

@@ -1,56 +1,41 @@
-"""Runs `_plans` generators against a LangGraph store, sync or async, with per-user locks."""
+"""Runs `_plans` generators against a store's engine, sync or async.
+
+Async calls never block the event loop on the store:
+
+- PostgreSQL on a connection pool (`"native"`): queries run on asyncio connections to the
+  same database, writes through the store's `abatch`; on a single connection (`"thread"`),
+  the whole plan runs in one worker thread (one hop per call, not one per round trip).
+- In-memory and SQLite (`"inline"`): the short reads of a read-only plan (O(k) rows) run on
+  the loop, in slices of at most `INLINE_BUDGET_S` of work per loop iteration (`_slices`);
+  a read that finds the store locked by a thread, longer reads (vector scans, full lists)
+  and every write (the store embeds inside its lock) go to a worker thread.
+- Any other store (`"native"`): the store's own `abatch` (and `asearch`), step by step.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import sys
-import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from langgraph.store.base import BaseStore, Op, Result
-from langgraph.store.memory import InMemoryStore
+from langgraph.store.base import BaseStore, Op
 
 from langchain_fspo.errors import MemoryConfigError
+from langchain_fspo.memory._engines import Engine, engine_for
 from langchain_fspo.memory._plans import Embed, Plan
+from langchain_fspo.memory._slices import run_in_slices
 
 __all__ = ["StoreDriver"]
 
-logger = logging.getLogger(__name__)
-
 T = TypeVar("T")
-
-_LOCK_STRIPES = 64
-
-
-@contextlib.asynccontextmanager
-async def _hold(lock: threading.Lock) -> AsyncIterator[None]:
-    """Hold a threading lock from async code without blocking the event loop."""
-    delay = 0.0005
-    while not lock.acquire(blocking=False):
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.02)
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 class StoreDriver:
-    """Feeds plans their answers from `store.batch` / `store.abatch`.
-
-    Writes for one user run under that user's lock (striped), so concurrent read-modify-write
-    of the user's manifest in this process cannot lose an update. Calls into an
-    `InMemoryStore`, which iterates its dicts unguarded, are serialised.
-    """
+    """Feeds plans their answers from one store's engine (see the module docstring)."""
 
     def __init__(self, store: BaseStore) -> None:
         self.store = store
-        self._user_locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
-        self._store_lock = threading.Lock() if isinstance(store, InMemoryStore) else None
-        self._async_via_thread = False
+        self.engine: Engine = engine_for(store)
 
     @property
     def has_index(self) -> bool:
@@ -66,103 +51,96 @@ class StoreDriver:
             raise MemoryConfigError(msg)
         return embeddings
 
-    def _stripes(self, user_ids: Sequence[str]) -> list[threading.Lock]:
-        """The distinct lock stripes of `user_ids`, in a fixed order (no lock-order deadlock)."""
-        indices = sorted({hash(u) % _LOCK_STRIPES for u in user_ids})
-        return [self._user_locks[i] for i in indices]
+    def _answer(self, step: Any) -> Any:
+        """The sync answer to one non-`Embed` step."""
+        if isinstance(step, list):
+            return self.engine.batch(step)
+        return self.engine.run(step)
 
-    @contextlib.contextmanager
-    def _locked(self, user_ids: Sequence[str]) -> Iterator[None]:
-        with contextlib.ExitStack() as stack:
-            for lock in self._stripes(user_ids):
-                stack.enter_context(lock)
-            yield
+    def run(self, plan: Plan[T]) -> T:
+        """Drive `plan` to completion with sync calls."""
+        try:
+            step = next(plan)
+            while True:
+                if isinstance(step, Embed):
+                    emb = self._embeddings()
+                    docs = emb.embed_documents(step.texts) if step.texts else []
+                    query = emb.embed_query(step.query) if step.query else None
+                    step = plan.send((docs, query))
+                else:
+                    step = plan.send(self._answer(step))
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
 
-    @contextlib.asynccontextmanager
-    async def _alocked(self, user_ids: Sequence[str]) -> AsyncIterator[None]:
-        async with contextlib.AsyncExitStack() as stack:
-            for lock in self._stripes(user_ids):
-                await stack.enter_async_context(_hold(lock))
-            yield
+    async def arun(self, plan: Plan[T], *, writes: bool = False) -> T:
+        """Drive `plan` to completion without blocking the event loop (module docstring)."""
+        mode = self.engine.async_mode
+        if mode == "thread" or (mode == "inline" and writes):
+            return await asyncio.to_thread(self.run, plan)
+        try:
+            step = next(plan)
+            while True:
+                if isinstance(step, Embed):
+                    emb = self._embeddings()
+                    docs = await emb.aembed_documents(step.texts) if step.texts else []
+                    query = await emb.aembed_query(step.query) if step.query else None
+                    step = plan.send((docs, query))
+                elif mode == "inline":
+                    step = plan.send(await self._inline(step))
+                elif isinstance(step, list):
+                    step = plan.send(await self.store.abatch(step))
+                else:
+                    step = plan.send(await self.engine.arun(step))
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
 
-    def batch(self, ops: list[Op]) -> list[Result]:
-        """`store.batch`, serialised for stores that need it."""
-        if self._store_lock is None:
-            return self.store.batch(ops)
-        with self._store_lock:
-            return self.store.batch(ops)
+    async def _inline(self, step: Any) -> Any:
+        """Answer a short read on the loop (a slice) if allowed and unlocked; else in a thread."""
+        engine = self.engine
+        lock = getattr(engine, "lock", None)
+        if lock is None or not engine.inline(step):
+            return await asyncio.to_thread(self._answer, step)
 
-    async def abatch(self, ops: list[Op]) -> list[Result]:
-        """`store.abatch`, or `store.batch` in a thread for sync-only stores (SqliteStore)."""
-        if self._store_lock is not None:
-            async with _hold(self._store_lock):
-                return await self.store.abatch(ops)
-        if not self._async_via_thread:
+        def attempt() -> tuple[bool, Any]:
+            if not lock.acquire(blocking=False):
+                return False, None
             try:
-                return await self.store.abatch(ops)
-            except NotImplementedError:
-                # Sync-only stores refuse abatch before doing anything.
-                logger.debug("%s has no abatch; running batch in a thread.", type(self.store))
-                self._async_via_thread = True
-        return await asyncio.to_thread(self.store.batch, ops)
+                if isinstance(step, list):
+                    return True, engine.store.batch(step)
+                return True, engine.run_locked(step)
+            finally:
+                lock.release()
 
-    def run(self, plan: Plan[T], lock_users: Sequence[str] = ()) -> T:
-        """Drive `plan` to completion with sync calls; hold `lock_users`' locks throughout."""
-        with self._locked(lock_users):
-            try:
-                step = next(plan)
-                while True:
-                    if isinstance(step, Embed):
-                        emb = self._embeddings()
-                        query = emb.embed_query(step.query) if step.query else None
-                        step = plan.send((emb.embed_documents(step.texts), query))
-                    else:
-                        step = plan.send(self.batch(step))
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
+        done, answer = await run_in_slices(attempt)
+        if done:
+            return answer
+        return await asyncio.to_thread(self._answer, step)
 
-    async def arun(self, plan: Plan[T], lock_users: Sequence[str] = ()) -> T:
-        """Drive `plan` to completion with async calls; hold `lock_users`' locks throughout."""
-        async with self._alocked(lock_users):
-            try:
-                step = next(plan)
-                while True:
-                    if isinstance(step, Embed):
-                        emb = self._embeddings()
-                        query = await emb.aembed_query(step.query) if step.query else None
-                        step = plan.send((await emb.aembed_documents(step.texts), query))
-                    else:
-                        step = plan.send(await self.abatch(step))
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
-
-    def run_many(self, plans: Sequence[Plan[T]], lock_users: Sequence[str] = ()) -> list[T]:
+    def run_many(self, plans: Sequence[Plan[T]]) -> list[T]:
         """Drive several store-only plans in lockstep, one `batch` per round for all of them."""
         results: list[Any] = [None] * len(plans)
-        with self._locked(lock_users):
-            pending: dict[int, list[Op]] = {}
-            for i, plan in enumerate(plans):
-                self._advance(i, plan, None, pending, results, first=True)
-            while pending:
-                order = list(pending)
-                ops = [op for i in order for op in pending[i]]
-                answers = self.batch(ops)
-                start = 0
-                current = dict(pending)
-                pending.clear()
-                for i in order:
-                    n = len(current[i])
-                    self._advance(i, plans[i], answers[start : start + n], pending, results)
-                    start += n
+        pending: dict[int, list[Op]] = {}
+        for i, plan in enumerate(plans):
+            self._advance(i, plan, None, pending, results, first=True)
+        while pending:
+            order = list(pending)
+            answers = self.engine.batch([op for i in order for op in pending[i]])
+            start = 0
+            current = dict(pending)
+            pending.clear()
+            for i in order:
+                n = len(current[i])
+                self._advance(i, plans[i], answers[start : start + n], pending, results)
+                start += n
         return results
 
     @staticmethod
     def _advance(
         i: int,
         plan: Plan[Any],
-        answer: list[Result] | None,
+        answer: list[Any] | None,
         pending: dict[int, list[Op]],
         results: list[Any],
         *,
@@ -173,50 +151,24 @@ class StoreDriver:
         except StopIteration as stop:
             results[i] = stop.value
             return
-        if isinstance(step, Embed):
-            msg = "run_many drives store-only plans; this one asked for embeddings."
+        if not isinstance(step, list):
+            msg = "run_many drives store-only plans; this one asked for something else."
             raise MemoryConfigError(msg)
         pending[i] = step
 
-    def _prune(self, prefix: tuple[str, ...]) -> None:
-        n = len(prefix)
-        store: Any = self.store
-        for table in (store._data, store._vectors):  # noqa: SLF001 - no public API for it
-            for namespace in [ns for ns, v in table.items() if ns[:n] == prefix and not v]:
-                del table[namespace]
-
-    def _checkpoint_sqlite(self) -> None:
-        store: Any = self.store
-        with store.lock:
-            # Fold the WAL into the database and truncate it: the deleted rows' old page
-            # images must not linger in the -wal file.
-            store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    async def aclose(self) -> None:
+        """Close the async connections the engine opened on the running loop, if any."""
+        aclose = getattr(self.engine, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     def scrub(self, prefix: tuple[str, ...]) -> None:
-        """After a `forget`: remove what the store keeps besides the items themselves.
-
-        `InMemoryStore` keeps empty namespace entries (after deletes, and after reads of
-        unknown namespaces); a WAL-mode SQLite file keeps old page images in its -wal file.
-        """
-        if self._store_lock is not None:
-            with self._store_lock:
-                self._prune(prefix)
-        elif _is_sqlite_store(self.store):
-            self._checkpoint_sqlite()
+        """After a `forget`: remove what the store keeps besides the items themselves."""
+        self.engine.scrub(prefix)
 
     async def ascrub(self, prefix: tuple[str, ...]) -> None:
-        """Async `scrub` (never blocks the event loop on a lock)."""
-        if self._store_lock is not None:
-            async with _hold(self._store_lock):
-                self._prune(prefix)
-        elif _is_sqlite_store(self.store):
-            await asyncio.to_thread(self._checkpoint_sqlite)
-
-
-def _is_sqlite_store(store: BaseStore) -> bool:
-    """Whether `store` is LangGraph's `SqliteStore`, without importing it (numpy, sqlite-vec).
-
-    A store can only be a `SqliteStore` once its module has been imported by whoever made it.
-    """
-    module = sys.modules.get("langgraph.store.sqlite")
-    return module is not None and isinstance(store, module.SqliteStore)
+        """Async `scrub` (in a worker thread: a WAL checkpoint writes the file)."""
+        if self.engine.async_mode == "thread":
+            await asyncio.to_thread(self.engine.scrub, prefix)
+        else:
+            self.engine.scrub(prefix)

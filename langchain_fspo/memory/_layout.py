@@ -5,12 +5,15 @@ Layout under a configurable root (default `("fspo", "preferences")`), one subtre
 ```
 (*root, <encoded user id>, "examples")   key = example id   the user's shots
 (*root, <encoded user id>, "choices")    key = choice id    every recorded A/B choice
-(*root, <encoded user id>, "meta")       key = "manifest"   newest ids, count, revision
-                                         key = "description" cached RAT user description
+(*root, <encoded user id>, "meta")       key = "description" cached RAT user description
 ```
 
-Example ids sort by creation time (16 hex digits of nanoseconds since the epoch, then 8 random
-hex digits), so "oldest first" is a sort by key and the manifest can hold the newest ids.
+Every write puts whole items under keys no other write shares (a new id, or the id the caller
+chose), so no item is ever read, modified and written back: concurrent writers cannot lose
+each other's updates. Order ("oldest first", "newest k") is the store's own: see `_engines`.
+
+Generated ids sort by creation time (16 hex digits of nanoseconds since the epoch, then 8
+random hex digits).
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ DEFAULT_ROOT: tuple[str, ...] = ("fspo", "preferences")
 _EXAMPLES = "examples"
 _CHOICES = "choices"
 _META = "meta"
-MANIFEST_KEY = "manifest"
 DESCRIPTION_KEY = "description"
 
 _USER_LABEL_MARK = "u"

@@ -1,28 +1,29 @@
-"""The values `PreferenceMemory` stores: examples, choices, the manifest, the description."""
+"""The values `PreferenceMemory` stores (examples, choices) and the checks on what goes in them."""
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from langchain_fspo.errors import InvalidExampleError
-from langchain_fspo.examples import MAX_TEXT_CHARS, PreferenceExample
+from langchain_fspo.preference import MAX_TEXT_CHARS, PreferenceExample
 
 __all__ = [
     "CHOICES",
+    "MAX_METADATA_BYTES",
     "RECORD_SCHEMA",
     "Choice",
     "ChoiceRecord",
-    "Manifest",
     "check_metadata",
     "check_text",
     "example_from_value",
     "example_to_value",
+    "is_blank",
 ]
 
 RECORD_SCHEMA = 1
@@ -31,17 +32,43 @@ RECORD_SCHEMA = 1
 Choice = Literal["a", "b", "tie", "neither"]
 CHOICES: tuple[str, ...] = get_args(Choice)
 
-RECENT_CAP = 128
-"""How many of the newest example ids the manifest keeps (the `recent` fast path)."""
+MAX_METADATA_BYTES = 16_384
+"""Largest metadata accepted: its JSON text, UTF-8 encoded, in bytes (16 KiB)."""
+
+
+def is_blank(text: str) -> bool:
+    r"""Whether `text` shows nothing: only whitespace and invisible format characters.
+
+    Zero-width spaces and joiners, the byte-order mark and other Unicode "format" characters
+    (category Cf) count as blank, like whitespace.
+
+    Example:
+        >>> is_blank("\u200b \ufeff"), is_blank("a\u200b")
+        (True, False)
+    """
+    return all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text)
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """Index of the first lone surrogate in `text` (not encodable as UTF-8), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return e.start
+    return None
 
 
 def check_text(name: str, value: object) -> str:
-    """Return `value` if it is a usable preference text, else raise `InvalidExampleError`."""
+    """Return `value` if it is a usable preference text, else raise `InvalidExampleError`.
+
+    A usable text is a str that is not blank (`is_blank`), holds no lone surrogate (it must
+    encode as UTF-8, which every store needs) and has at most `MAX_TEXT_CHARS` characters.
+    """
     if not isinstance(value, str):
         msg = f"`{name}` must be a str, got {type(value).__name__}."
         raise InvalidExampleError(msg)
-    if not value.strip():
-        msg = f"`{name}` must be non-empty (got {value!r})."
+    if is_blank(value):
+        msg = f"`{name}` must show some text (got {value[:40]!r}: whitespace or invisible only)."
         raise InvalidExampleError(msg)
     if len(value) > MAX_TEXT_CHARS:
         msg = (
@@ -49,19 +76,41 @@ def check_text(name: str, value: object) -> str:
             f"the limit is MAX_TEXT_CHARS={MAX_TEXT_CHARS}."
         )
         raise InvalidExampleError(msg)
+    position = _lone_surrogate(value)
+    if position is not None:
+        msg = (
+            f"`{name}` holds a lone surrogate {value[position]!r} at index {position}, which "
+            "cannot be stored as UTF-8; decode the text properly (or drop that character)."
+        )
+        raise InvalidExampleError(msg)
     return value
 
 
 def check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """Return `metadata` as a plain dict if it survives a JSON round trip unchanged."""
+    """Return `metadata` as a plain dict if it survives a JSON round trip unchanged.
+
+    Its JSON text must encode as UTF-8 (no lone surrogates) within `MAX_METADATA_BYTES`.
+    """
     try:
-        text = json.dumps(dict(metadata), allow_nan=False)
+        text = json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as e:
         msg = (
             f"Example metadata must be JSON-serialisable: {e}. "
             "Convert values to str/int/float/bool/None/list/dict."
         )
         raise InvalidExampleError(msg) from e
+    position = _lone_surrogate(text)
+    if position is not None:
+        msg = "Example metadata holds a lone surrogate, which cannot be stored as UTF-8."
+        raise InvalidExampleError(msg)
+    size = len(text.encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        msg = (
+            f"Example metadata is {size} bytes as JSON; the limit is "
+            f"MAX_METADATA_BYTES={MAX_METADATA_BYTES}. Keep provenance small (ids, tags) and "
+            "store large payloads elsewhere."
+        )
+        raise InvalidExampleError(msg)
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
@@ -92,7 +141,7 @@ def example_to_value(example: PreferenceExample) -> dict[str, Any]:
 
 
 def example_from_value(key: str, value: Mapping[str, Any]) -> PreferenceExample:
-    """Rebuild the example stored under `key`."""
+    """Rebuild the example stored under `key` (validated again: stores can be shared)."""
     return PreferenceExample(
         prompt=value["prompt"],
         chosen=value["chosen"],
@@ -173,55 +222,3 @@ class ChoiceRecord(BaseModel):
             created_at=_parse_time(value.get("created_at")),
             metadata=value.get("metadata") or {},
         )
-
-
-@dataclass(slots=True)
-class Manifest:
-    """Small per-user item kept in step with the examples: the `recent` fast path and counters.
-
-    `recent` holds up to `RECENT_CAP` of the newest example ids, oldest first; `count` is the
-    number of examples; `revision` grows on every change (it keys the description cache).
-    """
-
-    recent: list[str] = field(default_factory=list)
-    count: int = 0
-    revision: int = 0
-
-    @classmethod
-    def from_value(cls, value: Mapping[str, Any] | None) -> Manifest:
-        """Read a stored manifest (None: the user has none yet)."""
-        if value is None:
-            return cls()
-        return cls(
-            recent=list(value.get("recent", [])),
-            count=int(value.get("count", 0)),
-            revision=int(value.get("revision", 0)),
-        )
-
-    def to_value(self) -> dict[str, Any]:
-        """The JSON value stored for the manifest."""
-        return {
-            "schema": RECORD_SCHEMA,
-            "recent": self.recent,
-            "count": self.count,
-            "revision": self.revision,
-        }
-
-    def added(self, ids: list[str]) -> Manifest:
-        """The manifest after adding examples with `ids` (newer than every stored one)."""
-        recent = sorted({*self.recent, *ids})[-RECENT_CAP:]
-        return Manifest(recent, self.count + len(ids), self.revision + 1)
-
-    def removed(self, example_id: str) -> Manifest:
-        """The manifest after deleting one stored example."""
-        recent = [i for i in self.recent if i != example_id]
-        return Manifest(recent, max(self.count - 1, 0), self.revision + 1)
-
-    @property
-    def complete(self) -> bool:
-        """Whether `recent` lists every example."""
-        return len(self.recent) >= self.count
-
-    def needs_refill(self) -> bool:
-        """Whether deletions left `recent` too short to serve typical `k` without a full scan."""
-        return not self.complete and len(self.recent) < RECENT_CAP // 2

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fspo_train.bench.data import build_records
+from fspo_train.reviews_mini.data import build_records
 from langchain_fspo.prompt_format import PromptFormat
 from tests.bench.test_domain import Recipes
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.train
 def test_documents_are_rendered_prompts_with_random_answers(tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    from fspo_train.bench.base_lm import base_lm_documents
+    from fspo_train.reviews_mini.base_lm import base_lm_documents
 
     domain = Recipes()
     records = build_records(domain, domain.users("trained"), pairs_per_question=3)
@@ -43,7 +43,7 @@ def test_base_lm_trains_from_scratch_on_another_domain(tmp_path: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from fspo_train.bench.base_lm import BaseLMConfig, train_base_lm
+    from fspo_train.reviews_mini.base_lm import BaseLMConfig, train_base_lm
 
     domain = Recipes()
     records = build_records(domain, domain.users("trained"), pairs_per_question=3)

@@ -15,9 +15,9 @@ from typing import ClassVar
 
 import pytest
 
-from fspo_train.bench.data import ExactJudge, build_records, sample_pairs
-from fspo_train.bench.domain import Domain, Question, SimUser, Split, UserGroup
-from fspo_train.bench.reviews_mini import NEGATIVE, POSITIVE, ReviewsMini
+from fspo_train.reviews_mini.data import ExactJudge, build_records, sample_pairs
+from fspo_train.reviews_mini.domain import Domain, Question, SimUser, Split, UserGroup
+from fspo_train.reviews_mini.reviews import NEGATIVE, POSITIVE, ReviewsMini
 
 
 class Recipes(Domain):

@@ -1,7 +1,7 @@
 """The benchmark end to end on CPU, reduced (`BenchConfig.tiny`), for two seeds.
 
 Each seed trains a tiny Llama from scratch, then FSPO and the 0-shot IPO baseline with
-`fspo_train.train.train` (in worker processes), and evaluates them with the exact judge; the
+`fspo_train.trainer.run.train` (in worker processes), and evaluates them with the exact judge; the
 FSPO adapter of the first seed is then served through LangChain (`ChatPromptTemplate |
 ChatFSPO | StrOutputParser` with a SQLite `PreferenceMemory`).
 
@@ -29,7 +29,7 @@ SEEDS = (0, 1)
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, Any]]:
     pytest.importorskip("trl", reason="needs the [train] extra")
-    from fspo_train.bench.runner import BenchConfig, run_benchmark
+    from fspo_train.reviews_mini import BenchConfig, run_benchmark
 
     return {
         seed: run_benchmark(BenchConfig.tiny(seed), tmp_path_factory.mktemp(f"bench-{seed}"))
@@ -75,7 +75,7 @@ def test_result_records_machine_versions_seed_and_table(runs: dict[int, Any]) ->
 def test_reports_are_written(runs: dict[int, Any], tmp_path: Path) -> None:
     import json
 
-    from fspo_train.bench.report import write_results
+    from fspo_train.reviews_mini.report import write_results
 
     paths = write_results(runs[0], tmp_path, "reviews_mini")
     assert json.loads(paths["json"].read_text())["meta"]["seed"] == 0
@@ -89,8 +89,8 @@ def test_trained_adapter_serves_through_a_langchain_chain(
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
 
-    from fspo_train.bench.data import build_records
-    from fspo_train.bench.reviews_mini import ReviewsMini
+    from fspo_train.reviews_mini.data import build_records
+    from fspo_train.reviews_mini.reviews import ReviewsMini
     from langchain_fspo import ChatFSPO, PreferenceMemory
     from langchain_fspo.prompt_format import PromptFormat
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fspo_train.bench.report import markdown_table, write_results
-from langchain_fspo.examples import PreferenceExample
+from fspo_train.reviews_mini.report import markdown_table, write_results
+from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.prompt_format import PromptFormat
 
 RESULT = {
@@ -61,11 +61,11 @@ def test_scored_ids_are_the_whole_conversation_as_training_tokenizes_it(
 ) -> None:
     from transformers import AutoTokenizer
 
-    from fspo_train.bench.evaluation import _Prompter
+    from fspo_train.eval.prompting import Prompter
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     fmt = PromptFormat(style="chat", num_shots=2, rationale=rationale)
-    prompter = _Prompter(fmt, tokenizer)
+    prompter = Prompter(fmt, tokenizer)
     shots = [PreferenceExample(prompt="Review X.", chosen="Good.", rejected="Bad.")]
     description = "This user prefers positive reviews." if rationale != "none" else None
     prompt, completion = prompter.pair(shots, "Review Y.", "Lovely film.", description)

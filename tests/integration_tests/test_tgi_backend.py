@@ -15,7 +15,7 @@ import pytest
 from langchain_fspo.backends.base import GenerationParams
 from langchain_fspo.backends.tgi import TGIBackend, parse_lora_adapters
 from langchain_fspo.errors import AdapterNotFoundError, UnsupportedParameterError
-from langchain_fspo.examples import PreferenceExample
+from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
 from tests.tgi_server import TGITestServer
 from tests.tgi_server.fixtures import ADAPTERS

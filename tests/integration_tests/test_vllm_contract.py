@@ -14,14 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fspo_train.tiny import build_tiny_adapter
+from fspo_train.testing import build_tiny_adapter
+from fspo_train.testing.vllm import MAX_LORA_RANK, VLLMServer
 from langchain_fspo.backends.base import GenerationParams
 from langchain_fspo.backends.local import LocalBackend
 from langchain_fspo.backends.openai_compat import OpenAICompatibleBackend
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.errors import AdapterLoadError, AdapterNotFoundError
 from langchain_fspo.memory import PreferenceMemory
-from tests.integration_tests.vllm_server import MAX_LORA_RANK, VLLMServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 

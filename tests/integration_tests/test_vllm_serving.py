@@ -1,7 +1,7 @@
 """`ChatFSPO` over a real vLLM server (CPU build) serving tiny FSPO adapters.
 
-The server (tests/integration_tests/vllm_server.py) runs once per session; these tests skip
-without `FSPO_VLLM_PYTHON` and fail under `FSPO_REQUIRE_VLLM=1`.
+The server (the `vllm_server` fixture, tests/integration_tests/vllm_server.py) runs once per
+session; these tests skip without `FSPO_VLLM_PYTHON` and fail under `FSPO_REQUIRE_VLLM=1`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from transformers import AutoTokenizer
 
+from fspo_train.testing.vllm import BASE_MODEL_NAME, VLLMServer
 from langchain_fspo.backends.openai_compat import OpenAICompatibleBackend
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.errors import AdapterNotFoundError
 from langchain_fspo.memory import PreferenceMemory
-from tests.integration_tests.vllm_server import BASE_MODEL_NAME, VLLMServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 

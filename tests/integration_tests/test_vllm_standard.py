@@ -1,8 +1,9 @@
 """LangChain's standard integration tests for `ChatFSPO` served by a real vLLM server.
 
 vLLM runs forced tool choice and `response_format` through its guided decoding (xgrammar,
-no free whitespace, see vllm_server.py), so a random-weight tiny model still returns calls
-and JSON that match the schema wherever the schema lets a random model finish: integers,
+no free whitespace: `fspo_train.testing.vllm.launch_command`), so a random-weight tiny model
+still returns calls and JSON that match the schema wherever the schema lets a random model
+finish: integers,
 enums, booleans, empty argument lists (`test_tool_choice`, `test_tool_calling_with_no_arguments`
 and the tool-message tests pass for real). Two things stay out of reach, each `xfail` with its
 reason: a free-form JSON *string* (nothing makes a random model pick the closing quote, so the
@@ -17,10 +18,10 @@ import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
+from fspo_train.testing.vllm import VLLMServer
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat
-from tests.integration_tests.vllm_server import VLLMServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
@@ -32,7 +33,7 @@ WHICH_INTEGER = (
 FREE_STRING = (
     "the schema has a free-form string: vLLM's guided decoding keeps the JSON valid, but a "
     "random-weight model never picks the closing quote, so the answer runs into max_tokens "
-    "(test_vllm_guided.py shows the same path finishing on integer/enum/boolean schemas)"
+    "(the same path finishes on integer and empty-argument schemas: test_tool_choice passes)"
 )
 
 _MEMORY = PreferenceMemory()

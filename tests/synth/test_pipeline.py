@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fspo_train.records import PreferenceRecord
+from fspo_train.data.records import PreferenceRecord
 from fspo_train.synth import RunStateError, SynthRun, estimate_requests, load_domain, run_synth
 from fspo_train.synth.runner import RunnerSettings
 from tests.synth.conftest import TINY_DOMAIN, make_run

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from fspo_train.cli import main
-from fspo_train.records import PreferenceRecord
+from fspo_train.data.records import PreferenceRecord
 from langchain_fspo.prompt_format import PromptFormat
 
 pytestmark = pytest.mark.train

@@ -15,6 +15,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from fspo_train.cli.synth import main, register
 from fspo_train.synth import (
     JsonlStore,
     OutputParseError,
@@ -27,7 +28,6 @@ from fspo_train.synth import (
     load_domain,
     load_prompt,
 )
-from fspo_train.synth.cli import main, register
 from fspo_train.synth.runner import RunnerSettings, WorkItem, run_items
 from fspo_train.synth.schemas import JsonOutput, PairLabel, TextOutput, ViewsOut
 from langchain_fspo.errors import InferenceServerError

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from fspo_train.cli import SUBCOMMAND_MODULES, build_parser, main
-from fspo_train.config import CONFIG_FILENAME, load_config
-from fspo_train.loaders import load_records, write_records
+from fspo_train.data.loaders import load_records, write_records
+from fspo_train.trainer.config import CONFIG_FILENAME, load_config
 from langchain_fspo.prompt_format import PromptFormat
 from tests.train.test_training import _records
 
@@ -23,10 +23,10 @@ def _yaml(path: Path, data: dict[str, object]) -> Path:
 
 
 def test_subcommands_are_registered_from_modules() -> None:
-    assert SUBCOMMAND_MODULES[0] == "fspo_train.train_cli"
+    assert SUBCOMMAND_MODULES[0] == "fspo_train.cli.train"
     parser = build_parser()
     args = parser.parse_args(["train", "--config", "x.yaml", "--num-shots", "3"])
-    assert args.func.__module__ == "fspo_train.train_cli"
+    assert args.func.__module__ == "fspo_train.cli.train"
     assert args.num_shots == 3
 
 
@@ -165,3 +165,22 @@ def test_example_config_is_valid() -> None:
         "up_proj",
         "down_proj",
     ]
+
+
+def test_train_warns_about_an_adapter_an_engine_would_cut(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The warning comes before any data is read (here the data file is missing)."""
+    config = _yaml(
+        tmp_path / "run.yaml",
+        {"model_name_or_path": "m", "train_file": str(tmp_path / "nope.jsonl")},
+    )
+    argv = ["train", "--config", str(config), "--output-dir", str(tmp_path / "o")]
+    with caplog.at_level("WARNING", logger="fspo_train"):
+        assert main([*argv, "--lora-target-modules", "q_proj", "lm_head"]) == 1
+    assert "TGI drops it: LoRA on ['lm_head']" in caplog.text
+    assert "--allow-engine-problems" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fspo_train"):
+        assert main(argv) == 1  # the default target modules fit every engine
+    assert "engine" not in caplog.text

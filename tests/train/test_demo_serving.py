@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("peft", reason="needs the [train] extra")
 
 from fspo_train import demo
-from fspo_train.bench.reviews_mini import ReviewsMini
+from fspo_train.reviews_mini.reviews import ReviewsMini
 from langchain_fspo import PreferenceMemory
 
 

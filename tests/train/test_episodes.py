@@ -6,9 +6,9 @@ import doctest
 
 import pytest
 
-import fspo_train.episodes
-from fspo_train.episodes import build_episodes, episodes_for_queries, split_records
-from fspo_train.records import PreferenceRecord
+import fspo_train.data.episodes
+from fspo_train.data.episodes import build_episodes, episodes_for_queries, split_records
+from fspo_train.data.records import PreferenceRecord
 
 
 def _records(counts: dict[str, int]) -> list[PreferenceRecord]:
@@ -26,7 +26,7 @@ def _records(counts: dict[str, int]) -> list[PreferenceRecord]:
 
 
 def test_docstring_examples_run() -> None:
-    result = doctest.testmod(fspo_train.episodes)
+    result = doctest.testmod(fspo_train.data.episodes)
     assert result.attempted > 0
     assert result.failed == 0
 

@@ -1,6 +1,6 @@
 """`fspo eval` on tiny models: implicit-reward accuracy, baselines wiring, results, CLI.
 
-Tiny random Llama + LoRA adapters built offline (`fspo_train.tiny`); CPU, a few seconds each.
+Tiny random Llama + LoRA adapters built offline (`fspo_train.testing`); CPU, a few seconds each.
 """
 
 from __future__ import annotations
@@ -12,16 +12,12 @@ from typing import Any
 
 import pytest
 
-from fspo_train.evaluate import (
-    EvalConfig,
-    build_eval_items,
-    find_stage1_adapter,
-    generation_prompts,
-    load_records,
-    run_evaluation,
-    tokenize_items,
-)
-from fspo_train.records import PreferenceRecord
+from fspo_train.data.loaders import load_records
+from fspo_train.data.records import PreferenceRecord
+from fspo_train.eval.config import EvalConfig, find_stage1_adapter
+from fspo_train.eval.evaluate import run_evaluation
+from fspo_train.eval.items import build_eval_items
+from fspo_train.eval.prompting import generation_prompts, tokenize_items
 from langchain_fspo.prompt_format import PromptFormat
 
 pytestmark = pytest.mark.train
@@ -81,7 +77,7 @@ def run_dir(
     tiny_model_dir: Path, chat_format: PromptFormat, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """A training output: the FSPO adapter, the stage-1 adapter in `pref_ft/`, the config."""
-    from fspo_train.tiny import build_tiny_adapter
+    from fspo_train.testing.tiny import build_tiny_adapter
 
     root = tmp_path_factory.mktemp("eval-run") / "run"
     build_tiny_adapter(tiny_model_dir, root, prompt_format=chat_format, seed=11)
@@ -94,7 +90,7 @@ def run_dir(
 def ipo_dir(
     tiny_model_dir: Path, chat_format: PromptFormat, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    from fspo_train.tiny import build_tiny_adapter
+    from fspo_train.testing.tiny import build_tiny_adapter
 
     fmt = chat_format.model_copy(update={"num_shots": 0})
     return build_tiny_adapter(
@@ -165,14 +161,13 @@ def test_policy_tuned_on_the_pairs_ranks_them_by_construction(
     DPO towards chosen (or rejected) runs until every implicit-reward margin against the base
     model is clear, so the accuracy is 1 (or 0) by construction.
     """
-    from fspo_train.scoring import PolicySet
+    from fspo_train.eval.scoring import PolicySet
 
     adapter = Path(shutil.copytree(tiny_adapter_dirs["paper"], tmp_path / "paper"))
     fmt = PromptFormat.from_pretrained(adapter)
     policies = PolicySet(tiny_model_dir, {"fspo": adapter})
-    items = build_eval_items(
-        load_records(splits["held_out"]), split="held_out", num_shots=fmt.num_shots, max_items=4
-    )
+    records = load_records(splits["held_out"]).records
+    items = build_eval_items(records, split="held_out", num_shots=fmt.num_shots, max_items=4)
     prompts, chosen_ids, rejected_ids = tokenize_items(fmt, policies.tokenizer, items, "few_shot")
     chosen = list(zip(prompts, chosen_ids, strict=True))
     rejected = list(zip(prompts, rejected_ids, strict=True))
@@ -272,7 +267,7 @@ def test_each_method_generates_with_its_adapter_and_prompt(
     full_eval, run_dir: Path, ipo_dir: Path, tiny_model_dir: Path
 ) -> None:
     """Regenerate each method's answers directly and compare with what the judge saw."""
-    from fspo_train.scoring import PolicySet
+    from fspo_train.eval.scoring import PolicySet
 
     _, out, _ = full_eval
     rows = [json.loads(line) for line in (out / "eval_generations.jsonl").read_text().splitlines()]
@@ -375,7 +370,7 @@ def test_cli_eval_needs_a_judge_for_win_rates(
 
 
 def test_results_render_in_the_model_card(full_eval, run_dir: Path, tmp_path: Path) -> None:
-    from fspo_train.model_card import build_model_card
+    from fspo_train.publish.model_card import build_model_card
 
     results, out, _ = full_eval
     folder = _copy(run_dir, tmp_path)

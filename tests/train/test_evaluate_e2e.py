@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from fspo_train.cli import main
-from fspo_train.loaders import write_records
-from fspo_train.records import PreferenceRecord
+from fspo_train.data.loaders import write_records
+from fspo_train.data.records import PreferenceRecord
 from langchain_fspo import ChatFSPO, PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat
 from tests.hub_server import HubServer

@@ -16,8 +16,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from fspo_train.judges import ChatModelJudge, Comparison, FunctionJudge, as_judge, compare_all
-from fspo_train.metrics import PairLogProbs, implicit_reward_accuracy, win_rate
+from fspo_train.eval.judges import ChatModelJudge, FunctionJudge, Judgement, as_judge, compare_all
+from fspo_train.eval.metrics import PairLogProbs, implicit_reward_accuracy, win_rate
 
 _BLOCKS = re.compile(
     r"## User Description\n(?P<user>.*?)\n\n## Instruction\n(?P<q>.*?)\n\n"
@@ -83,7 +83,7 @@ def test_both_orders_are_asked() -> None:
 @pytest.mark.parametrize("answer", ["m", "M"])
 def test_position_bias_is_a_tie(answer: str) -> None:
     judge = ChatModelJudge(RuleChatModel(rule=lambda u, m, big_m: answer))
-    items = [Comparison(f"Q{i}?", "User.", f"a{i}", f"b{i}") for i in range(5)]
+    items = [Judgement(f"Q{i}?", "User.", f"a{i}", f"b{i}") for i in range(5)]
     scores = compare_all(judge, items)
     assert scores == [0.5] * 5
     result = win_rate(scores)
@@ -177,12 +177,12 @@ def test_accuracy_tie_rule_and_margins() -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        "fspo_train.evaluate",
-        "fspo_train.judges",
-        "fspo_train.metrics",
-        "fspo_train.model_card",
-        "fspo_train.plots",
-        "fspo_train.publish",
+        "fspo_train.eval.items",
+        "fspo_train.eval.judges",
+        "fspo_train.eval.metrics",
+        "fspo_train.publish.model_card",
+        "fspo_train.eval.plots",
+        "fspo_train.publish.hub",
     ],
 )
 def test_docstring_examples_run(name: str) -> None:
@@ -198,7 +198,7 @@ def test_compare_all_chunks_keep_the_order() -> None:
     model = RuleChatModel(rule=prefers_polite)
     judge = ChatModelJudge(model)
     items = [
-        Comparison(f"Q{i}?", "User.", *(("please a", "b") if i % 3 else ("a", "please b")))
+        Judgement(f"Q{i}?", "User.", *(("please a", "b") if i % 3 else ("a", "please b")))
         for i in range(7)
     ]
     scores = compare_all(judge, items, chunk_size=3)

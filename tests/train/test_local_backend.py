@@ -1,4 +1,4 @@
-"""`fspo_train.tiny` and `LocalBackend` on a real tiny Llama with real PEFT adapters (CPU)."""
+"""`fspo_train.testing` and `LocalBackend` on a real tiny Llama with real PEFT adapters (CPU)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from langchain_fspo import AdapterNotFoundError, PreferenceExample, PromptFormat
+from langchain_fspo import PreferenceExample, PromptFormat
 from langchain_fspo.backends.base import GenerationParams
+from langchain_fspo.errors import AdapterNotFoundError
 from tests.recording import RecordingLocalBackend
 
 pytestmark = pytest.mark.train
@@ -52,7 +53,7 @@ def test_tiny_base_model_is_a_hub_like_folder_and_deterministic(
 ) -> None:
     from transformers import AutoConfig, AutoTokenizer
 
-    from fspo_train.tiny import build_tiny_base_model
+    from fspo_train.testing.tiny import build_tiny_base_model
 
     names = {p.name for p in tiny_model_dir.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names
@@ -80,7 +81,7 @@ def test_tiny_base_model_is_a_hub_like_folder_and_deterministic(
 def test_tiny_base_model_trains_its_tokenizer_on_the_given_corpus(tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
-    from fspo_train.tiny import build_tiny_base_model
+    from fspo_train.testing.tiny import build_tiny_base_model
 
     folder = build_tiny_base_model(
         tmp_path / "m", corpus=["zyzzyva zyzzyva zyzzyva"] * 20, vocab_size=300, hidden_size=32
@@ -96,7 +97,7 @@ def test_tiny_adapter_folder_changes_outputs_and_is_deterministic(
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from fspo_train.tiny import build_tiny_adapter
+    from fspo_train.testing.tiny import build_tiny_adapter
 
     folder = tiny_adapter_dirs["alpha"]
     assert {p.name for p in folder.iterdir()} == {
@@ -373,8 +374,8 @@ def test_bad_dtype_and_missing_chat_template_are_clear_errors(
 ) -> None:
     import shutil
 
-    from langchain_fspo import PromptFormatError
     from langchain_fspo.backends.local import LocalBackend
+    from langchain_fspo.errors import PromptFormatError
 
     with pytest.raises(ValueError, match="Unknown dtype 'float99'"):
         LocalBackend(tiny_model_dir, dtype="float99")

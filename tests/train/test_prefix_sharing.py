@@ -17,10 +17,10 @@ from torch.nn import functional
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import add_fused_lm_head
 
-from fspo_train._prefix_forward import install_prefix_sharing_forward
-from fspo_train._prefix_pack import SEGMENT_PAD
-from fspo_train._prefix_synthetic import random_causal_lm
-from fspo_train.prefix_sharing import (
+from fspo_train.trainer._prefix_forward import install_prefix_sharing_forward
+from fspo_train.trainer._prefix_pack import SEGMENT_PAD
+from fspo_train.trainer._prefix_synthetic import random_causal_lm
+from fspo_train.trainer.prefix_sharing import (
     PrefixSharingCollator,
     pack_preference_batch,
     prefix_sharing_attention_mask,
@@ -237,10 +237,10 @@ def test_fused_head_wrapper_returns_standard_layout_and_passes_other_calls_throu
 @pytest.mark.parametrize(
     "module",
     [
-        "fspo_train.prefix_sharing",
-        "fspo_train._prefix_pack",
-        "fspo_train._prefix_forward",
-        "fspo_train._prefix_synthetic",
+        "fspo_train.trainer.prefix_sharing",
+        "fspo_train.trainer._prefix_pack",
+        "fspo_train.trainer._prefix_forward",
+        "fspo_train.trainer._prefix_synthetic",
     ],
 )
 def test_docstring_examples_run(module):

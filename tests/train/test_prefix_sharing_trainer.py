@@ -15,8 +15,8 @@ from datasets import Dataset
 from peft import LoraConfig, PrefixTuningConfig, get_peft_model
 from trl import DPOConfig, DPOTrainer
 
-from fspo_train._prefix_synthetic import byte_tokenizer, random_causal_lm, synthetic_pairs
-from fspo_train.prefix_sharing import (
+from fspo_train.trainer._prefix_synthetic import byte_tokenizer, random_causal_lm, synthetic_pairs
+from fspo_train.trainer.prefix_sharing import (
     PrefixSharingCollator,
     PrefixSharingDPOTrainer,
     prefix_sharing_unsupported_reason,
@@ -157,7 +157,7 @@ def test_first_batch_loss_metrics_and_one_step_match_stock_dpo_trainer(
 
 def test_sliding_window_model_falls_back_with_a_logged_reason(tokenizer, dataset, tmp_path, caplog):
     model = random_causal_lm("mistral", hidden_size=32, num_layers=2, sliding_window=16)
-    with caplog.at_level(logging.WARNING, logger="fspo_train.prefix_sharing"):
+    with caplog.at_level(logging.WARNING, logger="fspo_train.trainer.prefix_sharing"):
         trainer = _trainer(
             PrefixSharingDPOTrainer, tokenizer, dataset, tmp_path, model=model, max_length=128
         )
@@ -227,7 +227,7 @@ def test_with_prefix_sharing_keeps_a_subclass_loss_exact(tokenizer, dataset, tmp
 
 
 def _fspo_records():
-    from fspo_train.records import PreferenceRecord
+    from fspo_train.data.records import PreferenceRecord
 
     return [
         PreferenceRecord(
@@ -246,17 +246,13 @@ def _fspo_records():
 def test_fspo_train_stage2_shares_prefixes_by_default_and_matches_the_standard_path(
     tiny_model_dir, tmp_path, style
 ):
-    from fspo_train._trainers import FSPOPreferenceTrainer
-    from fspo_train.config import FSPOTrainConfig
-    from fspo_train.episodes import build_episodes
-    from fspo_train.prefix_sharing import PrefixSharingMixin
-    from fspo_train.train import (
-        build_preference_trainer,
-        build_prompt_format,
-        build_training_rows,
-        load_tokenizer,
-        preference_trainer_class,
-    )
+    from fspo_train.data.episodes import build_episodes
+    from fspo_train.data.training_data import build_training_rows
+    from fspo_train.trainer.config import FSPOTrainConfig
+    from fspo_train.trainer.preference_trainer import FSPOPreferenceTrainer
+    from fspo_train.trainer.prefix_sharing import PrefixSharingMixin
+    from fspo_train.trainer.stages import build_preference_trainer, preference_trainer_class
+    from fspo_train.trainer.tokenizer import build_prompt_format, load_tokenizer
 
     config = FSPOTrainConfig(
         model_name_or_path=str(tiny_model_dir),

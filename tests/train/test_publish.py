@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import snapshot_download
 
-from fspo_train.publish import publish_adapter
+from fspo_train.publish.hub import publish_adapter
 from langchain_fspo import ChatFSPO, PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat
 from tests.hub_server import HubServer

@@ -14,14 +14,14 @@ import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
-from fspo_train.loaders import (
+from fspo_train.data.loaders import (
     load_dataset_file,
     load_paper_dataset,
     load_records,
     reviews_description,
     write_records,
 )
-from fspo_train.records import PreferenceRecord
+from fspo_train.data.records import PreferenceRecord
 from langchain_fspo.errors import InvalidExampleError
 
 GOOD = {"user_id": "u1", "question": "Why?", "chosen": "Because.", "rejected": "No."}
@@ -32,7 +32,9 @@ def _jsonl(path: Path, lines: list[str]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("module", ["fspo_train.loaders", "fspo_train.config", "fspo_train.losses"])
+@pytest.mark.parametrize(
+    "module", ["fspo_train.data.loaders", "fspo_train.trainer.config", "fspo_train.trainer.losses"]
+)
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0
@@ -76,7 +78,7 @@ def test_bad_lines_are_reported_with_file_and_line(
             json.dumps({**GOOD, "question": "Second?"}),
         ],
     )
-    with caplog.at_level(logging.WARNING, logger="fspo_train.loaders"):
+    with caplog.at_level(logging.WARNING, logger="fspo_train.data.loaders"):
         result = load_records(path)
     assert [r.question for r in result.records] == ["Why?", "Second?"]
     by_line = {p.line: p.reason for p in result.skipped}

@@ -10,20 +10,14 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from fspo_train.config import CONFIG_FILENAME, FSPOTrainConfig, load_config
-from fspo_train.episodes import Episode, build_episodes
-from fspo_train.records import PreferenceRecord
-from fspo_train.tokenization import tokenize_episode
-from fspo_train.train import (
-    SUMMARY_FILENAME,
-    TrainResult,
-    build_preference_trainer,
-    build_prompt_format,
-    build_training_rows,
-    load_tokenizer,
-    preference_trainer_class,
-    train,
-)
+from fspo_train.data.episodes import Episode, build_episodes
+from fspo_train.data.records import PreferenceRecord
+from fspo_train.data.tokenization import tokenize_episode
+from fspo_train.data.training_data import build_training_rows
+from fspo_train.trainer.config import CONFIG_FILENAME, FSPOTrainConfig, load_config
+from fspo_train.trainer.run import SUMMARY_FILENAME, TrainResult, train
+from fspo_train.trainer.stages import build_preference_trainer, preference_trainer_class
+from fspo_train.trainer.tokenizer import build_prompt_format, load_tokenizer
 from langchain_fspo.errors import FSPOError
 from langchain_fspo.prompt_format import PromptFormat
 
@@ -78,7 +72,7 @@ def _logps(model: torch.nn.Module, prompt: list[int], completion: list[int]) -> 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir: Path) -> Path:
-    """The session's tiny Llama (`tests/conftest.py`, built by `fspo_train.tiny`); read-only."""
+    """The session's tiny Llama (`tests/conftest.py`, built by `fspo_train.testing`); read-only."""
     return tiny_model_dir
 
 
@@ -187,7 +181,7 @@ def test_ipo_loss_is_the_papers_eq6_against_the_stage1_policy(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from fspo_train._trainers import FSPOPreferenceTrainer
+    from fspo_train.trainer.preference_trainer import FSPOPreferenceTrainer
 
     config = _config(tiny, tmp_path, style="paper", beta=0.05, prefix_sharing=prefix_sharing)
     cls = preference_trainer_class(config)
@@ -347,7 +341,7 @@ def test_single_stage_runs(tiny: Path, tmp_path: Path) -> None:
 def test_dated_chat_templates_are_flagged(
     tiny: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from fspo_train.train import chat_template_is_dated
+    from fspo_train.trainer.tokenizer import chat_template_is_dated
 
     config = _config(tiny, tmp_path)
     tokenizer = load_tokenizer(config)
@@ -357,6 +351,6 @@ def test_dated_chat_templates_are_flagged(
         "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     )
     assert chat_template_is_dated(tokenizer)
-    with caplog.at_level("WARNING", logger="fspo_train.train"):
+    with caplog.at_level("WARNING", logger="fspo_train.trainer.tokenizer"):
         build_prompt_format(config, tokenizer)
     assert "writes today's date" in caplog.text

@@ -6,15 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from fspo_train.config import FSPOTrainConfig
-from fspo_train.episodes import EpisodeSet, build_episodes
-from fspo_train.records import PreferenceRecord
-from fspo_train.train import (
-    build_prompt_format,
-    build_training_datasets,
-    build_training_rows,
-    load_tokenizer,
-)
+from fspo_train.data.episodes import EpisodeSet, build_episodes
+from fspo_train.data.records import PreferenceRecord
+from fspo_train.data.training_data import build_training_datasets, build_training_rows
+from fspo_train.trainer.config import FSPOTrainConfig
+from fspo_train.trainer.tokenizer import build_prompt_format, load_tokenizer
 
 pytestmark = pytest.mark.train
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fspo_train.loaders import write_records
-from fspo_train.train import STAGE_MARKER, SUMMARY_FILENAME
+from fspo_train.data.loaders import write_records
+from fspo_train.trainer.run import STAGE_MARKER, SUMMARY_FILENAME
 from tests.train.test_training import _records
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SLOW_RUN = """
 import sys, time
 from transformers import TrainerCallback
-import fspo_train.train as t
+import fspo_train.trainer.run as t
 
 class SlowStage2(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):

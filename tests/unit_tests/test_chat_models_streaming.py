@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import langchain_fspo._streaming
-from langchain_fspo._streaming import CompletionStreamParser
+import langchain_fspo.chat_models._streaming
+from langchain_fspo.chat_models._streaming import CompletionStreamParser
 from langchain_fspo.prompt_format import PromptFormat
 
 FORMATS = [
@@ -85,6 +85,6 @@ def test_rat_description_is_held_back_and_returned() -> None:
 
 
 def test_docstring_example_runs() -> None:
-    result = doctest.testmod(langchain_fspo._streaming)
+    result = doctest.testmod(langchain_fspo.chat_models._streaming)
     assert result.attempted > 0
     assert result.failed == 0

@@ -8,9 +8,13 @@ import importlib
 import pytest
 
 MODULES = [
-    "langchain_fspo.examples",
+    "langchain_fspo.preference",
+    "langchain_fspo._neutralize",
     "langchain_fspo.memory",
     "langchain_fspo.prompt_format",
+    "langchain_fspo.engine_limits",
+    "langchain_fspo.backends._openai_wire",
+    "langchain_fspo.chat_models._convert",
 ]
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
+from langchain_fspo.artifact import resolve_file
 from langchain_fspo.errors import AdapterNotFoundError
-from langchain_fspo.hub import resolve_file
 from langchain_fspo.prompt_format import FORMAT_FILENAME, PromptFormat
 from tests.hub_fixtures import set_hub_offline
 from tests.hub_server import HubServer, git_blob_sha

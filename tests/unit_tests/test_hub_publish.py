@@ -13,7 +13,7 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from fspo_train.publish import REQUIRED_FILES, check_adapter_folder, publish_adapter
+from fspo_train.publish.hub import REQUIRED_FILES, check_adapter_folder, publish_adapter
 from langchain_fspo.errors import AdapterNotFoundError
 from langchain_fspo.prompt_format import FORMAT_FILENAME, PromptFormat
 from tests.hub_server import HubServer

@@ -19,7 +19,7 @@ LIGHT_MODULES = (
     "langchain_fspo.backends.local",
     "langchain_fspo.chat_models",
     "langchain_fspo.collect",
-    "langchain_fspo.hub",
+    "langchain_fspo.artifact",
     "langchain_fspo.memory",
     "langchain_fspo.middleware",
     "langchain_fspo.backends.tgi",

@@ -12,8 +12,8 @@ import pytest
 from langgraph.store.base import SearchItem
 
 from langchain_fspo.errors import InvalidExampleError, MemoryConfigError
-from langchain_fspo.examples import MAX_TEXT_CHARS, PreferenceExample
 from langchain_fspo.memory import EXPORT_FORMAT, PreferenceMemory
+from langchain_fspo.preference import MAX_TEXT_CHARS, PreferenceExample
 
 Users = Callable[[str], str]
 
@@ -237,7 +237,7 @@ def test_forget_leaves_nothing_of_the_user(memory: PreferenceMemory, users: User
 
     removed = memory.forget(user)
 
-    assert removed == 4 + 2 + 1 + 2  # examples + choices + the "a" shot + manifest, description
+    assert removed == 4 + 2 + 1 + 1  # examples + choices + the "a" shot + description
     assert raw_items(memory, user) == []
     assert memory.store.list_namespaces(prefix=ns.user) == []
     assert memory.get_description(user) is None
@@ -371,21 +371,16 @@ def test_recent_is_newest_k_oldest_first_and_stable(memory: PreferenceMemory, us
     assert [e.id for e in memory.select(user, k=8)] == [e.id for e in added[-7:]] + [newest.id]
 
 
-def test_recent_beyond_the_manifest_cap(memory: PreferenceMemory, users: Users) -> None:
-    from langchain_fspo.memory import RECENT_CAP
-
+def test_recent_equals_the_tail_of_list_for_every_k(memory: PreferenceMemory, users: Users) -> None:
     user = users("many")
-    added = memory.add_many(
-        user, [{"prompt": f"q{i}", "chosen": f"c{i}"} for i in range(RECENT_CAP + 22)]
-    )
-    assert [e.id for e in memory.select(user, k=RECENT_CAP + 10)] == [
-        e.id for e in added[-(RECENT_CAP + 10) :]
-    ]
-    # Delete most of the newest: the manifest is refilled from the store.
-    for ex in added[-100:]:
-        memory.delete(user, ex.id)
-    assert [e.id for e in memory.select(user, k=8)] == [e.id for e in added[-108:-100]]
-    assert memory.count(user) == RECENT_CAP + 22 - 100
+    added = memory.add_many(user, [{"prompt": f"q{i}", "chosen": f"c{i}"} for i in range(150)])
+    for ex in added[-100:-60]:  # deletes inside the window the newest reads walk
+        memory.delete(user, str(ex.id))
+    listed = memory.list(user)
+    assert [e.id for e in listed] == [e.id for e in added[:-100] + added[-60:]]
+    assert memory.count(user) == len(listed) == 110
+    for k in range(len(listed) + 2):
+        assert memory.select(user, k=k) == (listed[-k:] if k else [])
 
 
 @pytest.mark.parametrize("k", [-1, 1.5, True, "8"])
@@ -456,7 +451,9 @@ def test_threads_adding_for_the_same_user_lose_nothing(
         ids = list(pool.map(work, range(40)))
     assert sorted(str(e.id) for e in memory.list(user)) == sorted(ids)
     assert memory.count(user) == 40
-    assert [e.id for e in memory.select(user, k=5)] == sorted(ids)[-5:]
+    listed = memory.list(user)
+    for k in range(42):
+        assert memory.select(user, k=k) == (listed[-k:] if k else [])
 
 
 async def test_gather_does_not_mix_users(memory: PreferenceMemory, users: Users) -> None:
@@ -496,40 +493,6 @@ def test_add_many_users_bulk_loads_and_validates_first(
         assert [e.chosen for e in memory.list(user)] == [f"{user} c{j}" for j in range(3)]
         assert memory.select(user, k=2) == added[user][-2:]
         assert memory.count(user) == 3
-    # Later single adds continue the same manifest.
+    # Later single adds are the newest.
     newest = memory.add(names[0], prompt="later", chosen="later")
     assert memory.select(names[0], k=1) == [newest]
-
-
-def test_reindex_repairs_a_manifest_that_missed_an_add(
-    memory: PreferenceMemory, users: Users
-) -> None:
-    """Simulates a write from another process that raced on the manifest."""
-    from langchain_fspo.memory._records import example_to_value
-
-    user = users("race")
-    add_n(memory, user, 3)
-    ns = memory.namespaces(user)
-    manifest_before = memory.store.get(ns.meta, "manifest")
-    # Another process stored an example, but its manifest write was overwritten by ours.
-    from langchain_fspo.memory._inputs import new_example
-
-    lost = new_example("lost q", "lost c", None, {})
-    memory.store.put(ns.examples, str(lost.id), example_to_value(lost), index=False)
-    assert manifest_before is not None
-    memory.store.put(ns.meta, "manifest", manifest_before.value, index=False)
-    assert memory.count(user) == 3
-    assert lost not in memory.select(user, k=8)
-    assert lost in memory.list(user), "list reads the store itself"
-
-    assert memory.reindex(user) == 4
-    assert memory.count(user) == 4
-    assert memory.select(user, k=1) == [lost]
-    assert memory.reindex(users("empty")) == 0
-    assert raw_items(memory, users("empty")) == []
-
-
-async def test_areindex(memory: PreferenceMemory, users: Users) -> None:
-    user = users("areindex")
-    add_n(memory, user, 2)
-    assert await memory.areindex(user) == 2

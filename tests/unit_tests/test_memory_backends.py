@@ -242,44 +242,60 @@ async def test_async_only_store(tmp_path: Path) -> None:
         second = await memory.aadd("a.b@example.com", prompt="p2", chosen="c2")
         assert await memory.aselect("a.b@example.com", k=1) == [second]
         assert await memory.alist("a.b@example.com") == [first, second]
-        assert await memory.aforget("a.b@example.com") == 3
+        assert await memory.aforget("a.b@example.com") == 2
         assert await memory.alist("a.b@example.com") == []
 
 
 # ----------------------------------------------------------------------------- cost of `recent`
 
 
-def test_recent_costs_two_small_round_trips_whatever_the_user_size(tmp_path: Path) -> None:
-    """The serving path: one manifest get, then one batched get of exactly k items."""
-    from langgraph.store.base import GetOp
-    from langgraph.store.sqlite import SqliteStore
+def test_recent_is_one_index_walk_of_k_rows_whatever_the_user_size(tmp_path: Path) -> None:
+    """The serving path on SQLite: one statement, read through an index, no sort, LIMIT k."""
+    with PreferenceMemory.sqlite(tmp_path / "c.db") as memory:
+        memory.add_many("big", [{"prompt": f"q{i}", "chosen": f"c{i}"} for i in range(600)])
+        memory.add("small", prompt="q", chosen="c")
+        conn = memory.store.conn
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        try:
+            for user, expected in (("big", 8), ("small", 1), ("unknown", 0)):
+                statements.clear()
+                assert len(memory.select(user, "query", k=8)) == expected
+                assert len(statements) == 1, statements
+        finally:
+            conn.set_trace_callback(None)
+        sql = statements[0]
+        plan = " ".join(str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "USING INDEX store_prefix_idx" in plan
+        assert "TEMP B-TREE" not in plan, "the rows come in order from the index: no sort"
+        assert sql.rstrip().endswith("LIMIT 8")
 
-    class CountingSqliteStore(SqliteStore):
-        """A real SqliteStore that records the ops of each `batch` call."""
 
-        calls: list[list[object]]
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_postgres_recent_reads_the_order_index_without_sorting(postgres_url: str) -> None:
+    """`Newest` on PostgreSQL can be answered by walking the engine's index, LIMIT k, no sort."""
+    import psycopg
 
-        def batch(self, ops):
-            ops = list(ops)
-            self.calls.append(ops)
-            return super().batch(ops)
+    from langchain_fspo.memory._engine_postgres import _NEWEST_FIRST, ORDER_INDEX
 
-    conn = sqlite3.connect(tmp_path / "c.db", check_same_thread=False, isolation_level=None)
-    store = CountingSqliteStore(conn)
-    store.setup()
-    store.calls = []
-    memory = PreferenceMemory(store)
-    memory.add_many("big", [{"prompt": f"q{i}", "chosen": f"c{i}"} for i in range(600)])
-    memory.add("small", prompt="q", chosen="c")
-
-    for user, expected in (("big", 8), ("small", 1)):
-        store.calls = []
-        shots = memory.select(user, "query", k=8)
-        assert len(shots) == expected
-        assert len(store.calls) == 2
-        assert [type(op) for op in store.calls[0]] == [GetOp]
-        assert [type(op) for op in store.calls[1]] == [GetOp] * expected
-    store.calls = []
-    assert memory.select("unknown", "query", k=8) == []
-    assert len(store.calls) == 1
-    conn.close()
+    with PreferenceMemory.postgres(postgres_url, max_connections=1) as memory:
+        user = f"index-{os.getpid()}"
+        memory.add_many(user, [{"prompt": f"q{i}", "chosen": f"c{i}"} for i in range(30)])
+        try:
+            prefix = ".".join(memory.namespaces(user).examples)
+            with psycopg.connect(postgres_url) as conn:
+                conn.execute("SET enable_seqscan = off")
+                conn.execute("SET enable_sort = off")
+                plan = "\n".join(
+                    row[0]
+                    for row in conn.execute(
+                        "EXPLAIN SELECT key, value FROM store WHERE prefix = %s "
+                        f"ORDER BY {_NEWEST_FIRST} LIMIT 8",
+                        (prefix,),
+                    )
+                )
+            assert f"Index Scan Backward using {ORDER_INDEX}" in plan, plan
+            assert "Sort" not in plan, plan
+        finally:
+            memory.forget(user)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import pytest
 
 from langchain_fspo.errors import MemoryConfigError
-from langchain_fspo.examples import PreferenceExample
 from langchain_fspo.memory import PreferenceMemory
+from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.selection import (
     chronological,
     cosine,
@@ -220,3 +220,35 @@ def test_hashing_embeddings_are_deterministic() -> None:
     assert a == HashingEmbeddings(64).embed_documents(["coffee BREWING"])[0]
     assert cosine(a, emb.embed_query("brewing tea")) > 0.3
     assert cosine(a, emb.embed_query("tax law")) < 0.3
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_postgres_large_users_go_through_the_hnsw_index(
+    indexed_postgres_store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Above `EXACT_SEARCH_MAX` vectors, `relevant` asks pgvector's HNSW index (iterative scan)."""
+    from langchain_fspo.memory import _engine_postgres
+    from langchain_fspo.memory._engines import Forget
+
+    root = ("fspo-tests", "hnsw")
+    memory = PreferenceMemory(indexed_postgres_store, namespace=root)
+    try:
+        populate(memory, "big")
+        populate(memory, "other")
+        query = "houseplant for a beginner"
+        with caplog.at_level("DEBUG", logger=_engine_postgres.__name__):
+            exact = memory.select("big", query, k=3, strategy="relevant")
+            assert "exact scan" in caplog.text
+            caplog.clear()
+            monkeypatch.setattr(_engine_postgres, "EXACT_SEARCH_MAX", 3)
+            approximate = memory.select("big", query, k=3, strategy="relevant")
+            assert "HNSW" in caplog.text
+        assert approximate[0].prompt == "What is a good beginner houseplant?"
+        assert {e.id for e in approximate} == {e.id for e in exact}
+        assert all(e.chosen.startswith("answer") for e in approximate)
+    finally:
+        memory._driver.engine.run(Forget(root))

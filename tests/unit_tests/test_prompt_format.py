@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from langchain_fspo import (
-    FORMAT_FILENAME,
-    AdapterNotFoundError,
-    PreferenceExample,
-    PromptBudgetError,
-    PromptFormat,
-    PromptFormatError,
-)
+from langchain_fspo import PreferenceExample, PromptFormat
+from langchain_fspo.errors import AdapterNotFoundError, PromptBudgetError, PromptFormatError
+from langchain_fspo.prompt_format import FORMAT_FILENAME
 
 
 def _shots(n: int) -> list[PreferenceExample]:

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import langchain_fspo
+from langchain_fspo import backends, errors, prompt_format
 
 EXPECTED_ALL = [
-    "FORMAT_FILENAME",
-    "AdapterNotFoundError",
-    "AgentConfigError",
-    "Backend",
     "Candidate",
     "ChatFSPO",
     "Comparison",
-    "ComparisonError",
     "FSPOError",
     "FSPOMiddleware",
-    "Generation",
-    "GenerationChunk",
-    "GenerationParams",
-    "InferenceServerError",
-    "InvalidExampleError",
-    "LocalBackend",
-    "MemoryConfigError",
-    "OpenAICompatibleBackend",
     "PreferenceExample",
     "PreferenceMemory",
-    "PromptBudgetError",
     "PromptFormat",
-    "PromptFormatError",
-    "RenderedPrompt",
-    "TGIBackend",
-    "UnsupportedParameterError",
+    "__version__",
 ]
 
 
@@ -39,14 +25,52 @@ def test_all_is_pinned() -> None:
 
 
 def test_errors_keep_their_builtin_bases() -> None:
-    assert issubclass(langchain_fspo.PromptFormatError, ValueError)
-    assert issubclass(langchain_fspo.InvalidExampleError, ValueError)
-    assert issubclass(langchain_fspo.AdapterNotFoundError, LookupError)
-    assert issubclass(langchain_fspo.InferenceServerError, RuntimeError)
-    assert issubclass(langchain_fspo.PromptBudgetError, langchain_fspo.PromptFormatError)
+    assert issubclass(errors.PromptFormatError, ValueError)
+    assert issubclass(errors.InvalidExampleError, ValueError)
+    assert issubclass(errors.AdapterNotFoundError, LookupError)
+    assert issubclass(errors.InferenceServerError, RuntimeError)
+    assert issubclass(errors.PromptBudgetError, errors.PromptFormatError)
+    assert issubclass(errors.AdapterLoadError, errors.InferenceServerError)
+    assert issubclass(errors.IncompatibleAdapterError, ValueError)
 
 
 def test_middleware_is_exported_lazily() -> None:
     from langchain_fspo.middleware import FSPOMiddleware
 
     assert langchain_fspo.FSPOMiddleware is FSPOMiddleware
+
+
+def test_interface_types_and_errors_live_one_level_down() -> None:
+    assert sorted(backends.__all__) == [
+        "Backend",
+        "Generation",
+        "GenerationChunk",
+        "GenerationParams",
+        "LocalBackend",
+        "OpenAICompatibleBackend",
+        "TGIBackend",
+        "make_backend",
+    ]
+    assert sorted(errors.__all__) == [
+        "AdapterLoadError",
+        "AdapterNotFoundError",
+        "AgentConfigError",
+        "ComparisonError",
+        "ExampleConflictError",
+        "FSPOError",
+        "IncompatibleAdapterError",
+        "InferenceServerError",
+        "InvalidExampleError",
+        "MemoryConfigError",
+        "MemoryWriteError",
+        "PromptBudgetError",
+        "PromptFormatError",
+        "UnsupportedParameterError",
+    ]
+    assert {"FORMAT_FILENAME", "ParsedCompletion", "PromptFormat", "RenderedPrompt"} <= set(
+        prompt_format.__all__
+    )
+
+
+def test_version_is_the_package_version() -> None:
+    assert langchain_fspo.__version__ == version("langchain-fspo")

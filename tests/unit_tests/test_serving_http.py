@@ -8,12 +8,12 @@ import pytest
 from langchain_fspo.backends._http import (
     CallContext,
     MalformedResponseError,
-    RetryPolicy,
     classify,
     normalize_base_url,
     safe_url,
-    sse_payloads,
 )
+from langchain_fspo.backends._retry import RetryPolicy
+from langchain_fspo.backends._sse import sse_payloads
 from langchain_fspo.backends.base import GenerationParams
 from langchain_fspo.backends.tgi import TGIBackend, parse_lora_adapters
 from langchain_fspo.errors import InferenceServerError, UnsupportedParameterError

@@ -1,4 +1,4 @@
-"""Stage 8, splits and the final records (`fspo_train.records.PreferenceRecord` JSONL).
+"""Stage 8, splits and the final records (`fspo_train.data.records.PreferenceRecord` JSONL).
 
 Users are split at the user level (the domain's `held_out` users, e.g. Reviews' interpolated
 users, plus a seeded `test_user_fraction` of the others) and questions at the question level (a
@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fspo_train.records import PreferenceRecord
+from fspo_train.data.records import PreferenceRecord
 from fspo_train.synth.context import SynthContext
 from fspo_train.synth.ids import rng
 from fspo_train.synth.prompts import load_prompt

@@ -1,0 +1,74 @@
+"""`fspo train`: run FSPO training from a YAML config, with CLI flags overriding it.
+
+    fspo train --config examples/run.yaml --num-shots 4 --use-cpu
+    fspo train --model-name-or-path ./tiny --train-file prefs.jsonl --output-dir out --max-steps 2
+
+Every `FSPOTrainConfig` field is a flag, made by TRL's `TrlParser` (`--num-shots` or
+`--num_shots`; booleans as `--flag`, `--flag false`, and `--no-flag` for those on by default;
+`none` sets an optional number to null). Unknown YAML keys are an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from fspo_train.trainer.config import FSPOTrainConfig, config_parser, load_config
+from langchain_fspo.errors import FSPOError
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `train` subcommand to the `fspo` parser."""
+    settings = config_parser(add_help=False)
+    # Only the flags given reach `run`, which lays them over the YAML (`load_config`).
+    unset = dict.fromkeys(FSPOTrainConfig.field_names(), argparse.SUPPRESS)
+    settings.set_defaults_with_config(**unset)
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "train",
+        parents=[settings],
+        help="Train an FSPO adapter (Pref-FT, then IPO/DPO).",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", help="YAML file of settings (see examples/run.yaml).")
+    parser.add_argument(
+        "--print-config", action="store_true", help="Print the resolved config and exit."
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the config, train, and print where the adapter went."""
+    from fspo_train.trainer.run import train
+
+    overrides = {
+        name: getattr(args, name) for name in FSPOTrainConfig.field_names() if hasattr(args, name)
+    }
+    try:
+        config = load_config(args.config, overrides)
+    except (ValueError, OSError) as e:
+        sys.stderr.write(f"fspo train: error: {e}\n")
+        return 2
+    if args.print_config:
+        sys.stdout.write(config.to_yaml())
+        return 0
+    try:
+        result = train(config)
+    except (FSPOError, ValueError, OSError) as e:
+        sys.stderr.write(f"fspo train: error: {e}\n")
+        return 1
+    summary = result.data_summary
+    lines = [
+        f"FSPO adapter: {result.adapter_dir}",
+        f"Stage-1 (Pref-FT) adapter: {result.stage1_dir}",
+        str(summary.get("load", "")),
+        str(summary.get("episodes", "")),
+    ]
+    keys = ("stage1/train_loss", "stage2/train_loss", "stage2/rewards/accuracies")
+    lines.extend(f"{k}: {result.metrics[k]:.4g}" for k in keys if k in result.metrics)
+    sys.stdout.write("\n".join(line for line in lines if line) + "\n")
+    return 0

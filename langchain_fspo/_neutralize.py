@@ -1,0 +1,65 @@
+"""Neutralise user text so that it cannot forge the structure of an FSPO prompt.
+
+Examples, questions and kept chat turns are written by users. A line that reads `# Task` or
+`## Preferred Response`, or a chat control token such as `<|eot_id|>`, must not become
+structure in the prompt the model reads. Training and serving both render through
+`PromptFormat`, which calls `neutralize` on every user text, so both see the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+__all__ = ["neutralize"]
+
+# Line breaks that some tokenizers or renderers honour besides "\n": folded to "\n" so that a
+# marker cannot hide behind them.
+_LINE_BREAKS = re.compile(r"\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# A line that a markdown reader (or the model) could take for a heading.
+_HEADING_LINE = re.compile(r"^([ \t]*)#", re.MULTILINE)
+# Chat and tokenizer control tokens: <|eot_id|>, <|im_start|>, </s>, <s>, [INST], <start_of_turn>...
+_SPECIAL_TOKEN = re.compile(
+    r"<\|[^<>|\s]{0,64}\|>"
+    r"|</?s>"
+    r"|<(?:unk|pad|bos|eos|mask|sep|cls)>"
+    r"|\[/?(?:INST|SYS|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS)\]"
+    r"|<</?SYS>>"
+    r"|<(?:start|end)_of_turn>"
+    r"|<｜[^<>]{0,64}｜>"  # noqa: RUF001 - DeepSeek's full-width bars are real tokens
+)
+_BREAK = "\u200b"  # zero-width space: splits a special token without changing how it reads
+
+
+def _break_token(match: re.Match[str]) -> str:
+    token = match.group(0)
+    return token[0] + _BREAK + token[1:]
+
+
+def neutralize(text: str, extra_special_tokens: Sequence[str] = ()) -> str:
+    r"""Make user-supplied `text` unable to forge the prompt's structure.
+
+    - Unusual line breaks (`\\r`, `\\u2028`, ...) become `\\n`.
+    - A line that starts with `#` (after spaces) gets a backslash: `# Task` -> `\\# Task`, so
+      no user line can equal a format marker.
+    - Chat special tokens (`<|eot_id|>`, `</s>`, `[INST]`, ... and `extra_special_tokens`) get
+      a zero-width space after their first character, so no tokenizer reads them as control
+      tokens.
+
+    Text with none of these is returned unchanged, which is why `style="paper"` stays byte for
+    byte the official layout on ordinary text. Training and serving both call this.
+
+    Example:
+        >>> neutralize("fine\n# Task\nok<|eot_id|>")
+        'fine\n\\# Task\nok<\u200b|eot_id|>'
+    """
+    text = _LINE_BREAKS.sub("\n", text)
+    text = _HEADING_LINE.sub(lambda m: m.group(1) + "\\#", text)
+    # Tokens can nest (`<|[INST]|>`): break until none is left. Each pass destroys the start of
+    # every match it finds and creates none, so this ends.
+    while (broken := _SPECIAL_TOKEN.sub(_break_token, text)) != text:
+        text = broken
+    for token in extra_special_tokens:
+        if len(token) > 1 and token in text:
+            text = text.replace(token, token[0] + _BREAK + token[1:])
+    return text

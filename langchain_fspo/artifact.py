@@ -1,0 +1,190 @@
+"""The FSPO adapter's files: one owner for their names, for finding them and for reading them.
+
+An FSPO adapter is a folder (or a Hub repo) holding PEFT's LoRA adapter and the prompt
+contract beside it. Serving (`ChatFSPO.from_pretrained`, the backends) reads it through this
+module, and so do `fspo_train`'s evaluation and publishing:
+
+```python
+from langchain_fspo.artifact import (
+    ADAPTER_CONFIG_FILENAME,  # "adapter_config.json": PEFT's LoRA config
+    ADAPTER_FILES,  # the three files serving needs
+    ADAPTER_WEIGHTS_FILENAME,  # "adapter_model.safetensors": the LoRA weights
+    FORMAT_FILENAME,  # "fspo_format.json": the prompt contract (`PromptFormat`)
+    MODEL_CARD_FILENAME,  # "README.md": the model card written by publishing
+    adapter_folder,  # a local folder holding the adapter (a Hub repo is downloaded first)
+    check_base_model,  # fspo_format.json and adapter_config.json name the same base model
+    missing_files,  # which of ADAPTER_FILES a folder lacks
+    read_adapter_config,  # adapter_config.json as a dict, with its base model checked
+    resolve_file,  # one file from a folder or a Hub repo (revision, token, offline cache)
+    same_model,  # two Hub ids or paths name the same model
+)
+from langchain_fspo.prompt_format import PromptFormat  # from_pretrained reads fspo_format.json
+```
+
+`PromptFormat.from_pretrained` / `save_pretrained` read and write `fspo_format.json` with the
+names and `resolve_file` of this module (as PEFT's config class loads `adapter_config.json`
+with its `utils/constants.py`); this module never parses the format itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from langchain_fspo.errors import AdapterNotFoundError, PromptFormatError
+
+__all__ = [
+    "ADAPTER_CONFIG_FILENAME",
+    "ADAPTER_FILES",
+    "ADAPTER_WEIGHTS_FILENAME",
+    "FORMAT_FILENAME",
+    "MODEL_CARD_FILENAME",
+    "adapter_folder",
+    "check_base_model",
+    "missing_files",
+    "read_adapter_config",
+    "resolve_file",
+    "same_model",
+]
+
+ADAPTER_CONFIG_FILENAME = "adapter_config.json"
+"""PEFT's adapter config; names the base model in `base_model_name_or_path`."""
+ADAPTER_WEIGHTS_FILENAME = "adapter_model.safetensors"
+"""The LoRA weights (TGI and vLLM load safetensors only)."""
+FORMAT_FILENAME = "fspo_format.json"
+"""The prompt contract, `PromptFormat.save_pretrained`'s file."""
+MODEL_CARD_FILENAME = "README.md"
+"""The model card of a published adapter."""
+ADAPTER_FILES = (ADAPTER_CONFIG_FILENAME, ADAPTER_WEIGHTS_FILENAME, FORMAT_FILENAME)
+"""What a folder must hold to be served (and published)."""
+
+
+def resolve_file(
+    directory_or_repo_id: str | Path,
+    filename: str,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+) -> Path:
+    """Return a local path to `filename` from a folder or a Hub repo id.
+
+    A path that exists on disk is read as a folder. Anything else is taken as a Hub repo id
+    and fetched with `huggingface_hub.hf_hub_download`, which honours `HF_ENDPOINT`,
+    `HF_HUB_OFFLINE` and the local cache.
+
+    Raises:
+        AdapterNotFoundError: The folder or repo has no such file, or the repo is unknown.
+    """
+    local = Path(directory_or_repo_id).expanduser()
+    if local.is_dir():
+        path = local / filename
+        if not path.is_file():
+            msg = f"No {filename} in {local}; was this adapter trained and saved with fspo_train?"
+            raise AdapterNotFoundError(msg)
+        return path
+    repo_id = str(directory_or_repo_id)
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, token=token))
+    except LocalEntryNotFoundError as e:  # a subclass of EntryNotFoundError: catch it first
+        msg = (
+            f"{filename} of {repo_id!r} is not in the local cache and the Hub cannot be reached "
+            f"(offline?): {e}"
+        )
+        raise AdapterNotFoundError(msg) from e
+    except EntryNotFoundError as e:
+        msg = (
+            f"The Hub repo {repo_id!r} (revision {revision or 'main'}) has no {filename}; "
+            "publish it with `fspo publish` or add the file."
+        )
+        raise AdapterNotFoundError(msg) from e
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        msg = f"{repo_id!r} is neither a local folder nor a Hub repo (revision {revision}): {e}"
+        raise AdapterNotFoundError(msg) from e
+
+
+def read_adapter_config(
+    adapter_dir_or_repo: str | Path, revision: str | None = None, *, token: str | None = None
+) -> dict[str, Any]:
+    """The adapter's `adapter_config.json` (folder or Hub repo), which must name its base model.
+
+    Raises:
+        AdapterNotFoundError: No such file, or no `base_model_name_or_path` in it.
+    """
+    path = resolve_file(
+        adapter_dir_or_repo, ADAPTER_CONFIG_FILENAME, revision=revision, token=token
+    )
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not data.get("base_model_name_or_path"):
+        msg = (
+            f"{path} has no `base_model_name_or_path`; pass the base model explicitly: "
+            "LocalBackend(base_model, adapters={...})."
+        )
+        raise AdapterNotFoundError(msg)
+    return data
+
+
+def adapter_folder(
+    adapter_dir_or_repo: str | Path, revision: str | None = None, *, token: str | None = None
+) -> Path:
+    """A local folder holding the adapter (a Hub repo is downloaded to the cache first)."""
+    local = Path(adapter_dir_or_repo).expanduser()
+    if local.is_dir():
+        return local
+    weights = resolve_file(
+        adapter_dir_or_repo, ADAPTER_WEIGHTS_FILENAME, revision=revision, token=token
+    )
+    resolve_file(adapter_dir_or_repo, ADAPTER_CONFIG_FILENAME, revision=revision, token=token)
+    return weights.parent
+
+
+def missing_files(folder: str | Path) -> list[str]:
+    """The names in `ADAPTER_FILES` that `folder` lacks (empty when it can be served).
+
+    Example:
+        >>> import tempfile
+        >>> missing_files(tempfile.mkdtemp())
+        ['adapter_config.json', 'adapter_model.safetensors', 'fspo_format.json']
+    """
+    return [name for name in ADAPTER_FILES if not (Path(folder) / name).is_file()]
+
+
+def same_model(a: str, b: str) -> bool:
+    """Same Hub id or same local folder (paths compared after resolving).
+
+    Example:
+        >>> same_model("org/base", "org/base/"), same_model("org/base", "org/other")
+        (True, False)
+    """
+    if a.rstrip("/") == b.rstrip("/"):
+        return True
+    path_a, path_b = Path(a).expanduser(), Path(b).expanduser()
+    return path_a.exists() and path_b.exists() and path_a.resolve() == path_b.resolve()
+
+
+def check_base_model(
+    format_base_model: str | None, adapter_base_model: str, *, source: str | Path
+) -> None:
+    """Raise `PromptFormatError` if the two files of `source` name different base models.
+
+    Args:
+        format_base_model: `PromptFormat.base_model_id` (None: not recorded, nothing to check).
+        adapter_base_model: `base_model_name_or_path` of `adapter_config.json`.
+        source: The adapter folder or Hub repo, for the message.
+    """
+    if format_base_model is None or same_model(format_base_model, adapter_base_model):
+        return
+    msg = (
+        f"{source}: {FORMAT_FILENAME} says the adapter was trained on {format_base_model!r}, "
+        f"but {ADAPTER_CONFIG_FILENAME} names {adapter_base_model!r} as its base model. "
+        "Republish the adapter with matching files."
+    )
+    raise PromptFormatError(msg)

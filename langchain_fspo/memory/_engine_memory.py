@@ -1,0 +1,173 @@
+"""`InMemoryEngine`: ordered and vector reads straight from LangGraph's `InMemoryStore` dicts.
+
+`InMemoryStore` keeps `_data[namespace][key] -> Item` and `_vectors[namespace][key][field]`
+in plain dicts and guards nothing, so every call into it runs under one lock per store (shared
+by all `PreferenceMemory` objects on that store). A namespace's dict keeps insertion order:
+the newest `k` are the last `k` entries, read backwards in O(k). `Nearest` is an exact cosine
+scan in numpy over a matrix cached per namespace, rebuilt when the namespace changes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from langgraph.store.base import PutOp
+
+from langchain_fspo.memory import _engines as q
+
+if TYPE_CHECKING:
+    import numpy as np
+    from langgraph.store.base import Op, Result
+    from langgraph.store.memory import InMemoryStore
+
+__all__ = ["InMemoryEngine", "store_lock"]
+
+_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def store_lock(store: object) -> threading.Lock:
+    """The one lock of `store`, shared by every engine on it."""
+    with _locks_guard:
+        lock = _locks.get(store)
+        if lock is None:
+            lock = _locks[store] = threading.Lock()
+        return lock
+
+
+class _Matrix:
+    """The unit vectors (and norms) of one namespace's `field`, with what they were built from."""
+
+    def __init__(
+        self, size: int, last: str | None, keys: list[str], unit: np.ndarray, norms: np.ndarray
+    ) -> None:
+        self.size = size
+        self.last = last
+        self.keys = keys
+        self.unit = unit
+        self.norms = norms
+
+
+class InMemoryEngine:
+    """Answers queries from an `InMemoryStore`'s own dicts (O(k) newest, numpy nearest)."""
+
+    async_mode: q.AsyncMode = "inline"
+    vector_search = True
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self.store = store
+        self.lock = store_lock(store)
+        self._matrices: dict[tuple[tuple[str, ...], str], _Matrix] = {}
+
+    def batch(self, ops: list[Op]) -> list[Result]:
+        with self.lock:
+            # A re-put keeps its place in the dict: drop cached matrices it may change.
+            self.invalidate([op.namespace for op in ops if isinstance(op, PutOp)])
+            return self.store.batch(ops)
+
+    def run(self, query: q.Query) -> Any:
+        with self.lock:
+            return self.run_locked(query)
+
+    async def arun(self, query: q.Query) -> Any:
+        return self.run(query)
+
+    def inline(self, step: object) -> bool:
+        """Whether `step` may run on the event loop: not a full read nor a vector scan."""
+        return not isinstance(step, q.Oldest | q.Nearest | q.Forget)
+
+    def run_locked(self, query: q.Query) -> Any:
+        """Answer `query`; the caller holds `self.lock`."""
+        if isinstance(query, q.Forget):
+            return self._forget(query.prefix)
+        items = self.store._data.get(query.namespace) or {}  # noqa: SLF001 - no API for it
+        if isinstance(query, q.Newest):
+            return [
+                q.Row(i.key, i.value)
+                for i in itertools.islice(reversed(items.values()), query.limit)
+            ]
+        if isinstance(query, q.Oldest):
+            return [q.Row(i.key, i.value) for i in items.values()]
+        if isinstance(query, q.Count):
+            return len(items)
+        if isinstance(query, q.Version):
+            return [len(items), next(reversed(items), None)]
+        if isinstance(query, q.Vectors):
+            vectors = self.store._vectors.get(query.namespace) or {}  # noqa: SLF001
+            found = {key: (vectors.get(key) or {}).get(query.field) for key in query.keys}
+            return {key: vector for key, vector in found.items() if vector is not None}
+        return self._nearest(query, items)
+
+    def _nearest(self, query: q.Nearest, items: dict[str, Any]) -> list[q.Row]:
+        import numpy as np
+
+        if query.vector is None or query.limit <= 0:
+            return []
+        cached = self._matrix(query.namespace, query.field)
+        if not cached.keys:
+            return []
+        target = np.asarray(q.finite(query.vector), dtype=np.float32)
+        if q.distance_type(self.store) == "l2":
+            scores = -np.linalg.norm(cached.unit * cached.norms - target, axis=1)
+        else:
+            norm = float(np.linalg.norm(target)) or 1.0
+            scores = cached.unit @ (target / norm)
+        n = min(query.limit, len(cached.keys))
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        rows = []
+        for i in top:
+            key = cached.keys[int(i)]
+            item = items.get(key)
+            if item is not None:
+                rows.append(q.Row(key, item.value, cached.unit[int(i)] * cached.norms[int(i)]))
+        return rows
+
+    def _matrix(self, namespace: tuple[str, ...], field: str) -> _Matrix:
+        """The cached unit-vector matrix of `namespace`, rebuilt if the namespace changed.
+
+        Items are appended in order and re-puts keep their place, so an unchanged count and
+        an unchanged last key mean an unchanged set; our own writes also `invalidate`.
+        """
+        import numpy as np
+
+        vectors = self.store._vectors.get(namespace) or {}  # noqa: SLF001
+        last = next(reversed(vectors), None)
+        cached = self._matrices.get((namespace, field))
+        if cached is not None and cached.size == len(vectors) and cached.last == last:
+            return cached
+        keys = [key for key, fields in vectors.items() if field in fields]
+        matrix = np.asarray([vectors[key][field] for key in keys], dtype=np.float32)
+        if not keys:
+            matrix = np.zeros((0, 1), dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        built = _Matrix(len(vectors), last, keys, matrix / norms, norms)
+        self._matrices[(namespace, field)] = built
+        return built
+
+    def invalidate(self, namespaces: Sequence[tuple[str, ...]]) -> None:
+        """q.Forget cached matrices of `namespaces` (called after our own writes)."""
+        stale = set(namespaces)
+        for cache_key in [k for k in self._matrices if k[0] in stale]:
+            del self._matrices[cache_key]
+
+    def _forget(self, prefix: tuple[str, ...]) -> int:
+        n = len(prefix)
+        data = self.store._data  # noqa: SLF001
+        vectors = self.store._vectors  # noqa: SLF001
+        removed = 0
+        for namespace in [ns for ns in data if ns[:n] == prefix]:
+            removed += len(data.pop(namespace))
+        for namespace in [ns for ns in vectors if ns[:n] == prefix]:
+            del vectors[namespace]
+        self.invalidate([k[0] for k in self._matrices if k[0][:n] == prefix])
+        return removed
+
+    def scrub(self, prefix: tuple[str, ...]) -> None:
+        """Nothing left to scrub: `Forget` removed the namespaces themselves."""
+        del prefix

@@ -1,0 +1,306 @@
+"""`PostgresEngine`: ordered and vector reads in SQL on LangGraph's `PostgresStore` tables.
+
+Order is `created_at` (set by PostgreSQL when a row is first inserted; an upsert keeps it), then
+the example's own `created_at` stamp (rows of one transaction share the first), then the key.
+The engine adds one index for it, `store_prefix_created_at_key_idx ON store (prefix, created_at,
+(value ->> 'created_at'), key)` (created once, concurrently, if missing), so the newest `k` of a
+user are an O(k) index walk.
+
+`Nearest` on `store_vectors` (pgvector): a user with at most `EXACT_SEARCH_MAX` vectors gets an
+exact scan of their own rows (found through the primary key); a larger one gets pgvector's HNSW
+index (the store's `ann_index_config`, HNSW by default) with iterative scans, so that the filter
+on the user cannot starve the result: approximate and sub-linear. Were that to return fewer than
+asked, the exact scan answers instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import weakref
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import orjson
+import psycopg
+from psycopg.rows import dict_row
+
+from langchain_fspo.memory import _engines as q
+from langchain_fspo.memory._pg_async import AsyncConnections
+
+if TYPE_CHECKING:
+    from langgraph.store.base import Op, Result
+    from langgraph.store.postgres import PostgresStore
+    from psycopg import AsyncCursor, Connection, Cursor
+
+__all__ = ["EXACT_SEARCH_MAX", "ORDER_INDEX", "PostgresEngine"]
+
+logger = logging.getLogger(__name__)
+
+EXACT_SEARCH_MAX = 2_000
+"""Users with at most this many vectors get an exact nearest-neighbour scan."""
+
+ORDER_INDEX = "store_prefix_created_at_key_idx"
+_ORDER = "created_at {d}, (value ->> 'created_at') {d}, key {d}"
+_NEWEST_FIRST = _ORDER.format(d="DESC")
+_OLDEST_FIRST = _ORDER.format(d="ASC")
+_OPERATOR = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
+_ensured: weakref.WeakSet[Any] = weakref.WeakSet()
+_ensure_lock = threading.Lock()
+
+
+def _text(namespace: tuple[str, ...]) -> str:
+    return ".".join(namespace)
+
+
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _value(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    value: dict[str, Any] = orjson.loads(raw)
+    return value
+
+
+def _vector_literal(vector: Any) -> str:
+    """Pgvector's text form `[x,y,...]` (sent as text: far cheaper than a float8[] parameter)."""
+    return "[" + ",".join(map(repr, q.finite(vector))) + "]"
+
+
+def _vector_from_text(text: str) -> Any:
+    import numpy as np
+
+    return np.array(text.strip("[]").split(","), dtype=np.float32)
+
+
+class _Sql(NamedTuple):
+    """Statements to run in one transaction (one alone: autocommit).
+
+    Answered with the last statement's rows, or its row count when it returns none.
+    """
+
+    statements: tuple[tuple[str, Any], ...]
+
+
+_Steps = Generator[_Sql, Any, Any]
+
+
+class PostgresEngine:
+    """Answers queries with SQL on a `PostgresStore`'s database (module docstring)."""
+
+    vector_search = True
+
+    def __init__(self, store: PostgresStore) -> None:
+        from psycopg_pool import ConnectionPool
+
+        self.store = store
+        pool = store.conn if isinstance(store.conn, ConnectionPool) else None
+        # Async needs its own connections, opened from the pool's settings: a store on a
+        # single connection (whose password psycopg no longer shows) runs async in a thread.
+        conninfo = pool.conninfo if pool is not None else None
+        self._async = (
+            AsyncConnections(conninfo, pool.max_size)
+            if pool is not None and isinstance(conninfo, str)
+            else None
+        )
+        self.async_mode: q.AsyncMode = "native" if self._async else "thread"
+
+    def batch(self, ops: list[Op]) -> list[Result]:
+        return self.store.batch(ops)
+
+    def inline(self, step: object) -> bool:
+        del step
+        return False
+
+    def run_locked(self, query: q.Query) -> Any:
+        return self.run(query)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Connection[Any]]:
+        """A connection of the store: from its pool, or its only one (under its lock)."""
+        from psycopg_pool import ConnectionPool
+
+        conn = self.store.conn
+        if isinstance(conn, ConnectionPool):
+            with conn.connection() as pooled:
+                yield pooled
+        else:
+            with self.store.lock:
+                yield conn
+
+    def run(self, query: q.Query) -> Any:
+        """Answer `query` on the store's connections."""
+        self._ensure_order_index()
+        steps = self._steps(query)
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            answer: Any = None
+            try:
+                while True:
+                    sql = steps.send(answer)
+                    if len(sql.statements) == 1:
+                        answer = _result(cur, *sql.statements[0])
+                    else:
+                        with conn.transaction():
+                            for statement in sql.statements:
+                                answer = _result(cur, *statement)
+            except StopIteration as stop:
+                return stop.value
+
+    async def arun(self, query: q.Query) -> Any:
+        """Answer `query` on asyncio connections (the loop waits on the socket, no thread)."""
+        assert self._async is not None  # noqa: S101 - only "native" engines are asked
+        if self.store not in _ensured:
+            await asyncio.to_thread(self._ensure_order_index)
+        steps = self._steps(query)
+        async with self._async.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            answer: Any = None
+            try:
+                while True:
+                    sql = steps.send(answer)
+                    if len(sql.statements) == 1:
+                        answer = await _aresult(cur, *sql.statements[0])
+                    else:
+                        async with conn.transaction():
+                            for statement in sql.statements:
+                                answer = await _aresult(cur, *statement)
+            except StopIteration as stop:
+                return stop.value
+
+    async def aclose(self) -> None:
+        """Close this loop's async connections."""
+        if self._async is not None:
+            await self._async.aclose()
+
+    def _ensure_order_index(self) -> None:
+        """Create the ordering index once per store (no-op if present)."""
+        if self.store in _ensured:
+            return
+        with _ensure_lock:
+            if self.store in _ensured:
+                return
+            try:
+                with self._connection() as conn:
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_indexes WHERE tablename = 'store' AND indexname = %s",
+                        (ORDER_INDEX,),
+                    ).fetchone()
+                    if not exists:
+                        conn.execute(
+                            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {ORDER_INDEX} "
+                            "ON store (prefix, created_at, (value ->> 'created_at'), key)"
+                        )
+            except psycopg.Error:  # a concurrent creator, or no rights: reads stay correct
+                logger.warning("Could not create index %s; reads by age scan.", ORDER_INDEX)
+            _ensured.add(self.store)
+
+    def _steps(self, query: q.Query) -> _Steps:
+        """The SQL of `query`, step by step; returns its answer."""
+        if isinstance(query, q.Forget):
+            text = _text(query.prefix)
+            removed = yield _one(
+                "DELETE FROM store WHERE prefix = %s OR prefix LIKE %s ESCAPE '\\'",
+                (text, _like_literal(text) + ".%"),
+            )
+            return int(removed)
+        prefix = _text(query.namespace)
+        if isinstance(query, q.Newest | q.Oldest):
+            order = _NEWEST_FIRST if isinstance(query, q.Newest) else _OLDEST_FIRST
+            limit = query.limit if isinstance(query, q.Newest) else None
+            rows = yield _one(
+                f"SELECT key, value::text AS value FROM store WHERE prefix = %s "  # noqa: S608
+                f"ORDER BY {order} LIMIT %s",
+                (prefix, limit),
+            )
+            return [q.Row(r["key"], _value(r["value"])) for r in rows]
+        if isinstance(query, q.Count):
+            (row,) = yield _one("SELECT count(*) AS n FROM store WHERE prefix = %s", (prefix,))
+            return int(row["n"])
+        if isinstance(query, q.Version):
+            newest = f"SELECT key FROM store WHERE prefix = %(p)s ORDER BY {_NEWEST_FIRST} LIMIT 1"  # noqa: S608
+            count = "SELECT count(*) FROM store WHERE prefix = %(p)s"
+            (row,) = yield _one(f"SELECT ({count}) AS n, ({newest}) AS newest", {"p": prefix})
+            return [int(row["n"]), row["newest"]]
+        if isinstance(query, q.Vectors):
+            rows = yield _one(
+                "SELECT key, embedding::text AS vector FROM store_vectors "
+                "WHERE prefix = %s AND field_name = %s AND key = ANY(%s)",
+                (prefix, query.field, list(query.keys)),
+            )
+            return {r["key"]: _vector_from_text(r["vector"]) for r in rows}
+        return (yield from self._nearest(query, prefix))
+
+    def _vector_cast(self) -> str:
+        config: dict[str, Any] = dict(self.store.index_config or {})
+        kind = (config.get("ann_index_config") or {}).get("vector_type", "vector")
+        return "halfvec" if kind == "halfvec" else "vector"
+
+    def _nearest(self, query: q.Nearest, prefix: str) -> _Steps:
+        if query.vector is None or query.limit <= 0:
+            return []
+        op = _OPERATOR[q.distance_type(self.store)]
+        params = {
+            "p": prefix,
+            "f": query.field,
+            "q": _vector_literal(query.vector),
+            "k": query.limit,
+            "cap": EXACT_SEARCH_MAX + 1,
+        }
+        target = f"%(q)s::text::{self._vector_cast()}"
+        vector = "top.embedding::text" if query.with_vectors else "NULL"
+        select = (
+            f"SELECT s.key, s.value::text AS value, {vector} AS vector "  # noqa: S608
+            "FROM ({inner}) AS top JOIN store AS s ON s.prefix = %(p)s AND s.key = top.key "
+            "ORDER BY top.d, top.key"
+        )
+        where = "FROM store_vectors WHERE prefix = %(p)s AND field_name = %(f)s"
+        # `+ 0` keeps the planner off the ANN index: this scan is exact.
+        exact = select.format(
+            inner=f"SELECT key, embedding, (embedding {op} {target}) + 0 AS d {where} "
+            "ORDER BY d LIMIT %(k)s"
+        )
+        approximate = select.format(
+            inner=f"SELECT key, embedding, embedding {op} {target} AS d {where} "
+            f"ORDER BY embedding {op} {target} LIMIT %(k)s"
+        )
+        count = f"SELECT count(*) AS n FROM (SELECT 1 {where} LIMIT %(cap)s) AS mine"  # noqa: S608
+        (row,) = yield _one(count, params)
+        rows: list[Any] = []
+        if int(row["n"]) > EXACT_SEARCH_MAX:
+            logger.debug("q.Nearest: HNSW index with iterative scan for %s.", prefix)
+            ef_search = str(min(max(40, 2 * query.limit), 1000))
+            settings = (
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('hnsw.ef_search', %s, true)"
+            )
+            rows = yield _Sql(((settings, (ef_search,)), (approximate, params)))
+        if len(rows) < query.limit:
+            logger.debug("q.Nearest: exact scan of the vectors of %s.", prefix)
+            rows = yield _one(exact, params)
+        return [
+            q.Row(r["key"], _value(r["value"]), r["vector"] and _vector_from_text(r["vector"]))
+            for r in rows
+        ]
+
+    def scrub(self, prefix: tuple[str, ...]) -> None:
+        """Nothing to scrub: PostgreSQL's VACUUM reclaims the deleted rows' space."""
+        del prefix
+
+
+def _one(sql: str, params: Any) -> _Sql:
+    return _Sql(((sql, params),))
+
+
+def _result(cur: Cursor[Any], sql: str, params: Any) -> Any:
+    # Never a prepared statement: a generic plan cannot see how few rows one user has, and may
+    # pick a scan of every user's vectors.
+    cur.execute(sql, params, prepare=False)
+    return cur.fetchall() if cur.description is not None else cur.rowcount
+
+
+async def _aresult(cur: AsyncCursor[Any], sql: str, params: Any) -> Any:
+    await cur.execute(sql, params, prepare=False)
+    return await cur.fetchall() if cur.description is not None else cur.rowcount

@@ -1,0 +1,187 @@
+"""`SqliteEngine`: ordered and vector reads in SQL on LangGraph's `SqliteStore` tables.
+
+`store (prefix, key, value, ...)` is a rowid table with an index `store_prefix_idx (prefix)`;
+SQLite appends the rowid to every index, so `WHERE prefix = ? ORDER BY rowid DESC LIMIT k`
+walks that index backwards: O(k), in commit order (SQLite serialises writers and gives each
+new row a rowid above every live one). `store_vectors` holds one float32 BLOB per indexed
+field; `Nearest` is an exact scan of the namespace's vectors with sqlite-vec's distance
+functions, inside SQLite (linear in the user's history; see docs/serving.md).
+
+Reads and writes share the store's connection and its lock, as `SqliteStore` does. Async reads
+of O(k) rows run on the event loop, within its slice budget (`_slices`), when that lock is free:
+a thread hop would cost more than the read.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from langchain_fspo.memory import _engines as q
+
+if TYPE_CHECKING:
+    from langgraph.store.base import Op, Result
+    from langgraph.store.sqlite import SqliteStore
+
+__all__ = ["INLINE_MAX_ROWS", "SqliteEngine", "glob_literal"]
+
+INLINE_MAX_ROWS = 512
+"""Largest read an async call runs on the event loop (in a slice); larger ones use a thread."""
+
+_DISTANCE = {"cosine": "vec_distance_cosine", "l2": "vec_distance_L2"}
+
+
+def _text(namespace: tuple[str, ...]) -> str:
+    return ".".join(namespace)
+
+
+def glob_literal(text: str) -> str:
+    """`text` with GLOB's wildcards bracketed, so that it matches itself only."""
+    return text.replace("[", "[[]").replace("*", "[*]").replace("?", "[?]")
+
+
+def _value(raw: Any) -> dict[str, Any]:
+    value: dict[str, Any] = orjson.loads(raw) if not isinstance(raw, dict) else raw
+    return value
+
+
+def _floats(blob: bytes) -> Any:
+    """A stored float32 BLOB as a numpy array (no copy)."""
+    import numpy as np
+
+    return np.frombuffer(blob, dtype=np.float32)
+
+
+class SqliteEngine:
+    """Answers queries with SQL on a `SqliteStore`'s connection (see the module docstring)."""
+
+    async_mode: q.AsyncMode = "inline"
+    vector_search = True
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.lock = store.lock
+        self._held = threading.local()
+
+    def inline(self, step: object) -> bool:
+        """Whether `step` may run on the event loop: an O(k) read (an index walk)."""
+        if isinstance(step, q.Newest):
+            return step.limit <= INLINE_MAX_ROWS
+        return isinstance(step, q.Vectors) and len(step.keys) <= INLINE_MAX_ROWS
+
+    def run_locked(self, query: q.Query) -> Any:
+        """Answer `query`; the caller holds `self.lock`."""
+        self._held.value = True
+        try:
+            return self.run(query)
+        finally:
+            self._held.value = False
+
+    def batch(self, ops: list[Op]) -> list[Result]:
+        return self.store.batch(ops)
+
+    async def arun(self, query: q.Query) -> Any:
+        return self.run(query)
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        store = self.store
+        if getattr(self._held, "value", False):
+            return store.conn.execute(sql, params).fetchall()
+        if not store.is_setup:
+            store.setup()
+        with store.lock:
+            return store.conn.execute(sql, params).fetchall()
+
+    def run(self, query: q.Query) -> Any:
+        if isinstance(query, q.Forget):
+            return self._forget(query.prefix)
+        prefix = _text(query.namespace)
+        if isinstance(query, q.Newest):
+            rows = self._rows(
+                "SELECT key, value FROM store INDEXED BY store_prefix_idx WHERE prefix = ? "
+                "ORDER BY rowid DESC LIMIT ?",
+                (prefix, query.limit),
+            )
+            return [q.Row(key, _value(value)) for key, value in rows]
+        if isinstance(query, q.Oldest):
+            rows = self._rows(
+                "SELECT key, value FROM store INDEXED BY store_prefix_idx WHERE prefix = ? "
+                "ORDER BY rowid",
+                (prefix,),
+            )
+            return [q.Row(key, _value(value)) for key, value in rows]
+        if isinstance(query, q.Count):
+            ((n,),) = self._rows("SELECT count(*) FROM store WHERE prefix = ?", (prefix,))
+            return int(n)
+        if isinstance(query, q.Version):
+            ((n, newest),) = self._rows(
+                "SELECT count(*), (SELECT key FROM store INDEXED BY store_prefix_idx "
+                "WHERE prefix = ?1 ORDER BY rowid DESC LIMIT 1) FROM store WHERE prefix = ?1",
+                (prefix,),
+            )
+            return [int(n), newest]
+        if isinstance(query, q.Vectors):
+            if not query.keys:
+                return {}
+            marks = ",".join("?" * len(query.keys))
+            where = f"prefix = ? AND field_name = ? AND key IN ({marks})"
+            rows = self._rows(
+                f"SELECT key, embedding FROM store_vectors WHERE {where}",  # noqa: S608
+                (prefix, query.field, *query.keys),
+            )
+            return {key: _floats(blob) for key, blob in rows}
+        return self._nearest(query, prefix)
+
+    def _nearest(self, query: q.Nearest, prefix: str) -> list[q.Row]:
+        if query.vector is None or query.limit <= 0:
+            return []
+        import sqlite_vec
+
+        function = _DISTANCE.get(q.distance_type(self.store), "vec_distance_cosine")
+        target = sqlite_vec.serialize_float32(q.finite(query.vector))
+        vector = "top.embedding" if query.with_vectors else "NULL"
+        rows = self._rows(
+            "WITH top AS ("  # noqa: S608 - the function name comes from _DISTANCE
+            f"SELECT key, embedding, {function}(embedding, ?1) AS d FROM store_vectors "
+            "WHERE prefix = ?2 AND field_name = ?3 ORDER BY d LIMIT ?4) "
+            f"SELECT top.key, s.value, {vector} FROM top "
+            "JOIN store AS s ON s.prefix = ?2 AND s.key = top.key ORDER BY top.d, top.key",
+            (target, prefix, query.field, query.limit),
+        )
+        return [
+            q.Row(key, _value(value), None if blob is None else _floats(blob))
+            for key, value, blob in rows
+        ]
+
+    def _forget(self, prefix: tuple[str, ...]) -> int:
+        """Delete the subtree in one write transaction: all of it, or (on error) none of it."""
+        store = self.store
+        if not store.is_setup:
+            store.setup()
+        text = _text(prefix)
+        where = "prefix = ? OR prefix GLOB ?"
+        params = (text, glob_literal(text) + ".*")
+        with store.lock:
+            conn = store.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                has_vectors = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'store_vectors'"
+                ).fetchone()
+                if has_vectors:
+                    # Also when the connection does not enforce foreign keys (no cascade).
+                    conn.execute(f"DELETE FROM store_vectors WHERE {where}", params)  # noqa: S608
+                removed = conn.execute(f"DELETE FROM store WHERE {where}", params).rowcount  # noqa: S608
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        return int(removed)
+
+    def scrub(self, prefix: tuple[str, ...]) -> None:
+        """Fold the WAL into the file and truncate it: deleted rows' old page images go too."""
+        del prefix
+        with self.store.lock:
+            self.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
