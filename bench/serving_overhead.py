@@ -450,6 +450,14 @@ def _tgi_markdown(tgi: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _write_report(out: Path, stem: str, report: dict[str, Any], lines: list[str]) -> None:
+    """Write `<stem>.json` (the report) and `<stem>.md` (`lines`) into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines))
+    print(f"Wrote {out / stem}.json and .md")
+
+
 def _vllm_row(args: argparse.Namespace) -> int:
     """Run only the real-engine row and write `serving_overhead_vllm.{json,md}`."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -470,8 +478,6 @@ def _vllm_row(args: argparse.Namespace) -> int:
         "versions": _versions(),
         **engine,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving_overhead_vllm.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Serving overhead on a real engine (vLLM CPU build)",
         "",
@@ -483,8 +489,8 @@ def _vllm_row(args: argparse.Namespace) -> int:
         "",
         *vllm_markdown(engine),
     ]
-    (args.out / "serving_overhead_vllm.md").write_text("\n".join(lines))
     print("\n".join(lines))
+    _write_report(args.out, "serving_overhead_vllm", report, lines)
     return 0
 
 
@@ -590,8 +596,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     if tgi is not None:
         report["tgi"] = tgi
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# ChatFSPO serving overhead",
         "",
@@ -633,8 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if tgi is not None:
         lines += _tgi_markdown(tgi)
-    (args.out / "serving_overhead.md").write_text("\n".join(lines))
-    print(f"Wrote {args.out / 'serving_overhead.json'}")
+    _write_report(args.out, "serving_overhead", report, lines)
     return 0
 
 

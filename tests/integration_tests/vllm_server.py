@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,29 +53,13 @@ def vllm_python() -> str:
     return python
 
 
-def preference_records(users: Sequence[str] = ("ada", "bo", "cy"), n: int = 6) -> list[object]:
-    """A few per-user preference records, enough for `fspo train` on the tiny model."""
-    from fspo_train.data.records import PreferenceRecord
-
-    return [
-        PreferenceRecord(
-            user_id=user,
-            question=f"Question {i}: which film should {user} watch tonight?",
-            chosen=f"{user} would enjoy film number {i}: quiet, clever and short.",
-            rejected=f"Any loud sequel, {i}.",
-            question_id=f"q{i}",
-        )
-        for user in users
-        for i in range(n)
-    ]
-
-
 def train_adapter(base_dir: Path, out_dir: Path, style: str) -> Path:
     """Run the `fspo train` CLI (a subprocess, one torch thread) on the tiny model."""
     from fspo_train.data.loaders import write_records
+    from tests.train.test_training import _records
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = write_records(out_dir.parent / f"prefs-{style}.jsonl", preference_records())
+    data = write_records(out_dir.parent / f"prefs-{style}.jsonl", _records())
     command = [
         sys.executable,
         "-m",
