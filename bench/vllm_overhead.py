@@ -11,7 +11,9 @@ the same server the same thing, greedy, `max_tokens` tokens:
 
 Concurrency 1 (sync calls, interleaved blocks so a change of load hits both) and concurrency 16
 (async: 16 requests in flight, `AsyncOpenAI` vs `ainvoke`). The difference of the medians is
-what ChatFSPO adds per call on a real engine; the engine's own time dominates both.
+what ChatFSPO adds per call on a real engine; the engine's own time dominates both. The
+client CPU column is this process's CPU time per call (the server is another process): the
+client's own work, which on a machine shared with the engine also slows the engine down.
 
     FSPO_VLLM_PYTHON=.venv-vllm/bin/python python bench/serving_overhead.py --vllm
 """
@@ -38,7 +40,8 @@ USER = "bench-user"
 QUERY = "Recommend a film for a rainy evening."
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def _stats(values: list[float], cpu_s: float) -> dict[str, float]:
+    """Latency percentiles, and this process's CPU time per call (`cpu_s` over all calls)."""
     ordered = sorted(values)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return {
@@ -46,6 +49,7 @@ def _stats(values: list[float]) -> dict[str, float]:
         "p50_ms": round(statistics.median(values) * 1e3, 2),
         "p99_ms": round(p99 * 1e3, 2),
         "mean_ms": round(statistics.fmean(values) * 1e3, 2),
+        "client_cpu_ms_per_call": round(cpu_s / len(values) * 1e3, 2),
     }
 
 
@@ -65,13 +69,15 @@ def _sequential(
     clients: dict[str, Callable[[], Any]], calls: int, block: int
 ) -> dict[str, dict[str, float]]:
     times: dict[str, list[float]] = {name: [] for name in clients}
+    cpu = dict.fromkeys(clients, 0.0)
     while any(len(t) < calls for t in times.values()):
         for name, call in clients.items():
             for _ in range(min(block, calls - len(times[name]))):
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 call()
                 times[name].append(time.perf_counter() - start)
-    return {name: _stats(t) for name, t in times.items()}
+                cpu[name] += time.process_time() - cpu_start
+    return {name: _stats(t, cpu[name]) for name, t in times.items()}
 
 
 async def _concurrent(
@@ -85,12 +91,15 @@ async def _concurrent(
             await call()
             times[name].append(time.perf_counter() - start)
 
+    cpu = dict.fromkeys(clients, 0.0)
     rounds = 4
     for _ in range(rounds):  # alternate the clients, a quarter of the calls each time
         for name, call in clients.items():
             gate = asyncio.Semaphore(concurrency)
+            cpu_start = time.process_time()  # one client runs at a time: its CPU alone
             await asyncio.gather(*(one(name, call, gate) for _ in range(calls // rounds)))
-    return {name: _stats(t) for name, t in times.items()}
+            cpu[name] += time.process_time() - cpu_start
+    return {name: _stats(t, cpu[name]) for name, t in times.items()}
 
 
 def vllm_bench(
@@ -185,17 +194,17 @@ def vllm_markdown(report: dict[str, Any]) -> list[str]:
             "Both clients send the same body to the same server (the answers are checked equal)."
         ),
         "",
-        "| concurrency | client | n | p50 ms | p99 ms | mean ms |",
-        "|---|---|---|---|---|---|",
+        "| concurrency | client | n | p50 ms | p99 ms | mean ms | client CPU ms/call |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key, label in (("concurrency_1", "1"), ("concurrency_16", "16")):
         for client, stats in report[key].items():
             lines.append(
                 f"| {label} | {client} | {stats['n']} | {stats['p50_ms']} | "
-                f"{stats['p99_ms']} | {stats['mean_ms']} |"
+                f"{stats['p99_ms']} | {stats['mean_ms']} | {stats['client_cpu_ms_per_call']} |"
             )
         added = report[key]["ChatFSPO"]["p50_ms"] - report[key]["openai"]["p50_ms"]
-        lines.append(f"| {label} | ChatFSPO - openai (p50) | | {added:.2f} | | |")
+        lines.append(f"| {label} | ChatFSPO - openai (p50) | | {added:.2f} | | | |")
     lines.append("")
     return lines
 

@@ -20,8 +20,8 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from fspo_train.testing.vllm import VLLMServer
 from langchain_fspo.chat_models import ChatFSPO
-from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat
+from tests.integration_tests.test_standard import _MEMORY  # the same user and examples
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
@@ -35,10 +35,6 @@ FREE_STRING = (
     "random-weight model never picks the closing quote, so the answer runs into max_tokens "
     "(the same path finishes on integer and empty-argument schemas: test_tool_choice passes)"
 )
-
-_MEMORY = PreferenceMemory()
-_MEMORY.add("standard-user", prompt="Recommend a film.", chosen="Arrival.", rejected="Any sequel.")
-_MEMORY.add("standard-user", prompt="Recommend a book.", chosen="Dune.", rejected="A manual.")
 
 
 class TestChatFSPOOverVLLM(ChatModelIntegrationTests):
