@@ -13,8 +13,6 @@ MODULES = [
     "langchain_fspo.memory",
     "langchain_fspo.prompt_format",
     "langchain_fspo.engine_limits",
-    "langchain_fspo.backends._openai_wire",
-    "langchain_fspo.chat_models._convert",
 ]
 
 
