@@ -66,6 +66,7 @@ from fspo_train.trainer.stages import (
     run_stage2,
 )
 from fspo_train.trainer.tokenizer import build_prompt_format, load_tokenizer
+from langchain_fspo.engine_limits import describe_problems, engine_problems
 from langchain_fspo.errors import FSPOError
 from langchain_fspo.prompt_format import FORMAT_FILENAME, PromptFormat
 
@@ -140,6 +141,21 @@ def _load_records(config: FSPOTrainConfig) -> LoadResult:
     return load_dataset_file(config.train_file, config.dataset_layout, strict=config.strict_data)
 
 
+def _warn_engine_limits(config: FSPOTrainConfig) -> None:
+    """Warn, before training, when a serving engine would refuse or cut the adapter."""
+    if config.full_finetune:
+        return
+    adapter = {"r": config.lora_r, "target_modules": list(config.lora_target_modules)}
+    found = engine_problems(adapter)
+    if found:
+        logger.warning(
+            "The adapter this run trains will not be served as trained by every engine:\n%s\n"
+            "`fspo publish` refuses it unless --allow-engine-problems; the default "
+            "lora_target_modules fit every engine.",
+            describe_problems(found),
+        )
+
+
 # ---------------------------------------------------------------------- entry point
 
 
@@ -168,6 +184,8 @@ def train(
     state = PartialState(cpu=config.use_cpu)  # rank 0 writes the files; the others wait
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if state.is_main_process:
+        _warn_engine_limits(config)
     summary: dict[str, Any] = {}
     problems: list[Problem] = []
     if records is None:
