@@ -450,6 +450,50 @@ def _tgi_markdown(tgi: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _write_report(out: Path, stem: str, report: dict[str, Any], lines: list[str]) -> None:
+    """Write `<stem>.json` (the report) and `<stem>.md` (`lines`) into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines))
+    print(f"Wrote {out / stem}.json and .md")
+
+
+def _vllm_row(args: argparse.Namespace) -> int:
+    """Run only the real-engine row and write `serving_overhead_vllm.{json,md}`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from vllm_overhead import python_from_env, vllm_bench, vllm_markdown
+
+    python = python_from_env(args.vllm_python)
+    engine = vllm_bench(
+        python,
+        calls=args.vllm_calls,
+        concurrent_calls=args.vllm_concurrent_calls,
+        shots=args.shots,
+        max_tokens=8,
+    )
+    report = {
+        "benchmark": "serving_overhead_vllm",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "versions": _versions(),
+        **engine,
+    }
+    lines = [
+        "# Serving overhead on a real engine (vLLM CPU build)",
+        "",
+        (
+            f"{report['date']}; {report['machine']['cpu']}, {report['machine']['cores']} cores; "
+            f"git {report['versions']['langchain-fspo (git)']}. Command: "
+            "`python bench/serving_overhead.py --vllm`."
+        ),
+        "",
+        *vllm_markdown(engine),
+    ]
+    print("\n".join(lines))
+    _write_report(args.out, "serving_overhead_vllm", report, lines)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -462,7 +506,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-tgi", action="store_true", help="in-process part only")
     parser.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "fspo_bench.db")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--vllm",
+        action="store_true",
+        help="only the real-engine row (bench/vllm_overhead.py): serving_overhead_vllm.{json,md}",
+    )
+    parser.add_argument("--vllm-python", help="python of the vLLM env (default FSPO_VLLM_PYTHON)")
+    parser.add_argument("--vllm-calls", type=int, default=200, help="per client, concurrency 1")
+    parser.add_argument("--vllm-concurrent-calls", type=int, default=320, help="per client, 16")
     args = parser.parse_args(argv)
+    if args.vllm:
+        return _vllm_row(args)
 
     started = time.perf_counter()
     _populate(args.db, args.users, args.examples)
@@ -542,8 +596,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     if tgi is not None:
         report["tgi"] = tgi
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# ChatFSPO serving overhead",
         "",
@@ -585,8 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if tgi is not None:
         lines += _tgi_markdown(tgi)
-    (args.out / "serving_overhead.md").write_text("\n".join(lines))
-    print(f"Wrote {args.out / 'serving_overhead.json'}")
+    _write_report(args.out, "serving_overhead", report, lines)
     return 0
 
 

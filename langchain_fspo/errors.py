@@ -7,11 +7,13 @@ Each class also inherits the nearest builtin, so code that already catches `Valu
 from __future__ import annotations
 
 __all__ = [
+    "AdapterLoadError",
     "AdapterNotFoundError",
     "AgentConfigError",
     "ComparisonError",
     "ExampleConflictError",
     "FSPOError",
+    "IncompatibleAdapterError",
     "InferenceServerError",
     "InvalidExampleError",
     "MemoryConfigError",
@@ -91,6 +93,21 @@ class InferenceServerError(FSPOError, RuntimeError):
         self.adapter = adapter
         self.status_code = status_code
         self.retryable = retryable
+
+
+class AdapterLoadError(InferenceServerError):
+    """A running server refused to load or unload an adapter; the message says why.
+
+    For example a rank above the server's cap, a PEFT feature it does not support, or runtime
+    loading switched off.
+    """
+
+
+class IncompatibleAdapterError(FSPOError, ValueError):
+    """An adapter that a serving engine would refuse, or serve only in part.
+
+    See `langchain_fspo.engine_limits` for the rules.
+    """
 
 
 class UnsupportedParameterError(FSPOError, ValueError):

@@ -37,6 +37,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--dataset", action="append", default=None, help="Hub id of a training dataset (repeat)"
     )
     parser.add_argument(
+        "--allow-engine-problems",
+        action="store_true",
+        help="publish an adapter that vLLM would refuse or TGI serve in part (see the card)",
+    )
+    parser.add_argument(
         "--card-only",
         action="store_true",
         help="check the folder and write README.md, but upload nothing",
@@ -49,13 +54,14 @@ def run(args: argparse.Namespace) -> int:
     """Run `fspo publish` with parsed arguments; returns the exit code."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from fspo_train.publish.hub import check_adapter_folder, publish_adapter
+    from fspo_train.publish.hub import check_adapter_folder, check_engine_limits, publish_adapter
     from fspo_train.publish.model_card import write_model_card
-    from langchain_fspo.errors import AdapterNotFoundError
+    from langchain_fspo.errors import AdapterNotFoundError, IncompatibleAdapterError
 
     try:
         if args.card_only:
             check_adapter_folder(args.folder)
+            check_engine_limits(args.folder, allow=True)  # a card states the limits; no upload
             path = write_model_card(
                 args.folder, args.repo_id, license=args.license, datasets=args.dataset
             )
@@ -70,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
             commit_message=args.commit_message,
             license=args.license,
             datasets=args.dataset,
+            allow_engine_problems=args.allow_engine_problems,
         )
-    except AdapterNotFoundError as e:
+    except (AdapterNotFoundError, IncompatibleAdapterError) as e:
         sys.stderr.write(f"fspo publish: {e}\n")
         return 2
     except HfHubHTTPError as e:

@@ -4,6 +4,7 @@ from fspo_train.publish.hub import (
     REQUIRED_FILES,
     PublishResult,
     check_adapter_folder,
+    check_engine_limits,
     publish_adapter,
 )
 from fspo_train.publish.model_card import build_model_card, write_model_card
@@ -13,6 +14,7 @@ __all__ = [
     "PublishResult",
     "build_model_card",
     "check_adapter_folder",
+    "check_engine_limits",
     "publish_adapter",
     "write_model_card",
 ]

@@ -22,7 +22,8 @@ from langchain_fspo.artifact import (
     base_model_path,
     missing_files,
 )
-from langchain_fspo.errors import AdapterNotFoundError, PromptFormatError
+from langchain_fspo.engine_limits import EngineProblem, adapter_problems, describe_problems
+from langchain_fspo.errors import AdapterNotFoundError, IncompatibleAdapterError, PromptFormatError
 from langchain_fspo.prompt_format import PromptFormat
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "REQUIRED_FILES",
     "PublishResult",
     "check_adapter_folder",
+    "check_engine_limits",
     "publish_adapter",
 ]
 
@@ -131,6 +133,28 @@ def check_adapter_folder(folder: str | Path) -> PromptFormat:
     return fmt
 
 
+def check_engine_limits(folder: str | Path, *, allow: bool = False) -> list[EngineProblem]:
+    """The engines that would refuse the adapter in `folder` or drop part of it, and why.
+
+    Raises:
+        IncompatibleAdapterError: There are such problems and `allow` is off; the message
+            names each engine and reason.
+    """
+    problems = adapter_problems(folder)
+    if problems and not allow:
+        msg = (
+            f"{folder}: not every serving engine would serve this adapter as trained:\n"
+            f"{describe_problems(problems)}\nRetrain with the default lora_target_modules "
+            "and no modules_to_save, or publish anyway with --allow-engine-problems."
+        )
+        raise IncompatibleAdapterError(msg)
+    if problems:
+        logger.warning(
+            "Publishing %s with serving limits:\n%s", folder, describe_problems(problems)
+        )
+    return problems
+
+
 def publish_adapter(
     folder: str | Path,
     repo_id: str,
@@ -143,6 +167,7 @@ def publish_adapter(
     write_card: bool = True,
     license: str | None = None,  # noqa: A002 - the model card field's name
     datasets: list[str] | None = None,
+    allow_engine_problems: bool = False,
 ) -> PublishResult:
     """Check `folder`, write its model card, and upload it to the Hub repo `repo_id`.
 
@@ -158,9 +183,13 @@ def publish_adapter(
         write_card: Write `README.md` into `folder` before uploading.
         license: The card's `license` (e.g. the base model's, `llama3.2`).
         datasets: The card's `datasets` (Hub ids of the training data).
+        allow_engine_problems: Publish an adapter that a serving engine would refuse or serve
+            only in part (`langchain_fspo.engine_limits`; the card lists the problems).
 
     Raises:
         AdapterNotFoundError: The folder is incomplete (before any request is made).
+        IncompatibleAdapterError: An engine would refuse the adapter or drop part of it, and
+            `allow_engine_problems` is off (before any request is made).
 
     Example:
         ```python
@@ -171,6 +200,7 @@ def publish_adapter(
     """
     folder = Path(folder)
     check_adapter_folder(folder)
+    check_engine_limits(folder, allow=allow_engine_problems)
     if write_card:
         write_model_card(folder, repo_id, license=license, datasets=datasets)
     api = HfApi(endpoint=endpoint, token=token)

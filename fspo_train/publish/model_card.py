@@ -22,6 +22,12 @@ from langchain_fspo.artifact import (
     base_model_path,
     read_adapter_config,
 )
+from langchain_fspo.engine_limits import (
+    adapter_rank,
+    describe_problems,
+    engine_problems,
+    vllm_max_lora_rank,
+)
 from langchain_fspo.prompt_format import PromptFormat
 
 __all__ = ["CARD_FILENAME", "EVAL_RESULTS_FILENAME", "build_model_card", "write_model_card"]
@@ -167,12 +173,12 @@ _SERVING = """\
 
 ```bash
 docker run --gpus all -p 8080:80 \\
-  -e LORA_ADAPTERS={repo_id} -e PREFIX_CACHING=1 \\
+  -e LORA_ADAPTERS={repo_id} \\
   ghcr.io/huggingface/text-generation-inference:3.3.7 --model-id {base}
 ```
 
-`PREFIX_CACHING=1`: TGI turns prefix caching off when LoRA adapters are loaded, and FSPO
-prompts start with each user's stable block of examples, which the cache can reuse.
+TGI does no prefix caching while it serves LoRA adapters, so each call recomputes the user's
+block of examples; for long few-shot prompts prefer vLLM, whose prefix cache reuses it.
 
 {tgi_call}
 
@@ -185,8 +191,8 @@ adapter is served before sending prompts.
 vllm serve {base} --enable-lora --lora-modules fspo={repo_id}{rank_flag}
 ```
 
-Then call the OpenAI-compatible API with `model="fspo"`.
-
+Then call the OpenAI-compatible API with `model="fspo"`. {rank_note}
+{limits}
 ### LangChain
 
 ```python
@@ -215,8 +221,6 @@ Trained with `fspo_train` (TRL + PEFT): few-shot Pref-FT (SFT on the preferred r
 IPO with the Pref-FT policy as reference.
 """
 
-_VLLM_DEFAULT_MAX_RANK = 16
-
 
 def _body(
     repo_id: str,
@@ -226,11 +230,20 @@ def _body(
     eval_results: dict[str, Any] | None,
 ) -> str:
     base_name = base or "<base-model>"
-    rank = adapter_config.get("r")
-    rank_flag = (
-        f" --max-lora-rank {rank}"
-        if isinstance(rank, int) and rank > _VLLM_DEFAULT_MAX_RANK
-        else ""
+    rank = adapter_rank(adapter_config)
+    try:
+        max_rank = vllm_max_lora_rank(adapter_config)
+    except ValueError as e:  # vLLM cannot serve it; the limits below say so
+        rank_flag, rank_note = "", str(e)
+    else:
+        rank_flag = f" --max-lora-rank {max_rank}"
+        rank_note = (
+            f"`--max-lora-rank {max_rank}` is the smallest value vLLM accepts for this "
+            f"adapter's rank ({rank})."
+        )
+    problems = engine_problems(adapter_config)
+    limits = (
+        f"\nServing limits of this adapter:\n\n{describe_problems(problems)}\n" if problems else ""
     )
     tgi_call = (_TGI_PAPER if fmt.style == "paper" else _TGI_CHAT).format(repo_id=repo_id)
     parts = [
@@ -244,7 +257,14 @@ def _body(
     if eval_results:
         parts.append(_eval_section(eval_results) + "\n")
     parts.append(
-        _SERVING.format(repo_id=repo_id, base=base_name, tgi_call=tgi_call, rank_flag=rank_flag)
+        _SERVING.format(
+            repo_id=repo_id,
+            base=base_name,
+            tgi_call=tgi_call,
+            rank_flag=rank_flag,
+            rank_note=rank_note,
+            limits=limits,
+        )
     )
     return "\n".join(parts)
 

@@ -67,6 +67,7 @@ from fspo_train.trainer.stages import (
 )
 from fspo_train.trainer.tokenizer import build_prompt_format, load_tokenizer
 from langchain_fspo.artifact import FORMAT_FILENAME, base_model_path
+from langchain_fspo.engine_limits import describe_problems, engine_problems
 from langchain_fspo.errors import FSPOError, InvalidExampleError
 from langchain_fspo.prompt_format import PromptFormat
 
@@ -169,6 +170,21 @@ def _load_records(config: FSPOTrainConfig) -> LoadResult:
         raise InvalidExampleError(msg) from e
 
 
+def _warn_engine_limits(config: FSPOTrainConfig) -> None:
+    """Warn, before training, when a serving engine would refuse or cut the adapter."""
+    if config.full_finetune:
+        return
+    adapter = {"r": config.lora_r, "target_modules": list(config.lora_target_modules)}
+    found = engine_problems(adapter)
+    if found:
+        logger.warning(
+            "The adapter this run trains will not be served as trained by every engine:\n%s\n"
+            "`fspo publish` refuses it unless --allow-engine-problems; the default "
+            "lora_target_modules fit every engine.",
+            describe_problems(found),
+        )
+
+
 # ---------------------------------------------------------------------- entry point
 
 
@@ -198,6 +214,8 @@ def train(
     state = PartialState(cpu=config.use_cpu)  # rank 0 writes the files; the others wait
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if state.is_main_process:
+        _warn_engine_limits(config)
     summary: dict[str, Any] = {}
     problems: list[Problem] = []
     if records is None:

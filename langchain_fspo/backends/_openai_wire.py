@@ -5,7 +5,9 @@ the HTTP bodies itself; the TGI backend gets huggingface_hub's response objects 
 into plain dicts first (`_tgi_wire.plain_data`). One parser for both:
 
 - chat completions (`choices[0].message`) and text completions (`choices[0].text`), with
-  `usage.prompt_tokens` / `usage.completion_tokens`;
+  `usage.prompt_tokens` / `usage.completion_tokens`, the prompt tokens read from a prefix cache
+  (`usage.prompt_tokens_details.cached_tokens`: vLLM with `--enable-prompt-tokens-details`)
+  and the generated token ids (`choices[0].token_ids`: vLLM when asked `return_token_ids`);
 - their stream chunks (`choices[i].delta`, `choices[i].text`), an error event mid-stream, and
   the end of the stream, which must have said how it finished (`finish_reason`);
 - tool calls, whose `arguments` are a JSON string (OpenAI, vLLM) or an object (TGI);
@@ -31,6 +33,7 @@ __all__ = [
     "error_message",
     "finish_reason",
     "parse_completion",
+    "token_ids",
     "tool_calls",
     "usage",
 ]
@@ -55,12 +58,40 @@ def finish_reason(reason: Any) -> str | None:
     return _FINISH.get(str(reason), str(reason))
 
 
-def usage(payload: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    """(prompt tokens, completion tokens) of a body or chunk; (None, None) without usage."""
+def usage(payload: Mapping[str, Any]) -> tuple[int | None, int | None, int | None]:
+    """(prompt, completion, cached prompt) tokens of a body or chunk; Nones without usage.
+
+    Example:
+        >>> usage(
+        ...     {
+        ...         "usage": {
+        ...             "prompt_tokens": 300,
+        ...             "completion_tokens": 4,
+        ...             "prompt_tokens_details": {"cached_tokens": 256},
+        ...         }
+        ...     }
+        ... )
+        (300, 4, 256)
+        >>> usage({"usage": {"prompt_tokens": 3, "completion_tokens": 4}}), usage({})
+        ((3, 4, None), (None, None, None))
+    """
     counts = payload.get("usage")
     if not isinstance(counts, Mapping):
-        return None, None
-    return counts.get("prompt_tokens"), counts.get("completion_tokens")
+        return None, None, None
+    details = counts.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    return counts.get("prompt_tokens"), counts.get("completion_tokens"), cached
+
+
+def token_ids(choice: Mapping[str, Any]) -> list[int] | None:
+    """The generated token ids vLLM adds to a choice when the request asks `return_token_ids`.
+
+    Example:
+        >>> token_ids({"text": "Hi", "token_ids": [13, 7]}), token_ids({"text": "Hi"})
+        ([13, 7], None)
+    """
+    ids = choice.get("token_ids")
+    return [int(i) for i in ids] if isinstance(ids, list) else None
 
 
 def error_message(payload: Mapping[str, Any]) -> str | None:
@@ -154,7 +185,7 @@ def parse_completion(
     except (KeyError, IndexError, TypeError, AttributeError) as e:
         msg = f"a completion without the expected fields ({e!r}): {payload!r:.200}"
         raise MalformedResponseError(msg) from e
-    input_tokens, output_tokens = usage(payload)
+    input_tokens, output_tokens, cached = usage(payload)
     return Generation(
         text=text,
         finish_reason=reason,
@@ -162,6 +193,8 @@ def parse_completion(
         output_tokens=output_tokens,
         model_name=_model_name(payload.get("model"), adapter, naming),
         tool_calls=calls,
+        token_ids=token_ids(choice),
+        cached_tokens=cached,
     )
 
 
@@ -182,6 +215,7 @@ class CompletionStream:
         self.finish_reason: str | None = None
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
+        self.cached_tokens: int | None = None
 
     def feed(self, payload: Mapping[str, Any]) -> list[GenerationChunk]:
         """The text and tool-call pieces of one chunk (usage and finish reason are kept)."""
@@ -190,9 +224,10 @@ class CompletionStream:
             msg = f"the server sent an error mid-stream: {error}"
             raise InferenceServerError(msg, adapter=self.adapter, retryable=False)
         self.model = payload.get("model") or self.model
-        input_tokens, output_tokens = usage(payload)
+        input_tokens, output_tokens, cached = usage(payload)
         if input_tokens is not None:
             self.input_tokens, self.output_tokens = input_tokens, output_tokens
+            self.cached_tokens = cached
         out = []
         try:
             for choice in payload.get("choices") or []:
@@ -227,4 +262,5 @@ class CompletionStream:
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
             model_name=_model_name(self.model, self.adapter, self.naming),
+            cached_tokens=self.cached_tokens,
         )

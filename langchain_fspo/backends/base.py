@@ -57,6 +57,11 @@ class Generation:
     """The adapter (or base model) that answered, as the server reports it."""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """OpenAI-style tool calls: `{"id", "name", "args"}`."""
+    token_ids: list[int] | None = None
+    """The generated token ids, when the backend reports them (in-process always; vLLM when
+    the call sends `return_token_ids=True`)."""
+    cached_tokens: int | None = None
+    """Prompt tokens the server reused from its prefix cache, when it reports them."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class GenerationChunk:
     output_tokens: int | None = None
     model_name: str | None = None
     tool_call_chunks: list[dict[str, Any]] = field(default_factory=list)
+    cached_tokens: int | None = None
 
 
 class Backend(ABC):

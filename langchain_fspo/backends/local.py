@@ -305,6 +305,7 @@ class LocalBackend(Backend):
             input_tokens=len(prompt_ids),
             output_tokens=len(new_ids),
             model_name=self._model_name(adapter),
+            token_ids=new_ids,
         )
 
     def stream(

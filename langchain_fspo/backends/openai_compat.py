@@ -1,18 +1,9 @@
-r"""`OpenAICompatibleBackend`: FSPO adapters on vLLM or SGLang (OpenAI-compatible API, httpx).
+"""`OpenAICompatibleBackend`: FSPO adapters on vLLM or SGLang (OpenAI-compatible API, httpx).
 
-Launching the servers with FSPO adapters:
-
-```bash
-# vLLM: the adapter is addressed by its name in `model`.
-vllm serve meta-llama/Llama-3.2-1B-Instruct --enable-lora --max-lora-rank 64 \\
-    --lora-modules fspo-reviews=/adapters/fspo-reviews fspo-elix=org/fspo-elix
-# SGLang: the adapter is addressed as "<base model>:<adapter>" in `model`.
-python -m sglang.launch_server --model-path meta-llama/Llama-3.2-1B-Instruct \\
-    --enable-lora --lora-paths fspo-reviews=/adapters/fspo-reviews
-```
-
-Both keep automatic prefix caching on with LoRA, which FSPO's long, stable per-user prefix of
-examples benefits from.
+The launch lines (vLLM's as the integration tests run it, SGLang's) are in docs/serving.md.
+Both engines keep automatic prefix caching on with LoRA, which FSPO's long, stable per-user
+prefix of examples benefits from; vLLM reports the cached prompt tokens, and loads adapters
+at run time (`load_adapter`, `runtime_lora`).
 """
 
 from __future__ import annotations
@@ -41,6 +32,11 @@ from langchain_fspo.backends._retry import (
 )
 from langchain_fspo.backends._sse import asse_payloads, sse_payloads
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
+from langchain_fspo.backends.runtime_lora import (
+    load_lora_adapter,
+    missing_adapter_is_typed,
+    unload_lora_adapter,
+)
 from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError
 
 if TYPE_CHECKING:
@@ -226,6 +222,29 @@ class OpenAICompatibleBackend(Backend):
             )
             raise AdapterNotFoundError(msg)
 
+    def load_adapter(self, name: str, path: str, *, replace: bool = False) -> None:
+        """Load the adapter at `path` (as the server sees it) into the running server as `name`.
+
+        vLLM only, started with `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`; `replace=True`
+        swaps a new version in under a name already loaded. See `runtime_lora`.
+
+        Raises:
+            AdapterNotFoundError: The server found nothing at `path`.
+            AdapterLoadError: The server refused, with its reason.
+        """
+        client, headers = self._client(), self._request_headers()
+        load_lora_adapter(client, self.base_url, name, path, replace=replace, headers=headers)
+        self._served = None
+        if self.adapters is not None and name not in self.adapters:
+            self.adapters.append(name)
+
+    def unload_adapter(self, name: str) -> None:
+        """Unload the adapter `name` from the running server (see `load_adapter`)."""
+        unload_lora_adapter(self._client(), self.base_url, name, headers=self._request_headers())
+        self._served = None
+        if self.adapters is not None and name in self.adapters:
+            self.adapters.remove(name)
+
     # ------------------------------------------------------------------ requests
 
     def request_body(
@@ -238,6 +257,9 @@ class OpenAICompatibleBackend(Backend):
         else:
             body["prompt"] = [prompt.text]
         body.update(params.set_fields())
+        if prompt.style == "paper" and self.flavor == "vllm":
+            # The paper layout is trained without BOS; /v1/completions adds one by default.
+            body["add_special_tokens"] = False
         body.update(params.extra)
         if stream:
             body["stream"] = True
@@ -273,7 +295,8 @@ class OpenAICompatibleBackend(Backend):
             self._raise_for_status(response)
             return self._parse(response.json(), adapter, chat=prompt.style == "chat")
 
-        return call_with_retries(call, self._context(adapter, route), self.retry)
+        with missing_adapter_is_typed(adapter, self.base_url):
+            return call_with_retries(call, self._context(adapter, route), self.retry)
 
     def stream(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
@@ -296,7 +319,8 @@ class OpenAICompatibleBackend(Backend):
                 raise
             return self._chunks(response, adapter, chat=chat)
 
-        return stream_with_retries(open_stream, self._context(adapter, route), self.retry)
+        with missing_adapter_is_typed(adapter, self.base_url):
+            yield from stream_with_retries(open_stream, self._context(adapter, route), self.retry)
 
     def _chunks(
         self, response: httpx.Response, adapter: str | None, *, chat: bool
@@ -329,7 +353,8 @@ class OpenAICompatibleBackend(Backend):
                 response.raise_for_status()
             return self._parse(response.json(), adapter, chat=prompt.style == "chat")
 
-        return await acall_with_retries(call, self._context(adapter, route), self.retry)
+        with missing_adapter_is_typed(adapter, self.base_url):
+            return await acall_with_retries(call, self._context(adapter, route), self.retry)
 
     async def astream(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
@@ -357,8 +382,9 @@ class OpenAICompatibleBackend(Backend):
             return self._achunks(client, response, adapter, chat=chat)
 
         ctx = self._context(adapter, route)
-        async for chunk in astream_with_retries(open_stream, ctx, self.retry):
-            yield chunk
+        with missing_adapter_is_typed(adapter, self.base_url):
+            async for chunk in astream_with_retries(open_stream, ctx, self.retry):
+                yield chunk
 
     async def _achunks(
         self,

@@ -26,22 +26,32 @@ from langchain_fspo.prompt_format import ParsedCompletion, PromptFormat
 __all__ = ["StreamConverter", "chat_result", "response_metadata", "usage_metadata"]
 
 
-def usage_metadata(input_tokens: int | None, output_tokens: int | None) -> UsageMetadata | None:
+def usage_metadata(
+    input_tokens: int | None, output_tokens: int | None, cached_tokens: int | None = None
+) -> UsageMetadata | None:
     """LangChain's usage record, or None when the backend did not report both counts.
+
+    `cached_tokens` (prompt tokens the server read from its prefix cache, when it says)
+    becomes `input_token_details["cache_read"]`.
 
     Example:
         >>> usage_metadata(3, 4)
         {'input_tokens': 3, 'output_tokens': 4, 'total_tokens': 7}
+        >>> usage_metadata(300, 4, cached_tokens=256)["input_token_details"]
+        {'cache_read': 256}
         >>> usage_metadata(None, 4) is None
         True
     """
     if input_tokens is None or output_tokens is None:
         return None
-    return UsageMetadata(
+    usage = UsageMetadata(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         total_tokens=input_tokens + output_tokens,
     )
+    if cached_tokens is not None:
+        usage["input_token_details"] = {"cache_read": cached_tokens}
+    return usage
 
 
 def response_metadata(
@@ -73,24 +83,36 @@ def response_metadata(
 def chat_result(
     call: PreparedCall, generation: Generation, fmt: PromptFormat, backend_name: str
 ) -> ChatResult:
-    """The `ChatResult` of a finished generation."""
+    """The `ChatResult` of a finished generation.
+
+    The generated token ids, when the backend reports them, are `response_metadata["token_ids"]`.
+    """
     parsed = fmt.parse_completion(generation.text)
+    metadata = response_metadata(
+        call,
+        parsed,
+        finish_reason=generation.finish_reason,
+        model_name=generation.model_name,
+        backend_name=backend_name,
+        base_model_id=fmt.base_model_id,
+    )
+    if generation.token_ids is not None:
+        metadata["token_ids"] = generation.token_ids
     message = AIMessage(
         content=parsed.response,
-        response_metadata=response_metadata(
-            call,
-            parsed,
-            finish_reason=generation.finish_reason,
-            model_name=generation.model_name,
-            backend_name=backend_name,
-            base_model_id=fmt.base_model_id,
+        response_metadata=metadata,
+        usage_metadata=usage_metadata(
+            generation.input_tokens, generation.output_tokens, generation.cached_tokens
         ),
-        usage_metadata=usage_metadata(generation.input_tokens, generation.output_tokens),
         tool_calls=[
             ToolCall(name=c["name"], args=c["args"], id=c.get("id")) for c in generation.tool_calls
         ],
     )
     return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+_CARRIED = ("finish_reason", "input_tokens", "output_tokens", "model_name", "cached_tokens")
+"""`GenerationChunk` fields the last chunk reports (the latest value sent wins)."""
 
 
 class StreamConverter:
@@ -109,7 +131,7 @@ class StreamConverter:
 
     def feed(self, chunk: GenerationChunk) -> ChatGenerationChunk | None:
         """The message chunk for `chunk`'s text and tool-call pieces, if any."""
-        for key in ("finish_reason", "input_tokens", "output_tokens", "model_name"):
+        for key in _CARRIED:
             value = getattr(chunk, key)
             if value is not None:
                 self._state[key] = value
@@ -142,7 +164,9 @@ class StreamConverter:
                     base_model_id=self._format.base_model_id,
                 ),
                 usage_metadata=usage_metadata(
-                    state.get("input_tokens"), state.get("output_tokens")
+                    state.get("input_tokens"),
+                    state.get("output_tokens"),
+                    state.get("cached_tokens"),
                 ),
                 chunk_position="last",
             )

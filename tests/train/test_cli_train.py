@@ -226,3 +226,22 @@ def test_a_missing_local_base_model_is_named_before_any_work(
 def test_the_example_config_is_printed_for_pip_users(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--example-config"]) == 0
     assert capsys.readouterr().out == (ROOT / "examples" / "run.yaml").read_text(encoding="utf-8")
+
+
+def test_train_warns_about_an_adapter_an_engine_would_cut(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The warning comes before any data is read (here the data file is missing)."""
+    config = _yaml(
+        tmp_path / "run.yaml",
+        {"model_name_or_path": "m", "train_file": str(tmp_path / "nope.jsonl")},
+    )
+    argv = ["train", "--config", str(config), "--output-dir", str(tmp_path / "o")]
+    with caplog.at_level("WARNING", logger="fspo_train"):
+        assert main([*argv, "--lora-target-modules", "q_proj", "lm_head"]) == 1
+    assert "TGI drops it: LoRA on ['lm_head']" in caplog.text
+    assert "--allow-engine-problems" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fspo_train"):
+        assert main(argv) == 1  # the default target modules fit every engine
+    assert "engine" not in caplog.text

@@ -12,6 +12,7 @@ MODULES = [
     "langchain_fspo._neutralize",
     "langchain_fspo.memory",
     "langchain_fspo.prompt_format",
+    "langchain_fspo.engine_limits",
 ]
 
 

@@ -194,3 +194,25 @@ def test_tgi_generate_route_answers_and_stream_events() -> None:
     assert (final.finish_reason, final.input_tokens, final.output_tokens) == ("stop", 7, 2)
     with pytest.raises(MalformedResponseError):
         GenerateStream(None).feed({"index": 1})
+
+
+def test_vllm_token_ids_and_cached_prompt_tokens_are_read() -> None:
+    usage = {
+        "prompt_tokens": 300,
+        "completion_tokens": 2,
+        "prompt_tokens_details": {"cached_tokens": 256},
+    }
+    body = {
+        "model": "fspo",
+        "choices": [{"index": 0, "text": "Hi", "token_ids": [13, 7], "finish_reason": "length"}],
+        "usage": usage,
+    }
+    generation = parse_completion(body, "fspo", chat=False, naming="adapter")
+    assert (generation.token_ids, generation.cached_tokens) == ([13, 7], 256)
+    plain = parse_completion(_chat_body("{}"), "fspo", chat=True, naming="adapter")
+    assert (plain.token_ids, plain.cached_tokens) == (None, None)
+    stream = CompletionStream("fspo", chat=True, naming="adapter")
+    stream.feed(_chunk({"content": "Hi"}, "length"))
+    stream.feed({"model": "fspo", "choices": [], "usage": usage})
+    stream.done = True
+    assert stream.final().cached_tokens == 256

@@ -30,6 +30,8 @@ def test_errors_keep_their_builtin_bases() -> None:
     assert issubclass(errors.AdapterNotFoundError, LookupError)
     assert issubclass(errors.InferenceServerError, RuntimeError)
     assert issubclass(errors.PromptBudgetError, errors.PromptFormatError)
+    assert issubclass(errors.AdapterLoadError, errors.InferenceServerError)
+    assert issubclass(errors.IncompatibleAdapterError, ValueError)
 
 
 def test_middleware_is_exported_lazily() -> None:
@@ -50,11 +52,13 @@ def test_interface_types_and_errors_live_one_level_down() -> None:
         "make_backend",
     ]
     assert sorted(errors.__all__) == [
+        "AdapterLoadError",
         "AdapterNotFoundError",
         "AgentConfigError",
         "ComparisonError",
         "ExampleConflictError",
         "FSPOError",
+        "IncompatibleAdapterError",
         "InferenceServerError",
         "InvalidExampleError",
         "MemoryConfigError",
