@@ -51,8 +51,10 @@ def _block(containing: str) -> str:
 
 
 def _command(containing: str) -> str:
-    (found,) = [c for b in BASH_BLOCKS for c in shell_lines(b) if containing in c]
-    return found
+    """The first README command containing `containing` (the app section comes first)."""
+    found = [c for b in BASH_BLOCKS for c in shell_lines(b) if containing in c]
+    assert found, containing
+    return found[0]
 
 
 @pytest.fixture(scope="module")
