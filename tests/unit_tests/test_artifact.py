@@ -129,3 +129,22 @@ def test_find_adapters_skips_trainer_checkpoints(tmp_path: Path) -> None:
     _adapter(tmp_path / "run" / "stage1", {"base_model_name_or_path": "org/base"})
     _adapter(tmp_path / "run" / "checkpoint-5", {"base_model_name_or_path": "org/base"})
     assert find_adapters(tmp_path / "run") == [tmp_path / "run" / "stage1"]
+
+
+def test_loading_an_adapter_whose_base_folder_moved_says_how_to_fix_it(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """An adapter trained before absolute paths (or copied elsewhere): no Hub-id error."""
+    from langchain_fspo import ChatFSPO
+    from langchain_fspo.backends.local import LocalBackend
+
+    folder = _adapter(tmp_path / "adapter", {"base_model_name_or_path": "./tiny-base"})
+    PromptFormat(style="paper", base_model_id="./tiny-base").save_pretrained(folder)
+    monkeypatch.chdir(tmp_path)
+    for load in (ChatFSPO.from_pretrained, LocalBackend.from_adapter_dir):
+        with pytest.raises(AdapterNotFoundError) as info:
+            load(folder)
+        message = str(info.value)
+        assert "'./tiny-base'" in message
+        assert "does not exist here" in message
+        assert "alphanumeric" not in message
