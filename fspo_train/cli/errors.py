@@ -1,13 +1,13 @@
-r"""What `fspo` prints when a command fails: the problem and the fix, without a traceback.
+"""What `fspo` prints when a command fails: the problem and the fix, without a traceback.
 
 `describe` turns an exception into one or two lines (the Hub or a model server unreachable,
 a missing API key, a missing extra, the Hub refusing a request, our own errors); anything
 else is named by its type with a pointer to `--debug`.
 
 Example:
-    >>> describe("fspo eval", "train", ModuleNotFoundError("No module named 'trl'", name="trl"))
-    'fspo eval: needs the `[train]` extra (No module named \\'trl\\'); install it: pip install "langchain-fspo[train]"'
-"""  # noqa: E501 - a doctest output line
+    >>> print(describe("fspo eval", "train", ModuleNotFoundError("no trl", name="trl")))
+    fspo eval: needs the `[train]` extra (no trl); install it: pip install "langchain-fspo[train]"
+"""
 
 from __future__ import annotations
 

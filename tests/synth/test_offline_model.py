@@ -70,3 +70,13 @@ def test_an_openai_client_sends_each_request_once() -> None:
         server.shutdown()
         server.server_close()
     assert _AlwaysFails.calls == 1  # the runner's --max-retries is the only retry layer
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import fspo_train.synth.offline
+
+    result = doctest.testmod(fspo_train.synth.offline)
+    assert result.attempted > 0
+    assert result.failed == 0

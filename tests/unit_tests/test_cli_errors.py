@@ -167,3 +167,12 @@ def test_eval_falls_back_to_the_beta_training_defaults_to(tmp_path: Path) -> Non
     assert "training's default, 0.005" in eval_help
     assert "the paper's 0.005" in train_help
     assert "0.01" not in eval_help + train_help
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import fspo_train.cli.errors
+
+    result = doctest.testmod(fspo_train.cli.errors)
+    assert (result.attempted, result.failed) == (1, 0)
