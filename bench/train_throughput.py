@@ -4,8 +4,7 @@ Synthetic FSPO-shaped pairs built offline (byte-level tokenizer: one token per b
 of P tokens and answers of R tokens exactly, each length jittered by +-10% so that batches are
 padded, as real ones are), a randomly initialised Llama-shaped model, IPO loss
 (``loss_type=["ipo"]``, beta=0.005), LoRA r=16 (alpha 32) on all linear layers and gradient
-checkpointing, as in the anchor measurement of TRL's DPOTrainer
-(``shared/reference/anchor_trl_baseline.py`` in the steering repo). On CUDA: bf16 and the
+checkpointing: TRL's stock DPOTrainer set up as a user would. On CUDA: bf16 and the
 Llama-3.2-1B shape; on CPU: float32 and a small Llama (``--model cpu-small``).
 
 Each (setting, trainer) runs in its own process, so peak memory is per trainer. Reported per run:

@@ -16,16 +16,24 @@ Example:
     ```
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from fspo_train.data.episodes import build_episodes, split_records
 from fspo_train.data.loaders import load_paper_dataset, load_records, write_records
 from fspo_train.data.records import PreferenceRecord
 from fspo_train.trainer.config import FSPOTrainConfig, load_config
 from fspo_train.trainer.run import TrainResult, train
 
+try:
+    __version__ = version("langchain-fspo")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0.0.0"
+
 __all__ = [
     "FSPOTrainConfig",
     "PreferenceRecord",
     "TrainResult",
+    "__version__",
     "build_episodes",
     "load_config",
     "load_paper_dataset",

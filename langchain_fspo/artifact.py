@@ -12,7 +12,10 @@ from langchain_fspo.artifact import (
     FORMAT_FILENAME,  # "fspo_format.json": the prompt contract (`PromptFormat`)
     MODEL_CARD_FILENAME,  # "README.md": the model card written by publishing
     adapter_folder,  # a local folder holding the adapter (a Hub repo is downloaded first)
+    base_model_path,  # the local folder a base model name means (None for a Hub id)
     check_base_model,  # fspo_format.json and adapter_config.json name the same base model
+    check_base_model_exists,  # a base model named by a path is a folder on this machine
+    find_adapters,  # the adapter folders directly under a folder (e.g. a run's stage1/)
     missing_files,  # which of ADAPTER_FILES a folder lacks
     read_adapter_config,  # adapter_config.json as a dict, with its base model checked
     resolve_file,  # one file from a folder or a Hub repo (revision, token, offline cache)
@@ -41,7 +44,10 @@ __all__ = [
     "FORMAT_FILENAME",
     "MODEL_CARD_FILENAME",
     "adapter_folder",
+    "base_model_path",
     "check_base_model",
+    "check_base_model_exists",
+    "find_adapters",
     "missing_files",
     "read_adapter_config",
     "resolve_file",
@@ -112,18 +118,37 @@ def resolve_file(
 
 
 def read_adapter_config(
-    adapter_dir_or_repo: str | Path, revision: str | None = None, *, token: str | None = None
+    adapter_dir_or_repo: str | Path,
+    revision: str | None = None,
+    *,
+    token: str | None = None,
+    require_base_model: bool = True,
 ) -> dict[str, Any]:
     """The adapter's `adapter_config.json` (folder or Hub repo), which must name its base model.
 
+    Args:
+        adapter_dir_or_repo: The adapter's folder or Hub repo id.
+        revision: The Hub revision.
+        token: A Hub token.
+        require_base_model: Raise when `base_model_name_or_path` is missing (off: the dict
+            as it is, e.g. for a model card).
+
     Raises:
-        AdapterNotFoundError: No such file, or no `base_model_name_or_path` in it.
+        AdapterNotFoundError: No such file, not a JSON object, or (with `require_base_model`)
+            no `base_model_name_or_path` in it.
     """
     path = resolve_file(
         adapter_dir_or_repo, ADAPTER_CONFIG_FILENAME, revision=revision, token=token
     )
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not data.get("base_model_name_or_path"):
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        msg = f"{path} is not valid JSON ({e}); save the adapter again."
+        raise AdapterNotFoundError(msg) from e
+    if not isinstance(data, dict):
+        msg = f"{path} must hold a JSON object, got {type(data).__name__}; save the adapter again."
+        raise AdapterNotFoundError(msg)
+    if require_base_model and not data.get("base_model_name_or_path"):
         msg = (
             f"{path} has no `base_model_name_or_path`; pass the base model explicitly: "
             "LocalBackend(base_model, adapters={...})."
@@ -155,6 +180,70 @@ def missing_files(folder: str | Path) -> list[str]:
         ['adapter_config.json', 'adapter_model.safetensors', 'fspo_format.json']
     """
     return [name for name in ADAPTER_FILES if not (Path(folder) / name).is_file()]
+
+
+def find_adapters(folder: str | Path) -> list[Path]:
+    """The adapter folders (holding `adapter_config.json`) directly under `folder`, sorted.
+
+    Trainer checkpoints (`checkpoint-*`) are left out.
+
+    Example:
+        >>> import tempfile
+        >>> find_adapters(tempfile.mkdtemp())
+        []
+    """
+    found = sorted(p.parent for p in Path(folder).glob(f"*/{ADAPTER_CONFIG_FILENAME}"))
+    return [p for p in found if not p.name.startswith("checkpoint-")]
+
+
+def base_model_path(name: str) -> Path | None:
+    """The local folder that a base model name means, or None when it names a Hub repo.
+
+    A name is a folder when it exists as one, or when no Hub repo id can look like it
+    (`./base`, `../base`, `/abs/base`, `~/base`, `a/b/c`): `huggingface_hub`'s own check of
+    repo ids decides. A bare `org/name` that is not a folder here is a Hub id.
+
+    Example:
+        >>> base_model_path("org/base") is None, base_model_path("./tiny-base").name
+        (True, 'tiny-base')
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils._validators import validate_repo_id
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return path
+    return None
+
+
+def check_base_model_exists(base_model: str, *, source: str | Path) -> None:
+    """Raise `AdapterNotFoundError` if `base_model` is a local path that is not a folder here.
+
+    An adapter records its base model as PEFT saved it: a Hub id, or the path it was trained
+    from (`fspo train` records absolute paths). Once the adapter is copied to another machine,
+    or was trained from a relative path, that path may not exist where it is loaded; this
+    says so and how to fix it, instead of the Hub client's "Repo id must use alphanumeric
+    chars" error.
+
+    Args:
+        base_model: `base_model_name_or_path` of `adapter_config.json`.
+        source: The adapter folder or Hub repo, for the message.
+    """
+    path = base_model_path(base_model)
+    if path is None or path.is_dir():
+        return
+    relative = "" if path.is_absolute() else f" (a relative path, read from {Path.cwd()})"
+    msg = (
+        f"{source}: the base model is the local folder {base_model!r}{relative}, which does "
+        "not exist here. Put the base model there, or edit `base_model_name_or_path` in "
+        f"{ADAPTER_CONFIG_FILENAME} and `base_model_id` in {FORMAT_FILENAME} to its Hub id or "
+        "its folder on this machine."
+    )
+    raise AdapterNotFoundError(msg)
 
 
 def same_model(a: str, b: str) -> bool:

@@ -17,13 +17,22 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from langchain.agents.middleware.types import (
-    AgentMiddleware,
-    AgentState,
-    ExtendedModelResponse,
-    ModelRequest,
-    ModelResponse,
-)
+try:
+    from langchain.agents.middleware.types import (
+        AgentMiddleware,
+        AgentState,
+        ExtendedModelResponse,
+        ModelRequest,
+        ModelResponse,
+    )
+except ModuleNotFoundError as e:  # pragma: no cover - exercised in a fresh install
+    if e.name is None or e.name.split(".")[0] != "langchain":
+        raise
+    msg = (
+        f"FSPOMiddleware needs the `[agents]` extra ({e}); install it: "
+        'pip install "langchain-fspo[agents]"'
+    )
+    raise ImportError(msg) from e
 from langchain_core.messages import AIMessage
 from langchain_core.runnables.config import ensure_config
 from langgraph.store.base import BaseStore

@@ -37,7 +37,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 """The newest `fspo_format.json` schema this version reads and writes."""
 
-# The official code's markers (reference/fspo-paper.md §1.3). Note the trailing spaces.
+# The markers of the authors' released code (arXiv 2502.19312, §4). Note the trailing spaces.
 _EXAMPLE = "# Example {i}\n"
 _QUESTION = "## Question \n"
 _PREFERRED = "## Preferred Response \n"

@@ -38,7 +38,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
             "eval_generations.jsonl and eval_plot.png."
         ),
     )
-    parser.add_argument("adapter", type=Path, help="the FSPO adapter folder (training output)")
+    parser.add_argument(
+        "adapter", type=Path, help="the FSPO adapter folder (the output folder of `fspo train`)"
+    )
     parser.add_argument(
         "--split",
         action="append",
@@ -64,7 +66,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     judge = parser.add_mutually_exclusive_group()
     judge.add_argument(
         "--judge-model",
-        help="a LangChain chat model as judge, 'provider:model' (langchain.init_chat_model)",
+        help=(
+            "a LangChain chat model as judge: 'provider:model' (init_chat_model), "
+            "'provider:model@http://host:port/v1' (a local OpenAI-compatible server) or "
+            "'factory:pkg.module:fn'"
+        ),
     )
     judge.add_argument(
         "--judge",
@@ -73,7 +79,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--no-win-rate", action="store_true", help="skip generation + judge")
     parser.add_argument("--no-accuracy", action="store_true", help="skip implicit rewards")
     parser.add_argument(
-        "--beta", type=float, help="β of the implicit reward (default: the run's, else 0.01)"
+        "--beta",
+        type=float,
+        help="β of the implicit reward (default: the run's, else training's default, 0.005)",
     )
     parser.add_argument("--num-shots", type=int, help="K (default: the format's num_shots)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
@@ -88,25 +96,42 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def load_judge(spec: str | None, model: str | None) -> Any:
-    """The judge named on the command line (`--judge module:attr` or `--judge-model`)."""
+    """The judge named on the command line (`--judge module:attr` or `--judge-model`).
+
+    `--judge-model` takes a model spec of `fspo synth` (`provider:model`,
+    `provider:model@http://host:port/v1`, `factory:pkg.module:fn`). A `--judge` module is
+    imported with the current folder on `sys.path`, as `python -m` would.
+
+    Raises:
+        ValueError: The spec is malformed, or its module or attribute cannot be found.
+    """
     from fspo_train.eval.judges import as_judge
 
     if model is not None:
-        try:
-            from langchain.chat_models import init_chat_model
-        except ImportError as e:
-            msg = (
-                "--judge-model needs `langchain` (pip install langchain) and the provider package."
-            )
-            raise ImportError(msg) from e
-        return as_judge(init_chat_model(model, temperature=0))
+        from fspo_train.synth.models import load_chat_model
+
+        return as_judge(load_chat_model(model, temperature=0))
     if spec is None:
         return None
     module_name, sep, attr = spec.partition(":")
-    if not sep:
-        msg = f"--judge takes 'module:attr', got {spec!r}."
+    if not sep or not module_name or not attr:
+        msg = f"--judge takes 'module:attr' (e.g. my_judges:ReviewJudge), got {spec!r}."
         raise ValueError(msg)
-    obj = getattr(importlib.import_module(module_name), attr)
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except ModuleNotFoundError as e:
+        if e.name is None or not module_name.startswith(e.name):
+            raise
+        msg = (
+            f"--judge {spec}: no module {module_name!r} in {Path.cwd()} or on the Python path; "
+            "run fspo from the folder that holds it, or set PYTHONPATH."
+        )
+        raise ValueError(msg) from e
+    except AttributeError as e:
+        msg = f"--judge {spec}: module {module_name!r} has no {attr!r}."
+        raise ValueError(msg) from e
     from langchain_core.language_models import BaseChatModel
 
     from fspo_train.eval.judges import Judge
@@ -140,8 +165,18 @@ def run(args: argparse.Namespace) -> int:
     from fspo_train.eval.evaluate import run_evaluation
     from langchain_fspo.errors import FSPOError
 
+    if not args.adapter.is_dir():
+        sys.stderr.write(
+            f"fspo eval: {args.adapter} is not a folder; give the output folder of `fspo train` "
+            "(e.g. runs/fspo).\n"
+        )
+        return 2
     win = not args.no_win_rate
-    judge = load_judge(args.judge, args.judge_model) if win else None
+    try:
+        judge = load_judge(args.judge, args.judge_model) if win else None
+    except (ValueError, FSPOError) as e:
+        sys.stderr.write(f"fspo eval: {e}\n")
+        return 2
     if win and judge is None:
         sys.stderr.write(
             "fspo eval: win rates need a judge: --judge-model provider:model or --judge "

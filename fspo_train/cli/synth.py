@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
+from fspo_train.cli.errors import remove_if_left_empty
 from fspo_train.synth.domain import available_domains, load_domain
 from fspo_train.synth.errors import SynthIncompleteError
 from fspo_train.synth.estimate import estimate_requests
@@ -56,8 +58,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         metavar="SPEC",
         help="response generator, repeatable: 'openai:gpt-4o-mini', "
-        "'openai:NAME@http://127.0.0.1:8000/v1' (OpenAI-compatible server), "
-        "'factory:pkg.module:fn'",
+        "'openai:NAME@http://127.0.0.1:8000/v1' (any local OpenAI-compatible server: vLLM, "
+        "SGLang, llama.cpp, Ollama), 'factory:pkg.module:fn', or 'offline' (rule-based "
+        "placeholder answers: no model, no network, to try the pipeline)",
     )
     models.add_argument("--labeller", required=True, metavar="SPEC", help="pairwise labeller")
     models.add_argument("--refiner", metavar="SPEC", help="persona refiner (default: labeller)")
@@ -131,6 +134,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run_command(args: argparse.Namespace) -> int:
     """Run `fspo synth` with parsed arguments; return the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out = Path(args.out)
+    existed = out.exists()
+    try:
+        code = _run(args)
+    except BaseException:
+        remove_if_left_empty(out, existed=existed)
+        raise
+    if code != 0:
+        remove_if_left_empty(out, existed=existed)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         overrides = {dest: getattr(args, arg) for arg, dest in _OVERRIDES.items()}
         domain = load_domain(args.domain).with_overrides(**overrides)

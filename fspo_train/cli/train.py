@@ -2,6 +2,7 @@
 
     fspo train --config examples/run.yaml --num-shots 4 --use-cpu
     fspo train --model-name-or-path ./tiny --train-file prefs.jsonl --output-dir out --max-steps 2
+    fspo train --example-config > run.yaml     # the example config, to edit
 
 Every `FSPOTrainConfig` field is a flag, made by TRL's `TrlParser` (`--num-shots` or
 `--num_shots`; booleans as `--flag`, `--flag false`, and `--no-flag` for those on by default;
@@ -12,9 +13,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from fspo_train.trainer.config import FSPOTrainConfig, config_parser, load_config
+from fspo_train.cli.errors import remove_if_left_empty
+from fspo_train.trainer.config import (
+    FSPOTrainConfig,
+    config_parser,
+    example_config,
+    load_config,
+)
 from langchain_fspo.errors import FSPOError
 
 __all__ = ["register", "run"]
@@ -37,6 +45,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--print-config", action="store_true", help="Print the resolved config and exit."
     )
+    parser.add_argument(
+        "--example-config",
+        action="store_true",
+        help="Print the example config (examples/run.yaml) and exit: "
+        "`fspo train --example-config > run.yaml`.",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -45,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     """Resolve the config, train, and print where the adapter went."""
     from fspo_train.trainer.run import train
 
+    if args.example_config:
+        sys.stdout.write(example_config())
+        return 0
     overrides = {
         name: getattr(args, name) for name in FSPOTrainConfig.field_names() if hasattr(args, name)
     }
@@ -56,11 +73,17 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(config.to_yaml())
         return 0
+    output_dir = Path(config.output_dir)
+    existed = output_dir.exists()
     try:
         result = train(config)
     except (FSPOError, ValueError, OSError) as e:
+        remove_if_left_empty(output_dir, existed=existed)
         sys.stderr.write(f"fspo train: error: {e}\n")
         return 1
+    except BaseException:
+        remove_if_left_empty(output_dir, existed=existed)
+        raise
     summary = result.data_summary
     lines = [
         f"FSPO adapter: {result.adapter_dir}",

@@ -1,10 +1,11 @@
 """Few-shot episodes: per user, K shots plus one held-out query, all from that user.
 
-The official loader walks each user's shuffled rows in windows of K+2 and never uses the last
-row of each window (`reference/fspo-paper.md` §6.3); here a window is exactly K+1 rows. Each
-pass reshuffles each user's rows with a generator seeded by `(seed, pass, user)`, so episodes
-are reproducible and do not depend on the order of users in the input. Inside an episode no
-record appears twice (duplicate records of a user are dropped first, and reported).
+The official loader (the authors' released code for arXiv 2502.19312) walks each user's
+shuffled rows in windows of K+2 and never uses the last row of each window; here a window is
+exactly K+1 rows. Each pass reshuffles each user's rows with a generator seeded by
+`(seed, pass, user)`, so episodes are reproducible and do not depend on the order of users in
+the input. Inside an episode no record appears twice (duplicate records of a user are dropped
+first, and reported).
 
 Example:
     >>> from fspo_train.data.records import PreferenceRecord

@@ -4,7 +4,7 @@ Every bad line or row is reported, never silently dropped: it becomes a `Problem
 reason) in `LoadResult.skipped`, is logged, and is counted in `LoadResult.summary()`. With
 `strict=True` the first problem raises `InvalidExampleError` instead.
 
-Layouts (`reference/fspo-paper.md` §6.2):
+Layouts (the paper's released datasets, arXiv 2502.19312 App. A.4):
 
 - `records`: one `PreferenceRecord` JSON object per line (see `fspo_train.data.records`).
 - `elix`, `reviews`: `prompt, response_x, response_y, label (0 -> x preferred), level_x,
@@ -112,7 +112,9 @@ class _Collector:
         issue = Problem(str(self.path), line, reason)
         if self.strict:
             msg = f"{issue}. Fix the line, or load with strict=False to skip bad lines."
-            raise InvalidExampleError(msg)
+            error = InvalidExampleError(msg)
+            error.add_note(str(issue))  # the problem alone, for callers with their own fix
+            raise error
         if len(self.result.skipped) < _MAX_LOGGED:
             logger.warning("Skipping %s", issue)
         elif len(self.result.skipped) == _MAX_LOGGED:

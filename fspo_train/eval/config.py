@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from fspo_train.eval.methods import BASE
+from fspo_train.trainer.config import CONFIG_FILENAME, DEFAULT_BETA
+from langchain_fspo.artifact import find_adapters, read_adapter_config
+from langchain_fspo.errors import AdapterNotFoundError
 
 __all__ = ["EvalConfig", "adapter_base_model", "default_splits", "find_stage1_adapter", "run_beta"]
 
@@ -42,7 +44,8 @@ class EvalConfig:
     """Default: every method whose inputs are available."""
     baseline: str = BASE
     beta: float | None = None
-    """β of the implicit reward; default: the run's `fspo_train_config.yaml`, else 0.01.
+    """β of the implicit reward; default: the run's `fspo_train_config.yaml`, else training's
+    default (0.005, the paper's).
     (Accuracy does not depend on β > 0; the reported rewards and margins scale with it.)"""
     num_shots: int | None = None
     """Default: the format's `num_shots`."""
@@ -85,9 +88,7 @@ def default_splits(adapter_dir: str | Path) -> tuple[dict[str, Path], Path | Non
 
 def find_stage1_adapter(adapter_dir: str | Path) -> Path | None:
     """The stage-1 (Pref-FT) adapter saved in a subfolder of a training output, if any."""
-    adapter_dir = Path(adapter_dir)
-    found = sorted(p.parent for p in adapter_dir.glob("*/adapter_config.json"))
-    found = [p for p in found if not p.name.startswith("checkpoint-")]
+    found = find_adapters(adapter_dir)
     preferred = [p for p in found if any(k in p.name.lower() for k in ("pref", "stage1", "sft"))]
     if len(preferred) == 1:
         return preferred[0]
@@ -98,11 +99,11 @@ def find_stage1_adapter(adapter_dir: str | Path) -> Path | None:
     return None
 
 
-def run_beta(adapter: Path, default: float = 0.01) -> float:
-    """β the run was trained with (`fspo_train_config.yaml`), else `default`."""
+def run_beta(adapter: Path, default: float = DEFAULT_BETA) -> float:
+    """β the run was trained with (`fspo_train_config.yaml`), else `default` (training's)."""
     import yaml
 
-    path = adapter / "fspo_train_config.yaml"
+    path = adapter / CONFIG_FILENAME
     if path.is_file():
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         if isinstance(data, dict) and isinstance(data.get("beta"), int | float):
@@ -112,8 +113,10 @@ def run_beta(adapter: Path, default: float = 0.01) -> float:
 
 def adapter_base_model(adapter: Path) -> str | None:
     """The base model named in the adapter's `adapter_config.json`, if any."""
-    path = adapter / "adapter_config.json"
-    if not path.is_file():
+    if not adapter.is_dir():
         return None
-    value = json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    try:
+        value = read_adapter_config(adapter).get("base_model_name_or_path")
+    except AdapterNotFoundError:
+        return None
     return str(value) if value else None

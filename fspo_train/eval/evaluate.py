@@ -47,6 +47,7 @@ from fspo_train.eval.methods import (
     REFERENCE,
 )
 from fspo_train.eval.metrics import implicit_reward_accuracy, win_rate
+from langchain_fspo.artifact import check_base_model_exists
 from langchain_fspo.errors import AdapterNotFoundError
 from langchain_fspo.prompt_format import PromptFormat
 
@@ -109,6 +110,12 @@ def load_policies(config: EvalConfig, fmt: PromptFormat, methods: Sequence[str])
             "or pass --base-model."
         )
         raise AdapterNotFoundError(msg)
+    if config.base_model is None:
+        try:
+            check_base_model_exists(base, source=config.adapter)
+        except AdapterNotFoundError as e:
+            msg = f"{e} Or pass --base-model."
+            raise AdapterNotFoundError(msg) from e
     adapters: dict[str, str | Path] = {FSPO: config.adapter}
     if config.reference is not None:
         adapters[REFERENCE] = config.reference

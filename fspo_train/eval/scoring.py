@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
+from langchain_fspo._quiet import quiet_loading
+
 __all__ = ["PolicySet"]
 
 logger = logging.getLogger(__name__)
@@ -57,13 +59,14 @@ class PolicySet:
         self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer or base_model))
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        model: Any = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=dtype)
         self.adapters = dict(adapters)
         names = list(self.adapters)
-        if names:
-            model = PeftModel.from_pretrained(model, str(self.adapters[names[0]]), names[0])
-            for name in names[1:]:
-                model.load_adapter(str(self.adapters[name]), adapter_name=name)
+        with quiet_loading():
+            model: Any = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=dtype)
+            if names:
+                model = PeftModel.from_pretrained(model, str(self.adapters[names[0]]), names[0])
+                for name in names[1:]:
+                    model.load_adapter(str(self.adapters[name]), adapter_name=name)
         self.model = model.to(self.device).eval()
 
     @contextmanager

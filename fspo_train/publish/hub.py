@@ -15,10 +15,16 @@ from pathlib import Path
 from huggingface_hub import HfApi
 
 from fspo_train.publish.model_card import write_model_card
-from langchain_fspo.artifact import ADAPTER_CONFIG_FILENAME
+from langchain_fspo.artifact import (
+    ADAPTER_CONFIG_FILENAME,
+    ADAPTER_WEIGHTS_FILENAME,
+    FORMAT_FILENAME,
+    base_model_path,
+    missing_files,
+)
 from langchain_fspo.engine_limits import EngineProblem, adapter_problems, describe_problems
 from langchain_fspo.errors import AdapterNotFoundError, IncompatibleAdapterError, PromptFormatError
-from langchain_fspo.prompt_format import FORMAT_FILENAME, PromptFormat
+from langchain_fspo.prompt_format import PromptFormat
 
 __all__ = [
     "IGNORE_PATTERNS",
@@ -26,19 +32,16 @@ __all__ = [
     "PublishResult",
     "check_adapter_folder",
     "check_engine_limits",
-    "missing_files",
     "publish_adapter",
 ]
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_FILENAME = "adapter_model.safetensors"
-
 REQUIRED_FILES: dict[str, str] = {
     ADAPTER_CONFIG_FILENAME: (
         "the LoRA config; written by `fspo train` or `PeftModel.save_pretrained(folder)`"
     ),
-    WEIGHTS_FILENAME: (
+    ADAPTER_WEIGHTS_FILENAME: (
         "the LoRA weights in safetensors (TGI and vLLM need safetensors); written by "
         "`fspo train` or `PeftModel.save_pretrained(folder)`"
     ),
@@ -47,7 +50,8 @@ REQUIRED_FILES: dict[str, str] = {
         "`PromptFormat(...).save_pretrained(folder)` with the format the adapter was trained with"
     ),
 }
-"""Files a publishable folder must hold -> what they are and how to produce them."""
+"""Files a publishable folder must hold (`langchain_fspo.artifact.ADAPTER_FILES`) -> what
+they are and how to produce them."""
 
 IGNORE_PATTERNS: tuple[str, ...] = (
     "checkpoints/**",
@@ -80,12 +84,6 @@ class PublishResult:
     private: bool
 
 
-def missing_files(folder: str | Path) -> list[str]:
-    """The names in `REQUIRED_FILES` that `folder` lacks (empty when it is complete)."""
-    folder = Path(folder)
-    return [name for name in REQUIRED_FILES if not (folder / name).is_file()]
-
-
 def check_adapter_folder(folder: str | Path) -> PromptFormat:
     """Raise `AdapterNotFoundError` unless `folder` can be published; return its format.
 
@@ -106,7 +104,7 @@ def check_adapter_folder(folder: str | Path) -> PromptFormat:
     if missing:
         lines = [f"  - {name}: {REQUIRED_FILES[name]}" for name in missing]
         hint = ""
-        if WEIGHTS_FILENAME in missing and (folder / "adapter_model.bin").is_file():
+        if ADAPTER_WEIGHTS_FILENAME in missing and (folder / "adapter_model.bin").is_file():
             hint = (
                 "\nThe folder has adapter_model.bin (pickle): load it with "
                 "`PeftModel.from_pretrained` and `save_pretrained(folder)` again to write "
@@ -118,10 +116,21 @@ def check_adapter_folder(folder: str | Path) -> PromptFormat:
         )
         raise AdapterNotFoundError(msg)
     try:
-        return PromptFormat.from_pretrained(folder)
+        fmt = PromptFormat.from_pretrained(folder)
     except PromptFormatError as e:
         msg = f"{folder / FORMAT_FILENAME} is not a valid prompt format; fix or rewrite it: {e}"
         raise AdapterNotFoundError(msg) from e
+    if fmt.base_model_id is not None and base_model_path(fmt.base_model_id) is not None:
+        logger.warning(
+            "The base model of %s is the local folder %s, which only this machine has: the "
+            "card names no Hub base model. To share the adapter, edit `base_model_name_or_path` "
+            "in %s and `base_model_id` in %s to the base model's Hub id.",
+            folder,
+            fmt.base_model_id,
+            ADAPTER_CONFIG_FILENAME,
+            FORMAT_FILENAME,
+        )
+    return fmt
 
 
 def check_engine_limits(folder: str | Path, *, allow: bool = False) -> list[EngineProblem]:

@@ -15,20 +15,26 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from langchain_fspo.artifact import ADAPTER_CONFIG_FILENAME
+from langchain_fspo.artifact import (
+    ADAPTER_CONFIG_FILENAME,
+    FORMAT_FILENAME,
+    MODEL_CARD_FILENAME,
+    base_model_path,
+    read_adapter_config,
+)
 from langchain_fspo.engine_limits import (
     adapter_rank,
     describe_problems,
     engine_problems,
     vllm_max_lora_rank,
 )
-from langchain_fspo.prompt_format import FORMAT_FILENAME, PromptFormat
+from langchain_fspo.prompt_format import PromptFormat
 
 __all__ = ["CARD_FILENAME", "EVAL_RESULTS_FILENAME", "build_model_card", "write_model_card"]
 
 logger = logging.getLogger(__name__)
 
-CARD_FILENAME = "README.md"
+CARD_FILENAME = MODEL_CARD_FILENAME
 EVAL_RESULTS_FILENAME = "eval_results.json"
 
 _FSPO_TAGS = ("fspo", "lora", "peft", "personalization", "preference-optimization")
@@ -37,6 +43,18 @@ _FSPO_TAGS = ("fspo", "lora", "peft", "personalization", "preference-optimizatio
 def _base_model(fmt: PromptFormat, adapter_config: dict[str, Any]) -> str | None:
     base = fmt.base_model_id or adapter_config.get("base_model_name_or_path")
     return str(base) if base else None
+
+
+def _base_link(base: str | None) -> str:
+    """The base model in the card's first line: a Hub link, or the local folder it names."""
+    if base is None:
+        return "its base model"
+    if base_model_path(base) is None:
+        return f"[`{base}`](https://huggingface.co/{base})"
+    return (
+        f"the local model `{base}` (a folder, not a Hub repo: whoever loads this adapter "
+        "needs the same weights at that path)"
+    )
 
 
 def _contract_table(fmt: PromptFormat) -> str:
@@ -132,7 +150,7 @@ curl localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d '
 _INTRO = """\
 # {name}
 
-A LoRA adapter for [`{base}`](https://huggingface.co/{base}) trained with **FSPO** (Few-Shot
+A LoRA adapter for {base_link} trained with **FSPO** (Few-Shot
 Preference Optimization, Singh et al. 2025, arXiv:2502.19312). The model reads K of a user's own
 labelled preferences (question, preferred answer, dispreferred answer) in its prompt and answers
 a new question the way that user would prefer: one adapter personalises to every user in
@@ -231,7 +249,7 @@ def _body(
     parts = [
         _INTRO.format(
             name=repo_id.rsplit("/", 1)[-1],
-            base=base_name,
+            base_link=_base_link(base),
             format_file=FORMAT_FILENAME,
             contract=_contract_table(fmt),
         )
@@ -274,21 +292,23 @@ def build_model_card(
     """
     folder = Path(folder)
     fmt = PromptFormat.from_pretrained(folder)
-    config_path = folder / ADAPTER_CONFIG_FILENAME
     adapter_config: dict[str, Any] = (
-        json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        read_adapter_config(folder, require_base_model=False)
+        if (folder / ADAPTER_CONFIG_FILENAME).is_file()
+        else {}
     )
     results_path = folder / EVAL_RESULTS_FILENAME
     eval_results: dict[str, Any] | None = None
     if results_path.is_file():
         eval_results = json.loads(results_path.read_text(encoding="utf-8"))
     base = _base_model(fmt, adapter_config)
+    hub_base = base if base is not None and base_model_path(base) is None else None
     tags = list(_FSPO_TAGS)
-    if base:
-        tags.append(f"base_model:adapter:{base}")
+    if hub_base:
+        tags.append(f"base_model:adapter:{hub_base}")
     data = ModelCardData(
         library_name="peft",
-        base_model=base,
+        base_model=hub_base,
         pipeline_tag="text-generation",
         tags=tags,
         license=license,

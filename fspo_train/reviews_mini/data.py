@@ -1,6 +1,6 @@
 """From a `Domain` to labelled per-user preference records, with the domain's exact judge.
 
-The pipeline mirrors the paper's (reference/fspo-paper.md §2.3) with the LLM parts replaced by
+The pipeline mirrors the paper's (arXiv 2502.19312, §5) with the LLM parts replaced by
 exact ones: for each question, response pairs are generated once and shared by every user (so
 users on the same axis disagree on the same pairs); half of the pairs contrast on every
 attribute (`Domain.pair_attributes`), as the paper's responses come from different views; each

@@ -1,7 +1,7 @@
 """Reviews-mini: the paper's Reviews domain in miniature, with an exact judge.
 
 The paper's Reviews users prefer positive or negative, concise or verbose reviews of real titles
-(reference/fspo-paper.md §2.1). Here the titles are invented ("The Crimson Lantern"), the
+(arXiv 2502.19312, §5 and App. A.4). Here the titles are invented ("The Crimson Lantern"), the
 reviews are built from sentence templates with synonyms (4 to 35 words), and the judge measures
 the two attributes exactly from the text:
 

@@ -8,7 +8,9 @@ A spec is one of:
 - `provider:model@http://host:port/v1`: the same, pointed at an OpenAI-compatible server (vLLM,
   SGLang, TGI's `/v1`, llama.cpp); the API key is `OPENAI_API_KEY` if set, otherwise `EMPTY`;
 - `factory:package.module:callable`: a function returning a `BaseChatModel`, called with
-  `temperature=` when one is given (for providers `init_chat_model` does not know).
+  `temperature=` when one is given (for providers `init_chat_model` does not know);
+- `offline`: `fspo_train.synth.offline.OfflineChatModel`, rule-based placeholder answers with
+  no model and no network, to try the pipeline.
 
 The Python API also accepts `BaseChatModel` instances directly.
 """
@@ -22,10 +24,14 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from fspo_train.synth.errors import SynthConfigError
+from fspo_train.synth.offline import OFFLINE_SPEC, OfflineChatModel
 
 __all__ = ["ModelLike", "load_chat_model", "model_name"]
 
 ModelLike = BaseChatModel | str
+
+_CLIENT_RETRIES = frozenset({"openai", "azure_openai", "anthropic"})
+"""Providers whose LangChain class retries requests itself (`max_retries`, default 2)."""
 
 
 def model_name(model: ModelLike) -> str:
@@ -55,13 +61,16 @@ def load_chat_model(spec: ModelLike, *, temperature: float | None = None) -> Bas
     kwargs: dict[str, Any] = {}
     if temperature is not None:
         kwargs["temperature"] = temperature
+    if spec == OFFLINE_SPEC:
+        return OfflineChatModel(**kwargs)
     if spec.startswith("factory:"):
         return _from_factory(spec, kwargs)
     model, sep, base_url = spec.partition("@")
     if ":" not in model:
         msg = (
             f"Model spec {spec!r} needs a provider prefix, e.g. 'openai:gpt-4o-mini', "
-            "'openai:<served-name>@http://127.0.0.1:8000/v1' or 'factory:pkg.module:function'."
+            "'openai:<served-name>@http://127.0.0.1:8000/v1', 'factory:pkg.module:function' "
+            "or 'offline'."
         )
         raise SynthConfigError(msg)
     if sep:
@@ -72,12 +81,23 @@ def load_chat_model(spec: ModelLike, *, temperature: float | None = None) -> Bas
         kwargs["api_key"] = os.environ.get("OPENAI_API_KEY", "EMPTY")
         if model.startswith("openai:"):
             kwargs["http_async_client"] = _fresh_async_client()
+    if model.split(":", 1)[0] in _CLIENT_RETRIES:
+        # The runner retries with backoff (`--max-retries`); the client must not retry too,
+        # or a failed request is sent 3x more often than the count says.
+        kwargs.setdefault("max_retries", 0)
     from langchain.chat_models import init_chat_model
 
     try:
         built = init_chat_model(model, **kwargs)
     except (ImportError, ValueError) as e:
         msg = f"Cannot build chat model {spec!r}: {e}"
+        raise SynthConfigError(msg) from e
+    except Exception as e:  # a provider client's own error, e.g. no API key in the environment
+        msg = (
+            f"Cannot build chat model {spec!r}: {type(e).__name__}: {e} Set the provider's API "
+            "key (e.g. OPENAI_API_KEY), point the spec at a local OpenAI-compatible server "
+            "('openai:NAME@http://127.0.0.1:8000/v1'), or use 'offline' to try the pipeline."
+        )
         raise SynthConfigError(msg) from e
     if not isinstance(built, BaseChatModel):  # pragma: no cover - only without a model name
         msg = f"Model spec {spec!r} did not give a chat model."

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from langchain_fspo.artifact import ADAPTER_CONFIG_FILENAME
 from langchain_fspo.prompt_format import PromptFormat
 
 __all__ = [
@@ -240,7 +241,7 @@ def build_tiny_adapter(
     peft_model.save_pretrained(str(out))
     (out / "README.md").unlink(missing_ok=True)  # PEFT's empty model-card stub
     # PEFT records the path the base was loaded from; pin the absolute path explicitly.
-    config_path = out / "adapter_config.json"
+    config_path = out / ADAPTER_CONFIG_FILENAME
     data = json.loads(config_path.read_text(encoding="utf-8"))
     data["base_model_name_or_path"] = str(base)
     config_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

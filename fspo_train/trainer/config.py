@@ -31,10 +31,19 @@ import yaml
 if TYPE_CHECKING:
     from trl import TrlParser
 
-__all__ = ["CONFIG_FILENAME", "FSPOTrainConfig", "config_parser", "load_config"]
+__all__ = [
+    "CONFIG_FILENAME",
+    "DEFAULT_BETA",
+    "FSPOTrainConfig",
+    "config_parser",
+    "example_config",
+    "load_config",
+]
 
 CONFIG_FILENAME = "fspo_train_config.yaml"
 """The resolved config, saved beside the trained adapter."""
+DEFAULT_BETA = 0.005
+"""IPO/DPO β: the paper's (arXiv 2502.19312, App. A.3, Table 5); `fspo eval` falls back to it."""
 
 TGI_LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -105,7 +114,7 @@ class FSPOTrainConfig:
     loss: Literal["ipo", "dpo"] = field(
         default="ipo", metadata=_help("ipo = paper Eq. 6 on summed log-probs; dpo = sigmoid DPO.")
     )
-    beta: float = field(default=0.005, metadata=_help("IPO/DPO beta (paper 0.005; README 0.01)."))
+    beta: float = field(default=DEFAULT_BETA, metadata=_help("IPO/DPO beta (the paper's 0.005)."))
     sft_learning_rate: float = field(default=1e-7, metadata=_help("Stage 1 learning rate."))
     learning_rate: float = field(default=1e-6, metadata=_help("Stage 2 learning rate."))
     sft_epochs: float = field(default=1.0, metadata=_help("Stage 1 epochs."))
@@ -227,6 +236,14 @@ class FSPOTrainConfig:
             if choices and value not in choices:
                 msg = f"`{name}` must be one of {list(choices)}, got {value!r}."
                 raise ValueError(msg)
+
+
+def example_config() -> str:
+    """The example run config (the repository's `examples/run.yaml`, packaged in the wheel)."""
+    packaged = Path(__file__).resolve().parents[1] / "configs" / "run.yaml"
+    source_tree = Path(__file__).resolve().parents[2] / "examples" / "run.yaml"
+    path = packaged if packaged.is_file() else source_tree
+    return path.read_text(encoding="utf-8")
 
 
 def config_parser(**kwargs: Any) -> TrlParser:

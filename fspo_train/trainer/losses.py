@@ -1,7 +1,7 @@
 """The preference losses of the paper, as pure functions of sequence log-probabilities.
 
-Log-probabilities are **sums** over the response tokens, as in the paper and its code
-(`reference/fspo-paper.md` §6.5). TRL's own `loss_type="ipo"` divides them by the response
+Log-probabilities are **sums** over the response tokens, as in the paper (arXiv 2502.19312,
+Eq. 6) and the authors' released code. TRL's own `loss_type="ipo"` divides them by the response
 length first, which changes the objective; `ipo_loss` here is the paper's Eq. 6.
 
 Example:

@@ -66,9 +66,10 @@ from fspo_train.trainer.stages import (
     run_stage2,
 )
 from fspo_train.trainer.tokenizer import build_prompt_format, load_tokenizer
+from langchain_fspo.artifact import FORMAT_FILENAME, base_model_path
 from langchain_fspo.engine_limits import describe_problems, engine_problems
-from langchain_fspo.errors import FSPOError
-from langchain_fspo.prompt_format import FORMAT_FILENAME, PromptFormat
+from langchain_fspo.errors import FSPOError, InvalidExampleError
+from langchain_fspo.prompt_format import PromptFormat
 
 __all__ = ["STAGE_MARKER", "SUMMARY_FILENAME", "TrainResult", "train"]
 
@@ -134,11 +135,39 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def _with_absolute_base_model(config: FSPOTrainConfig) -> FSPOTrainConfig:
+    """The config with a local base model as an absolute path (a Hub id stays as it is).
+
+    PEFT writes the name the model was loaded from into `adapter_config.json`, and the format
+    records it too: a relative path there would be read from wherever the adapter is loaded.
+    """
+    local = base_model_path(config.model_name_or_path)
+    if local is None:
+        return config
+    if not local.is_dir():
+        msg = (
+            f"`model_name_or_path` {config.model_name_or_path!r} is neither a folder (read from "
+            f"{Path.cwd()}) nor a Hub model id; give the base model's folder or its Hub id."
+        )
+        raise ValueError(msg)
+    return config.replace(model_name_or_path=str(local.resolve()))
+
+
 def _load_records(config: FSPOTrainConfig) -> LoadResult:
     if config.train_file is None:
         msg = "No training data: set `train_file` in the config, or pass `records=` to train()."
         raise ValueError(msg)
-    return load_dataset_file(config.train_file, config.dataset_layout, strict=config.strict_data)
+    try:
+        return load_dataset_file(
+            config.train_file, config.dataset_layout, strict=config.strict_data
+        )
+    except InvalidExampleError as e:
+        problem = (getattr(e, "__notes__", None) or [str(e)])[-1]
+        msg = (
+            f"{problem}. Fix the line, or skip bad lines: leave out `--strict-data` "
+            "(`strict_data: false` in the YAML)."
+        )
+        raise InvalidExampleError(msg) from e
 
 
 def _warn_engine_limits(config: FSPOTrainConfig) -> None:
@@ -181,6 +210,7 @@ def train(
     """
     from accelerate import PartialState
 
+    config = _with_absolute_base_model(config)
     state = PartialState(cpu=config.use_cpu)  # rank 0 writes the files; the others wait
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +246,8 @@ def train(
     if marker and config.resume and marker.get("fingerprint") != fingerprint:
         msg = (
             f"{out} holds checkpoints of a run with other settings or data. Use another "
-            "`output_dir`, or set `resume: false` to start over (its checkpoints are deleted)."
+            "--output-dir, or start over with --no-resume (`resume: false` in the YAML; the "
+            "checkpoints are deleted)."
         )
         raise FSPOError(msg)
     if not config.resume and (out / CHECKPOINTS_DIRNAME).exists() and state.is_main_process:

@@ -25,6 +25,7 @@ from typing import Any
 
 from fspo_train.data.training_data import TrainingData, TrainingRows
 from fspo_train.trainer.config import FSPOTrainConfig
+from langchain_fspo._quiet import quiet_loading
 from langchain_fspo.prompt_format import PromptFormat
 
 __all__ = [
@@ -74,6 +75,21 @@ def _use_bf16(config: FSPOTrainConfig) -> bool:
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
+def _checkpointing_arg() -> str:
+    """`activation_checkpointing`, transformers' name since it deprecated `gradient_checkpointing`.
+
+    Setting the new name also keeps TRL's default of the old one (True) from warning.
+    """
+    from transformers import TrainingArguments
+
+    fields = getattr(TrainingArguments, "__dataclass_fields__", {})
+    return (
+        "activation_checkpointing"
+        if "activation_checkpointing" in fields
+        else "gradient_checkpointing"
+    )
+
+
 def _common_args(config: FSPOTrainConfig, output_dir: Path) -> dict[str, Any]:
     bf16 = _use_bf16(config)
     return {
@@ -90,7 +106,7 @@ def _common_args(config: FSPOTrainConfig, output_dir: Path) -> dict[str, Any]:
         "use_cpu": config.use_cpu,
         "bf16": bf16,
         "fp16": False,
-        "gradient_checkpointing": config.gradient_checkpointing,
+        _checkpointing_arg(): config.gradient_checkpointing,
         "logging_steps": config.logging_steps,
         "save_strategy": "steps",
         "save_steps": config.save_steps,
@@ -146,7 +162,23 @@ def _stage_metrics(prefix: str, trainer: Any, resumed_from: str | None) -> dict[
     return metrics
 
 
-def _run_trainer(trainer: Any, checkpoints: Path, *, resume: bool) -> str | None:
+def _label_progress(trainer: Any, label: str) -> None:
+    """Replace the trainer's progress bar by one that says which stage it counts."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class StageProgress(ProgressCallback):
+        def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
+            super().on_train_begin(*args, **kwargs)
+            bar: Any = getattr(self, "training_bar", None)  # None on other ranks
+            if bar is not None:
+                bar.set_description(label)
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(StageProgress())
+
+
+def _run_trainer(trainer: Any, checkpoints: Path, *, resume: bool, label: str) -> str | None:
+    _label_progress(trainer, label)
     resume_from = _last_checkpoint(checkpoints) if resume else None
     if resume_from is not None:
         logger.info("Resuming from %s", resume_from)
@@ -155,6 +187,8 @@ def _run_trainer(trainer: Any, checkpoints: Path, *, resume: bool) -> str | None
 
 
 def _save_artifact(model: Any, directory: Path, fmt: PromptFormat, tokenizer: Any) -> None:
+    from fspo_train.publish.model_card import write_model_card
+
     directory.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "peft_config"):
         model.save_pretrained(str(directory), selected_adapters=["default"])
@@ -162,6 +196,9 @@ def _save_artifact(model: Any, directory: Path, fmt: PromptFormat, tokenizer: An
         model.save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     fmt.save_pretrained(directory)
+    # Our card, not PEFT's template (which TRL tags `dpo` whatever the loss); `fspo publish`
+    # writes it again with the repo id.
+    write_model_card(directory, str(directory.resolve()))
 
 
 def run_stage1(
@@ -183,15 +220,16 @@ def run_stage1(
         completion_only_loss=True,
         packing=False,
     )
-    trainer = SFTTrainer(
-        model=config.model_name_or_path,
-        args=args,
-        train_dataset=data.sft,
-        processing_class=tokenizer,
-        peft_config=_lora_config(config),
-        callbacks=callbacks,
-    )
-    resumed = _run_trainer(trainer, checkpoints, resume=config.resume)
+    with quiet_loading():
+        trainer = SFTTrainer(
+            model=config.model_name_or_path,
+            args=args,
+            train_dataset=data.sft,
+            processing_class=tokenizer,
+            peft_config=_lora_config(config),
+            callbacks=callbacks,
+        )
+    resumed = _run_trainer(trainer, checkpoints, resume=config.resume, label="Stage 1 (Pref-FT)")
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)
         _save_artifact(model, out / STAGE1_DIRNAME, fmt, tokenizer)
@@ -235,7 +273,8 @@ def build_preference_trainer(
         Dataset.from_list(data.preference) if isinstance(data, TrainingRows) else data.preference
     )
     common = _common_args(config, checkpoints)
-    model, peft_config = _stage2_model(config, stage1_dir)
+    with quiet_loading():
+        model, peft_config = _stage2_model(config, stage1_dir)
     if not isinstance(model, str):
         common.pop("model_init_kwargs")
     args = DPOConfig(
@@ -247,15 +286,16 @@ def build_preference_trainer(
         precompute_ref_log_probs=config.precompute_ref_log_probs,
     )
     trainer_cls = preference_trainer_class(config)
-    return trainer_cls(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=list(callbacks),
-        fspo_loss=config.loss,
-    )
+    with quiet_loading():  # TRL loads the model itself when given its name
+        return trainer_cls(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=list(callbacks),
+            fspo_loss=config.loss,
+        )
 
 
 def run_stage2(
@@ -270,7 +310,8 @@ def run_stage2(
     """Stage 2, IPO/DPO: train, save the artifact to `out`, return its metrics."""
     trainer = build_preference_trainer(config, data, tokenizer, stage1, callbacks)
     checkpoints = out / CHECKPOINTS_DIRNAME / "stage2"
-    resumed = _run_trainer(trainer, checkpoints, resume=config.resume)
+    label = f"Stage 2 ({config.loss.upper()})"
+    resumed = _run_trainer(trainer, checkpoints, resume=config.resume, label=label)
     if trainer.is_world_process_zero():
         _save_artifact(trainer.accelerator.unwrap_model(trainer.model), out, fmt, tokenizer)
     trainer.accelerator.wait_for_everyone()

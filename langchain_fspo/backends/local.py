@@ -14,7 +14,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from langchain_fspo.artifact import adapter_folder, read_adapter_config
+from langchain_fspo._quiet import quiet_loading
+from langchain_fspo.artifact import adapter_folder, check_base_model_exists, read_adapter_config
 from langchain_fspo.backends._local_generation import (
     StopText,
     cancel_criteria,
@@ -118,13 +119,14 @@ class LocalBackend(Backend):
         )
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            self.base_model,
-            revision=revision,
-            token=token,
-            dtype=torch_dtype(torch, dtype),
-            **dict(model_kwargs or {}),
-        )
+        with quiet_loading():
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                self.base_model,
+                revision=revision,
+                token=token,
+                dtype=torch_dtype(torch, dtype),
+                **dict(model_kwargs or {}),
+            )
         model.to(self.device)
         model.eval()
         self._model: Any = model
@@ -151,6 +153,7 @@ class LocalBackend(Backend):
         """
         token = kwargs.get("token")
         config = read_adapter_config(adapter_dir_or_repo, revision, token=token)
+        check_base_model_exists(config["base_model_name_or_path"], source=adapter_dir_or_repo)
         folder = adapter_folder(adapter_dir_or_repo, revision, token=token)
         adapter_name = name or Path(str(adapter_dir_or_repo).rstrip("/")).name
         return cls(

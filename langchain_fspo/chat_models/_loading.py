@@ -13,7 +13,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from langchain_fspo.artifact import adapter_folder, check_base_model, read_adapter_config
+from langchain_fspo.artifact import (
+    adapter_folder,
+    check_base_model,
+    check_base_model_exists,
+    read_adapter_config,
+)
 from langchain_fspo.backends.base import Backend
 from langchain_fspo.prompt_format import PromptFormat
 
@@ -94,6 +99,7 @@ def load_pretrained(
         if callable(add) and isinstance(loaded, dict) and name not in loaded:
             add(name, adapter_folder(adapter_dir_or_repo, revision, token=token))
     elif backend == "local":
+        check_base_model_exists(base_model, source=adapter_dir_or_repo)
         # The weights at the same revision as the format, with the same token.
         built = backend_for_adapter(
             backend,

@@ -16,21 +16,20 @@ import time
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.outputs import ChatResult
 from pydantic import PrivateAttr
 
+from fspo_train.synth.offline import OfflineChatModel
 from tests.synth.rules import answer
 
 
-class ScriptedChatModel(BaseChatModel):
-    """Answers the pipeline's prompts by rule (see `tests.synth.rules`)."""
+class ScriptedChatModel(OfflineChatModel):
+    """The packaged offline model plus the hazards of `tests.synth.rules`, latency, failures."""
 
     model_name: str = "scripted"
     latency_s: float = 0.0
     fail_first_calls: int = 0
-    temperature: float | None = None
 
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _calls: int = PrivateAttr(default=0)
@@ -54,19 +53,7 @@ class ScriptedChatModel(BaseChatModel):
                 raise ConnectionError(msg)
         humans = [m for m in messages if isinstance(m, HumanMessage)]
         prompt = humans[0].text
-        text = answer(prompt, attempt=len(humans))
-        n_in = sum(len(m.text.split()) for m in messages)
-        n_out = len(text.split())
-        message = AIMessage(
-            content=text,
-            usage_metadata={
-                "input_tokens": n_in,
-                "output_tokens": n_out,
-                "total_tokens": n_in + n_out,
-            },
-            response_metadata={"model_name": self.model_name},
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return self.result(answer(prompt, attempt=len(humans)), messages)
 
     def _generate(
         self,

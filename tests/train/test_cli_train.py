@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -88,10 +90,17 @@ def test_missing_data_file_is_a_clear_error(
 
 @pytest.mark.train
 def test_fspo_train_runs_end_to_end(
-    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Chat style, RAT, DPO, full fine-tuning: the other code paths, through the CLI."""
-    tiny = tiny_model_dir
+    """Chat style, RAT, DPO, full fine-tuning: the other code paths, through the CLI.
+
+    The base model is given as a relative path: the artifact records it as an absolute one.
+    """
+    monkeypatch.chdir(tmp_path)
+    tiny = Path(os.path.relpath(tiny_model_dir, tmp_path))
     data = write_records(tmp_path / "prefs.jsonl", _records())
     config = _yaml(
         tmp_path / "run.yaml",
@@ -110,27 +119,21 @@ def test_fspo_train_runs_end_to_end(
             "holdout_question_fraction": 0.2,
         },
     )
-    code = main(
-        [
-            "train",
-            "--config",
-            str(config),
-            "--style",
-            "chat",
-            "--rationale",
-            "user_description",
-            "--loss",
-            "dpo",
-            "--beta",
-            "0.1",
-            "--full-finetune",
-            "--learning-rate",
-            "1e-3",
-        ]
-    )
+    argv = ["train", "--config", str(config), "--style", "chat", "--rationale", "user_description"]
+    argv += ["--loss", "dpo", "--beta", "0.1", "--full-finetune", "--learning-rate", "1e-3"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(argv)
     assert code == 0
     out = tmp_path / "out"
-    assert f"FSPO adapter: {out}" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"FSPO adapter: {out}" in printed.out
+    # Quiet where we load, and each trainer's bar names its stage.
+    assert "Loading weights" not in printed.err
+    assert "Stage 1 (Pref-FT)" in printed.err
+    assert "Stage 2 (DPO)" in printed.err
+    # Our arguments use transformers' current names (`activation_checkpointing`).
+    assert not [w for w in caught if "`gradient_checkpointing` is deprecated" in str(w.message)]
     assert (out / "model.safetensors").is_file()  # full fine-tuning writes a whole model
     assert (out / "stage1" / "model.safetensors").is_file()
     fmt = PromptFormat.from_pretrained(out)
@@ -139,6 +142,11 @@ def test_fspo_train_runs_end_to_end(
     assert fmt.chat_template_sha256 is not None
     saved = load_config(out / CONFIG_FILENAME)
     assert (saved.loss, saved.beta, saved.full_finetune) == ("dpo", 0.1, True)
+    absolute = str(tiny_model_dir.resolve())
+    assert (saved.model_name_or_path, fmt.base_model_id) == (absolute, absolute)
+    card = (out / "README.md").read_text(encoding="utf-8")  # ours, not PEFT's template
+    assert "FSPO" in card
+    assert "More Information Needed" not in card
     metrics = json.loads((out / "training_summary.json").read_text())["metrics"]
     assert metrics["stage1/global_step"] == 1
     assert metrics["stage2/global_step"] == 1
@@ -165,6 +173,54 @@ def test_example_config_is_valid() -> None:
         "up_proj",
         "down_proj",
     ]
+
+
+def test_an_unknown_or_abbreviated_flag_prints_the_subcommand_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--num-shot", "3"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: fspo train")
+    assert err.strip().endswith("unrecognized arguments: --num-shot 3 (did you mean --num-shots?)")
+
+
+def test_flags_named_in_messages_exist() -> None:
+    """The messages name `--no-resume` and `--strict-data`: the parser takes both."""
+    args = build_parser().parse_args(["train", "--no-resume", "--strict-data"])
+    assert (args.resume, args.strict_data) == (False, True)
+
+
+def test_bad_data_names_the_flag_and_leaves_no_empty_output_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("not json\n", encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["train", "--model-name-or-path", "org/base", "--train-file", str(data)]
+    assert main([*argv, "--output-dir", str(out), "--strict-data"]) == 1
+    err = capsys.readouterr().err
+    assert "leave out `--strict-data`" in err
+    assert "strict=False" not in err
+    assert not out.exists()
+
+
+def test_a_missing_local_base_model_is_named_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_records(tmp_path / "prefs.jsonl", _records())
+    out = tmp_path / "out"
+    argv = ["train", "--model-name-or-path", "./no-such-base", "--train-file", str(data)]
+    assert main([*argv, "--output-dir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "'./no-such-base' is neither a folder" in err
+    assert not out.exists()
+
+
+def test_the_example_config_is_printed_for_pip_users(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--example-config"]) == 0
+    assert capsys.readouterr().out == (ROOT / "examples" / "run.yaml").read_text(encoding="utf-8")
 
 
 def test_train_warns_about_an_adapter_an_engine_would_cut(

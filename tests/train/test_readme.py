@@ -7,6 +7,7 @@ the TGI test server in `tests/integration_tests/`.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,9 @@ def test_readme_python_blocks_run_in_order(
     tiny_adapter_dirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the quickstart writes preferences.db in the working directory
-    namespace: dict[str, object] = {"ADAPTER": str(tiny_adapter_dirs["alpha"])}
+    # What `fspo tiny runs/tiny` writes (the wheel test runs that command itself).
+    shutil.copytree(tiny_adapter_dirs["alpha"], tmp_path / "runs" / "tiny" / "adapter")
+    namespace: dict[str, object] = {}
     ran = 0
     for block in BLOCKS:
         if "http://" in block:

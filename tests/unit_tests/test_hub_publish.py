@@ -219,3 +219,46 @@ def test_cli_refuses_incomplete_folder(
     assert _cli(["publish", str(folder), "--repo-id", "org/cli"]) == 2
     assert FORMAT_FILENAME in capsys.readouterr().err
     assert hub_server.requests == []
+
+
+def test_a_local_base_model_is_not_linked_as_a_hub_repo(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fspo_train.publish.model_card import build_model_card
+
+    folder = _adapter_folder(tmp_path)
+    local_base = str(tmp_path / "tiny-base")
+    config = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(
+        json.dumps({**config, "base_model_name_or_path": local_base})
+    )
+    PromptFormat(style="paper", base_model_id=local_base).save_pretrained(folder)
+    with caplog.at_level("WARNING"):
+        check_adapter_folder(folder)
+    assert "only this machine has" in caplog.text
+    card = build_model_card(folder, "org/fspo")
+    assert card.data.base_model is None
+    assert "huggingface.co/" + local_base not in card.content
+    assert f"the local model `{local_base}`" in card.content
+
+
+def test_cli_with_the_hub_unreachable_says_so_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    from tests.hub_fixtures import point_hub_at
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    point_hub_at(monkeypatch, url, tmp_path / "hf_home")
+    folder = _adapter_folder(tmp_path)
+    assert _cli(["publish", str(folder), "--repo-id", "org/cli", "--token", TOKEN]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"fspo publish: cannot reach {url}")
+    assert "HF_ENDPOINT" in err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) <= 2
+    with pytest.raises(Exception, match="onnect"):  # --debug: the error itself
+        _cli(["--debug", "publish", str(folder), "--repo-id", "org/cli", "--token", TOKEN])
