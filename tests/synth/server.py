@@ -16,12 +16,12 @@ Example:
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 
+from tests.http_server import QuietHTTPServer
 from tests.synth.rules import answer
 
 
@@ -95,8 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(QuietHTTPServer):
     request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], latency_s: float) -> None:
@@ -106,12 +105,6 @@ class _Server(ThreadingHTTPServer):
         self.requests = 0
         self.params: dict[str, dict[str, Any]] = {}
         """The request parameters (all but `messages`) each prompt was last sent with."""
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Ignore clients that drop keep-alive connections (their pool closing); log the rest."""
-        error = sys.exc_info()[1]
-        if not isinstance(error, ConnectionError):
-            super().handle_error(request, client_address)
 
 
 class FixedLatencyServer:
@@ -138,6 +131,11 @@ class FixedLatencyServer:
         return {p: v["seed"] for p, v in self._server.params.items() if "seed" in v}
 
     @property
+    def handler_errors(self) -> list[BaseException]:
+        """Errors raised while serving (not clients going away); kept, never printed."""
+        return self._server.handler_errors
+
+    @property
     def requests(self) -> int:
         """Completions served so far."""
         return self._server.requests
@@ -147,9 +145,13 @@ class FixedLatencyServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop serving; fail if a handler raised (clients going away aside)."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        errors = list(self._server.handler_errors)
+        if exc[0] is None:
+            assert not errors, f"the synth test server failed while serving: {errors!r}"
 
 
 def main(argv: list[str] | None = None) -> None:
