@@ -23,9 +23,9 @@ from typing import Any, NoReturn
 
 import pytest
 
+from bench.fixed_latency_server import FixedLatencyServer
 from tests.http_server import QuietHTTPServer
 from tests.hub_server import HubServer
-from tests.synth.server import FixedLatencyServer
 from tests.tgi_server import ScriptedBackend, TGITestServer
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def _hub() -> Iterator[tuple[str, Errors]]:
 @contextmanager
 def _synth() -> Iterator[tuple[str, Errors]]:
     with FixedLatencyServer(latency_s=0.0) as server:
-        yield server.base_url.removesuffix("/v1"), lambda: server.handler_errors
+        yield server.url, lambda: server.errors
 
 
 DOUBLES: dict[str, Callable[[], AbstractContextManager[tuple[str, Errors]]]] = {

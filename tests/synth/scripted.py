@@ -1,6 +1,6 @@
 """A deterministic chat model for the pipeline tests: a real `BaseChatModel` answering by rule.
 
-It answers from `tests.synth.rules` (order-inconsistent labels when the persona does not explain a
+It answers from `bench.synth_rules` (order-inconsistent labels when the persona does not explain a
 choice, malformed JSON on some first attempts and always for "garbled" questions), reports
 `usage_metadata`, can sleep a fixed latency per call, and can fail its first calls with a
 connection error to exercise retries. `make_model` is the `factory:` entry for the CLI; the
@@ -21,11 +21,11 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr
 
-from tests.synth.rules import answer
+from bench.synth_rules import answer
 
 
 class ScriptedChatModel(BaseChatModel):
-    """Answers the pipeline's prompts by rule (see `tests.synth.rules`)."""
+    """Answers the pipeline's prompts by rule (see `bench.synth_rules`)."""
 
     model_name: str = "scripted"
     latency_s: float = 0.0

@@ -1,6 +1,8 @@
 """Deterministic answers by rule to the pipeline's prompts.
 
-Shared by the scripted chat model and the fixed-latency OpenAI-compatible test server.
+A scripted model for `fspo synth`, shared by the fixed-latency server
+(`bench/fixed_latency_server.py --answers synth`) and the in-process scripted chat model of the
+tests (`tests/synth/scripted.py`); it lives here because benchmarks do not import from tests/.
 
 The rules recognise each prompt by the output schema it embeds (or by its tags, for free text):
 
@@ -43,6 +45,14 @@ def _tag(text: str, tag: str) -> str:
     return match.group(1) if match else ""
 
 
+def _count(pattern: str, prompt: str) -> int:
+    match = re.search(pattern, prompt)
+    if match is None:
+        msg = f"the prompt has no {pattern!r}: not one these rules know"
+        raise ValueError(msg)
+    return int(match.group(1))
+
+
 def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if len(w) >= 4}
 
@@ -60,7 +70,7 @@ def _persona(prompt: str) -> str:
 
 
 def _questions(prompt: str) -> str:
-    n = int(re.search(r"Write (\d+)", prompt).group(1))
+    n = _count(r"Write (\d+)", prompt)
     persona = _tag(prompt, "persona")
     batch = re.search(r"\(batch (\d+)\)", prompt)
     key = persona or f"batch {batch.group(1) if batch else 0}"
@@ -69,7 +79,7 @@ def _questions(prompt: str) -> str:
 
 
 def _views(prompt: str) -> str:
-    n = int(re.search(r"List (\d+)", prompt).group(1))
+    n = _count(r"List (\d+)", prompt)
     start = _h(_tag(prompt, "question")) % len(STYLES)
     styles = [STYLES[(start + i) % len(STYLES)] for i in range(min(n, len(STYLES)))]
     return json.dumps({"views": [f"a {s} approach" for s in styles]})
