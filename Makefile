@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# What `test` and `integration_tests` run: a folder, a file or a node id (`make test TEST_FILE=...`).
+TEST_FILE ?= tests
 
-.PHONY: demo test test_unit test_train lint format venv clean
+.PHONY: demo test tests integration_tests test_unit test_train lint format venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +22,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m fspo_train.demo $(DEMO_ARGS)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Every layer (unit tests without sockets, integration, train): what CI runs.
+integration_tests: TEST_FILE = tests/integration_tests
+test tests integration_tests: $(STAMP)
+	$(BIN)/python -m pytest $(TEST_FILE) $(PYTEST_ARGS)
 
 test_unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit_tests $(PYTEST_ARGS)

@@ -6,17 +6,18 @@ Two measurements, both with an engine that answers instantly (a fixed string):
    work: resolving the user, selecting the K shots from a SQLite `PreferenceMemory` (10,000
    examples for the measured user among 100,000 users), rendering the `PromptFormat`, parsing
    the completion, and LangChain's own `invoke` machinery (callbacks, run ids).
-2. Over HTTP (the TGI path): the TGI test server (`tests/tgi_server`, started in this process
-   on 127.0.0.1 over the same instant engine) answered by three clients with the same
-   question: a direct `huggingface_hub.InferenceClient.chat_completion` call (the baseline),
-   `langchain-huggingface`'s `ChatHuggingFace(llm=HuggingFaceEndpoint(endpoint_url=...))`,
-   and `ChatFSPO` (`TGIBackend`) for the measured user (K shots from the same SQLite memory,
-   so its request is bigger) and for an unknown user (zero-shot, about the same body as the
+2. Over HTTP (the TGI path): a server that answers instantly with a fixed string on TGI's
+   `POST /v1/chat/completions` (`bench/fixed_latency_server.py`, started in this process on
+   127.0.0.1) answered by three clients with the same question: a direct
+   `huggingface_hub.InferenceClient.chat_completion` call (the baseline),
+   `langchain-huggingface`'s `ChatHuggingFace(llm=HuggingFaceEndpoint(endpoint_url=...))`, and
+   `ChatFSPO` (`TGIBackend`) for the measured user (K shots from the same SQLite memory, so
+   its request is bigger) and for an unknown user (zero-shot, about the same body as the
    others). A direct call that sends ChatFSPO's own K-shot messages isolates ChatFSPO's work
-   from the cost of the bigger body. Clients are timed in interleaved blocks so that a
-   change of load on the machine hits all of them alike; sync `invoke` and async `ainvoke`.
-   The server runs in this process, so the CPU-time columns of this part count only the
-   calling thread (`time.thread_time`), not the server's threads.
+   from the cost of the bigger body. Clients are timed in interleaved blocks so that a change
+   of load on the machine hits all of them alike; sync `invoke` and async `ainvoke`. The
+   server runs in this process, so the CPU-time columns of this part count only the calling
+   thread (`time.thread_time`), not the server's threads.
 
 Run (about a minute to build the database, then about three minutes of measuring):
 
@@ -49,14 +50,14 @@ from typing import Any, ClassVar
 
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` (the TGI test server)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.fixed_latency_server`
 
+from bench.fixed_latency_server import FIXED_ANSWER, FixedLatencyServer
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.backends.tgi import TGIBackend
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
-from tests.tgi_server import TGITestServer
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = "measured-user@example.com"
@@ -81,7 +82,7 @@ class InstantBackend(Backend):
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Generation:
         return Generation(
-            text="A fixed answer of a few words.",
+            text=FIXED_ANSWER,
             finish_reason="stop",
             input_tokens=len(prompt.text) // 4,
             output_tokens=7,
@@ -198,18 +199,19 @@ def _answer_text(output: Any) -> str:
     return str(output.choices[0].message.content)
 
 
-def _request_of(server: TGITestServer, fn: Callable[[int], Any]) -> dict[str, Any]:
-    """What one call of `fn` sends: body bytes, message count, `model`, served adapter."""
-    server.reset()
+def _request_of(server: FixedLatencyServer, fn: Callable[[int], Any]) -> dict[str, Any]:
+    """What one call of `fn` sends: body bytes, message count, `model`, adapter TGI would serve."""
+    server.clear()
     fn(0)
-    [request] = server.requests_to("/v1/chat/completions")
+    [request] = server.requests
     body = request.body
-    server.reset()
+    server.clear()
     return {
-        "body_bytes": int(request.headers["content-length"]),
+        "body_bytes": request.content_length,
         "messages": len(body["messages"]),
         "model": body.get("model"),
-        "served_adapter": request.served_adapter,
+        # TGI serves the adapter `model` names when it was loaded at launch, else the base model.
+        "served_adapter": ADAPTER if body.get("model") == ADAPTER else None,
     }
 
 
@@ -227,12 +229,12 @@ def _overheads(results: dict[str, dict[str, float]], baseline: str) -> dict[str,
 
 
 def _tgi_bench(memory: PreferenceMemory, args: argparse.Namespace) -> dict[str, Any]:
-    """The TGI path: three clients against one TGI test server over the instant engine."""
+    """The TGI path: three clients against one instant server on TGI's chat route."""
     from huggingface_hub import AsyncInferenceClient, InferenceClient
     from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
 
     fmt = PromptFormat(style="chat", num_shots=args.shots)
-    server = TGITestServer(InstantBackend(), model_id="fspo/base-model", adapters=[ADAPTER])
+    server = FixedLatencyServer(latency_s=0.0)
     loop = asyncio.new_event_loop()
     with server:
         fspo = ChatFSPO(
@@ -288,7 +290,7 @@ def _tgi_bench(memory: PreferenceMemory, args: argparse.Namespace) -> dict[str, 
         requests = {name: _request_of(server, fn) for name, fn in sync_cases.items()}
         answers = {name: _answer_text(fn(0)) for name, fn in sync_cases.items()}
         assert len(set(answers.values())) == 1, answers
-        server.reset()
+        server.clear()
         load_before = [round(x, 2) for x in os.getloadavg()]
         modes: dict[str, dict[str, dict[str, float]]] = {}
         for mode, cases in (("sync invoke", sync_cases), ("async ainvoke", async_cases)):
@@ -298,16 +300,14 @@ def _tgi_bench(memory: PreferenceMemory, args: argparse.Namespace) -> dict[str, 
                     f"TGI {mode:13s} {name:60s} median {r['median_ms']:.3f} ms  "
                     f"p99 {r['p99_ms']:.3f} ms"
                 )
-        violations = list(server.spec_violations)
-        assert not violations, violations
         assert isinstance(fspo.backend, TGIBackend), fspo.backend
         loop.run_until_complete(fspo.backend.aclose())
     loop.close()
     return {
         "setup": {
             "server": (
-                "tests/tgi_server TGITestServer (TGI flavor, OpenAPI-checked), 127.0.0.1, "
-                "plain HTTP/1.1, in this process, over InstantBackend"
+                "bench/fixed_latency_server.py (TGI's POST /v1/chat/completions shape, "
+                "instant fixed answer), 127.0.0.1, plain HTTP/1.1, in this process"
             ),
             "route": "POST /v1/chat/completions, not streamed",
             "answer": answers[DIRECT],
@@ -382,8 +382,8 @@ def _tgi_markdown(tgi: dict[str, Any]) -> list[str]:
         "## The TGI path: ChatFSPO vs. a direct InferenceClient call vs. ChatHuggingFace",
         "",
         (
-            f"One TGI test server (`tests/tgi_server`, TGI flavor, 127.0.0.1, started in the "
-            f"bench's process) over the instant engine, which answers {setup['answer']!r} "
+            f"One server on TGI's chat route (`bench/fixed_latency_server.py`, 127.0.0.1, "
+            f"started in the bench's process), which answers {setup['answer']!r} at once "
             f"to every request; `POST /v1/chat/completions`, not streamed, "
             f"max_tokens={setup['max_tokens']}. Every client asks the same question "
             f"(64 questions in turn). ChatFSPO (`TGIBackend`) answers the measured user "

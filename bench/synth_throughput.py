@@ -1,13 +1,14 @@
 """Records per second of `fspo synth` against a local server with a fixed latency per request.
 
-The server (`tests/synth/server.py`, run in its own process) speaks the OpenAI chat completions
-protocol, sleeps `--latency` seconds per request and answers by rule; the pipeline talks to it
-through `langchain-openai`'s `ChatOpenAI(base_url=...)` (spec `openai:scripted@<url>`), as it
-would to vLLM or SGLang. The whole pipeline (ELIX domain: questions, persona-steered responses,
-both-order labels, disagreement, records) runs at concurrency 1, 8 and 32, in a fresh run folder
-each time, with fsync on; records per second = final records / wall time of those stages (the
-report, a matplotlib plot whose cost does not depend on concurrency, is timed apart). Target: at
-32, at least 20x the records per second at 1.
+The server (`bench/fixed_latency_server.py --answers synth`, run in its own process) speaks the
+OpenAI chat completions protocol, sleeps `--latency` seconds per request and answers by rule
+(`bench/synth_rules.py`); the pipeline talks to it through `langchain-openai`'s
+`ChatOpenAI(base_url=...)` (spec `openai:scripted@<url>`), as it would to vLLM or SGLang. The whole
+pipeline (ELIX domain: questions, persona-steered responses, both-order labels, disagreement,
+records) runs at concurrency 1, 8 and 32, in a fresh run folder each time, with fsync on; records
+per second = final records / wall time of those stages (the report, a matplotlib plot whose cost
+does not depend on concurrency, is timed apart). Target: at 32, at least 20x the records per second
+at 1.
 
 Two latencies are measured. At 50 ms the client's own CPU per request (about 2-3 ms in the
 openai SDK and httpx under `ChatOpenAI`, plus the server's) caps throughput on a small shared
@@ -46,7 +47,10 @@ from fspo_train.synth import STAGES, RunnerSettings, SynthRun, load_domain, run_
 def _start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.synth.server", "--latency", str(latency)],
+        [
+            *(sys.executable, "-m", "bench.fixed_latency_server"),
+            *("--answers", "synth", "--latency", str(latency)),
+        ],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -200,7 +204,10 @@ def main() -> int:
         "load_average_after": [round(x, 2) for x in load_after],
         "versions": _versions(),
         "setup": {
-            "server": "tests/synth/server.py (ThreadingHTTPServer, own process, 127.0.0.1)",
+            "server": (
+                "bench/fixed_latency_server.py --answers synth (ThreadingHTTPServer, own "
+                "process, 127.0.0.1)"
+            ),
             "client": "langchain-openai ChatOpenAI via init_chat_model('openai:scripted@<url>')",
             "latencies_s": args.latency,
             "domain": f"elix, {args.questions} questions, 4 responses/question, 2 pairs/question",

@@ -2,8 +2,9 @@
 
 `huggingface_hub.AsyncInferenceClient` opens a new `httpx.AsyncClient` (TLS context, empty
 connection pool) for every client; `TGIBackend` shares one per event loop. This script times
-sequential `agenerate` calls against the TGI test server (tests/tgi_server, 127.0.0.1) with an
-instant scripted engine, so what is measured is the client and HTTP overhead only:
+sequential `agenerate` calls against a server that answers TGI's `POST /v1/chat/completions`
+instantly (bench/fixed_latency_server.py, 127.0.0.1), so what is measured is the client and HTTP
+overhead only:
 
 - `pooled`: the backend as shipped (one session per event loop);
 - `fresh`: the session closed after every call (what a new `AsyncInferenceClient` per call
@@ -31,10 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.fixed_latency_server import FixedLatencyServer  # noqa: E402
 from langchain_fspo.backends.base import GenerationParams  # noqa: E402
 from langchain_fspo.backends.tgi import TGIBackend  # noqa: E402
 from langchain_fspo.prompt_format import PromptFormat  # noqa: E402
-from tests.tgi_server import ScriptedBackend, TGITestServer  # noqa: E402
 
 PARAMS = GenerationParams(max_tokens=4, temperature=0)
 
@@ -80,7 +81,7 @@ def main() -> None:
         "--out", type=Path, default=ROOT / "bench" / "results" / "tgi_async_session.json"
     )
     args = parser.parse_args()
-    with TGITestServer(ScriptedBackend(), adapters=["a"]) as server:
+    with FixedLatencyServer(latency_s=0.0) as server:
         backend = TGIBackend(server.url, adapters=["a"])
         results = {
             "pooled": _summary(asyncio.run(_async_calls(backend, args.calls, fresh=False))),
@@ -98,7 +99,7 @@ def main() -> None:
         },
         "versions": {p: version(p) for p in ("huggingface-hub", "httpx")},
         "calls_per_mode": args.calls,
-        "server": "tests/tgi_server TGITestServer, 127.0.0.1, plain HTTP, instant scripted engine",
+        "server": "bench/fixed_latency_server.py, 127.0.0.1, plain HTTP, instant fixed answer",
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,12 @@ def set_hub_offline(monkeypatch: pytest.MonkeyPatch, offline: bool = True) -> No
 
 @pytest.fixture(name="hub_server")
 def hub_server_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[HubServer]:
-    """A running Hub test double, with `huggingface_hub` pointed at it and an empty cache."""
+    """A running Hub test double, with `huggingface_hub` pointed at it and an empty cache.
+
+    Fails the test if the double itself raised while serving.
+    """
     with HubServer() as server:
         point_hub_at(monkeypatch, server.url, tmp_path / "hf_home")
         yield server
+        errors = list(server.handler_errors)
+    assert not errors, f"the Hub test double failed while serving: {errors!r}"

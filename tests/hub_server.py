@@ -45,10 +45,12 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.http_server import QuietHTTPServer
 
 __all__ = ["HubCommit", "HubRepo", "HubRequest", "HubServer", "git_blob_sha"]
 
@@ -141,8 +143,7 @@ class HubServer:
         self.requests: list[HubRequest] = []
         self._lock = threading.RLock()
         self._counter = itertools.count(1)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = QuietHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._thread: threading.Thread | None = None
         host, port = self._httpd.server_address[:2]
         self.url = f"http://{host!s}:{port}"
@@ -156,6 +157,11 @@ class HubServer:
         )
         self._thread.start()
         return self
+
+    @property
+    def handler_errors(self) -> list[BaseException]:
+        """Errors raised while serving (not clients going away); kept, never printed."""
+        return self._httpd.handler_errors
 
     def stop(self) -> None:
         """Stop serving and close the socket (idempotent)."""

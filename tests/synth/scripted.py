@@ -1,6 +1,6 @@
 """A deterministic chat model for the pipeline tests: a real `BaseChatModel` answering by rule.
 
-It answers from `tests.synth.rules` (order-inconsistent labels when the persona does not explain a
+It answers from `bench.synth_rules` (order-inconsistent labels when the persona does not explain a
 choice, malformed JSON on some first attempts and always for "garbled" questions), reports
 `usage_metadata`, can sleep a fixed latency per call, and can fail its first calls with a
 connection error to exercise retries. `make_model` is the `factory:` entry for the CLI; the
@@ -21,11 +21,11 @@ from langchain_core.outputs import ChatResult
 from pydantic import PrivateAttr
 
 from fspo_train.synth.offline import OfflineChatModel
-from tests.synth.rules import answer
+from bench.synth_rules import answer
 
 
 class ScriptedChatModel(OfflineChatModel):
-    """The packaged offline model plus the hazards of `tests.synth.rules`, latency, failures."""
+    """The packaged offline model plus the hazards of `bench.synth_rules`, latency, failures."""
 
     model_name: str = "scripted"
     latency_s: float = 0.0

@@ -87,13 +87,15 @@ def _clean(server: TGITestServer) -> Iterator[TGITestServer]:
     server.reset()
     yield server
     violations = list(server.spec_violations)
+    errors = list(server.handler_errors)
     server.reset()
     assert not violations, f"TGI OpenAPI spec violations: {violations}"
+    assert not errors, f"the TGI test server failed while serving: {errors!r}"
 
 
 @pytest.fixture
 def tgi(tiny_stack: TinyStack) -> Iterator[TGITestServer]:
-    """The TGI-flavored server, with an empty log; fails the test on any spec violation."""
+    """The TGI-flavored server, log emptied; fails the test on spec violations or server errors."""
     yield from _clean(tiny_stack.server("tgi"))
 
 

@@ -1,7 +1,7 @@
 """A real HTTP server on 127.0.0.1 that speaks Text Generation Inference's API.
 
 TEST DOUBLE for TGI (which cannot run here: no Docker, no GPU). It is a real HTTP/1.1 server
-(`http.server.ThreadingHTTPServer` in a background thread) that generates with any
+(`tests.http_server.QuietHTTPServer` in a background thread) that generates with any
 `langchain_fspo` `Backend` (the tiny Llama through `LocalBackend`, with several LoRA adapters)
 and reproduces the TGI behaviour clients rely on:
 
@@ -47,11 +47,12 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal, NoReturn, Self
 
 from langchain_fspo.backends.base import Backend, GenerationChunk, GenerationParams
 from langchain_fspo.prompt_format import RenderedPrompt
+from tests.http_server import QuietHTTPServer
 from tests.tgi_server.spec import schema_errors
 
 logger = logging.getLogger(__name__)
@@ -119,8 +120,7 @@ class _Outcome:
     output_tokens: int = 0
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _HTTPServer(QuietHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, app: TGITestServer) -> None:
@@ -234,11 +234,17 @@ class TGITestServer:
 
     # ------------------------------------------------------------------ test controls
 
+    @property
+    def handler_errors(self) -> list[BaseException]:
+        """Errors raised while serving (not clients going away); kept, never printed."""
+        return self._httpd.handler_errors if self._httpd is not None else []
+
     def reset(self) -> None:
-        """Forget logged requests, spec violations and pending faults."""
+        """Forget logged requests, spec violations, handler errors and pending faults."""
         with self._lock:
             self.requests.clear()
             self.spec_violations.clear()
+            self.handler_errors.clear()
             self._faults.clear()
 
     def requests_to(self, path: str) -> list[LoggedRequest]:

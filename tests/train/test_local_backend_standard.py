@@ -10,12 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from langchain_fspo.chat_models import ChatFSPO
-from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat
+from tests.standard_suite import FSPOIntegrationTests
 
 pytestmark = pytest.mark.train
 
@@ -35,25 +32,18 @@ def _tiny_backend(tiny_model_dir: Path, tiny_adapter_dirs: dict[str, Path]) -> N
             default_max_tokens=8,
         )
         _SHARED["format"] = PromptFormat.from_pretrained(tiny_adapter_dirs["alpha"])
-        memory = PreferenceMemory()
-        memory.add("u1", prompt="Say hi.", chosen="Hi!", rejected="Go away.")
-        _SHARED["memory"] = memory
 
 
-class TestChatFSPOLocalStandard(ChatModelIntegrationTests):
+class TestChatFSPOLocalStandard(FSPOIntegrationTests):
     @property
-    def chat_model_class(self) -> type[BaseChatModel]:
-        return ChatFSPO
+    def backend_params(self) -> dict[str, Any]:
+        return {"backend": _SHARED["backend"], "model": "alpha"}
 
     @property
-    def chat_model_params(self) -> dict[str, Any]:
-        return {
-            "backend": _SHARED["backend"],
-            "prompt_format": _SHARED["format"],
-            "memory": _SHARED["memory"],
-            "model": "alpha",
-            "user_id": "u1",
-        }
+    def prompt_format(self) -> PromptFormat:
+        """The adapter's own contract (K=4; the two standard examples fill half)."""
+        format_: PromptFormat = _SHARED["format"]
+        return format_
 
     @property
     def standard_chat_model_params(self) -> dict[str, Any]:
@@ -68,10 +58,6 @@ class TestChatFSPOLocalStandard(ChatModelIntegrationTests):
     @property
     def has_structured_output(self) -> bool:
         return False
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
 
     @property
     def supports_model_override(self) -> bool:

@@ -1,32 +1,17 @@
-"""LangChain's standard unit tests for `ChatFSPO` (langchain-tests)."""
+"""LangChain's standard unit tests for `ChatFSPO` (langchain-tests) over an in-process backend."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel
-from langchain_tests.unit_tests import ChatModelUnitTests
-
-from langchain_fspo.chat_models import ChatFSPO
-from langchain_fspo.memory import PreferenceMemory
-from langchain_fspo.prompt_format import PromptFormat
 from tests.recording import ScriptedBackend
+from tests.standard_suite import FSPOUnitTests
 
 
-class TestChatFSPOStandard(ChatModelUnitTests):
+class TestChatFSPOStandard(FSPOUnitTests):
     @property
-    def chat_model_class(self) -> type[BaseChatModel]:
-        return ChatFSPO
-
-    @property
-    def chat_model_params(self) -> dict[str, Any]:
-        return {
-            "backend": ScriptedBackend(),
-            "prompt_format": PromptFormat(style="chat", num_shots=2),
-            "memory": PreferenceMemory(),
-            "model": "alpha",
-            "user_id": "u1",
-        }
+    def backend_params(self) -> dict[str, Any]:
+        return {"backend": ScriptedBackend(), "model": "alpha"}
 
     @property
     def standard_chat_model_params(self) -> dict[str, Any]:
@@ -41,7 +26,3 @@ class TestChatFSPOStandard(ChatModelUnitTests):
     @property
     def has_structured_output(self) -> bool:
         return False
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True

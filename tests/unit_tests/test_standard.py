@@ -10,31 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_tests.unit_tests import ChatModelUnitTests
 
 from langchain_fspo.backends.openai_compat import OpenAICompatibleBackend
 from langchain_fspo.backends.tgi import TGIBackend
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.errors import AdapterNotFoundError
 from langchain_fspo.prompt_format import PromptFormat
+from tests.standard_suite import FSPOUnitTests
 
 URL = "http://127.0.0.1:9"  # never contacted: construction makes no request
 
 
-class TestChatFSPOTGIStandard(ChatModelUnitTests):
+class TestChatFSPOTGIStandard(FSPOUnitTests):
     @property
-    def chat_model_class(self) -> type[BaseChatModel]:
-        return ChatFSPO
-
-    @property
-    def chat_model_params(self) -> dict[str, Any]:
-        return {
-            "model": "fspo-alice",
-            "base_url": URL,
-            "adapters": ["fspo-alice", "fspo-bob"],
-            "prompt_format": PromptFormat(style="chat", num_shots=2),
-        }
+    def backend_params(self) -> dict[str, Any]:
+        return {"model": "fspo-alice", "base_url": URL, "adapters": ["fspo-alice", "fspo-bob"]}
 
     @property
     def model_override_value(self) -> str:

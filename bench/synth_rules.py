@@ -1,10 +1,12 @@
 """Deterministic answers by rule to the pipeline's prompts, with the hazards tests need.
 
-Shared by the scripted chat model and the fixed-latency OpenAI-compatible test server. The
-answers are the packaged offline model's (`fspo_train.synth.offline`: personas, questions,
-views, responses, labels, refinements), plus malformed output to exercise repairs: labels of
-questions containing "garbled" are never JSON (they fail for good), and the first answer to a
-label prompt whose hash is 0 mod 6 is truncated JSON (the repair succeeds).
+Shared by the fixed-latency server (`bench/fixed_latency_server.py --answers synth`) and the
+in-process scripted chat model of the tests (`tests/synth/scripted.py`); it lives here because
+benchmarks do not import from tests/. The answers are the packaged offline model's
+(`fspo_train.synth.offline`: personas, questions, views, responses, labels, refinements), plus
+malformed output to exercise repairs: labels of questions containing "garbled" are never JSON
+(they fail for good), and the first answer to a label prompt whose hash is 0 mod 6 is truncated
+JSON (the repair succeeds).
 """
 
 from __future__ import annotations
