@@ -20,8 +20,8 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.outputs import ChatResult
 from pydantic import PrivateAttr
 
-from fspo_train.synth.offline import OfflineChatModel
 from bench.synth_rules import answer
+from fspo_train.synth.offline import OfflineChatModel
 
 
 class ScriptedChatModel(OfflineChatModel):
