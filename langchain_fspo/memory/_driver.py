@@ -15,13 +15,14 @@ Async calls never block the event loop on the store:
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from langgraph.store.base import BaseStore, Op
 
 from langchain_fspo.errors import MemoryConfigError
-from langchain_fspo.memory._engines import Engine, engine_for
+from langchain_fspo.memory._engines import Engine, GenericEngine
 from langchain_fspo.memory._plans import Embed, Plan
 from langchain_fspo.memory._slices import run_in_slices
 
@@ -172,3 +173,29 @@ class StoreDriver:
             await asyncio.to_thread(self.engine.scrub, prefix)
         else:
             self.engine.scrub(prefix)
+
+
+def engine_for(store: BaseStore) -> Engine:
+    """The engine for `store`: a specialised one for LangGraph's stores, else `GenericEngine`."""
+    from langgraph.store.memory import InMemoryStore
+
+    if type(store) is InMemoryStore:
+        from langchain_fspo.memory._engine_memory import InMemoryEngine
+
+        return InMemoryEngine(store)
+    # Their modules import numpy, sqlite-vec, psycopg: only look if the caller imported them.
+    if "langgraph.store.sqlite.base" in sys.modules:
+        from langgraph.store.sqlite import SqliteStore
+
+        if isinstance(store, SqliteStore) and type(store) is SqliteStore:
+            from langchain_fspo.memory._engine_sqlite import SqliteEngine
+
+            return SqliteEngine(store)
+    if "langgraph.store.postgres.base" in sys.modules:
+        from langgraph.store.postgres import PostgresStore
+
+        if isinstance(store, PostgresStore) and type(store) is PostgresStore:
+            from langchain_fspo.memory._engine_postgres import PostgresEngine
+
+            return PostgresEngine(store)
+    return GenericEngine(store)

@@ -19,7 +19,6 @@ Writes always go through the store's own `batch`, so its index config embeds wha
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +39,6 @@ __all__ = [
     "Row",
     "Vectors",
     "Version",
-    "engine_for",
 ]
 
 AsyncMode = Literal["thread", "inline", "native"]
@@ -236,32 +234,6 @@ class GenericEngine:
         if isinstance(query, Newest):
             return rows[::-1][: query.limit]
         return rows
-
-
-def engine_for(store: BaseStore) -> Engine:
-    """The engine for `store`: a specialised one for LangGraph's stores, else `GenericEngine`."""
-    from langgraph.store.memory import InMemoryStore
-
-    if type(store) is InMemoryStore:
-        from langchain_fspo.memory._engine_memory import InMemoryEngine
-
-        return InMemoryEngine(store)
-    # Their modules import numpy, sqlite-vec, psycopg: only look if the caller imported them.
-    if "langgraph.store.sqlite.base" in sys.modules:
-        from langgraph.store.sqlite import SqliteStore
-
-        if isinstance(store, SqliteStore) and type(store) is SqliteStore:
-            from langchain_fspo.memory._engine_sqlite import SqliteEngine
-
-            return SqliteEngine(store)
-    if "langgraph.store.postgres.base" in sys.modules:
-        from langgraph.store.postgres import PostgresStore
-
-        if isinstance(store, PostgresStore) and type(store) is PostgresStore:
-            from langchain_fspo.memory._engine_postgres import PostgresEngine
-
-            return PostgresEngine(store)
-    return GenericEngine(store)
 
 
 def distance_type(store: BaseStore) -> str:
