@@ -21,7 +21,7 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 from fspo_train.testing.vllm import VLLMServer
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.prompt_format import PromptFormat
-from tests.integration_tests.test_standard import _MEMORY  # the same user and examples
+from tests.standard_suite import STANDARD_MEMORY, STANDARD_USER
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
@@ -73,8 +73,8 @@ class TestChatFSPOOverVLLM(ChatModelIntegrationTests):
             "base_url": self.server.base_url,
             "backend": "openai",
             "prompt_format": PromptFormat.from_pretrained(self.server.adapter_dirs["alpha"]),
-            "memory": _MEMORY,
-            "user_id": "standard-user",
+            "memory": STANDARD_MEMORY,
+            "user_id": STANDARD_USER,
             "max_tokens": 48,
             "temperature": 0,
             # One call per forced tool choice: the engine then closes the call array.
