@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from langchain_fspo.prompt_format import PromptFormat
 __all__ = [
     "CHECKPOINTS_DIRNAME",
     "STAGE1_DIRNAME",
+    "StageOutcome",
     "build_preference_trainer",
     "copy_stage1_artifact",
     "preference_trainer_class",
@@ -42,6 +44,16 @@ logger = logging.getLogger(__name__)
 
 STAGE1_DIRNAME = "stage1"
 CHECKPOINTS_DIRNAME = "checkpoints"
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What a stage returns: its final metrics and the Trainer's log, one entry per log step."""
+
+    metrics: dict[str, float]
+    """`stage<N>/...`: global step, last logged values, `weights_checksum` (equal on all ranks)."""
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    """`trainer.state.log_history` (kept across a resume): the loss curve."""
 
 
 def preference_trainer_class(config: FSPOTrainConfig) -> type[Any]:
@@ -142,16 +154,24 @@ def _lora_config(config: FSPOTrainConfig) -> Any:
 
 
 def _last_checkpoint(directory: Path) -> str | None:
-    if not directory.is_dir():
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest checkpoint every rank finished; newer half-written ones are deleted."""
+    from fspo_train.trainer.distributed import (
+        drop_incomplete_checkpoints,
+        last_complete_checkpoint,
+    )
 
-    last: str | None = get_last_checkpoint(str(directory))
-    return last
+    last = last_complete_checkpoint(directory)
+    drop_incomplete_checkpoints(directory, keep=last)
+    return None if last is None else str(last)
 
 
 def _stage_metrics(prefix: str, trainer: Any, resumed_from: str | None) -> dict[str, float]:
+    from fspo_train.trainer.distributed import check_ranks_agree
+
     metrics: dict[str, float] = {f"{prefix}/global_step": float(trainer.state.global_step)}
+    checksum = check_ranks_agree(trainer)
+    if checksum is not None:
+        metrics[f"{prefix}/weights_checksum"] = checksum
     if resumed_from is not None:
         step = resumed_from.rsplit("-", 1)[-1]
         metrics[f"{prefix}/resumed_from_step"] = float(step) if step.isdigit() else -1.0
@@ -178,7 +198,10 @@ def _label_progress(trainer: Any, label: str) -> None:
 
 
 def _run_trainer(trainer: Any, checkpoints: Path, *, resume: bool, label: str) -> str | None:
+    from fspo_train.trainer.distributed import CheckpointCompleteCallback
+
     _label_progress(trainer, label)
+    trainer.add_callback(CheckpointCompleteCallback())
     resume_from = _last_checkpoint(checkpoints) if resume else None
     if resume_from is not None:
         logger.info("Resuming from %s", resume_from)
@@ -208,7 +231,7 @@ def run_stage1(
     fmt: PromptFormat,
     out: Path,
     callbacks: list[Any],
-) -> dict[str, float]:
+) -> StageOutcome:
     """Stage 1, Pref-FT: train, save the adapter to `out/stage1`, return its metrics."""
     from trl import SFTConfig, SFTTrainer
 
@@ -234,7 +257,7 @@ def run_stage1(
         model = trainer.accelerator.unwrap_model(trainer.model)
         _save_artifact(model, out / STAGE1_DIRNAME, fmt, tokenizer)
     trainer.accelerator.wait_for_everyone()
-    return _stage_metrics("stage1", trainer, resumed)
+    return StageOutcome(_stage_metrics("stage1", trainer, resumed), trainer.state.log_history)
 
 
 def _stage2_model(config: FSPOTrainConfig, stage1: Path | None) -> tuple[Any, Any]:
@@ -306,7 +329,7 @@ def run_stage2(
     out: Path,
     stage1: Path | None,
     callbacks: list[Any],
-) -> dict[str, float]:
+) -> StageOutcome:
     """Stage 2, IPO/DPO: train, save the artifact to `out`, return its metrics."""
     trainer = build_preference_trainer(config, data, tokenizer, stage1, callbacks)
     checkpoints = out / CHECKPOINTS_DIRNAME / "stage2"
@@ -315,7 +338,7 @@ def run_stage2(
     if trainer.is_world_process_zero():
         _save_artifact(trainer.accelerator.unwrap_model(trainer.model), out, fmt, tokenizer)
     trainer.accelerator.wait_for_everyone()
-    return _stage_metrics("stage2", trainer, resumed)
+    return StageOutcome(_stage_metrics("stage2", trainer, resumed), trainer.state.log_history)
 
 
 def copy_stage1_artifact(stage1: Path, out: Path) -> None:
