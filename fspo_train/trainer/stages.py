@@ -209,19 +209,30 @@ def _run_trainer(trainer: Any, checkpoints: Path, *, resume: bool, label: str) -
     return resume_from
 
 
-def _save_artifact(model: Any, directory: Path, fmt: PromptFormat, tokenizer: Any) -> None:
+def _save_artifact(
+    model: Any, directory: Path, fmt: PromptFormat, tokenizer: Any, state_dict: Any = None
+) -> None:
     from fspo_train.publish.model_card import write_model_card
 
     directory.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "peft_config"):
-        model.save_pretrained(str(directory), selected_adapters=["default"])
+        model.save_pretrained(str(directory), selected_adapters=["default"], state_dict=state_dict)
     else:
-        model.save_pretrained(str(directory))
+        model.save_pretrained(str(directory), state_dict=state_dict)
     tokenizer.save_pretrained(str(directory))
     fmt.save_pretrained(directory)
     # Our card, not PEFT's template (which TRL tags `dpo` whatever the loss); `fspo publish`
     # writes it again with the repo id.
     write_model_card(directory, str(directory.resolve()))
+
+
+def _publish(trainer: Any, directory: Path, fmt: PromptFormat, tokenizer: Any) -> None:
+    """Write the trained model: every rank gathers its shards (FSDP, ZeRO-3), rank 0 writes."""
+    state_dict = trainer.accelerator.get_state_dict(trainer.model)
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        _save_artifact(model, directory, fmt, tokenizer, state_dict)
+    trainer.accelerator.wait_for_everyone()
 
 
 def run_stage1(
@@ -253,10 +264,7 @@ def run_stage1(
             callbacks=callbacks,
         )
     resumed = _run_trainer(trainer, checkpoints, resume=config.resume, label="Stage 1 (Pref-FT)")
-    if trainer.is_world_process_zero():
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        _save_artifact(model, out / STAGE1_DIRNAME, fmt, tokenizer)
-    trainer.accelerator.wait_for_everyone()
+    _publish(trainer, out / STAGE1_DIRNAME, fmt, tokenizer)
     return StageOutcome(_stage_metrics("stage1", trainer, resumed), trainer.state.log_history)
 
 
@@ -335,9 +343,7 @@ def run_stage2(
     checkpoints = out / CHECKPOINTS_DIRNAME / "stage2"
     label = f"Stage 2 ({config.loss.upper()})"
     resumed = _run_trainer(trainer, checkpoints, resume=config.resume, label=label)
-    if trainer.is_world_process_zero():
-        _save_artifact(trainer.accelerator.unwrap_model(trainer.model), out, fmt, tokenizer)
-    trainer.accelerator.wait_for_everyone()
+    _publish(trainer, out, fmt, tokenizer)
     return StageOutcome(_stage_metrics("stage2", trainer, resumed), trainer.state.log_history)
 
 

@@ -43,11 +43,11 @@ from safetensors.torch import load_file
 from fspo_train.data.loaders import write_records
 from fspo_train.trainer.distributed import CHECKPOINT_COMPLETE
 from fspo_train.trainer.run import STAGE_MARKER, SUMMARY_FILENAME
-from tests.train.test_training import _records
+from tests.train.trainer.test_run import _records
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DDP_CONFIG = ROOT / "examples" / "accelerate" / "ddp.yaml"
 WEIGHT_ATOL = 1e-6
 LOSS_RTOL = 1e-5
