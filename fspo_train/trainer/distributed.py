@@ -61,26 +61,33 @@ def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
 
 
 def last_complete_checkpoint(directory: Path) -> Path | None:
-    """The newest `checkpoint-N` folder under `directory` that every rank finished, or None."""
-    complete = [p for _, p in _checkpoints(directory) if (p / CHECKPOINT_COMPLETE).is_file()]
+    """The newest `checkpoint-N` folder under `directory` that every rank finished, or None.
+
+    Folders written before the completion marker existed (no folder has one) count, in a
+    one-process run only, when they hold `trainer_state.json`: one process writes it last. With
+    several processes another rank may still have been writing its RNG state.
+    """
+    from accelerate import PartialState
+
+    found = [p for _, p in _checkpoints(directory)]
+    complete = [p for p in found if (p / CHECKPOINT_COMPLETE).is_file()]
+    if not complete and PartialState().num_processes == 1:
+        complete = [p for p in found if (p / "trainer_state.json").is_file()]
     return complete[-1] if complete else None
 
 
 def drop_incomplete_checkpoints(directory: Path, keep: Path | None) -> list[Path]:
-    """Delete (on the main process) checkpoint folders newer than `keep` and not complete.
+    """Delete (on the main process) the checkpoint folders newer than `keep`.
 
-    A killed run leaves them half-written; training again from `keep` writes them anew. All
-    ranks return once the folders are gone. Returns the folders deleted (on every rank).
+    `keep` is `last_complete_checkpoint`, so newer folders are ones a killed run left
+    half-written; training again from `keep` writes them anew. All ranks return once the
+    folders are gone. Returns the folders deleted (on every rank).
     """
     from accelerate import PartialState
 
     state = PartialState()
     newest = -1 if keep is None else int(keep.name.rsplit("-", 1)[1])
-    stale = [
-        p
-        for step, p in _checkpoints(directory)
-        if step > newest and not (p / CHECKPOINT_COMPLETE).is_file()
-    ]
+    stale = [p for step, p in _checkpoints(directory) if step > newest]
     state.wait_for_everyone()  # every rank has listed the folders before any goes
     if state.is_main_process:
         for path in stale:

@@ -56,3 +56,15 @@ def test_docstring_examples_run() -> None:
     result = doctest.testmod(distributed)
     assert result.failed == 0
     assert result.attempted > 0
+
+
+def test_checkpoints_from_before_the_marker_resume_from_the_last_whole_one(tmp_path: Path) -> None:
+    """Before this version (no marker anywhere), one process: `trainer_state.json` decides."""
+    for step in (1, 2, 3):
+        folder = _checkpoint(tmp_path, step, complete=False)
+        if step < 3:
+            (folder / "trainer_state.json").write_text("{}", encoding="utf-8")
+    keep = last_complete_checkpoint(tmp_path)
+    assert keep == tmp_path / "checkpoint-2"
+    assert drop_incomplete_checkpoints(tmp_path, keep) == [tmp_path / "checkpoint-3"]
+    assert (tmp_path / "checkpoint-1").is_dir()
