@@ -73,6 +73,10 @@ class BenchConfig:
     methods: tuple[str, ...] = tuple(BENCHMARK_METHODS)
     workers: int = 2
     """Trainings run in parallel processes (tiny models use one core poorly; 1 = inline)."""
+    torch_threads: int = 0
+    """Torch threads of this process and of each training process (0: the cores divided by
+    `workers` for the trainings, torch's default here). 1 on a shared CPU: more threads than
+    free cores spin-wait and slow every process down."""
 
     @classmethod
     def cpu(cls, seed: int = 0) -> BenchConfig:

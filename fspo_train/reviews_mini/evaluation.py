@@ -10,7 +10,10 @@ What is the benchmark's own is the data and the report:
   count half), in % per user group (trained, interpolated) and per user.
 - Accuracy: the share (%) of held-out preference pairs (the user's test records, shots from
   their training records) that the implicit reward ranks right, per user group
-  (`fspo_train.eval.metrics.ranking_score`).
+  (`fspo_train.eval.metrics.ranking_score`). Every row's implicit reward is measured against
+  one common reference, the base model prompted zero-shot (`COMMON_REFERENCE`), so the column
+  compares the methods; `EvalSettings(accuracy_reference="own")` gives the paper's per-method
+  references instead (FSPO against its stage 1, IPO against its own, ...).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from fspo_train.data.episodes import group_by_user
 from fspo_train.data.records import PreferenceRecord
@@ -33,7 +36,13 @@ from fspo_train.reviews_mini.domain import Domain, Question, SimUser
 from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.prompt_format import ParsedCompletion, PromptFormat
 
-__all__ = ["BENCHMARK_METHODS", "EvalSettings", "evaluate_methods", "shots_curve"]
+__all__ = [
+    "BENCHMARK_METHODS",
+    "COMMON_REFERENCE",
+    "EvalSettings",
+    "evaluate_methods",
+    "shots_curve",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +54,9 @@ BENCHMARK_METHODS: dict[str, Method] = {
 
 _LABELS = {BASE: "Base (tiny LM)"}
 """Row labels the benchmark words its own way (its base model is trained from scratch)."""
+
+COMMON_REFERENCE: tuple[str | None, PromptMode] = (None, "zero_shot")
+"""The accuracy reference of every row: the base model, prompted with the question alone."""
 
 DESCRIPTION_TOKENS = 24
 """Tokens added to the generation budget of a model that writes the user description first."""
@@ -63,6 +75,9 @@ class EvalSettings:
     beta: float = 0.1
     batch_size: int = 32
     seed: int = 0
+    accuracy_reference: Literal["common", "own"] = "common"
+    """`common`: every row against `COMMON_REFERENCE` (comparable rows); `own`: each method
+    against its own reference (the paper's definition; rows not comparable)."""
 
 
 @dataclass(frozen=True)
@@ -237,6 +252,7 @@ def _runner(
         batch_size=settings.batch_size,
         max_new_tokens=settings.max_new_tokens,
         description_tokens=DESCRIPTION_TOKENS,
+        common_reference=COMMON_REFERENCE if settings.accuracy_reference == "common" else None,
     )
 
 
@@ -251,7 +267,11 @@ def shots_curve(
     shots: Sequence[int] = (0, 1, 2, 4, 8),
     groups: dict[str, str],
 ) -> dict[str, dict[str, float]]:
-    """Implicit-reward accuracy of `method` (and its reference) with k shots, per user group."""
+    """Implicit-reward accuracy of `method` with k shots, per user group.
+
+    With the common reference, only the method's prompt changes with k (the reference is the
+    base model, zero-shot, at every k); with its own reference, both are prompted with k shots.
+    """
     curve: dict[str, dict[str, float]] = {}
     for k in shots:
         fmts = {name: fmt.model_copy(update={"num_shots": k}) for name, fmt in formats.items()}

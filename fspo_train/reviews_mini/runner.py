@@ -29,7 +29,8 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,20 @@ def _environment() -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with `threads` torch threads (0: leave torch's setting), then restore it."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_benchmark(
     config: BenchConfig,
     out_dir: str | Path,
@@ -97,6 +112,16 @@ def run_benchmark(
         The result: `meta`, `config`, `methods` (win rate and accuracy per user group),
         `shots_curve`, `samples`, `table_markdown`, `adapters`.
     """
+    with _torch_threads(config.torch_threads):
+        return _run(config, out_dir, domain, progress)
+
+
+def _run(
+    config: BenchConfig,
+    out_dir: str | Path,
+    domain: Domain | None,
+    progress: Callable[[str], None] | None,
+) -> dict[str, Any]:
     from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
     from fspo_train.eval.scoring import PolicySet
