@@ -1,4 +1,4 @@
-"""SQLite `relevant` search through the vector log and cached matrix (`_sqlite_vectors`).
+"""`relevant` through the cached matrices: SQLite's vector log (`_sqlite_vectors`) and memory.
 
 Every answer is compared with a brute-force ranking computed here from the same embeddings:
 the index is exact, so the two must agree, after writes by this process, by another
@@ -158,7 +158,7 @@ _CHILD = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, sys.argv[1])
-    from tests.unit_tests.test_memory_sqlite_index import _open
+    from tests.unit_tests.test_memory_vector_index import _open
     from pathlib import Path
     with _open(Path(sys.argv[2])) as memory:
         memory.add_many("u", [{"prompt": f"child {i}", "chosen": "c"} for i in range(15)])
@@ -187,3 +187,21 @@ def test_another_process_writes_are_seen(tmp_path: Path) -> None:
         now = [p for p in prompts if p != deleted] + [f"child {i}" for i in range(15)]
         for query in ("q", "child 4", "parent 2"):
             assert relevant(memory, "u", query, 9) == set(brute_force(now, query, 9))
+
+
+def test_in_memory_matrix_follows_writes_exactly() -> None:
+    from langgraph.store.memory import InMemoryStore
+
+    store = InMemoryStore(index=_index())
+    memory = PreferenceMemory(store)
+    prompts = [f"m{i}" for i in range(50)]
+    memory.add_many("u", [{"prompt": p, "chosen": "c"} for p in prompts])
+    assert relevant(memory, "u", "z", 6) == set(brute_force(prompts, "z", 6))
+    (best,) = memory.select("u", "z", k=1, strategy="relevant")
+    memory.delete("u", str(best.id))  # our write: applied to the matrix in place
+    memory.add("u", prompt="fresh", chosen="c")
+    now = [p for p in prompts if p != best.prompt] + ["fresh"]
+    assert relevant(memory, "u", "z", 6) == set(brute_force(now, "z", 6))
+    # A write straight to the store (behind the engine's back) rebuilds it.
+    store.put(memory.namespaces("u").examples, "direct", {"prompt": "z", "chosen": "c"})
+    assert [e.prompt for e in memory.select("u", "z", k=1, strategy="relevant")] == ["z"]
