@@ -484,8 +484,16 @@ def main() -> None:
     parser.add_argument("--users", type=int, nargs="+", default=[1_000, 100_000])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--memory-max", type=int, default=10_000, help="largest in-memory size")
+    parser.add_argument("--memory-max", type=int, default=100_000, help="largest in-memory size")
     parser.add_argument("--postgres-url", default=os.environ.get("FSPO_BENCH_POSTGRES_URL"))
+    parser.add_argument(
+        "--postgres-users-url",
+        help="URL for the users stores, with {users} for the count (default: --postgres-url; "
+        "one database for all shapes means a rebuild per shape and run)",
+    )
+    parser.add_argument(
+        "--stores", nargs="+", default=["memory", "sqlite", "postgres"], help="which stores"
+    )
     parser.add_argument("--cache", default="/tmp/fspo-bench")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/memory_select.json")
     parser.add_argument("--seed", type=int, default=0)
@@ -494,7 +502,7 @@ def main() -> None:
     Path(args.cache).mkdir(parents=True, exist_ok=True)
 
     load_before = os.getloadavg()
-    engines = ["memory", "sqlite"] + (["postgres"] if args.postgres_url else [])
+    engines = [k for k in args.stores if k != "postgres" or args.postgres_url]
     history: dict[str, Any] = {}
     users_out: dict[str, Any] = {}
     sizes_bytes: dict[str, float] = {}
@@ -510,7 +518,11 @@ def main() -> None:
             continue
         users_out[kind] = {}
         for users in args.users:
-            where_u = args.postgres_url if kind == "postgres" else f"{args.cache}/users{users}.db"
+            where_u = (
+                (args.postgres_users_url or args.postgres_url).format(users=users)
+                if kind == "postgres"
+                else f"{args.cache}/users{users}.db"
+            )
             shape_u = {"users": users, "sizes": [], "seed": args.seed}
             with built_store(kind, where_u, shape_u, args.seed) as memory:
                 users_out[kind][str(users)] = users_sweep(memory, users, args.calls, args.repeats)
