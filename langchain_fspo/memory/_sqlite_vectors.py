@@ -108,6 +108,7 @@ class SqliteVectorIndex:
         self.dims = int(config.get("dims") or 0)
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._generation: int | None = None
+        self._bytes = 0
         self._schema_version: int | None = None
         self.available = self.dims > 0
 
@@ -148,7 +149,7 @@ class SqliteVectorIndex:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        self._entries.clear()
+        self._clear()
 
     def forget(self, where: str, params: Sequence[Any]) -> None:
         """Inside `forget`'s transaction: drop the log rows of the deleted namespaces."""
@@ -179,18 +180,27 @@ class SqliteVectorIndex:
         conn = self.store.conn
         (generation,) = conn.execute(f"SELECT generation FROM {META_TABLE}").fetchone()  # noqa: S608
         if generation != self._generation:
-            self._entries.clear()
+            self._clear()
             self._generation = generation
         cache_key = (prefix, field)
         entry = self._entries.get(cache_key)
         if entry is None:
             entry = self._load(prefix, field)
             self._entries[cache_key] = entry
+            self._bytes += entry.matrix.nbytes
         else:
+            before = entry.matrix.nbytes
             self._follow(entry, prefix, field)
+            self._bytes += entry.matrix.nbytes - before
             self._entries.move_to_end(cache_key)
-        self._evict()
+        while self._bytes > CACHE_BYTES and len(self._entries) > 1:
+            _, oldest = self._entries.popitem(last=False)
+            self._bytes -= oldest.matrix.nbytes
         return entry
+
+    def _clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
 
     def _load(self, prefix: str, field: str) -> _Entry:
         conn = self.store.conn
@@ -235,12 +245,6 @@ class SqliteVectorIndex:
             else:
                 entry.matrix.upsert(key, np.frombuffer(blob, dtype=np.float32))
         entry.seq = max(entry.seq, *(seq for seq, _ in changes))
-
-    def _evict(self) -> None:
-        total = sum(e.matrix.nbytes for e in self._entries.values())
-        while total > CACHE_BYTES and len(self._entries) > 1:
-            _, oldest = self._entries.popitem(last=False)
-            total -= oldest.matrix.nbytes
 
 
 _indexes: weakref.WeakKeyDictionary[Any, SqliteVectorIndex] = weakref.WeakKeyDictionary()

@@ -205,3 +205,21 @@ def test_in_memory_matrix_follows_writes_exactly() -> None:
     # A write straight to the store (behind the engine's back) rebuilds it.
     store.put(memory.namespaces("u").examples, "direct", {"prompt": "z", "chosen": "c"})
     assert [e.prompt for e in memory.select("u", "z", k=1, strategy="relevant")] == ["z"]
+
+
+def test_a_full_cache_evicts_and_reloads_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_fspo.memory import _sqlite_vectors
+
+    monkeypatch.setattr(_sqlite_vectors, "CACHE_BYTES", 1)  # room for one user's matrix
+    per_user = {u: [f"{u} {i}" for i in range(30)] for u in ("a", "b", "c")}
+    with _open(tmp_path / "m.db") as memory:
+        for user, prompts in per_user.items():
+            memory.add_many(user, [{"prompt": p, "chosen": "c"} for p in prompts])
+        for round_ in range(2):
+            for user, prompts in per_user.items():
+                query = f"query {round_}"
+                assert relevant(memory, user, query, 5) == set(brute_force(prompts, query, 5))
+        index = _sqlite_vectors.vector_index(memory.store)
+        assert len(index._entries) == 1
