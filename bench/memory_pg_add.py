@@ -56,7 +56,9 @@ def timed(fn: Callable[[int], Any], calls: int) -> list[float]:
 
 
 def with_option(url: str, option: str) -> str:
-    return url + ("&" if "?" in url else "?") + "options=" + option.replace(" ", "%20")
+    from urllib.parse import quote
+
+    return url + ("&" if "?" in url else "?") + "options=" + quote(option, safe="")
 
 
 def client_side(url: str, calls: int, repeats: int) -> dict[str, Any]:

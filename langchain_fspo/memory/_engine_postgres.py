@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import psycopg
+from langgraph.store.base import PutOp
 from psycopg.rows import dict_row
 
 from langchain_fspo.memory import _engines as q
@@ -110,7 +111,49 @@ class PostgresEngine:
         self.async_mode: q.AsyncMode = "native" if self._async else "thread"
 
     def batch(self, ops: list[Op]) -> list[Result]:
-        return self.store.batch(ops)
+        """The store's `batch`; writes to an indexed store as one pipelined transaction."""
+        if not self._own_write(ops):
+            return self.store.batch(ops)
+        queries, request = self._put_queries(ops)
+        if request is not None:
+            embed = self._embeddings()
+            queries.append(_with_vectors(request, embed.embed_documents(_texts(request))))
+        sql, params = _one_message(queries)
+        with self._connection() as conn, psycopg.ClientCursor(conn) as cur:
+            cur.execute(sql, params)
+        return [None] * len(ops)
+
+    async def abatch(self, ops: list[Op]) -> list[Result]:
+        """Async `batch` (on this loop's connections when the store has a pool)."""
+        if self._async is None or not self._own_write(ops):
+            return await self.store.abatch(ops)
+        queries, request = self._put_queries(ops)
+        if request is not None:
+            embed = self._embeddings()
+            vectors = await embed.aembed_documents(_texts(request))
+            queries.append(_with_vectors(request, vectors))
+        sql, params = _one_message(queries)
+        async with self._async.connection() as conn, psycopg.AsyncClientCursor(conn) as cur:
+            await cur.execute(sql, params)
+        return [None] * len(ops)
+
+    def _own_write(self, ops: list[Op]) -> bool:
+        """Whether `ops` are puts to a store with an embedding index (written by `batch`)."""
+        return (
+            bool(ops)
+            and all(isinstance(op, PutOp) for op in ops)
+            and bool(self.store.index_config)
+            and self.store.embeddings is not None
+        )
+
+    def _embeddings(self) -> Any:
+        return self.store.embeddings
+
+    def _put_queries(self, ops: list[Op]) -> tuple[list[tuple[str, Any]], Any]:
+        """The store's own statements for `ops` (its semantics: upserts, TTL, index paths)."""
+        puts = [(i, op) for i, op in enumerate(ops) if isinstance(op, PutOp)]
+        queries, request = self.store._prepare_batch_PUT_queries(puts)  # noqa: SLF001
+        return list(queries), request
 
     def inline(self, step: object) -> bool:
         del step
@@ -288,6 +331,31 @@ class PostgresEngine:
     def scrub(self, prefix: tuple[str, ...]) -> None:
         """Nothing to scrub: PostgreSQL's VACUUM reclaims the deleted rows' space."""
         del prefix
+
+
+def _one_message(queries: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    """`queries` as one multi-statement string, bound client side: one round trip.
+
+    PostgreSQL runs the statements of one simple-query message as one transaction.
+    """
+    sql = ";\n".join(query for query, _ in queries)
+    return sql, [value for _, params in queries for value in params]
+
+
+def _texts(request: Any) -> list[str]:
+    """The texts an embedding request of `_prepare_batch_PUT_queries` asks to embed."""
+    return [str(row[-1]) for row in request[1]]
+
+
+def _with_vectors(request: Any, vectors: list[list[float]]) -> tuple[str, list[Any]]:
+    """The vector INSERT of `request` with `vectors` as pgvector text (cheaper than a list)."""
+    sql, rows = request
+    params = [
+        value
+        for (namespace, key, path, _), vector in zip(rows, vectors, strict=True)
+        for value in (namespace, key, path, _vector_literal(vector))
+    ]
+    return sql, params
 
 
 def _one(sql: str, params: Any) -> _Sql:

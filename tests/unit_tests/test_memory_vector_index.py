@@ -8,11 +8,13 @@ the index is exact, so the two must agree, after writes by this process, by anot
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +225,35 @@ def test_a_full_cache_evicts_and_reloads_exactly(
                 assert relevant(memory, user, query, 5) == set(brute_force(prompts, query, 5))
         index = _sqlite_vectors.vector_index(memory.store)
         assert len(index._entries) == 1
+
+
+class WrongWidthEmbeddings(SeededEmbeddings):
+    """Vectors of DIMS dimensions, for a PostgreSQL column of another width: the INSERT fails."""
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_postgres_add_writes_row_and_vector_together(postgres_url: str) -> None:
+    """A failing vector INSERT leaves no row either, sync and async (pool: own write path)."""
+    import psycopg
+
+    from tests.memory_stores import INDEX_DIMS
+
+    assert INDEX_DIMS != DIMS  # the table's vector column has INDEX_DIMS dimensions
+    index: Any = {"dims": INDEX_DIMS, "embed": WrongWidthEmbeddings(), "fields": ["prompt"]}
+    root = ("fspo-tests", f"one-tx-{uuid.uuid4().hex[:8]}")
+    with PreferenceMemory.postgres(postgres_url, index=index, namespace=root) as memory:
+        try:
+            with pytest.raises(psycopg.errors.DataException, match="dimensions"):
+                memory.add("u", prompt="row and vector", chosen="c")
+            assert memory.count("u") == 0, "the row's INSERT was rolled back with the vector's"
+
+            async def both() -> int:
+                with pytest.raises(psycopg.errors.DataException, match="dimensions"):
+                    await memory.aadd("u", prompt="async too", chosen="c")
+                return await memory.acount("u")
+
+            assert asyncio.run(both()) == 0
+            assert memory.count("u") == 0
+        finally:
+            memory.forget("u")
