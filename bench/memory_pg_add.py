@@ -24,7 +24,6 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,45 +45,53 @@ def p50(samples: list[float]) -> float:
     return round(statistics.median(samples), 4)
 
 
-def timed(fn: Callable[[int], Any], calls: int) -> list[float]:
-    out = []
-    for i in range(calls):
-        start = time.perf_counter_ns()
-        fn(i)
-        out.append((time.perf_counter_ns() - start) / 1e6)
-    return out
-
-
 def with_option(url: str, option: str) -> str:
     from urllib.parse import quote
 
     return url + ("&" if "?" in url else "?") + "options=" + quote(option, safe="")
 
 
-def client_side(url: str, calls: int, repeats: int) -> dict[str, Any]:
-    """p50 ms of `add`, of the embedding alone, and of `add` with synchronous_commit off."""
+def client_side(url: str, plain_url: str | None, calls: int, repeats: int) -> dict[str, Any]:
+    """p50 ms of `add` per variant, one call of each in turn (a load change hits all alike).
+
+    Variants: the history database as is; its connections with synchronous_commit off; a
+    database without an embedding index (`plain_url`, no vector written); the embedding alone.
+    """
     embed = BenchEmbeddings()
-    plain = open_memory("postgres", url, indexed=True)
-    relaxed = open_memory("postgres", with_option(url, "-c synchronous_commit=off"), indexed=True)
-    runs: dict[str, list[float]] = {"add": [], "add_synchronous_commit_off": [], "embed": []}
+    memories = {
+        "add": open_memory("postgres", url, indexed=True),
+        "add_synchronous_commit_off": open_memory(
+            "postgres", with_option(url, "-c synchronous_commit=off"), indexed=True
+        ),
+    }
+    if plain_url:
+        memories["add_no_vector_index"] = open_memory("postgres", plain_url, indexed=False)
+    samples: dict[str, list[list[float]]] = {name: [] for name in [*memories, "embed"]}
     try:
-        for memory in (plain, relaxed):  # warm the pools and caches
-            timed(lambda i, m=memory: m.add(USER, prompt=f"warm {i}", chosen="y"), 5)
-        for _ in range(repeats):  # interleaved, so that a load change hits all alike
-            for name, memory in (("add", plain), ("add_synchronous_commit_off", relaxed)):
-                samples = timed(
-                    lambda i, m=memory: m.add(USER, prompt=f"probe {i} tone brief", chosen="y"),
-                    calls,
-                )
-                runs[name].append(p50(samples))
-            runs["embed"].append(
-                p50(timed(lambda i: embed.embed_documents([f"probe {i} tone brief"]), calls))
-            )
+        for memory in memories.values():  # warm the pools and caches
+            for i in range(5):
+                memory.add(USER, prompt=f"warm {i}", chosen="y")
+        for _ in range(repeats):
+            for values in samples.values():
+                values.append([])
+            for i in range(calls):
+                prompt = f"probe {i} tone brief"
+                for name, memory in memories.items():
+                    start = time.perf_counter_ns()
+                    memory.add(USER, prompt=prompt, chosen="y")
+                    samples[name][-1].append((time.perf_counter_ns() - start) / 1e6)
+                start = time.perf_counter_ns()
+                embed.embed_documents([prompt])
+                samples["embed"][-1].append((time.perf_counter_ns() - start) / 1e6)
     finally:
-        plain.forget(USER)
-        plain.close()
-        relaxed.close()
-    return {name: {"p50_ms": p50(values), "runs_p50_ms": values} for name, values in runs.items()}
+        for memory in memories.values():
+            memory.forget(USER)
+            memory.close()
+    out = {}
+    for name, runs in samples.items():
+        p50s = [p50(run) for run in runs]
+        out[name] = {"p50_ms": p50(p50s), "runs_p50_ms": p50s}
+    return out
 
 
 def _explain_ms(cur: Any, sql: str, params: Any) -> tuple[float, dict[str, Any]]:
@@ -101,7 +108,7 @@ def server_side(url: str, calls: int) -> dict[str, Any]:
     embed = BenchEmbeddings()
     prefix = f"fspo.add-probe-{uuid.uuid4().hex[:8]}.examples"
     out: dict[str, Any] = {}
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
         (has_index,) = cur.execute(
             "SELECT count(*) FROM pg_indexes WHERE indexname = 'store_vectors_embedding_idx'"
         ).fetchone()
@@ -135,7 +142,34 @@ def server_side(url: str, calls: int) -> dict[str, Any]:
                 "vector_insert_p50_ms": p50(vector_ms),
                 "vector_insert_wal": wal,
             }
+        out["commit_p50_ms"] = p50(_commits(conn, cur, prefix, calls))
     return out
+
+
+def _commits(conn: Any, cur: Any, prefix: str, calls: int) -> list[float]:
+    """Client-timed COMMIT of a transaction holding one row and its vector (kept, then deleted)."""
+    embed = BenchEmbeddings()
+    samples = []
+    try:
+        for i in range(calls):
+            vector = "[" + ",".join(map(repr, embed.embed_query(f"commit {i} tone"))) + "]"
+            cur.execute("BEGIN")
+            cur.execute(
+                "INSERT INTO store (prefix, key, value) VALUES (%s, %s, '{}')", (prefix, f"c{i}")
+            )
+            cur.execute(
+                "INSERT INTO store_vectors (prefix, key, field_name, embedding) "
+                "VALUES (%s, %s, 'prompt', %s::vector)",
+                (prefix, f"c{i}", vector),
+            )
+            start = time.perf_counter_ns()
+            cur.execute("COMMIT")
+            samples.append((time.perf_counter_ns() - start) / 1e6)
+    finally:
+        if conn.info.transaction_status != 0:  # not IDLE: a failed insert
+            cur.execute("ROLLBACK")
+        cur.execute("DELETE FROM store WHERE prefix = %s", (prefix,))
+    return samples
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -156,6 +190,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"| `add`, synchronous_commit=off | {client['add_synchronous_commit_off']['p50_ms']:.3f} |",
         f"| embedding one prompt (client) | {client['embed']['p50_ms']:.3f} |",
     ]
+    if "add_no_vector_index" in client:
+        lines.append(
+            f"| `add` to a store without an embedding index | "
+            f"{client['add_no_vector_index']['p50_ms']:.3f} |"
+        )
     for variant in ("with_hnsw", "without_hnsw"):
         row = server[variant]
         lines += [
@@ -168,6 +207,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{row['vector_insert_p50_ms']:.3f} |"
             ),
         ]
+    lines.append(f"| COMMIT of one row and its vector (client) | {server['commit_p50_ms']:.3f} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -175,6 +215,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres-url", required=True)
+    parser.add_argument("--plain-url", help="a database for the store without a vector index")
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--label", default="", help="suffix of the result files")
@@ -182,7 +223,7 @@ def main() -> None:
     report = {
         "benchmark": "PreferenceMemory.add on PostgreSQL with HNSW: where the time goes",
         "command": "python bench/memory_pg_add.py " + " ".join(sys.argv[1:]),
-        "client": client_side(args.postgres_url, args.calls, args.repeats),
+        "client": client_side(args.postgres_url, args.plain_url, args.calls, args.repeats),
         "server": server_side(args.postgres_url, args.calls),
         "postgres": postgres_versions(args.postgres_url),
         **machine(),
