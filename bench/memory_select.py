@@ -319,6 +319,15 @@ def measure_user(
         ),
         "aselect_recent_k8": measure_async(memory, user, calls, repeats),
     }
+    index = getattr(memory._driver.engine, "_index", None)  # noqa: SLF001
+    if index is not None:  # SQLite: the SQL scan the cached matrix replaced, same data and run
+        index.available = False
+        try:
+            row["relevant_k8_sql_scan"] = measure(
+                lambda i: memory.select(user, q(i), k=8, strategy="relevant"), slow, repeats
+            )
+        finally:
+            index.available = True
     added: list[str] = []
     row["add"] = measure(
         lambda i: added.append(
@@ -465,6 +474,23 @@ def markdown(report: dict[str, Any]) -> str:
                 + " | ".join(f"{c:.3f}" for c in cells)
                 + f" | {row['async_over_sync_recent']:.2f} | {row['add']['p50_ms']:.3f} |"
             )
+        scans = {size: row for size, row in sweep.items() if "relevant_k8_sql_scan" in row}
+        if scans:
+            lines += [
+                "",
+                (
+                    "`relevant` k=8 on the same data, the cached matrix against the exact SQL scan "
+                    "(sqlite-vec distance functions) it replaced:"
+                ),
+                "",
+                "| examples | cached matrix | SQL scan |",
+                "| ---: | ---: | ---: |",
+            ]
+            lines += [
+                f"| {int(size):,} | {row['relevant_k8']['p50_ms']:.3f} | "
+                f"{row['relevant_k8_sql_scan']['p50_ms']:.3f} |"
+                for size, row in scans.items()
+            ]
         extra = report["bytes_per_example"].get(kind)
         if extra:
             lines += ["", f"Bytes per stored example (with its vector): {extra:,.0f}."]
@@ -500,6 +526,9 @@ def main() -> None:
     parser.add_argument("--cache", default="/tmp/fspo-bench")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/memory_select.json")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--merge", action="store_true", help="update --out with the stores run, keep the rest"
+    )
     args = parser.parse_args()
     _CACHE["dir"] = args.cache
     Path(args.cache).mkdir(parents=True, exist_ok=True)
@@ -542,6 +571,12 @@ def main() -> None:
         "postgres": postgres_versions(args.postgres_url) if args.postgres_url else None,
         "load_average_1m": {"before": load_before[0], "after": load_after[0]},
     }
+    if args.merge and args.out.exists():  # keep the other stores' results of an earlier run
+        earlier = json.loads(args.out.read_text())
+        for part in ("history", "users", "bytes_per_example"):
+            report[part] = {**earlier.get(part, {}), **report[part]}
+        report["command"] = f"{earlier['command']}; then {report['command']}"
+        report["postgres"] = report["postgres"] or earlier.get("postgres")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report))
