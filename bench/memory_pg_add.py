@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -54,8 +55,10 @@ def with_option(url: str, option: str) -> str:
 def client_side(url: str, plain_url: str | None, calls: int, repeats: int) -> dict[str, Any]:
     """p50 ms of `add` per variant, one call of each in turn (a load change hits all alike).
 
-    Variants: the history database as is; its connections with synchronous_commit off; a
-    database without an embedding index (`plain_url`, no vector written); the embedding alone.
+    Variants: the history database as is; its connections with synchronous_commit off; the
+    same write sent through `PostgresStore.batch` (a pipeline, the vector as a float list: the
+    path before the engine wrote itself); a database without an embedding index (`plain_url`,
+    no vector written); the embedding alone.
     """
     embed = BenchEmbeddings()
     memories = {
@@ -64,6 +67,9 @@ def client_side(url: str, plain_url: str | None, calls: int, repeats: int) -> di
             "postgres", with_option(url, "-c synchronous_commit=off"), indexed=True
         ),
     }
+    previous = open_memory("postgres", url, indexed=True)
+    previous._driver.engine._own_write = lambda _ops: False  # type: ignore[attr-defined]  # noqa: SLF001
+    memories["add_via_store_batch"] = previous  # the path before: PostgresStore.batch
     if plain_url:
         memories["add_no_vector_index"] = open_memory("postgres", plain_url, indexed=False)
     samples: dict[str, list[list[float]]] = {name: [] for name in [*memories, "embed"]}
@@ -172,6 +178,49 @@ def _commits(conn: Any, cur: Any, prefix: str, calls: int) -> list[float]:
     return samples
 
 
+def server_log(url: str, admin_url: str, log_path: Path, calls: int) -> dict[str, Any]:
+    """Server-side duration of each `add`'s one message (both INSERTs and the commit).
+
+    Switches `log_min_duration_statement` to 0 (superuser `admin_url`) for `calls` adds, then
+    back, and reads the durations PostgreSQL logged for them from `log_path`.
+    """
+    import psycopg
+
+    start = log_path.stat().st_size
+    settings = ("ALTER SYSTEM SET log_min_duration_statement = 0", "SELECT pg_reload_conf()")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        for sql in settings:
+            admin.execute(sql)
+    time.sleep(1)
+    memory = open_memory("postgres", url, indexed=True)
+    client = []
+    try:
+        for i in range(calls):
+            begin = time.perf_counter_ns()
+            memory.add(USER, prompt=f"logged {i} tone brief", chosen="y")
+            client.append((time.perf_counter_ns() - begin) / 1e6)
+    finally:
+        memory.forget(USER)
+        memory.close()
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute("ALTER SYSTEM RESET log_min_duration_statement")
+            admin.execute("SELECT pg_reload_conf()")
+    with log_path.open("rb") as log:
+        log.seek(start)
+        text = log.read().decode(errors="replace")
+    # A simple-query message is logged as "duration: X ms  statement: " + its text, whose
+    # first line is empty for PostgresStore's statements.
+    server = [
+        float(m.group(1))
+        for m in re.finditer(r"duration: ([0-9.]+) ms  statement: \s*\n\s*INSERT INTO store ", text)
+    ]
+    return {
+        "client_add_p50_ms": p50(client),
+        "server_message_p50_ms": p50(server),
+        "n": len(server),
+    }
+
+
 def markdown(report: dict[str, Any]) -> str:
     client, server = report["client"], report["server"]
     lines = [
@@ -188,6 +237,10 @@ def markdown(report: dict[str, Any]) -> str:
         "| --- | ---: |",
         f"| `add` (client, whole call) | {client['add']['p50_ms']:.3f} |",
         f"| `add`, synchronous_commit=off | {client['add_synchronous_commit_off']['p50_ms']:.3f} |",
+        (
+            f"| `add` through `PostgresStore.batch` (the previous path) | "
+            f"{client['add_via_store_batch']['p50_ms']:.3f} |"
+        ),
         f"| embedding one prompt (client) | {client['embed']['p50_ms']:.3f} |",
     ]
     if "add_no_vector_index" in client:
@@ -208,6 +261,14 @@ def markdown(report: dict[str, Any]) -> str:
             ),
         ]
     lines.append(f"| COMMIT of one row and its vector (client) | {server['commit_p50_ms']:.3f} |")
+    logged = report.get("server_log")
+    if logged:
+        lines += [
+            (f"| `add` (client), {logged['n']} more calls with statement logging on | "
+            f"{logged['client_add_p50_ms']:.3f} |"),
+            ("| server: the whole message of such an `add` (both INSERTs, commit), from the "
+            f"server log | {logged['server_message_p50_ms']:.3f} |"),
+        ]
     lines.append("")
     return "\n".join(lines)
 
@@ -219,6 +280,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--label", default="", help="suffix of the result files")
+    parser.add_argument("--admin-url", help="a superuser URL: also time adds in the server log")
+    parser.add_argument("--server-log", type=Path, help="the server's log file (--admin-url)")
     args = parser.parse_args()
     report = {
         "benchmark": "PreferenceMemory.add on PostgreSQL with HNSW: where the time goes",
@@ -228,6 +291,10 @@ def main() -> None:
         "postgres": postgres_versions(args.postgres_url),
         **machine(),
     }
+    if args.admin_url and args.server_log:
+        report["server_log"] = server_log(
+            args.postgres_url, args.admin_url, args.server_log, args.calls
+        )
     report["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     out = REPO_ROOT / f"bench/results/memory_pg_add{args.label}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
