@@ -25,7 +25,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.memory._sqlite_vectors import LOG_TABLE, META_TABLE
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DIMS = 24
 
 
@@ -160,7 +160,7 @@ _CHILD = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, sys.argv[1])
-    from tests.unit_tests.test_memory_vector_index import _open
+    from tests.unit_tests.memory.test_vector_index import _open
     from pathlib import Path
     with _open(Path(sys.argv[2])) as memory:
         memory.add_many("u", [{"prompt": f"child {i}", "chosen": "c"} for i in range(15)])
