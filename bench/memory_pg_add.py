@@ -264,10 +264,14 @@ def markdown(report: dict[str, Any]) -> str:
     logged = report.get("server_log")
     if logged:
         lines += [
-            (f"| `add` (client), {logged['n']} more calls with statement logging on | "
-            f"{logged['client_add_p50_ms']:.3f} |"),
-            ("| server: the whole message of such an `add` (both INSERTs, commit), from the "
-            f"server log | {logged['server_message_p50_ms']:.3f} |"),
+            (
+                f"| `add` (client), {logged['n']} more calls with statement logging on | "
+                f"{logged['client_add_p50_ms']:.3f} |"
+            ),
+            (
+                "| server: the whole message of such an `add` (both INSERTs, commit), from the "
+                f"server log | {logged['server_message_p50_ms']:.3f} |"
+            ),
         ]
     lines.append("")
     return "\n".join(lines)
