@@ -72,10 +72,17 @@ def _vector_literal(vector: Any) -> str:
     return "[" + ",".join(map(repr, q.finite(vector))) + "]"
 
 
-def _vector_from_text(text: str) -> Any:
+def _vector_from_binary(data: bytes) -> Any:
+    """A vector in pgvector's binary output (two int16 headers, then big-endian floats).
+
+    `vector` sends float4, `halfvec` float2: told apart by the length. Parsing the text form
+    instead costs about 0.25 ms per 384-dim vector (8 ms for `diverse`'s 32 candidates).
+    """
     import numpy as np
 
-    return np.array(text.strip("[]").split(","), dtype=np.float32)
+    dims = int.from_bytes(data[:2], "big")
+    dtype = ">f4" if len(data) == 4 + 4 * dims else ">f2"
+    return np.frombuffer(data, dtype=dtype, count=dims, offset=4).astype(np.float32)
 
 
 class _Sql(NamedTuple):
@@ -85,6 +92,8 @@ class _Sql(NamedTuple):
     """
 
     statements: tuple[tuple[str, Any], ...]
+    binary: bool = False
+    """Ask for binary results (vectors come as bytes: `_vector_from_binary`)."""
 
 
 _Steps = Generator[_Sql, Any, Any]
@@ -185,11 +194,11 @@ class PostgresEngine:
                 while True:
                     sql = steps.send(answer)
                     if len(sql.statements) == 1:
-                        answer = _result(cur, *sql.statements[0])
+                        answer = _result(cur, *sql.statements[0], binary=sql.binary)
                     else:
                         with conn.transaction():
                             for statement in sql.statements:
-                                answer = _result(cur, *statement)
+                                answer = _result(cur, *statement, binary=sql.binary)
             except StopIteration as stop:
                 return stop.value
 
@@ -205,11 +214,11 @@ class PostgresEngine:
                 while True:
                     sql = steps.send(answer)
                     if len(sql.statements) == 1:
-                        answer = await _aresult(cur, *sql.statements[0])
+                        answer = await _aresult(cur, *sql.statements[0], binary=sql.binary)
                     else:
                         async with conn.transaction():
                             for statement in sql.statements:
-                                answer = await _aresult(cur, *statement)
+                                answer = await _aresult(cur, *statement, binary=sql.binary)
             except StopIteration as stop:
                 return stop.value
 
@@ -269,11 +278,12 @@ class PostgresEngine:
             return [int(row["n"]), row["newest"]]
         if isinstance(query, q.Vectors):
             rows = yield _one(
-                "SELECT key, embedding::text AS vector FROM store_vectors "
+                "SELECT key, embedding AS vector FROM store_vectors "
                 "WHERE prefix = %s AND field_name = %s AND key = ANY(%s)",
                 (prefix, query.field, list(query.keys)),
+                binary=True,
             )
-            return {r["key"]: _vector_from_text(r["vector"]) for r in rows}
+            return {r["key"]: _vector_from_binary(r["vector"]) for r in rows}
         return (yield from self._nearest(query, prefix))
 
     def _vector_cast(self) -> str:
@@ -293,7 +303,7 @@ class PostgresEngine:
             "cap": EXACT_SEARCH_MAX + 1,
         }
         target = f"%(q)s::text::{self._vector_cast()}"
-        vector = "top.embedding::text" if query.with_vectors else "NULL"
+        vector = "top.embedding" if query.with_vectors else "NULL"
         select = (
             f"SELECT s.key, s.value::text AS value, {vector} AS vector "  # noqa: S608
             "FROM ({inner}) AS top JOIN store AS s ON s.prefix = %(p)s AND s.key = top.key "
@@ -319,12 +329,12 @@ class PostgresEngine:
                 "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
                 "set_config('hnsw.ef_search', %s, true)"
             )
-            rows = yield _Sql(((settings, (ef_search,)), (approximate, params)))
+            rows = yield _Sql(((settings, (ef_search,)), (approximate, params)), binary=True)
         if len(rows) < query.limit:
             logger.debug("q.Nearest: exact scan of the vectors of %s.", prefix)
-            rows = yield _one(exact, params)
+            rows = yield _one(exact, params, binary=True)
         return [
-            q.Row(r["key"], _value(r["value"]), r["vector"] and _vector_from_text(r["vector"]))
+            q.Row(r["key"], _value(r["value"]), r["vector"] and _vector_from_binary(r["vector"]))
             for r in rows
         ]
 
@@ -358,17 +368,17 @@ def _with_vectors(request: Any, vectors: list[list[float]]) -> tuple[str, list[A
     return sql, params
 
 
-def _one(sql: str, params: Any) -> _Sql:
-    return _Sql(((sql, params),))
+def _one(sql: str, params: Any, *, binary: bool = False) -> _Sql:
+    return _Sql(((sql, params),), binary)
 
 
-def _result(cur: Cursor[Any], sql: str, params: Any) -> Any:
+def _result(cur: Cursor[Any], sql: str, params: Any, *, binary: bool = False) -> Any:
     # Never a prepared statement: a generic plan cannot see how few rows one user has, and may
     # pick a scan of every user's vectors.
-    cur.execute(sql, params, prepare=False)
+    cur.execute(sql, params, prepare=False, binary=binary)
     return cur.fetchall() if cur.description is not None else cur.rowcount
 
 
-async def _aresult(cur: AsyncCursor[Any], sql: str, params: Any) -> Any:
-    await cur.execute(sql, params, prepare=False)
+async def _aresult(cur: AsyncCursor[Any], sql: str, params: Any, *, binary: bool = False) -> Any:
+    await cur.execute(sql, params, prepare=False, binary=binary)
     return await cur.fetchall() if cur.description is not None else cur.rowcount

@@ -257,3 +257,26 @@ def test_postgres_add_writes_row_and_vector_together(postgres_url: str) -> None:
             assert memory.count("u") == 0
         finally:
             memory.forget("u")
+
+
+def test_nearest_and_vectors_hand_back_the_stored_vectors(indexed_memory: PreferenceMemory) -> None:
+    """Every store's engine returns the vectors it stored (PostgreSQL: its binary format)."""
+    from langchain_fspo.memory._engines import Nearest, Vectors
+    from tests.memory_stores import INDEX_DIMS, HashingEmbeddings
+
+    embed = HashingEmbeddings(INDEX_DIMS)
+    prompts = ["alpha beta", "gamma delta alpha", "epsilon zeta"]
+    added = indexed_memory.add_many("v", [{"prompt": p, "chosen": "c"} for p in prompts])
+    engine = indexed_memory._driver.engine
+    examples = indexed_memory.namespaces("v").examples
+    target = embed.embed_query("alpha")
+    rows = engine.run(Nearest(examples, "prompt", 3, vector=target, with_vectors=True))
+    assert [r.value["prompt"] for r in rows][:2] == ["alpha beta", "gamma delta alpha"]
+    stored = engine.run(Vectors(examples, "prompt", tuple(str(e.id) for e in added)))
+    for example in added:
+        expected = embed.embed_documents([example.prompt])[0]
+        row = next(r for r in rows if r.key == str(example.id))
+        np.testing.assert_allclose(np.asarray(row.vector, dtype=np.float64), expected, atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(stored[str(example.id)], dtype=np.float64), expected, atol=1e-6
+        )
