@@ -443,6 +443,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"{load['before']:.1f} before, {load['after']:.1f} after)."
         ),
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+        *[
+            f"An earlier run kept by --merge: date {run['date']}, git_commit "
+            f"{run['versions']['git_commit']}, load average {run['load_average_1m']['before']:.1f}"
+            f" before, {run['load_average_1m']['after']:.1f} after."
+            for run in report.get("earlier_runs", [])
+        ],
         (
             f"Each cell: median over {report['repeats']} repeats of the p50 wall-clock ms of "
             "the calls (the JSON beside this file has every run's p50 and p90)."
@@ -576,6 +582,10 @@ def main() -> None:
         for part in ("history", "users", "bytes_per_example"):
             report[part] = {**earlier.get(part, {}), **report[part]}
         report["command"] = f"{earlier['command']}; then {report['command']}"
+        report["earlier_runs"] = [
+            *earlier.get("earlier_runs", []),
+            {k: earlier.get(k) for k in ("date", "versions", "load_average_1m", "machine")},
+        ]
         report["postgres"] = report["postgres"] or earlier.get("postgres")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
