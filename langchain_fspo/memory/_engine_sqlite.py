@@ -16,6 +16,7 @@ a thread hop would cost more than the read.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -162,7 +163,8 @@ class SqliteEngine:
         if not store.is_setup:
             store.setup()
         metric = "l2" if q.distance_type(store) == "l2" else "cosine"
-        with store.lock:
+        held = getattr(self._held, "value", False)
+        with contextlib.nullcontext() if held else store.lock:
             if not self._index.ensure():
                 return self._nearest_scan(query, prefix, target)
             conn = store.conn

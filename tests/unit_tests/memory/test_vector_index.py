@@ -280,3 +280,28 @@ def test_nearest_and_vectors_hand_back_the_stored_vectors(indexed_memory: Prefer
         np.testing.assert_allclose(
             np.asarray(stored[str(example.id)], dtype=np.float64), expected, atol=1e-6
         )
+
+
+def test_a_read_only_file_falls_back_to_the_exact_sql_scan(tmp_path: Path) -> None:
+    """No change log can be created in a read-only file: the SQL scan answers, exactly."""
+    from langgraph.store.sqlite import SqliteStore
+
+    from langchain_fspo.memory._backends import _sqlite_driver
+
+    path = tmp_path / "m.db"
+    prompts = [f"ro {i}" for i in range(30)]
+    with _open(path) as memory:
+        memory.add_many("u", [{"prompt": p, "chosen": "c"} for p in prompts])
+    driver = _sqlite_driver(need_extensions=True)
+    conn = driver.connect(
+        f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+    )
+    try:
+        memory = PreferenceMemory(SqliteStore(conn, index=_index()))
+        for query in ("a", "ro 3"):
+            assert relevant(memory, "u", query, 6) == set(brute_force(prompts, query, 6))
+        with sqlite3.connect(path) as check:
+            names = {r[0] for r in check.execute("SELECT name FROM sqlite_master")}
+        assert LOG_TABLE not in names
+    finally:
+        conn.close()
