@@ -58,7 +58,8 @@ class InMemoryEngine:
     def __init__(self, store: InMemoryStore) -> None:
         self.store = store
         self.lock = store_lock(store)
-        self._matrices: dict[tuple[tuple[str, ...], str], _Cached] = {}
+        self._matrices: dict[tuple[str, ...], dict[str, _Cached]] = {}
+        """Per namespace, per field: writes look up only the namespaces they touch."""
 
     def batch(self, ops: list[Op]) -> list[Result]:
         with self.lock:
@@ -71,17 +72,14 @@ class InMemoryEngine:
         if not puts or not self._matrices:
             return
         vectors = self.store._vectors  # noqa: SLF001 - no API for it
-        for (namespace, field), cached in list(self._matrices.items()):
-            mine = [op for op in puts if op.namespace == namespace]
-            if not mine:
-                continue
-            stored = vectors.get(namespace) or {}
-            for op in mine:
+        for op in puts:
+            stored = vectors.get(op.namespace) or {}
+            for field, cached in (self._matrices.get(op.namespace) or {}).items():
                 vector = (stored.get(op.key) or {}).get(field) if op.value is not None else None
                 if vector is None or not cached.matrix.upsert(op.key, vector):
                     cached.matrix.remove(op.key)
-            cached.size = len(stored)
-            cached.last = next(reversed(stored), None)
+                cached.size = len(stored)
+                cached.last = next(reversed(stored), None)
 
     def run(self, query: q.Query) -> Any:
         with self.lock:
@@ -137,20 +135,19 @@ class InMemoryEngine:
         """
         vectors = self.store._vectors.get(namespace) or {}  # noqa: SLF001
         last = next(reversed(vectors), None)
-        cached = self._matrices.get((namespace, field))
+        cached = (self._matrices.get(namespace) or {}).get(field)
         if cached is not None and cached.size == len(vectors) and cached.last == last:
             return cached.matrix
         keys = [key for key, fields in vectors.items() if field in fields]
         dims = int((getattr(self.store, "index_config", None) or {}).get("dims") or 1)
         matrix = VectorMatrix.build(keys, [vectors[key][field] for key in keys], dims)
-        self._matrices[(namespace, field)] = _Cached(len(vectors), last, matrix)
+        self._matrices.setdefault(namespace, {})[field] = _Cached(len(vectors), last, matrix)
         return matrix
 
     def invalidate(self, namespaces: Sequence[tuple[str, ...]]) -> None:
-        """q.Forget cached matrices of `namespaces` (called after our own writes)."""
-        stale = set(namespaces)
-        for cache_key in [k for k in self._matrices if k[0] in stale]:
-            del self._matrices[cache_key]
+        """Drop the cached matrices of `namespaces` (after `forget`)."""
+        for namespace in namespaces:
+            self._matrices.pop(namespace, None)
 
     def _forget(self, prefix: tuple[str, ...]) -> int:
         n = len(prefix)
@@ -161,7 +158,7 @@ class InMemoryEngine:
             removed += len(data.pop(namespace))
         for namespace in [ns for ns in vectors if ns[:n] == prefix]:
             del vectors[namespace]
-        self.invalidate([k[0] for k in self._matrices if k[0][:n] == prefix])
+        self.invalidate([ns for ns in self._matrices if ns[:n] == prefix])
         return removed
 
     def scrub(self, prefix: tuple[str, ...]) -> None:
