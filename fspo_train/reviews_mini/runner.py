@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fspo_train.data.records import PreferenceRecord
 from fspo_train.eval.methods import FSPO
 from fspo_train.reviews_mini.base_lm import train_base_lm
 from fspo_train.reviews_mini.config import BenchConfig
@@ -51,7 +52,7 @@ from fspo_train.reviews_mini.trainings import (
 )
 from langchain_fspo.prompt_format import PromptFormat
 
-__all__ = ["run_benchmark"]
+__all__ = ["bench_records", "run_benchmark"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,37 @@ def _environment() -> dict[str, Any]:
         "peft": peft.__version__,
         "platform": platform.platform(),
     }
+
+
+def bench_records(
+    domain: Domain, config: BenchConfig
+) -> tuple[list[PreferenceRecord], list[PreferenceRecord], list[PreferenceRecord]]:
+    """The benchmark's three record sets: (train, shots pool, held-out).
+
+    - train: the *trained* users on *train* questions, the only records any training (the base
+      LM's documents included) sees; interpolated users and test questions never reach it.
+    - shots pool: every user on train questions (the shots of evaluation prompts).
+    - held-out: every user on *test* questions (accuracy pairs; win-rate queries use the
+      same questions).
+    """
+    train_records = build_records(
+        domain,
+        domain.users("trained"),
+        split="train",
+        pairs_per_question=config.pairs_per_question,
+        seed=config.seed,
+    )
+    shot_records = build_records(
+        domain,
+        domain.users(),
+        split="train",
+        pairs_per_question=config.pairs_per_question,
+        seed=config.seed,
+    )
+    test_records = build_records(
+        domain, domain.users(), split="test", pairs_per_question=2, seed=config.seed + 7
+    )
+    return train_records, shot_records, test_records
 
 
 @contextmanager
@@ -148,24 +180,7 @@ def _run(
 
     t = time.monotonic()
     stage("labelling preference pairs")
-    trained_users = domain.users("trained")
-    train_records = build_records(
-        domain,
-        trained_users,
-        split="train",
-        pairs_per_question=config.pairs_per_question,
-        seed=config.seed,
-    )
-    shot_records = build_records(
-        domain,
-        domain.users(),
-        split="train",
-        pairs_per_question=config.pairs_per_question,
-        seed=config.seed,
-    )
-    test_records = build_records(
-        domain, domain.users(), split="test", pairs_per_question=2, seed=config.seed + 7
-    )
+    train_records, shot_records, test_records = bench_records(domain, config)
     done("data", t)
 
     t = time.monotonic()

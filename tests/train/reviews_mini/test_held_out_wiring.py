@@ -1,0 +1,100 @@
+"""The held-out users and questions never reach training (no training needed: seconds).
+
+`run_benchmark` is run with its two training stages replaced by recorders that keep the records
+they are handed and stop the run; the records must come from the trained users on train
+questions only. Training on every user (interpolated included), or on test questions, fails
+here. The record sets of `bench_records` are checked too: evaluation pairs are on test
+questions, shots on train questions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fspo_train.data.records import PreferenceRecord
+from fspo_train.reviews_mini import BenchConfig
+from fspo_train.reviews_mini.reviews import ReviewsMini
+
+pytestmark = pytest.mark.train
+
+CONFIG = BenchConfig(seed=3, num_questions=60, methods=("base", "few_shot", "ipo", "fspo"))
+
+
+class _StopError(Exception):
+    """Raised by the recording training stage: the run has handed over what it trains on."""
+
+
+def _question_ids(domain: ReviewsMini, split: str) -> set[str]:
+    return {q.id for q in domain.questions(split)}  # type: ignore[arg-type]
+
+
+def _assert_training_only(domain: ReviewsMini, records: list[PreferenceRecord]) -> None:
+    trained = {u.id for u in domain.users("trained")}
+    interpolated = {u.id for u in domain.users("interpolated")}
+    test_texts = {q.text for q in domain.questions("test")}
+    assert records
+    assert interpolated
+    assert not interpolated & trained
+    assert {r.user_id for r in records} == trained
+    assert {r.question_id for r in records} <= _question_ids(domain, "train")
+    assert not {r.question for r in records} & test_texts
+    assert {r.provenance["split"] for r in records} == {"train"}
+
+
+@pytest.fixture(scope="module")
+def handed_over(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from fspo_train.reviews_mini import runner
+
+    seen: dict[str, Any] = {}
+
+    def record_base_lm(domain: Any, records: Any, out_dir: Path, *args: Any) -> Path:
+        seen["base_lm"] = list(records)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        return Path(out_dir)
+
+    def record_trainings(
+        config: Any, names: Any, base_dir: Any, key: Any, records: Any, *a: Any, **kw: Any
+    ) -> Any:
+        seen["trainings"] = (list(names), list(records))
+        raise _StopError
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(runner, "train_base_lm", record_base_lm)
+    patch.setattr(runner, "run_trainings", record_trainings)
+    try:
+        with pytest.raises(_StopError):
+            runner.run_benchmark(CONFIG, tmp_path_factory.mktemp("wiring"))
+    finally:
+        patch.undo()
+    return seen
+
+
+def test_trainings_see_trained_users_on_train_questions_only(handed_over: dict[str, Any]) -> None:
+    domain = ReviewsMini(seed=CONFIG.seed, num_questions=CONFIG.num_questions)
+    names, records = handed_over["trainings"]
+    assert names == ["fspo", "ipo"]
+    _assert_training_only(domain, records)
+
+
+def test_base_lm_documents_see_trained_users_on_train_questions_only(
+    handed_over: dict[str, Any],
+) -> None:
+    domain = ReviewsMini(seed=CONFIG.seed, num_questions=CONFIG.num_questions)
+    _assert_training_only(domain, handed_over["base_lm"])
+
+
+def test_evaluation_pairs_are_held_out_and_shots_are_not() -> None:
+    from fspo_train.reviews_mini.runner import bench_records
+
+    domain = ReviewsMini(seed=CONFIG.seed, num_questions=CONFIG.num_questions)
+    train, shots, test = bench_records(domain, CONFIG)
+    everyone = {u.id for u in domain.users()}
+    assert {r.user_id for r in test} == everyone == {r.user_id for r in shots}
+    assert {r.question_id for r in test} <= _question_ids(domain, "test")
+    assert {r.question_id for r in shots} <= _question_ids(domain, "train")
+    assert _question_ids(domain, "train").isdisjoint(_question_ids(domain, "test"))
+    # A record that trains is a shot too (same pairs), never a held-out pair.
+    assert {r.model_dump_json() for r in train} <= {r.model_dump_json() for r in shots}
