@@ -52,7 +52,12 @@ from fspo_train.reviews_mini.trainings import (
 )
 from langchain_fspo.prompt_format import PromptFormat
 
-__all__ = ["bench_records", "run_benchmark"]
+__all__ = ["WILSON_NOTE", "bench_records", "run_benchmark"]
+
+WILSON_NOTE = (
+    "95% Wilson intervals over the comparisons (win rate) or held-out pairs (accuracy) of "
+    "one seed, ties counting half"
+)
 
 logger = logging.getLogger(__name__)
 
@@ -235,9 +240,10 @@ def _run(
     t = time.monotonic()
     stage("accuracy against the number of shots")
     curve: dict[str, dict[str, float]] = {}
+    curve_ci: dict[str, dict[str, list[float]]] = {}
     fspo_method = BENCHMARK_METHODS[FSPO]
     if "fspo" in results_dirs:
-        curve = shots_curve(
+        curve, curve_ci = shots_curve(
             policies,
             formats,
             fspo_method,
@@ -252,6 +258,7 @@ def _run(
 
     results: dict[str, Any] = {
         "title": f"{domain.name}: FSPO and baselines on held-out questions",
+        "interval": WILSON_NOTE,
         "meta": {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "seed": config.seed,
@@ -269,6 +276,7 @@ def _run(
         "training_metrics": {name: result.metrics for name, result in trained.items()},
         "methods": evaluated["methods"],
         "shots_curve": curve,
+        "shots_curve_ci": curve_ci,
         "samples": evaluated["samples"],
         "adapters": {k: str(v) for k, v in results_dirs.items()},
     }

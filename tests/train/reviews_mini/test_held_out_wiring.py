@@ -44,14 +44,15 @@ def _assert_training_only(domain: ReviewsMini, records: list[PreferenceRecord]) 
     assert {r.provenance["split"] for r in records} == {"train"}
 
 
-@pytest.fixture(scope="module")
-def handed_over(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def _hand_over(config: BenchConfig, out: Path) -> dict[str, Any]:
+    """What `run_benchmark(config)` hands its base-LM and training stages (none of them runs)."""
     from fspo_train.reviews_mini import runner
+    from fspo_train.reviews_mini.trainings import train_config
 
     seen: dict[str, Any] = {}
 
-    def record_base_lm(domain: Any, records: Any, out_dir: Path, *args: Any) -> Path:
-        seen["base_lm"] = list(records)
+    def record_base_lm(domain: Any, records: Any, out_dir: Path, base: Any, fmt: Any) -> Path:
+        seen["base_lm"], seen["base_lm_format"] = list(records), fmt
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         return Path(out_dir)
 
@@ -59,6 +60,10 @@ def handed_over(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         config: Any, names: Any, base_dir: Any, key: Any, records: Any, *a: Any, **kw: Any
     ) -> Any:
         seen["trainings"] = (list(names), list(records))
+        seen["train_configs"] = {
+            name: train_config(config, base_dir, out / name, num_shots=4, rationale="none")
+            for name in names
+        }
         raise _StopError
 
     patch = pytest.MonkeyPatch()
@@ -66,10 +71,15 @@ def handed_over(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     patch.setattr(runner, "run_trainings", record_trainings)
     try:
         with pytest.raises(_StopError):
-            runner.run_benchmark(CONFIG, tmp_path_factory.mktemp("wiring"))
+            runner.run_benchmark(config, out)
     finally:
         patch.undo()
     return seen
+
+
+@pytest.fixture(scope="module")
+def handed_over(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _hand_over(CONFIG, tmp_path_factory.mktemp("wiring"))
 
 
 def test_trainings_see_trained_users_on_train_questions_only(handed_over: dict[str, Any]) -> None:
@@ -98,3 +108,18 @@ def test_evaluation_pairs_are_held_out_and_shots_are_not() -> None:
     assert _question_ids(domain, "train").isdisjoint(_question_ids(domain, "test"))
     # A record that trains is a shot too (same pairs), never a held-out pair.
     assert {r.model_dump_json() for r in train} <= {r.model_dump_json() for r in shots}
+
+
+@pytest.mark.parametrize("both", [False, True])
+def test_both_responses_setting_reaches_the_base_lm_and_the_trainings(
+    both: bool, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    config = dataclasses.replace(
+        BenchConfig.cpu(seed=3, both_responses=both), num_questions=60, methods=CONFIG.methods
+    )
+    assert config.include_rejected is both
+    seen = _hand_over(config, tmp_path)
+    assert seen["base_lm_format"].include_rejected is both
+    assert {c.include_rejected for c in seen["train_configs"].values()} == {both}
