@@ -109,14 +109,21 @@ class BenchConfig:
 
     @classmethod
     def tiny(cls, seed: int = 0) -> BenchConfig:
-        """A reduced run for tests (about four and a half minutes per seed on 2 CPU cores)."""
+        """A reduced run for the test suite: about 4 CPU-minutes on one torch thread per process.
+
+        Fewer questions, a shorter base LM and fewer passes than `cpu`, the four rows the
+        test orders (base, few-shot, IPO, FSPO), one thread per process (`torch_threads=1`:
+        robust to a shared CPU). Measured in `bench/results/reviews_mini_notes.md`.
+        """
         return cls(
             seed=seed,
-            base=BaseLMConfig(steps=1000, seed=seed),
-            stages=StageConfig(episode_passes=12),
-            eval=EvalSettings(questions_per_user=6, pairs_per_user=32, seed=seed),
+            num_questions=160,
+            base=BaseLMConfig(steps=500, seed=seed),
+            stages=StageConfig(episode_passes=5, warmup_steps=20),
+            eval=EvalSettings(questions_per_user=4, pairs_per_user=32, seed=seed),
             shots_curve=(0, 4),
             methods=("base", "few_shot", "ipo", "fspo"),
+            torch_threads=1,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -279,6 +279,7 @@ def _run(
         "shots_curve_ci": curve_ci,
         "samples": evaluated["samples"],
         "adapters": {k: str(v) for k, v in results_dirs.items()},
+        "work_dir": str(out),
     }
     results["table_markdown"] = markdown_table(results)
     return results
