@@ -57,6 +57,9 @@ class BenchConfig:
     seed: int = 0
     num_questions: int = 240
     """Question pool (20% held out)."""
+    validation_fraction: float = 0.0
+    """Share of the pool held out as validation questions, for choosing hyperparameters
+    (`fspo_train.reviews_mini.selection`); 0: none (the split of the committed results)."""
     pairs_per_question: int = 2
     num_shots: int = 4
     """K: the most shots in training and in the table's few-shot prompts."""

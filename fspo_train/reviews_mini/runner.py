@@ -52,7 +52,7 @@ from fspo_train.reviews_mini.trainings import (
 )
 from langchain_fspo.prompt_format import PromptFormat
 
-__all__ = ["WILSON_NOTE", "bench_records", "run_benchmark"]
+__all__ = ["WILSON_NOTE", "bench_records", "run_benchmark", "validation_records"]
 
 WILSON_NOTE = (
     "95% Wilson intervals over the comparisons (win rate) or held-out pairs (accuracy) of "
@@ -115,6 +115,19 @@ def bench_records(
     return train_records, shot_records, test_records
 
 
+def validation_records(domain: Domain, config: BenchConfig) -> list[PreferenceRecord]:
+    """Every user on *validation* questions: what hyperparameters are chosen on.
+
+    No training sees them, and the test split is not looked at. Empty without validation
+    questions (`BenchConfig.validation_fraction` = 0).
+    """
+    if not domain.questions("validation"):
+        return []
+    return build_records(
+        domain, domain.users(), split="validation", pairs_per_question=2, seed=config.seed + 11
+    )
+
+
 @contextmanager
 def _torch_threads(threads: int) -> Iterator[None]:
     """Run the block with `threads` torch threads (0: leave torch's setting), then restore it."""
@@ -167,7 +180,11 @@ def _run(
     started = time.monotonic()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    domain = domain or ReviewsMini(seed=config.seed, num_questions=config.num_questions)
+    domain = domain or ReviewsMini(
+        seed=config.seed,
+        num_questions=config.num_questions,
+        validation_fraction=config.validation_fraction,
+    )
     wanted = [m for name, m in BENCHMARK_METHODS.items() if name in config.methods]
     trainings = trainings_for(wanted)
     bar = tqdm(total=3 + len(trainings) + 2, desc=f"{domain.name} benchmark", unit="stage")
@@ -194,7 +211,11 @@ def _run(
         style="chat", num_shots=config.num_shots, include_rejected=config.include_rejected
     )
     base_dir = out / "base"
-    data_key = [domain.name, config.seed, config.num_questions, config.pairs_per_question]
+    data_key: list[object] = [
+        domain.name, config.seed, config.num_questions, config.pairs_per_question,
+    ]  # fmt: skip
+    if config.validation_fraction:  # (absent at 0: earlier base LMs are still reused)
+        data_key.append(config.validation_fraction)
     base_key = {"data": data_key, "base": config.base, "format": lm_format.to_json()}
     if not is_done(base_dir, base_key):
         train_base_lm(domain, train_records, base_dir, config.base, lm_format)

@@ -4,7 +4,8 @@
 they are handed and stop the run; the records must come from the trained users on train
 questions only. Training on every user (interpolated included), or on test questions, fails
 here. The record sets of `bench_records` are checked too: evaluation pairs are on test
-questions, shots on train questions.
+questions, shots on train questions; validation questions (for choosing hyperparameters) are
+neither trained on nor tested on.
 """
 
 from __future__ import annotations
@@ -20,11 +21,24 @@ from fspo_train.reviews_mini.reviews import ReviewsMini
 
 pytestmark = pytest.mark.train
 
-CONFIG = BenchConfig(seed=3, num_questions=60, methods=("base", "few_shot", "ipo", "fspo"))
+CONFIG = BenchConfig(
+    seed=3,
+    num_questions=60,
+    validation_fraction=0.1,
+    methods=("base", "few_shot", "ipo", "fspo"),
+)
 
 
 class _StopError(Exception):
     """Raised by the recording training stage: the run has handed over what it trains on."""
+
+
+def _domain() -> ReviewsMini:
+    return ReviewsMini(
+        seed=CONFIG.seed,
+        num_questions=CONFIG.num_questions,
+        validation_fraction=CONFIG.validation_fraction,
+    )
 
 
 def _question_ids(domain: ReviewsMini, split: str) -> set[str]:
@@ -35,6 +49,7 @@ def _assert_training_only(domain: ReviewsMini, records: list[PreferenceRecord]) 
     trained = {u.id for u in domain.users("trained")}
     interpolated = {u.id for u in domain.users("interpolated")}
     test_texts = {q.text for q in domain.questions("test")}
+    test_texts |= {q.text for q in domain.questions("validation")}
     assert records
     assert interpolated
     assert not interpolated & trained
@@ -83,7 +98,7 @@ def handed_over(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_trainings_see_trained_users_on_train_questions_only(handed_over: dict[str, Any]) -> None:
-    domain = ReviewsMini(seed=CONFIG.seed, num_questions=CONFIG.num_questions)
+    domain = _domain()
     names, records = handed_over["trainings"]
     assert names == ["fspo", "ipo"]
     _assert_training_only(domain, records)
@@ -92,20 +107,26 @@ def test_trainings_see_trained_users_on_train_questions_only(handed_over: dict[s
 def test_base_lm_documents_see_trained_users_on_train_questions_only(
     handed_over: dict[str, Any],
 ) -> None:
-    domain = ReviewsMini(seed=CONFIG.seed, num_questions=CONFIG.num_questions)
+    domain = _domain()
     _assert_training_only(domain, handed_over["base_lm"])
 
 
 def test_evaluation_pairs_are_held_out_and_shots_are_not() -> None:
-    from fspo_train.reviews_mini.runner import bench_records
+    from fspo_train.reviews_mini.runner import bench_records, validation_records
 
-    domain = ReviewsMini(seed=CONFIG.seed, num_questions=CONFIG.num_questions)
+    domain = _domain()
     train, shots, test = bench_records(domain, CONFIG)
     everyone = {u.id for u in domain.users()}
     assert {r.user_id for r in test} == everyone == {r.user_id for r in shots}
     assert {r.question_id for r in test} <= _question_ids(domain, "test")
     assert {r.question_id for r in shots} <= _question_ids(domain, "train")
     assert _question_ids(domain, "train").isdisjoint(_question_ids(domain, "test"))
+    validation = validation_records(domain, CONFIG)
+    assert {r.user_id for r in validation} == everyone
+    assert {r.question_id for r in validation} <= _question_ids(domain, "validation")
+    assert len(_question_ids(domain, "validation")) == 6  # 10% of 60
+    assert _question_ids(domain, "validation").isdisjoint(_question_ids(domain, "test"))
+    assert _question_ids(domain, "validation").isdisjoint(_question_ids(domain, "train"))
     # A record that trains is a shot too (same pairs), never a held-out pair.
     assert {r.model_dump_json() for r in train} <= {r.model_dump_json() for r in shots}
 
