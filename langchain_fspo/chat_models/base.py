@@ -32,7 +32,12 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 from langchain_fspo._conversation import resolve_user, to_messages, with_configured_user
 from langchain_fspo.backends.base import Backend, GenerationParams
 from langchain_fspo.chat_models import _retry
-from langchain_fspo.chat_models._call import GENERATION_FIELDS, PreparedCall, generation_params
+from langchain_fspo.chat_models._call import (
+    GENERATION_FIELDS,
+    PreparedCall,
+    batch_config,
+    generation_params,
+)
 from langchain_fspo.chat_models._convert import StreamConverter, chat_result
 from langchain_fspo.chat_models._loading import load_pretrained, missing_backend, server_backend
 from langchain_fspo.chat_models._prompting import PromptBuilder, ShotSource
@@ -391,6 +396,26 @@ class ChatFSPO(BaseChatModel):
         """Async `invoke`."""
         return await super().ainvoke(
             input, config, stop=stop, **with_configured_user(config, kwargs)
+        )
+
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """`invoke` every input; a batching backend (`LocalBackend`) groups them.
+
+        Without `max_concurrency` in the config, as many inputs run at once as the backend
+        batches (see `langchain_fspo.chat_models._call.batch_config`).
+        """
+        return super().batch(
+            inputs,
+            batch_config(self.backend, config, len(inputs)),
+            return_exceptions=return_exceptions,
+            **kwargs,
         )
 
     def stream(

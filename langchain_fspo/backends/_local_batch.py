@@ -1,0 +1,217 @@
+"""How `LocalBackend` groups concurrent calls into batched `model.generate` calls.
+
+`MicroBatcher` collects the requests that arrive close together (threads calling
+`generate`, coroutines awaiting `agenerate`, `ChatFSPO.batch` / `abatch`) and hands them to
+one worker thread, which runs them as few `generate` calls as it can. It holds no event loop:
+callers wait on a `concurrent.futures.Future` (async callers through `asyncio.wrap_future`),
+so one batcher serves every thread and every event loop of its backend.
+
+`batch_key` says which requests may share a `generate` call (same adapter and decoding), and
+`RowStops` gives each row of a batch its own `max_tokens`, stop strings, end-of-sequence and
+cancellation, and records where each row ended. torch and transformers are imported inside the
+functions only (`import langchain_fspo` stays light).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from langchain_fspo.backends.base import Generation, GenerationParams
+
+if TYPE_CHECKING:
+    from langchain_fspo.prompt_format import RenderedPrompt
+
+__all__ = ["BatchRequest", "MicroBatcher", "batch_key", "left_pad", "row_stops"]
+
+logger = logging.getLogger("langchain_fspo.backends.local")
+
+
+@dataclass(eq=False)
+class BatchRequest:
+    """One `generate` call waiting for (or taking part in) a batch."""
+
+    prompt: RenderedPrompt
+    adapter: str | None
+    params: GenerationParams
+    future: Future[Generation] = field(default_factory=Future)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    """Set by the caller that gave up (cancelled, timed out): its row stops at the next token."""
+    prompt_ids: list[int] | None = None
+    """The encoded prompt, filled in by the worker."""
+
+
+def batch_key(request: BatchRequest) -> tuple[Any, ...]:
+    """Requests with equal keys may run in one `generate` call with identical results.
+
+    Per-row settings (prompt, `max_tokens`, `stop`) never split a batch. Decoding settings
+    do: greedy requests share one key per adapter; sampled ones share it only with the same
+    temperature / top-p / top-k, and a seeded sampled request runs alone (its seed must give
+    the result it gives alone). `repetition_penalty` and `extra` generation options read the
+    whole `input_ids`, padding included, so such requests only join prompts of equal length.
+    """
+    params = request.params
+    key: tuple[Any, ...] = (
+        request.adapter,
+        params.frequency_penalty,
+        params.presence_penalty,
+        params.repetition_penalty,
+        repr(sorted(params.extra.items())),
+    )
+    if params.repetition_penalty is not None or params.extra:
+        key += (len(request.prompt_ids or ()),)
+    if not params.temperature:
+        return (*key, "greedy")
+    if params.seed is not None:
+        return (*key, "seeded", id(request))
+    return (*key, params.temperature, params.top_p, params.top_k)
+
+
+def left_pad(torch: Any, rows: Sequence[list[int]], pad_id: int, device: str) -> tuple[Any, Any]:
+    """`input_ids` and `attention_mask` of `rows`, padded on the left to the longest."""
+    width = max(len(r) for r in rows)
+    ids = [[pad_id] * (width - len(r)) + list(r) for r in rows]
+    mask = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
+    return (
+        torch.tensor(ids, dtype=torch.long, device=device),
+        torch.tensor(mask, dtype=torch.long, device=device),
+    )
+
+
+def row_stops(
+    *,
+    prompt_len: int,
+    max_new: Sequence[int],
+    stops: Sequence[list[str] | None],
+    eos_ids: Sequence[int],
+    cancels: Sequence[threading.Event],
+    tokenizer: Any,
+) -> Any:
+    """A stopping criterion that ends each row at its own limit and records where.
+
+    A row ends at its `max_new` tokens, at an end-of-sequence id, once its text ends with one
+    of its stop strings (transformers' `StopStringCriteria`, as `stop_strings=` would), or when
+    its caller gave up. `.ended[i]` is the number of tokens row `i` had generated then (None:
+    still running); `.max_new` and `.stops` are the rows' limits. `generate` pads the rows
+    that ended until the whole batch is done.
+    """
+    import torch
+    from transformers import StoppingCriteria
+    from transformers.generation.stopping_criteria import StopStringCriteria
+
+    by_stop: dict[tuple[str, ...], list[int]] = {}
+    for row, stop in enumerate(stops):
+        cleaned = tuple(s for s in stop or () if s)
+        if cleaned:
+            by_stop.setdefault(cleaned, []).append(row)
+    string_criteria = [
+        (StopStringCriteria(tokenizer, list(stop)), rows) for stop, rows in by_stop.items()
+    ]
+    eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long)
+
+    class _RowStops(StoppingCriteria):
+        def __init__(self) -> None:
+            self.ended: list[int | None] = [None] * len(max_new)
+            self.max_new = list(max_new)
+            self.stops = [list(s) if s else None for s in stops]
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:  # noqa: ARG002
+            produced = input_ids.shape[1] - prompt_len
+            done = torch.isin(input_ids[:, -1].cpu(), eos)
+            for criterion, rows in string_criteria:
+                hit = criterion(input_ids, scores).cpu()
+                done[rows] |= hit[rows]
+            for row, limit in enumerate(max_new):
+                if produced >= limit or cancels[row].is_set():
+                    done[row] = True
+                if done[row] and self.ended[row] is None:
+                    self.ended[row] = produced
+            return done.to(input_ids.device)
+
+    return _RowStops()
+
+
+class MicroBatcher:
+    """Groups requests that arrive within a short window and runs them on one worker thread.
+
+    The worker starts with the first request and stops when none is left, so an idle backend
+    holds no thread. Once a request waits, the worker gathers more until `max_batch_size`
+    wait, or none arrived for `window_s` seconds (at most `8 * window_s` in all); while a
+    batch runs, new requests queue up for the next one. `run` gets the requests still wanted
+    (cancelled ones are dropped) and must settle every future; whatever it raises is set on
+    the futures it left unsettled, so no caller waits forever.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[BatchRequest]], None],
+        *,
+        max_batch_size: int,
+        window_s: float,
+    ) -> None:
+        if max_batch_size < 1:
+            msg = f"max_batch_size must be at least 1, got {max_batch_size}."
+            raise ValueError(msg)
+        if window_s < 0:
+            msg = f"batch_window_s must be 0 or more, got {window_s}."
+            raise ValueError(msg)
+        self._run = run
+        self.max_batch_size = max_batch_size
+        self.window_s = window_s
+        self._cond = threading.Condition()
+        self._pending: list[BatchRequest] = []
+        self._last_arrival = 0.0
+        self._worker: threading.Thread | None = None
+
+    def submit(self, request: BatchRequest) -> Future[Generation]:
+        """Queue `request`; its future settles once its batch has run."""
+        with self._cond:
+            self._pending.append(request)
+            self._last_arrival = time.monotonic()
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._loop, name="fspo-local-batcher", daemon=True
+                )
+                self._worker.start()
+            self._cond.notify()
+        return request.future
+
+    def _take(self) -> list[BatchRequest] | None:
+        """The next batch (None when nothing is pending: the worker then exits)."""
+        with self._cond:
+            if not self._pending:
+                self._worker = None
+                return None
+            give_up = time.monotonic() + 8 * self.window_s
+            while len(self._pending) < self.max_batch_size:
+                now = time.monotonic()
+                wait = min(self._last_arrival + self.window_s, give_up) - now
+                if wait <= 0:
+                    break
+                self._cond.wait(wait)
+            batch = self._pending[: self.max_batch_size]
+            del self._pending[: self.max_batch_size]
+        wanted = []
+        for request in batch:
+            if request.cancel.is_set():
+                request.future.cancel()
+            if request.future.set_running_or_notify_cancel():
+                wanted.append(request)
+        return wanted
+
+    def _loop(self) -> None:
+        while (batch := self._take()) is not None:
+            if not batch:
+                continue
+            try:
+                self._run(batch)
+            except BaseException as e:  # noqa: BLE001 - handed to every caller still waiting
+                logger.debug("LocalBackend batch failed: %r", e)
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(e)
