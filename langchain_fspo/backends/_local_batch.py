@@ -14,11 +14,13 @@ functions only (`import langchain_fspo` stays light).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +29,46 @@ from langchain_fspo.backends.base import Generation, GenerationParams
 if TYPE_CHECKING:
     from langchain_fspo.prompt_format import RenderedPrompt
 
-__all__ = ["BatchRequest", "MicroBatcher", "batch_key", "left_pad", "row_stops"]
+__all__ = [
+    "BatchRequest",
+    "ExpectedCalls",
+    "MicroBatcher",
+    "batch_key",
+    "expecting",
+    "left_pad",
+    "row_stops",
+]
 
 logger = logging.getLogger("langchain_fspo.backends.local")
+
+HINT_WAIT_S = 0.25
+"""How long a batch waits at most for announced calls that have not arrived (one failed
+before reaching the backend, say)."""
+
+
+@dataclass(eq=False)
+class ExpectedCalls:
+    """`count` calls announced together (`ChatFSPO.batch`); `arrived` of them were submitted."""
+
+    count: int
+    arrived: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.arrived >= self.count
+
+
+_EXPECTED: ContextVar[ExpectedCalls | None] = ContextVar("fspo_expected_calls", default=None)
+
+
+@contextlib.contextmanager
+def expecting(calls: int) -> Iterator[None]:
+    """Tag the calls made in this context (threads and tasks copy it) as `calls` together."""
+    token = _EXPECTED.set(ExpectedCalls(calls) if calls > 1 else None)
+    try:
+        yield
+    finally:
+        _EXPECTED.reset(token)
 
 
 @dataclass(eq=False)
@@ -44,6 +83,8 @@ class BatchRequest:
     """Set by the caller that gave up (cancelled, timed out): its row stops at the next token."""
     prompt_ids: list[int] | None = None
     """The encoded prompt, filled in by the worker."""
+    expected: ExpectedCalls | None = field(default_factory=_EXPECTED.get)
+    """The announced group this call belongs to (`expecting`), if any."""
 
 
 def batch_key(request: BatchRequest) -> tuple[Any, ...]:
@@ -142,7 +183,9 @@ class MicroBatcher:
     The worker starts with the first request and stops when none is left, so an idle backend
     holds no thread. Once a request waits, the worker gathers more until `max_batch_size`
     wait, or none arrived for `window_s` seconds (at most `8 * window_s` in all); while a
-    batch runs, new requests queue up for the next one. `run` gets the requests still wanted
+    batch runs, new requests queue up for the next one. Calls announced together
+    (`expecting`) are waited for until all arrived (at most `HINT_WAIT_S`), and a batch of
+    only such calls, all arrived, runs at once. `run` gets the requests still wanted
     (cancelled ones are dropped) and must settle every future; whatever it raises is set on
     the futures it left unsettled, so no caller waits forever.
     """
@@ -172,6 +215,8 @@ class MicroBatcher:
         """Queue `request`; its future settles once its batch has run."""
         with self._cond:
             self._pending.append(request)
+            if request.expected is not None:
+                request.expected.arrived += 1
             self._last_arrival = time.monotonic()
             if self._worker is None:
                 self._worker = threading.Thread(
@@ -187,10 +232,16 @@ class MicroBatcher:
             if not self._pending:
                 self._worker = None
                 return None
-            give_up = time.monotonic() + 8 * self.window_s
+            started = time.monotonic()
             while len(self._pending) < self.max_batch_size:
-                now = time.monotonic()
-                wait = min(self._last_arrival + self.window_s, give_up) - now
+                groups = {r.expected for r in self._pending}
+                if None not in groups and all(g.complete for g in groups if g):
+                    break  # every announced call is here: nothing else to wait for
+                if any(g is not None and not g.complete for g in groups):
+                    deadline = started + HINT_WAIT_S
+                else:
+                    deadline = min(self._last_arrival + self.window_s, started + 8 * self.window_s)
+                wait = deadline - time.monotonic()
                 if wait <= 0:
                     break
                 self._cond.wait(wait)

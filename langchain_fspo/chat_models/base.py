@@ -406,17 +406,33 @@ class ChatFSPO(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        """`invoke` every input; a batching backend (`LocalBackend`) groups them.
+        """`invoke` every input; a batching backend (`LocalBackend`) runs them together.
 
-        Without `max_concurrency` in the config, as many inputs run at once as the backend
-        batches (see `langchain_fspo.chat_models._call.batch_config`).
+        The backend is told how many calls come (`Backend.expecting`), and without
+        `max_concurrency` in the config as many inputs run at once as it batches (see
+        `langchain_fspo.chat_models._call.batch_config`).
         """
-        return super().batch(
-            inputs,
-            batch_config(self.backend, config, len(inputs)),
-            return_exceptions=return_exceptions,
-            **kwargs,
-        )
+        with self.backend.expecting(len(inputs)):
+            return super().batch(
+                inputs,
+                batch_config(self.backend, config, len(inputs)),
+                return_exceptions=return_exceptions,
+                **kwargs,
+            )
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Async `batch`: the backend is told how many calls come, as in `batch`."""
+        with self.backend.expecting(len(inputs)):
+            return await super().abatch(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
 
     def stream(
         self,

@@ -298,3 +298,36 @@ def test_the_worker_thread_ends_when_idle(single: RecordingLocalBackend) -> None
         time.sleep(0.01)
     assert single._batcher._worker is None
     assert not [t for t in threading.enumerate() if t.name == "fspo-local-batcher"]
+
+
+def test_batch_waits_for_its_slow_calls_but_unannounced_calls_do_not_wait(
+    tiny_model_dir: Path, tiny_adapter_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ChatFSPO.batch` announces its calls: one slow prompt does not split the batch."""
+    backend = RecordingLocalBackend(
+        tiny_model_dir,
+        adapters={"alpha": tiny_adapter_dirs["alpha"]},
+        max_batch_size=8,
+        batch_window_s=0.0,  # unannounced calls never wait for company
+    )
+    memory = PreferenceMemory()
+    users = [f"user{i}" for i in range(4)]
+    for user in users:
+        memory.add(user, prompt="Q?", chosen="Yes.", rejected="No.")
+    select = memory.select
+
+    def slow_select(user_id: str, *args: Any, **kwargs: Any) -> Any:
+        if user_id == "user3":
+            time.sleep(0.1)  # far over the window: unannounced, it would run on its own
+        return select(user_id, *args, **kwargs)
+
+    monkeypatch.setattr(memory, "select", slow_select)
+    fmt = PromptFormat.from_pretrained(tiny_adapter_dirs["alpha"])
+    llm = ChatFSPO(backend=backend, prompt_format=fmt, model="alpha", memory=memory, max_tokens=3)
+    configs: list[Any] = [{"configurable": {"user_id": u}} for u in users]
+    llm.batch(["Q?"] * 4, config=configs)
+    assert backend.batch_sizes == [4]
+    backend.reset()
+    for config in configs:  # one after another: each runs at once, alone
+        llm.invoke("Q?", config=config)
+    assert backend.batch_sizes == [1, 1, 1, 1]
