@@ -332,6 +332,7 @@ class LocalBackend(Backend):
         """
         self.check_adapter(adapter)
         request = BatchRequest(prompt, adapter, params)
+        request.prompt_ids = self.encode_prompt(prompt)  # here: threads encode in parallel
         try:
             return self._batcher.submit(request).result()
         finally:
@@ -357,7 +358,8 @@ class LocalBackend(Backend):
         ready: list[BatchRequest] = []
         for request in requests:
             try:
-                request.prompt_ids = self.encode_prompt(request.prompt)
+                if request.prompt_ids is None:  # agenerate: encoded here, off the event loop
+                    request.prompt_ids = self.encode_prompt(request.prompt)
             except Exception as e:  # noqa: BLE001 - this caller's error, the others go on
                 request.future.set_exception(e)
             else:
