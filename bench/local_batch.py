@@ -91,7 +91,7 @@ def local_batch_bench(
         for size, b in backends.items()
     }
     configs: list[Any] = [{"configurable": {"user_id": u}} for u in users]
-    inputs = ["What should I read next?"] * USERS
+    inputs: list[Any] = ["What should I read next?"] * USERS
     backend = backends[USERS]
     prompt_ids = [
         backend.encode_prompt(llms[USERS].build_prompt(inputs[0], user_id=u)) for u in users

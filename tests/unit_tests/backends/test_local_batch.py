@@ -41,7 +41,7 @@ class Recorder:
 
 
 def _request(**params: object) -> BatchRequest:
-    return BatchRequest(PROMPT, "alpha", GenerationParams(**params))  # type: ignore[arg-type]
+    return BatchRequest(PROMPT, "alpha", GenerationParams(**params))
 
 
 def test_full_batches_run_at_once_and_the_rest_after_the_window() -> None:
@@ -135,7 +135,7 @@ def test_bad_settings_are_refused() -> None:
 
 def test_batch_key_groups_only_what_decodes_alike() -> None:
     def key(adapter: str | None = "alpha", ids: int = 3, **params: object) -> object:
-        request = BatchRequest(PROMPT, adapter, GenerationParams(**params))  # type: ignore[arg-type]
+        request = BatchRequest(PROMPT, adapter, GenerationParams(**params))
         request.prompt_ids = list(range(ids))
         return batch_key(request)
 
