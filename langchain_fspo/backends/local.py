@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from langchain_fspo._quiet import quiet_loading
 from langchain_fspo.artifact import adapter_folder, check_base_model_exists, read_adapter_config
+from langchain_fspo.backends._local_adapters import attach, check_loadable, peft_name
 from langchain_fspo.backends._local_batch import (
     BatchRequest,
     MicroBatcher,
@@ -142,6 +143,7 @@ class LocalBackend(Backend):
             self._run_batch, max_batch_size=max_batch_size, window_s=batch_window_s
         )
         self._adapters: dict[str, str] = {}
+        self._peft_names: dict[str, str] = {}
         self._token = token
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(
             self.base_model, revision=revision, token=token
@@ -222,14 +224,19 @@ class LocalBackend(Backend):
     ) -> None:
         """Attach the LoRA adapter in `path` (folder or Hub repo id) under `name`.
 
+        Any name works (`fspo-v1.2`): PEFT gets a safe internal name for it.
+
         Raises:
             ValueError: `name` is empty or already used.
+            AdapterNotFoundError: The folder lacks a file, holds pickled weights only, or
+                PEFT cannot load it (the message names the file and the fix).
         """
-        _, _, peft = import_stack()
+        import_stack()
         if not name or not isinstance(name, str):
             msg = f"Adapter names must be non-empty strings, got {name!r}."
             raise ValueError(msg)
         folder = adapter_folder(path, revision, token=token or self._token)
+        check_loadable(folder)
         with self._lock:
             if name in self._adapters:
                 msg = (
@@ -237,15 +244,12 @@ class LocalBackend(Backend):
                     f"{self._adapters[name]}); pick another name."
                 )
                 raise ValueError(msg)
-            if not self._has_peft:
-                self._model = peft.PeftModel.from_pretrained(
-                    self._model, str(folder), adapter_name=name, is_trainable=False
-                )
-                self._has_peft = True
-            else:
-                self._model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+            internal = peft_name(name, self._peft_names.values())
+            self._model = attach(self._model, folder, internal, first=not self._has_peft)
+            self._has_peft = True
             self._model.eval()
             self._adapters[name] = str(folder)
+            self._peft_names[name] = internal
         logger.info("Loaded adapter %r from %s", name, folder)
 
     def expecting(self, calls: int) -> contextlib.AbstractContextManager[None]:
@@ -314,7 +318,7 @@ class LocalBackend(Backend):
                 with self._model.disable_adapter():
                     return self._run_generate(input_ids, attention_mask, kwargs)
             if adapter is not None:
-                self._model.set_adapter(adapter)
+                self._model.set_adapter(self._peft_names[adapter])
             return self._run_generate(input_ids, attention_mask, kwargs)
 
     def _decode(self, ids: list[int]) -> str:
