@@ -6,10 +6,8 @@ one worker thread, which runs them as few `generate` calls as it can. It holds n
 callers wait on a `concurrent.futures.Future` (async callers through `asyncio.wrap_future`),
 so one batcher serves every thread and every event loop of its backend.
 
-`batch_key` says which requests may share a `generate` call (same adapter and decoding), and
-`RowStops` gives each row of a batch its own `max_tokens`, stop strings, end-of-sequence and
-cancellation, and records where each row ended. torch and transformers are imported inside the
-functions only (`import langchain_fspo` stays light).
+`batch_key` says which requests may share a `generate` call (same adapter and decoding);
+`_local_rows` runs such a group. Plain Python: no torch here.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -35,8 +33,6 @@ __all__ = [
     "MicroBatcher",
     "batch_key",
     "expecting",
-    "left_pad",
-    "row_stops",
 ]
 
 logger = logging.getLogger("langchain_fspo.backends.local")
@@ -111,70 +107,6 @@ def batch_key(request: BatchRequest) -> tuple[Any, ...]:
     if params.seed is not None:
         return (*key, "seeded", id(request))
     return (*key, params.temperature, params.top_p, params.top_k)
-
-
-def left_pad(torch: Any, rows: Sequence[list[int]], pad_id: int, device: str) -> tuple[Any, Any]:
-    """`input_ids` and `attention_mask` of `rows`, padded on the left to the longest."""
-    width = max(len(r) for r in rows)
-    ids = [[pad_id] * (width - len(r)) + list(r) for r in rows]
-    mask = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
-    return (
-        torch.tensor(ids, dtype=torch.long, device=device),
-        torch.tensor(mask, dtype=torch.long, device=device),
-    )
-
-
-def row_stops(
-    *,
-    prompt_len: int,
-    max_new: Sequence[int],
-    stops: Sequence[list[str] | None],
-    eos_ids: Sequence[int],
-    cancels: Sequence[threading.Event],
-    tokenizer: Any,
-) -> Any:
-    """A stopping criterion that ends each row at its own limit and records where.
-
-    A row ends at its `max_new` tokens, at an end-of-sequence id, once its text ends with one
-    of its stop strings (transformers' `StopStringCriteria`, as `stop_strings=` would), or when
-    its caller gave up. `.ended[i]` is the number of tokens row `i` had generated then (None:
-    still running); `.max_new` and `.stops` are the rows' limits. `generate` pads the rows
-    that ended until the whole batch is done.
-    """
-    import torch
-    from transformers import StoppingCriteria
-    from transformers.generation.stopping_criteria import StopStringCriteria
-
-    by_stop: dict[tuple[str, ...], list[int]] = {}
-    for row, stop in enumerate(stops):
-        cleaned = tuple(s for s in stop or () if s)
-        if cleaned:
-            by_stop.setdefault(cleaned, []).append(row)
-    string_criteria = [
-        (StopStringCriteria(tokenizer, list(stop)), rows) for stop, rows in by_stop.items()
-    ]
-    eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long)
-
-    class _RowStops(StoppingCriteria):
-        def __init__(self) -> None:
-            self.ended: list[int | None] = [None] * len(max_new)
-            self.max_new = list(max_new)
-            self.stops = [list(s) if s else None for s in stops]
-
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:  # noqa: ARG002
-            produced = input_ids.shape[1] - prompt_len
-            done = torch.isin(input_ids[:, -1].cpu(), eos)
-            for criterion, rows in string_criteria:
-                hit = criterion(input_ids, scores).cpu()
-                done[rows] |= hit[rows]
-            for row, limit in enumerate(max_new):
-                if produced >= limit or cancels[row].is_set():
-                    done[row] = True
-                if done[row] and self.ended[row] is None:
-                    self.ended[row] = produced
-            return done.to(input_ids.device)
-
-    return _RowStops()
 
 
 class MicroBatcher:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import queue
 import threading
@@ -20,26 +19,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from langchain_fspo._quiet import quiet_loading
 from langchain_fspo.artifact import adapter_folder, check_base_model_exists, read_adapter_config
 from langchain_fspo.backends._local_adapters import attach, check_loadable, peft_name
-from langchain_fspo.backends._local_batch import (
-    BatchRequest,
-    MicroBatcher,
-    batch_key,
-    expecting,
-    left_pad,
-    row_stops,
-)
+from langchain_fspo.backends._local_batch import BatchRequest, MicroBatcher, expecting
 from langchain_fspo.backends._local_generation import (
     StopText,
     cancel_criteria,
     finish_reason,
     generate_kwargs,
+    generation_failed,
     import_stack,
     seeded,
     token_streamer,
     torch_dtype,
 )
+from langchain_fspo.backends._local_rows import BatchedGeneration
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
-from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError, PromptFormatError
+from langchain_fspo.errors import AdapterNotFoundError, PromptFormatError
 
 if TYPE_CHECKING:
     from langchain_fspo.prompt_format import RenderedPrompt
@@ -52,7 +46,7 @@ _END = object()
 """Put on the token queue by the generation thread when it is done."""
 
 
-class LocalBackend(Backend):
+class LocalBackend(BatchedGeneration, Backend):
     """Runs an FSPO adapter in-process with transformers + PEFT.
 
     One base model is loaded once; LoRA adapters are attached by name and selected per
@@ -357,85 +351,6 @@ class LocalBackend(Backend):
         finally:
             request.cancel.set()
 
-    def _run_batch(self, requests: list[BatchRequest]) -> None:
-        """The batcher's worker: encode, group by `batch_key`, one `generate` per group."""
-        ready: list[BatchRequest] = []
-        for request in requests:
-            try:
-                if request.prompt_ids is None:  # agenerate: encoded here, off the event loop
-                    request.prompt_ids = self.encode_prompt(request.prompt)
-            except Exception as e:  # noqa: BLE001 - this caller's error, the others go on
-                request.future.set_exception(e)
-            else:
-                ready.append(request)
-        groups: dict[tuple[Any, ...], list[BatchRequest]] = {}
-        for request in ready:
-            groups.setdefault(batch_key(request), []).append(request)
-        for group in groups.values():
-            try:
-                results = self._generate_rows(group)
-            except ValueError as e:  # invalid parameters: the callers' error
-                error: BaseException = e
-            except RuntimeError as e:  # out of memory, device errors
-                adapter = group[0].adapter
-                error = InferenceServerError(
-                    f"LocalBackend generation failed for adapter {adapter!r}: {e}",
-                    adapter=adapter,
-                )
-                error.__cause__ = e
-            else:
-                for request, result in zip(group, results, strict=True):
-                    request.future.set_result(result)
-                continue
-            for request in group:
-                request.future.set_exception(error)
-
-    def _generate_rows(self, group: list[BatchRequest]) -> list[Generation]:
-        """Run `group` (one `batch_key`) as one left-padded `generate` call."""
-        torch, transformers, _ = import_stack()
-        rows = [r.prompt_ids or [] for r in group]
-        input_ids, attention_mask = left_pad(torch, rows, self.tokenizer.pad_token_id, self.device)
-        prompt_len = int(input_ids.shape[1])
-        max_new = [self._max_new(r.params) for r in group]
-        first = group[0]
-        kwargs = generate_kwargs(
-            dataclasses.replace(first.params, stop=None, max_tokens=max(max_new)),
-            tokenizer=self.tokenizer,
-            default_max_tokens=self.default_max_tokens,
-            prompt_len=prompt_len,
-        )
-        stops = row_stops(
-            prompt_len=prompt_len,
-            max_new=max_new,
-            stops=[r.params.stop for r in group],
-            eos_ids=self._eos_ids,
-            cancels=[r.cancel for r in group],
-            tokenizer=self.tokenizer,
-        )
-        kwargs["stopping_criteria"] = transformers.StoppingCriteriaList([stops])
-        output = self._generate_locked(
-            input_ids, attention_mask, first.adapter, first.params.seed, kwargs
-        )
-        results = []
-        for i, request in enumerate(group):
-            ended = stops.ended[i]
-            length = max_new[i] if ended is None else min(ended, max_new[i])
-            new_ids = [int(t) for t in output[i, prompt_len : prompt_len + length].tolist()]
-            text, stopped = StopText(request.params.stop).cut(self._decode(new_ids))
-            results.append(
-                Generation(
-                    text=text,
-                    finish_reason=finish_reason(
-                        new_ids, max_new[i], self.tokenizer.eos_token_id, stopped=stopped
-                    ),
-                    input_tokens=len(rows[i]),
-                    output_tokens=len(new_ids),
-                    model_name=self._model_name(request.adapter),
-                    token_ids=new_ids,
-                )
-            )
-        return results
-
     def stream(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Iterator[GenerationChunk]:
@@ -470,8 +385,7 @@ class LocalBackend(Backend):
                 if isinstance(item, ValueError):
                     raise item  # invalid parameters: the caller's error, as in `generate`
                 if isinstance(item, BaseException):
-                    msg = f"LocalBackend generation failed for adapter {adapter!r}: {item}"
-                    raise InferenceServerError(msg) from item
+                    raise generation_failed(adapter, item) from item
                 new_ids.extend(item)
                 text = self._decode(new_ids)
                 if text.endswith("\ufffd"):  # half a UTF-8 character: wait for the rest
