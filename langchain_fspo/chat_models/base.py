@@ -408,11 +408,12 @@ class ChatFSPO(BaseChatModel):
     ) -> list[AIMessage]:
         """`invoke` every input; a batching backend (`LocalBackend`) runs them together.
 
-        The backend is told how many calls come (`Backend.expecting`), and without
+        The backend is told how many calls come (`Backend.expecting`; not when `streaming`,
+        as streams are not batched), and without
         `max_concurrency` in the config as many inputs run at once as it batches (see
         `langchain_fspo.chat_models._call.batch_config`).
         """
-        with self.backend.expecting(len(inputs)):
+        with self.backend.expecting(0 if self.streaming else len(inputs)):
             return super().batch(
                 inputs,
                 batch_config(self.backend, config, len(inputs)),
@@ -429,7 +430,7 @@ class ChatFSPO(BaseChatModel):
         **kwargs: Any,
     ) -> list[AIMessage]:
         """Async `batch`: the backend is told how many calls come, as in `batch`."""
-        with self.backend.expecting(len(inputs)):
+        with self.backend.expecting(0 if self.streaming else len(inputs)):
             return await super().abatch(
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
