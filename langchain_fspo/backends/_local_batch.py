@@ -28,14 +28,20 @@ if TYPE_CHECKING:
     from langchain_fspo.prompt_format import RenderedPrompt
 
 __all__ = [
+    "SEARCH_OPTIONS",
     "BatchRequest",
     "ExpectedCalls",
     "MicroBatcher",
     "batch_key",
     "expecting",
+    "runs_alone",
 ]
 
 logger = logging.getLogger("langchain_fspo.backends.local")
+
+SEARCH_OPTIONS = frozenset({"num_beams", "num_beam_groups", "num_return_sequences"})
+"""`extra` generation options that make `generate` return several rows per prompt: such a
+call runs alone, as it would without batching."""
 
 HINT_WAIT_S = 0.25
 """How long a batch waits at most for announced calls that have not arrived (one failed
@@ -83,14 +89,20 @@ class BatchRequest:
     """The announced group this call belongs to (`expecting`), if any."""
 
 
+def runs_alone(params: GenerationParams) -> bool:
+    """Whether `params` ask for a search (`SEARCH_OPTIONS` above 1): never batched."""
+    return any(params.extra.get(name) not in (None, 1) for name in SEARCH_OPTIONS)
+
+
 def batch_key(request: BatchRequest) -> tuple[Any, ...]:
     """Requests with equal keys may run in one `generate` call with identical results.
 
     Per-row settings (prompt, `max_tokens`, `stop`) never split a batch. Decoding settings
     do: greedy requests share one key per adapter; sampled ones share it only with the same
     temperature / top-p / top-k, and a seeded sampled request runs alone (its seed must give
-    the result it gives alone). `repetition_penalty` and `extra` generation options read the
-    whole `input_ids`, padding included, so such requests only join prompts of equal length.
+    the result it gives alone), as does a beam search (`SEARCH_OPTIONS`). `repetition_penalty`
+    and `extra` generation options read the whole `input_ids`, padding included, so such
+    requests only join prompts of equal length.
     """
     params = request.params
     key: tuple[Any, ...] = (
@@ -100,6 +112,8 @@ def batch_key(request: BatchRequest) -> tuple[Any, ...]:
         params.repetition_penalty,
         repr(sorted(params.extra.items())),
     )
+    if runs_alone(params):
+        return (*key, "alone", id(request))
     if params.repetition_penalty is not None or params.extra:
         key += (len(request.prompt_ids or ()),)
     if not params.temperature:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from langchain_fspo.backends._local_batch import BatchRequest, batch_key
+from langchain_fspo.backends._local_batch import BatchRequest, batch_key, runs_alone
 from langchain_fspo.backends._local_generation import (
     StopText,
     finish_reason,
@@ -152,6 +152,8 @@ class BatchedGeneration:
 
     def _generate_rows(self, group: list[BatchRequest]) -> list[Generation]:
         """Run `group` (one `batch_key`) as one left-padded `generate` call."""
+        if runs_alone(group[0].params):
+            return [self._generate_alone(group[0])]
         torch, transformers, _ = import_stack()
         rows = [r.prompt_ids or [] for r in group]
         input_ids, attention_mask = left_pad(torch, rows, self.tokenizer.pad_token_id, self.device)
@@ -195,3 +197,31 @@ class BatchedGeneration:
                 )
             )
         return results
+
+    def _generate_alone(self, request: BatchRequest) -> Generation:
+        """One request as its own `generate` (a beam search): `stop_strings`, first row."""
+        torch, _, _ = import_stack()
+        prompt_ids = request.prompt_ids or []
+        params = request.params
+        kwargs = generate_kwargs(
+            params,
+            tokenizer=self.tokenizer,
+            default_max_tokens=self.default_max_tokens,
+            prompt_len=len(prompt_ids),
+        )
+        input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
+        output = self._generate_locked(
+            input_ids, torch.ones_like(input_ids), request.adapter, params.seed, kwargs
+        )
+        new_ids = [int(t) for t in output[0, len(prompt_ids) :].tolist()]
+        text, stopped = StopText(params.stop).cut(self._decode(new_ids))
+        return Generation(
+            text=text,
+            finish_reason=finish_reason(
+                new_ids, self._max_new(params), self.tokenizer.eos_token_id, stopped=stopped
+            ),
+            input_tokens=len(prompt_ids),
+            output_tokens=len(new_ids),
+            model_name=self._model_name(request.adapter),
+            token_ids=new_ids,
+        )

@@ -331,3 +331,26 @@ def test_batch_waits_for_its_slow_calls_but_unannounced_calls_do_not_wait(
     for config in configs:  # one after another: each runs at once, alone
         llm.invoke("Q?", config=config)
     assert backend.batch_sizes == [1, 1, 1, 1]
+
+
+def test_a_beam_search_runs_alone_beside_a_batch(backend: RecordingLocalBackend) -> None:
+    prompt = CHAT.render(SHOTS, "Q?")
+    beam = GenerationParams(max_tokens=5, extra={"num_beams": 2})
+    jobs: list[Job] = [(prompt, "alpha", beam)] + [
+        (prompt, "alpha", GenerationParams(max_tokens=5))
+    ] * 7
+    results = _in_threads(backend, jobs)
+    assert sorted(backend.batch_sizes) == [1, 7]
+    ids = torch.tensor([backend.encode_prompt(prompt)])
+    with torch.inference_mode():
+        backend._model.set_adapter("alpha")
+        raw = backend._model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=5,
+            num_beams=2,
+            do_sample=False,
+            pad_token_id=backend.tokenizer.pad_token_id,
+        )
+    assert results[0].token_ids == raw[0, ids.shape[1] :].tolist()
+    assert len({r.text for r in results[1:]}) == 1

@@ -148,3 +148,6 @@ def test_batch_key_groups_only_what_decodes_alike() -> None:
     assert key(repetition_penalty=1.2) != key(repetition_penalty=1.2, ids=4)
     assert key(extra={"min_p": 0.1}) == key(extra={"min_p": 0.1})
     assert key(extra={"min_p": 0.1}) != key(extra={"min_p": 0.1}, ids=4)
+    # A beam search returns several rows per prompt: it runs alone.
+    assert key(extra={"num_beams": 2}) != key(extra={"num_beams": 2})
+    assert key(extra={"num_beams": 1}) == key(extra={"num_beams": 1})
