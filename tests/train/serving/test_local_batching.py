@@ -336,9 +336,8 @@ def test_batch_waits_for_its_slow_calls_but_unannounced_calls_do_not_wait(
 def test_a_beam_search_runs_alone_beside_a_batch(backend: RecordingLocalBackend) -> None:
     prompt = CHAT.render(SHOTS, "Q?")
     beam = GenerationParams(max_tokens=5, extra={"num_beams": 2})
-    jobs: list[Job] = [(prompt, "alpha", beam)] + [
-        (prompt, "alpha", GenerationParams(max_tokens=5))
-    ] * 7
+    greedy: Job = (prompt, "alpha", GenerationParams(max_tokens=5))
+    jobs: list[Job] = [(prompt, "alpha", beam), *[greedy] * 7]
     results = _in_threads(backend, jobs)
     assert sorted(backend.batch_sizes) == [1, 7]
     ids = torch.tensor([backend.encode_prompt(prompt)])
