@@ -13,6 +13,7 @@ __all__ = [
     "CONTROL_KWARGS",
     "GENERATION_FIELDS",
     "PreparedCall",
+    "announced_calls",
     "batch_config",
     "generation_params",
 ]
@@ -103,3 +104,20 @@ def batch_config(backend: object, config: Any, count: int) -> Any:
     if config is not None and "max_concurrency" in config:
         return config
     return {**(config or {}), "max_concurrency": width}
+
+
+def announced_calls(config: Any, count: int) -> int:
+    """How many of `count` batched calls run at once under `config` (its `max_concurrency`).
+
+    What `ChatFSPO.batch` announces to the backend (`Backend.expecting`): announcing calls
+    that cannot start yet would make the backend wait for them.
+
+    Example:
+        >>> announced_calls(None, 8), announced_calls({"max_concurrency": 2}, 8)
+        (8, 2)
+        >>> announced_calls([{"max_concurrency": 3}, {}], 2)
+        2
+    """
+    first = config[0] if isinstance(config, list) and config else config
+    limit = (first or {}).get("max_concurrency") if isinstance(first, dict) else None
+    return min(count, limit) if isinstance(limit, int) and limit > 0 else count

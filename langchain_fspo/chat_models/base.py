@@ -35,6 +35,7 @@ from langchain_fspo.chat_models import _retry
 from langchain_fspo.chat_models._call import (
     GENERATION_FIELDS,
     PreparedCall,
+    announced_calls,
     batch_config,
     generation_params,
 )
@@ -408,18 +409,15 @@ class ChatFSPO(BaseChatModel):
     ) -> list[AIMessage]:
         """`invoke` every input; a batching backend (`LocalBackend`) runs them together.
 
-        The backend is told how many calls come (`Backend.expecting`; not when `streaming`,
-        as streams are not batched), and without
-        `max_concurrency` in the config as many inputs run at once as it batches (see
-        `langchain_fspo.chat_models._call.batch_config`).
+        Without `max_concurrency` in the config, as many inputs run at once as the backend
+        batches (`langchain_fspo.chat_models._call.batch_config`), and the backend is told how
+        many calls start together (`Backend.expecting`: the inputs, or `max_concurrency` when
+        lower; none when `streaming`, as streams are not batched).
         """
-        with self.backend.expecting(0 if self.streaming else len(inputs)):
-            return super().batch(
-                inputs,
-                batch_config(self.backend, config, len(inputs)),
-                return_exceptions=return_exceptions,
-                **kwargs,
-            )
+        config = batch_config(self.backend, config, len(inputs))
+        announced = 0 if self.streaming else announced_calls(config, len(inputs))
+        with self.backend.expecting(announced):
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
 
     async def abatch(
         self,
@@ -430,7 +428,8 @@ class ChatFSPO(BaseChatModel):
         **kwargs: Any,
     ) -> list[AIMessage]:
         """Async `batch`: the backend is told how many calls come, as in `batch`."""
-        with self.backend.expecting(0 if self.streaming else len(inputs)):
+        announced = 0 if self.streaming else announced_calls(config, len(inputs))
+        with self.backend.expecting(announced):
             return await super().abatch(
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
