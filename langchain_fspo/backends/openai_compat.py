@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from langchain_fspo.backends._http import (
     CallContext,
     MalformedResponseError,
+    join_url,
     normalize_base_url,
     resolve_api_key,
     safe_url,
@@ -75,6 +76,7 @@ class OpenAICompatibleBackend(Backend):
     """
 
     name: ClassVar[str] = "openai"
+    retries_inside: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -85,6 +87,7 @@ class OpenAICompatibleBackend(Backend):
         adapters: Iterable[str] | None = None,
         api_key: str | SecretStr | None = None,
         timeout: float | None = 120.0,
+        stream_timeout: float | None = None,
         max_retries: int = 2,
         backoff_factor: float = 0.5,
         backoff_max: float = 8.0,
@@ -98,7 +101,10 @@ class OpenAICompatibleBackend(Backend):
             flavor: `vllm` (adapter name in `model`) or `sglang` (`"<base>:<adapter>"`).
             adapters: Allow-list of adapter names; default: whatever `/v1/models` lists.
             api_key: Bearer token (vLLM `--api-key`); default: env `OPENAI_API_KEY`.
-            timeout: Seconds to wait for the server, per attempt.
+            timeout: Seconds one attempt may take, whole: connecting, the headers and the
+                body; for a stream, opening it and each gap between two chunks. None: no
+                limit.
+            stream_timeout: Seconds a whole stream may take (None: no total limit).
             max_retries: Retries of a call that failed transiently.
             backoff_factor: Seconds before the first retry, doubled on each retry.
             backoff_max: The longest wait between two attempts.
@@ -112,9 +118,12 @@ class OpenAICompatibleBackend(Backend):
         self.flavor: Flavor = flavor
         self.adapters: list[str] | None = list(adapters) if adapters is not None else None
         self.api_key = resolve_api_key(api_key, "OPENAI_API_KEY")
-        self.timeout = timeout
         self.retry = RetryPolicy(
-            max_retries=max_retries, backoff_factor=backoff_factor, backoff_max=backoff_max
+            max_retries=max_retries,
+            backoff_factor=backoff_factor,
+            backoff_max=backoff_max,
+            timeout=timeout,
+            stream_timeout=stream_timeout,
         )
         self.headers = dict(headers or {})
         self._client_lock = threading.Lock()
@@ -128,6 +137,11 @@ class OpenAICompatibleBackend(Backend):
             f"model={self.model!r}, api_key={'**********' if self.api_key else None}, "
             f"timeout={self.timeout}, max_retries={self.retry.max_retries})"
         )
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds one attempt may take (`retry.timeout`); also the client's read timeout."""
+        return self.retry.timeout
 
     @property
     def supports_tools(self) -> bool:
@@ -174,7 +188,9 @@ class OpenAICompatibleBackend(Backend):
 
         def fetch() -> list[str]:
             response = self._client().get(
-                f"{self.base_url}/v1/models", headers=self._request_headers()
+                join_url(self.base_url, "/v1/models"),
+                headers=self._request_headers(),
+                timeout=self.timeout,
             )
             self._raise_for_status(response)
             payload = response.json()
@@ -290,7 +306,10 @@ class OpenAICompatibleBackend(Backend):
 
         def call() -> Generation:
             response = self._client().post(
-                f"{self.base_url}{route}", json=body, headers=self._request_headers()
+                join_url(self.base_url, route),
+                json=body,
+                headers=self._request_headers(),
+                timeout=self.timeout,
             )
             self._raise_for_status(response)
             return self._parse(response.json(), adapter, chat=prompt.style == "chat")
@@ -309,7 +328,11 @@ class OpenAICompatibleBackend(Backend):
 
         def open_stream() -> Iterator[GenerationChunk]:
             request = self._client().build_request(
-                "POST", f"{self.base_url}{route}", json=body, headers=self._request_headers()
+                "POST",
+                join_url(self.base_url, route),
+                json=body,
+                headers=self._request_headers(),
+                timeout=self.timeout,
             )
             response = self._client().send(request, stream=True)
             try:
@@ -347,7 +370,7 @@ class OpenAICompatibleBackend(Backend):
         async def call() -> Generation:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.post(
-                    f"{self.base_url}{route}", json=body, headers=self._request_headers()
+                    join_url(self.base_url, route), json=body, headers=self._request_headers()
                 )
             if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
                 response.raise_for_status()
@@ -369,7 +392,10 @@ class OpenAICompatibleBackend(Backend):
             client = httpx.AsyncClient(timeout=self.timeout)
             try:
                 request = client.build_request(
-                    "POST", f"{self.base_url}{route}", json=body, headers=self._request_headers()
+                    "POST",
+                    join_url(self.base_url, route),
+                    json=body,
+                    headers=self._request_headers(),
                 )
                 response = await client.send(request, stream=True)
                 if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
