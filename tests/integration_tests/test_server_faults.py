@@ -351,3 +351,42 @@ def test_every_hostile_stream_raises_a_typed_error(kind: str, mode: str, body: l
     server = ScriptedHTTPServer([reply], default=reply)
     with server, pytest.raises(InferenceServerError):
         stream(backend(kind, server.url), mode)
+
+
+# ---------------------------------------------------------------- 7. one retry layer
+
+
+def _llm(b: Backend, **kwargs: Any) -> Any:
+    from langchain_fspo import ChatFSPO
+
+    return ChatFSPO(backend=b, model="m", prompt_format=PromptFormat(style="chat"), **kwargs)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_chat_max_retries_reaches_an_explicit_backend(kind: str, mode: str) -> None:
+    busy = Reply.json({"error": "busy"}, 503)
+    with ScriptedHTTPServer([busy, busy, Reply.json(completion("Fine."))]) as server:
+        llm = _llm(backend(kind, server.url, max_retries=0), max_retries=2)
+        call = llm.invoke if mode == "sync" else lambda q: asyncio.run(llm.ainvoke(q))
+        assert call("Q?").content == "Fine."
+    assert len(server.requests) == 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_chat_max_retries_zero_means_one_attempt(kind: str) -> None:
+    busy = Reply.json({"error": "busy"}, 503)
+    server = ScriptedHTTPServer([busy], default=Reply.json(completion("Fine.")))
+    with server, pytest.raises(InferenceServerError, match="HTTP 503"):
+        _llm(backend(kind, server.url, max_retries=5), max_retries=0).invoke("Q?")
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_chat_timeout_reaches_an_explicit_backend(kind: str) -> None:
+    body = Reply.json(completion("x" * 40), trickle=0.4)
+    with ScriptedHTTPServer([body]) as server:
+        llm = _llm(backend(kind, server.url, timeout=60), timeout=0.5, max_retries=0)
+        error, seconds = timed(lambda: llm.invoke("Q?"))
+    assert isinstance(error, InferenceTimeoutError), repr(error)
+    assert seconds < 3
