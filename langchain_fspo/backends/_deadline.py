@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -32,7 +32,6 @@ _READ_AHEAD = 1024
 """Most stream items a sync stream's worker reads ahead of the caller."""
 
 _CALL = "no complete answer"
-_END: Any = object()
 
 
 def _expired(what: str, seconds: float) -> AttemptTimeoutError:
@@ -92,40 +91,64 @@ def _wait(timeout: float | None, deadline: float | None) -> tuple[float | None, 
 
 
 class _Pump:
-    """A worker thread that opens a sync stream and reads it ahead into a queue."""
+    """A worker thread that opens a sync stream and reads it ahead into a buffer.
+
+    The caller takes whatever has arrived in one go (`take`), so a fast stream costs one
+    lock round trip per batch, not per item.
+    """
 
     def __init__(self, open_iter: Callable[[], Iterator[Any]]) -> None:
-        self.items: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=_READ_AHEAD)
-        self.cancelled = threading.Event()
+        self.cond = threading.Condition()
+        self.buffer: deque[Any] = deque()
+        self.finished = False
+        self.cancelled = False
+        self.error: BaseException | None = None
         context = contextvars.copy_context()
         self.thread = threading.Thread(
             target=context.run, args=(self._run, open_iter), name="fspo-stream", daemon=True
         )
         self.thread.start()
 
-    def _put(self, item: tuple[bool, Any]) -> bool:
-        while not self.cancelled.is_set():
-            try:
-                self.items.put(item, timeout=0.1)
-            except queue.Full:
-                continue
-            return True
-        return False
-
     def _run(self, open_iter: Callable[[], Iterator[Any]]) -> None:
         iterator: Iterator[Any] | None = None
         try:
             iterator = open_iter()
             for item in iterator:
-                if not self._put((True, item)):
-                    return
-            self._put((True, _END))
+                with self.cond:
+                    while len(self.buffer) >= _READ_AHEAD and not self.cancelled:
+                        self.cond.wait(0.1)
+                    if self.cancelled:
+                        return
+                    self.buffer.append(item)
+                    self.cond.notify()
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-            self._put((False, e))
+            self.error = e
         finally:
+            with self.cond:
+                self.finished = True
+                self.cond.notify()
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
+
+    def take(self, wait: float | None) -> list[Any] | None:
+        """The items that arrived (waiting up to `wait` s for one); [] at the end; None: late."""
+        end = None if wait is None else time.monotonic() + wait
+        with self.cond:
+            while not self.buffer and not self.finished:
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                self.cond.wait(left)
+            items = list(self.buffer)
+            self.buffer.clear()
+            self.cond.notify()  # room for the reader
+            return items
+
+    def cancel(self) -> None:
+        with self.cond:
+            self.cancelled = True
+            self.cond.notify()
 
 
 def iterate_within(
@@ -140,17 +163,62 @@ def iterate_within(
     try:
         while True:
             wait, what, seconds = _wait(timeout, deadline)
-            try:
-                ok, item = pump.items.get(timeout=wait)
-            except queue.Empty:
-                raise _expired(what, seconds) from None
-            if not ok:
-                raise item
-            if item is _END:
+            items = pump.take(wait)
+            if items is None:
+                raise _expired(what, seconds)
+            if not items:
+                if pump.error is not None:
+                    raise pump.error
                 return
-            yield item
+            yield from items
     finally:
-        pump.cancelled.set()
+        pump.cancel()
+
+
+class _GapWatch:
+    """One timer per async stream that cancels the reading task when a wait runs too long.
+
+    Arming a timer per chunk (`asyncio.timeout` around each read) costs more than parsing
+    the chunk; this timer is re-armed only when it fires, at most every `timeout` seconds.
+    It always fires at or before the running wait's limit, because the limit only grows.
+    """
+
+    def __init__(self, timeout: float | None, total: float | None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.timeout = timeout
+        self.deadline = None if total is None else self.loop.time() + total
+        self.total = total
+        self.waiting_since: float | None = None
+        self.fired: tuple[str, float] | None = None
+        self.handle = self.loop.call_at(self._limit(self.loop.time()), self._check)
+
+    def _limit(self, since: float) -> float:
+        limit = since + self.timeout if self.timeout is not None else float("inf")
+        return min(limit, self.deadline) if self.deadline is not None else limit
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        since = self.waiting_since
+        limit = self._limit(now if since is None else since)
+        if since is not None and now >= limit:
+            gap = self.timeout is not None and limit == since + self.timeout
+            if gap and self.timeout is not None:
+                self.fired = ("no stream event", self.timeout)
+            else:
+                self.fired = ("the stream did not finish", self.total or 0.0)
+            if self.task is not None:
+                self.task.cancel()
+            return
+        self.handle = self.loop.call_at(limit, self._check)
+
+    def expired(self) -> AttemptTimeoutError | None:
+        """The timeout to raise if this watch cancelled the task (and un-cancel it)."""
+        if self.fired is None:
+            return None
+        if self.task is not None:
+            self.task.uncancel()
+        return _expired(*self.fired)
 
 
 async def aiterate_within(
@@ -159,33 +227,41 @@ async def aiterate_within(
     total: float | None,
 ) -> AsyncIterator[T]:
     """Async `iterate_within`: the pending read is cancelled at the deadline."""
-    deadline = None if total is None else time.monotonic() + total
-    if timeout is None and deadline is None:
+    iterator: AsyncIterator[T] | None = None
+    if timeout is None and total is None:
         iterator = await open_iter()
-    else:
-        wait, what, seconds = _wait(timeout, deadline)
-        iterator = await awithin(open_iter, wait)
+        try:
+            async for item in iterator:
+                yield item
+        finally:
+            await _aclose(iterator)
+        return
+    watch = _GapWatch(timeout, total)
     try:
-        while True:
-            if timeout is None and deadline is None:
+        watch.waiting_since = watch.loop.time()
+        try:
+            iterator = await open_iter()
+            while True:
+                if watch.waiting_since is None:
+                    watch.waiting_since = watch.loop.time()
                 try:
                     item = await anext(iterator)
                 except StopAsyncIteration:
                     return
+                watch.waiting_since = None
                 yield item
-                continue
-            wait, what, seconds = _wait(timeout, deadline)
-            try:
-                async with asyncio.timeout(wait) as scope:
-                    item = await anext(iterator)
-            except StopAsyncIteration:
-                return
-            except TimeoutError as e:
-                if scope.expired():
-                    raise _expired(what, seconds) from e
+        except asyncio.CancelledError as e:
+            error = watch.expired()
+            if error is None:
                 raise
-            yield item
+            raise error from e
     finally:
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            await close()
+        watch.handle.cancel()
+        if iterator is not None:
+            await _aclose(iterator)
+
+
+async def _aclose(iterator: Any) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()

@@ -293,6 +293,10 @@ def classify(
         retry_after = _retry_after(response)
         typed = ctx.error(detail, status=status, body=body, retry_after=retry_after)
         return status in RETRY_STATUSES, typed, retry_after
+    if isinstance(error, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.InvalidURL):
+        # The request itself cannot be sent (a base URL without http://, a bad header value):
+        # no retry can help.
+        return False, ctx.error(f"{type(error).__name__}: {error}"), None
     if isinstance(error, TIMEOUT_ERRORS):
         detail = str(error) or "no answer in time"
         return True, ctx.error(f"timed out: {detail}", kind=InferenceTimeoutError), None

@@ -59,9 +59,11 @@ class OpenAICompatibleBackend(Backend):
     Every `GenerationParams` field is sent by its OpenAI name (`top_k` and
     `repetition_penalty` are vLLM/SGLang extensions both servers accept); `extra` is merged
     into the JSON body as is (`tools`, `tool_choice`, `response_format`, ...). Streams ask for
-    usage (`stream_options.include_usage`) and must end with `data: [DONE]`: a stream cut off
-    mid-way raises `InferenceServerError`. Timeouts, connection errors, 429 and 5xx are
-    retried with exponential backoff; other errors raise at once.
+    usage (`stream_options.include_usage`). An answer or stream is complete when it carries a
+    `finish_reason` (`data: [DONE]` is not required after one); one without, or a stream cut
+    off mid-way, raises `InferenceServerError`. `timeout` bounds each attempt whole; timeouts,
+    connection errors, 429 and 5xx are retried with exponential backoff (docs/serving.md,
+    "Failures"); other errors raise at once.
 
     Example:
         ```python

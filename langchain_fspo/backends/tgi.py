@@ -108,9 +108,10 @@ class TGIBackend(Backend):
     `/generate` answer reports only the completion tokens (TGI's `details` carry no prompt
     length), so `input_tokens` is None there. Streams ask for usage
     (`stream_options.include_usage` on chat; `details` on `/generate_stream`) and must end
-    with their final event: a stream cut off mid-way raises
-    `InferenceServerError`. Timeouts, connection errors, 429 and 5xx are retried with
-    exponential backoff (`max_retries`); other errors raise `InferenceServerError` at once.
+    with their final event (a `finish_reason`, or the `details` event): a stream cut off
+    mid-way raises `InferenceServerError`. `timeout` bounds each attempt whole; timeouts,
+    connection errors, 429 and 5xx are retried with exponential backoff (`max_retries`;
+    docs/serving.md, "Failures"); other errors raise `InferenceServerError` at once.
 
     Example:
         ```python

@@ -167,7 +167,7 @@ def test_256_clients_connecting_at_once_all_get_answers(
             client.close()
         if serving.is_alive():
             httpd.shutdown()
+            serving.join(timeout=10)
         httpd.server_close()
-        serving.join(timeout=10)
     assert len(clients) == 256
     assert httpd.handler_errors == []

@@ -72,12 +72,19 @@ def chunk(text: str = "", finish: str | None = None) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(autouse=True)
+def _no_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No bearer token from the environment (the password test checks the auth header)."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
 def backend(kind: str, url: str, **kwargs: Any) -> Backend:
     kwargs.setdefault("backoff_factor", 0.01)
     kwargs.setdefault("max_retries", 0)
     if kind == "openai":
-        return OpenAICompatibleBackend(url, model="m", api_key="", **kwargs)
-    return TGIBackend(url, api_key="", remote_token_count=False, **kwargs)
+        return OpenAICompatibleBackend(url, model="m", **kwargs)
+    return TGIBackend(url, remote_token_count=False, **kwargs)
 
 
 def generate(b: Backend, mode: str, prompt: RenderedPrompt = PROMPT) -> Any:
@@ -390,3 +397,11 @@ def test_chat_timeout_reaches_an_explicit_backend(kind: str) -> None:
         error, seconds = timed(lambda: llm.invoke("Q?"))
     assert isinstance(error, InferenceTimeoutError), repr(error)
     assert seconds < 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_base_url_without_a_scheme_raises_typed_without_retries(kind: str) -> None:
+    b = backend(kind, "127.0.0.1:9", max_retries=3, backoff_factor=5)
+    error, seconds = timed(lambda: generate(b, "sync"))
+    assert isinstance(error, InferenceServerError), repr(error)
+    assert seconds < 3  # not retried (a retry would wait 5 s first)
