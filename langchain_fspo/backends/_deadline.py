@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from langchain_fspo.backends._http import AttemptTimeoutError
 
-__all__ = ["aiterate_within", "awithin", "iterate_within", "within"]
+__all__ = ["abandoned", "aiterate_within", "awithin", "iterate_within", "within"]
 
 T = TypeVar("T")
 
@@ -38,13 +38,29 @@ def _expired(what: str, seconds: float) -> AttemptTimeoutError:
     return AttemptTimeoutError(f"{what} within {seconds:g}s")
 
 
+_ABANDONED: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "fspo_abandoned", default=None
+)
+
+
+def abandoned() -> bool:
+    """Whether the sync attempt running on this worker passed its deadline (the caller left).
+
+    Code that reads a body piece by piece checks it to stop early.
+    """
+    event = _ABANDONED.get()
+    return event is not None and event.is_set()
+
+
 def within(fn: Callable[[], T], timeout: float | None) -> T:
     """`fn()`, or `AttemptTimeoutError` when it has not returned after `timeout` seconds."""
     if timeout is None:
         return fn()
     outcome: list[Any] = []
     done = threading.Event()
+    left = threading.Event()
     context = contextvars.copy_context()
+    context.run(_ABANDONED.set, left)
 
     def run() -> None:
         try:
@@ -56,6 +72,7 @@ def within(fn: Callable[[], T], timeout: float | None) -> T:
 
     threading.Thread(target=run, name="fspo-attempt", daemon=True).start()
     if not done.wait(timeout):
+        left.set()
         raise _expired(_CALL, timeout)
     ok, value = outcome[0]
     if not ok:

@@ -8,6 +8,7 @@ at run time (`load_adapter`, `runtime_lora`).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import httpx
 from pydantic import SecretStr
 
+from langchain_fspo.backends._deadline import abandoned
 from langchain_fspo.backends._http import (
+    AttemptTimeoutError,
     CallContext,
     MalformedResponseError,
     join_url,
@@ -307,14 +310,20 @@ class OpenAICompatibleBackend(Backend):
         body = self.request_body(prompt, adapter, params, stream=False)
 
         def call() -> Generation:
-            response = self._client().post(
+            request = self._client().build_request(
+                "POST",
                 join_url(self.base_url, route),
                 json=body,
                 headers=self._request_headers(),
                 timeout=self.timeout,
             )
-            self._raise_for_status(response)
-            return self._parse(response.json(), adapter, chat=prompt.style == "chat")
+            response = self._client().send(request, stream=True)
+            try:
+                self._raise_for_status(response)
+                data = _read_body(response)
+            finally:
+                response.close()
+            return self._parse(json.loads(data), adapter, chat=prompt.style == "chat")
 
         with missing_adapter_is_typed(adapter, self.base_url):
             return call_with_retries(call, self._context(adapter, route), self.retry)
@@ -434,3 +443,14 @@ class OpenAICompatibleBackend(Backend):
         finally:
             await response.aclose()
             await client.aclose()
+
+
+def _read_body(response: httpx.Response) -> bytes:
+    """The whole body; stops early when the attempt was abandoned at its deadline."""
+    parts = []
+    for piece in response.iter_bytes():
+        if abandoned():
+            msg = "the attempt passed its deadline while its body was read"
+            raise AttemptTimeoutError(msg)
+        parts.append(piece)
+    return b"".join(parts)

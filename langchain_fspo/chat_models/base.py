@@ -223,7 +223,7 @@ class ChatFSPO(BaseChatModel):
     `base_url`: others raise `AdapterNotFoundError` instead of silently getting the base
     model (TGI's behaviour for an unknown adapter id)."""
 
-    _configured: tuple[Backend, Backend] | None = PrivateAttr(default=None)
+    _configured: tuple[Backend, dict[str, Any], Backend] | None = PrivateAttr(default=None)
 
     @field_validator("base_url")
     @classmethod
@@ -531,17 +531,16 @@ class ChatFSPO(BaseChatModel):
 
     def _backend(self) -> Backend:
         """The backend with `timeout` / `max_retries` applied, when they were given."""
-        cached = self._configured
-        if cached is not None and cached[0] is self.backend:
-            return cached[1]
         changes: dict[str, Any] = {}
         if "timeout" in self.model_fields_set:
             changes["timeout"] = self.timeout
         if "max_retries" in self.model_fields_set:
             changes["max_retries"] = self.max_retries
-        backend = self.backend
-        configured = backend.configured(**changes)
-        self._configured = (backend, configured)
+        cached = self._configured
+        if cached is not None and cached[0] is self.backend and cached[1] == changes:
+            return cached[2]
+        configured = self.backend.configured(**changes)
+        self._configured = (self.backend, changes, configured)
         return configured
 
     def _generate(

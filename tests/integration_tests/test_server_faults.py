@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -125,6 +126,19 @@ def test_timeout_bounds_a_body_that_trickles(kind: str, mode: str) -> None:
     assert isinstance(error, TimeoutError)
     assert "within 1s" in str(error)
     assert seconds < 3  # the deadline, not the client's per-read timeout (which never fires)
+
+
+def test_an_abandoned_sync_attempt_stops_reading_the_body() -> None:
+    body = Reply.json(completion("x" * 40), trickle=0.2)
+    with ScriptedHTTPServer([body]) as server:
+        before = set(threading.enumerate())
+        with pytest.raises(InferenceTimeoutError):
+            generate(backend("openai", server.url, timeout=0.5), "sync")
+        workers = [t for t in threading.enumerate() if t not in before and "attempt" in t.name]
+        for worker in workers:
+            worker.join(timeout=5)  # its next byte arrives within 0.2 s; the body takes 60 s
+        assert workers
+        assert not any(worker.is_alive() for worker in workers)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -435,6 +435,8 @@ def test_max_retries_and_timeout_configure_the_backends_layer() -> None:
     model = _model(backend, max_retries=1, timeout=2.5)
     assert model._backend().retry == RetryPolicy(max_retries=1, backoff_factor=0.001, timeout=2.5)
     assert model._backend() is model._backend()  # configured once
+    copy = model.model_copy(update={"max_retries": 0})
+    assert copy._backend().retry.max_retries == 0
 
 
 def test_timeout_applies_to_sync_and_async_calls_and_streams() -> None:
