@@ -208,6 +208,7 @@ class _GapWatch:
         self.total = total
         self.waiting_since: float | None = None
         self.fired: tuple[str, float] | None = None
+        self.cancelling = 0
         self.handle = self.loop.call_at(self._limit(self.loop.time()), self._check)
 
     def _limit(self, since: float) -> float:
@@ -225,6 +226,7 @@ class _GapWatch:
             else:
                 self.fired = ("the stream did not finish", self.total or 0.0)
             if self.task is not None:
+                self.cancelling = self.task.cancelling()
                 self.task.cancel()
             return
         self.handle = self.loop.call_at(limit, self._check)
@@ -233,8 +235,8 @@ class _GapWatch:
         """The timeout to raise if this watch cancelled the task (and un-cancel it)."""
         if self.fired is None:
             return None
-        if self.task is not None:
-            self.task.uncancel()
+        if self.task is not None and self.task.uncancel() > self.cancelling:
+            return None  # the task was also cancelled by someone else: that cancel wins
         return _expired(*self.fired)
 
 
