@@ -9,6 +9,7 @@ The adapter to use travels per call, so one backend serves every adapter and use
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
@@ -144,6 +145,14 @@ class Backend(ABC):
 
     def check_adapter(self, adapter: str | None) -> None:  # noqa: B027 - optional hook
         """Raise `AdapterNotFoundError` if `adapter` is not served; the default checks nothing."""
+
+    def expecting(self, calls: int) -> contextlib.AbstractContextManager[None]:  # noqa: ARG002
+        """Announce that `calls` calls made inside this context arrive together.
+
+        `ChatFSPO.batch` / `abatch` say so; a batching backend (`LocalBackend`) then waits for
+        all of them before it runs a batch. The default does nothing.
+        """
+        return contextlib.nullcontext()
 
     @property
     def supports_tools(self) -> bool:

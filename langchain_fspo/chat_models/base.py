@@ -34,7 +34,13 @@ from langchain_fspo._conversation import resolve_user, to_messages, with_configu
 from langchain_fspo.backends import _retry
 from langchain_fspo.backends._http import redact_url
 from langchain_fspo.backends.base import Backend, GenerationParams
-from langchain_fspo.chat_models._call import GENERATION_FIELDS, PreparedCall, generation_params
+from langchain_fspo.chat_models._call import (
+    GENERATION_FIELDS,
+    PreparedCall,
+    announced_calls,
+    batch_config,
+    generation_params,
+)
 from langchain_fspo.chat_models._convert import StreamConverter, chat_result
 from langchain_fspo.chat_models._loading import load_pretrained, missing_backend, server_backend
 from langchain_fspo.chat_models._prompting import PromptBuilder, ShotSource
@@ -410,6 +416,41 @@ class ChatFSPO(BaseChatModel):
         return await super().ainvoke(
             input, config, stop=stop, **with_configured_user(config, kwargs)
         )
+
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """`invoke` every input; a batching backend (`LocalBackend`) runs them together.
+
+        Without `max_concurrency` in the config, as many inputs run at once as the backend
+        batches (`langchain_fspo.chat_models._call.batch_config`), and the backend is told how
+        many calls start together (`Backend.expecting`: the inputs, or `max_concurrency` when
+        lower; none when `streaming`, as streams are not batched).
+        """
+        config = batch_config(self.backend, config, len(inputs))
+        announced = 0 if self.streaming else announced_calls(config, len(inputs))
+        with self.backend.expecting(announced):
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Async `batch`: the backend is told how many calls come, as in `batch`."""
+        announced = 0 if self.streaming else announced_calls(config, len(inputs))
+        with self.backend.expecting(announced):
+            return await super().abatch(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
 
     def stream(
         self,
