@@ -42,6 +42,10 @@ class VectorSearch:
     Example:
         >>> from langchain_fspo.memory import PreferenceMemory, VectorSearch
         >>> memory = PreferenceMemory(vector_search=VectorSearch(mode="exact"))
+        >>> VectorSearch().candidates(100_000, 8)  # rows reranked exactly at 100k vectors
+        1024
+        >>> VectorSearch().candidates(5_000, 8) is None  # below the threshold: exact
+        True
     """
 
     mode: Literal["auto", "exact"] = "auto"

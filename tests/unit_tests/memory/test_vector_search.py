@@ -82,7 +82,8 @@ def test_codes_follow_upserts_removals_and_growth() -> None:
         matrix.remove(key)  # the last row moves into the gap
     assert_codes_in_step(matrix)
     for i in range(len(matrix)):  # a stored vector is its own nearest, through the codes
-        assert matrix.nearest(matrix.vector(i), 1, search=EAGER) == [i]
+        for metric in ("cosine", "l2"):
+            assert matrix.nearest(matrix.vector(i), 1, metric=metric, search=EAGER) == [i]
 
 
 def test_in_memory_codes_follow_writes() -> None:
