@@ -461,7 +461,11 @@ def _write_report(out: Path, stem: str, report: dict[str, Any], lines: list[str]
 def _vllm_row(args: argparse.Namespace) -> int:
     """Run only the real-engine row and write `serving_overhead_vllm.{json,md}`."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from vllm_overhead import python_from_env, vllm_bench, vllm_markdown
+    from vllm_overhead import (  # type: ignore[import-not-found]  # bench/ is not a package
+        python_from_env,
+        vllm_bench,
+        vllm_markdown,
+    )
 
     python = python_from_env(args.vllm_python)
     engine = vllm_bench(
@@ -494,6 +498,46 @@ def _vllm_row(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_batch_row(args: argparse.Namespace) -> int:
+    """Run only the in-process batching section: `serving_overhead_local_batch.{json,md}`."""
+    from bench.local_batch import local_batch_bench, local_batch_markdown
+
+    data = local_batch_bench(
+        rounds=args.local_rounds,
+        max_tokens=args.local_max_tokens,
+        hidden=args.local_hidden,
+        layers=args.local_layers,
+        shots=args.shots,
+    )
+    report = {
+        "benchmark": "serving_overhead_local_batch",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "versions": {**_versions(), **_torch_versions()},
+        "command": "python " + " ".join(["bench/serving_overhead.py", *sys.argv[1:]]),
+        **data,
+    }
+    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+    lines = [
+        "# Serving overhead: `ChatFSPO.batch` on the in-process backend",
+        "",
+        (
+            f"{report['date']} on {report['machine']['cpu']} ({report['machine']['cores']} "
+            f"cores, load average {report['machine']['load_average_1_5_15']}), Python "
+            f"{report['machine']['python']}; {versions}. Command: `{report['command']}`."
+        ),
+        "",
+        *local_batch_markdown(data),
+    ]
+    print("\n".join(lines))
+    _write_report(args.out, "serving_overhead_local_batch", report, lines)
+    return 0
+
+
+def _torch_versions() -> dict[str, str]:
+    return {name: metadata.version(name) for name in ("torch", "transformers", "peft")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -514,9 +558,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vllm-python", help="python of the vLLM env (default FSPO_VLLM_PYTHON)")
     parser.add_argument("--vllm-calls", type=int, default=200, help="per client, concurrency 1")
     parser.add_argument("--vllm-concurrent-calls", type=int, default=320, help="per client, 16")
+    parser.add_argument(
+        "--local-batch",
+        action="store_true",
+        help="only the in-process batching section: serving_overhead_local_batch.{json,md}",
+    )
+    parser.add_argument("--local-rounds", type=int, default=30)
+    parser.add_argument("--local-max-tokens", type=int, default=16)
+    parser.add_argument("--local-hidden", type=int, default=64)
+    parser.add_argument("--local-layers", type=int, default=2)
     args = parser.parse_args(argv)
     if args.vllm:
         return _vllm_row(args)
+    if args.local_batch:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        return _local_batch_row(args)
 
     started = time.perf_counter()
     _populate(args.db, args.users, args.examples)
