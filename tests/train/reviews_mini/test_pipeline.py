@@ -8,13 +8,14 @@ StrOutputParser` with a SQLite `PreferenceMemory`).
 Every torch process it starts runs one thread (`BenchConfig.tiny` sets `torch_threads=1`; the
 training workers get `OMP_NUM_THREADS=MKL_NUM_THREADS=1` and `torch.set_num_threads(1)`): on a
 shared 2-core machine, more threads than free cores spin-wait and the run took over 30
-minutes. Its cost is in `bench/results/reviews_mini_notes.md` (about 4 CPU-minutes).
+minutes. Its cost is in `bench/results/reviews_mini_notes.md` (about 3.5 CPU-minutes).
 
 The ordering check is the paper's claim, at a size that trains in minutes: for both user
 groups, FSPO's implicit-reward accuracy on held-out pairs (every row against the same
 reference, the base model zero-shot) is above few-shot prompting's and non-personalised
-IPO's, and on trained users it is higher with 4 shots than with none. It checks the ordering,
-not the absolute numbers (those are in `bench/results/reviews_mini.md`). Win rates are not
+IPO's by more than 5 points, and on trained users it is higher with 4 shots than with none.
+It checks the ordering, not the absolute numbers (those are in
+`bench/results/reviews_mini.md`). Win rates are not
 compared at this size: the reduced base LM's own greedy reviews are sometimes malformed, so a
 win against it (4 questions per user) says more about fluency than about personalisation.
 The held-out wiring is checked without training in `test_held_out_wiring.py`.
@@ -30,6 +31,8 @@ import pytest
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 
 SEED = 0
+MARGIN = 5.0
+"""Points of accuracy FSPO must lead few-shot prompting and IPO by, in both user groups."""
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +68,9 @@ def test_fspo_ranks_held_out_pairs_better_than_the_baselines(runs: dict[int, Any
     methods, table = result["methods"], result["table_markdown"]
     for group in ("trained", "interpolated"):
         fspo = methods["fspo"]["accuracy"][group]
-        assert fspo > methods["few_shot"]["accuracy"][group], table
-        assert fspo > methods["ipo"]["accuracy"][group], table
+        # Above by more than noise-level slack (measured margins: 12 to 23 points).
+        assert fspo > methods["few_shot"]["accuracy"][group] + MARGIN, table
+        assert fspo > methods["ipo"]["accuracy"][group] + MARGIN, table
     curve = result["shots_curve"]
     assert curve["4"]["trained"] > curve["0"]["trained"], table
 
