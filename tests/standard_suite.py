@@ -3,10 +3,10 @@
 Each suite subclasses `FSPOUnitTests` or `FSPOIntegrationTests` and says only how the chat model
 reaches its backend (`backend_params`) and where it differs:
 
-- tests/unit_tests/test_chat_models_standard.py: an in-process scripted backend;
-- tests/unit_tests/test_standard.py: the server path (`base_url`), never contacted;
+- tests/unit_tests/chat_models/test_standard_in_process.py: an in-process scripted backend;
+- tests/unit_tests/chat_models/test_standard_server.py: the server path, never contacted;
 - tests/integration_tests/test_standard.py: the TGI test server (`TinyModelXfails`);
-- tests/train/test_local_backend_standard.py: `LocalBackend` over the tiny Llama.
+- tests/train/serving/test_local_backend_standard.py: `LocalBackend` over the tiny Llama.
 
 The class names do not start with `Test`, so pytest collects only the subclasses.
 """

@@ -3,7 +3,7 @@
 `SeededBackend` is a test double of the abstract `Backend` interface (the same kind as
 `ScriptedBackend` in test_chat_models.py): it answers a pure function of the adapter and the
 sampling seed it received, so the retry rules can be pinned exactly. The real tiny model
-runs the same loop in `tests/train/test_collect.py`.
+runs the same loop in `tests/train/serving/test_collect.py`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from langchain_fspo.collect import Candidate, Comparison, swap_order
 from langchain_fspo.errors import ComparisonError, InvalidExampleError
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
-from tests.unit_tests.test_chat_models import ScriptedBackend
+from tests.unit_tests.chat_models.test_base import ScriptedBackend
 
 CHAT = PromptFormat(style="chat", num_shots=4)
 

@@ -3,7 +3,7 @@
 The agents are real (`langchain.agents.create_agent`, LangGraph runtime, context, store); the
 model is a real `ChatFSPO` over `ScriptedBackend`, the `Backend` test double of
 test_chat_models.py that records the prompt, adapter and parameters of every call. The real
-tiny model runs the two-user canary test in `tests/train/test_middleware.py`.
+tiny model runs the two-user canary test in `tests/train/serving/test_middleware.py`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from langchain_fspo.errors import AdapterNotFoundError, AgentConfigError, Invali
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.middleware import FSPOMiddleware
 from langchain_fspo.prompt_format import PromptFormat
-from tests.unit_tests.test_chat_models import ScriptedBackend
+from tests.unit_tests.chat_models.test_base import ScriptedBackend
 
 CHAT = PromptFormat(style="chat", num_shots=4)
 USERS = ("ada", "bob")

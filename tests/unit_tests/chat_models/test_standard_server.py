@@ -1,6 +1,6 @@
 """LangChain's standard unit tests for `ChatFSPO` configured for a TGI server (no network).
 
-`tests/unit_tests/test_chat_models_standard.py` runs the same suite over an in-process
+`tests/unit_tests/chat_models/test_standard_in_process.py` runs the same suite over an in-process
 backend; this one goes through the server path: `base_url` + `api_key` build a `TGIBackend`
 (the unit suite passes `api_key="test"`, `timeout` and `max_retries`, which reach it).
 """

@@ -79,7 +79,7 @@ class ScriptedChatModel(OfflineChatModel):
 
 
 def make_model(temperature: float | None = None, **kwargs: Any) -> ScriptedChatModel:
-    """Factory for `--generator factory:tests.synth.scripted:make_model`."""
+    """Factory for `--generator factory:tests.train.synth.scripted:make_model`."""
     return ScriptedChatModel(
         temperature=temperature,
         latency_s=float(os.environ.get("SCRIPTED_LATENCY_S", "0")),

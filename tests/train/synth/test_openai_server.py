@@ -10,7 +10,7 @@ import pytest
 
 from bench.fixed_latency_server import FixedLatencyServer, synth_answer
 from fspo_train.synth import RunnerSettings, load_domain, run_synth
-from tests.synth.conftest import TINY_DOMAIN, make_run
+from tests.train.synth.conftest import TINY_DOMAIN, make_run
 
 pytestmark = pytest.mark.integration
 

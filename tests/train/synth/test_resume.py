@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from fspo_train.synth import RunnerSettings, run_synth
-from tests.synth.conftest import REPO_ROOT, SCRIPTED, TINY_DOMAIN, make_run
+from tests.train.synth.conftest import REPO_ROOT, SCRIPTED, TINY_DOMAIN, make_run
 
 COMPARED = ("records.jsonl", "train.jsonl", "test.jsonl", "splits.json", "disagreement.json")
 STAGE_FILES = (

@@ -1,7 +1,7 @@
 """`fspo publish` / `publish_adapter` against the Hub test double (no torch needed).
 
 The adapter files here are stand-ins (publishing copies bytes; it does not load weights);
-`tests/train/test_publish.py` publishes a real tiny PEFT adapter and loads it back.
+`tests/train/publish/test_publish.py` publishes a real tiny PEFT adapter and loads it back.
 """
 
 from __future__ import annotations

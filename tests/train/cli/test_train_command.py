@@ -14,9 +14,9 @@ from fspo_train.cli import SUBCOMMAND_MODULES, build_parser, main
 from fspo_train.data.loaders import load_records, write_records
 from fspo_train.trainer.config import CONFIG_FILENAME, load_config
 from langchain_fspo.prompt_format import PromptFormat
-from tests.train.test_training import _records
+from tests.train.trainer.test_run import _records
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _yaml(path: Path, data: dict[str, object]) -> Path:

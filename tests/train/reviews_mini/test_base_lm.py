@@ -8,7 +8,7 @@ import pytest
 
 from fspo_train.reviews_mini.data import build_records
 from langchain_fspo.prompt_format import PromptFormat
-from tests.bench.test_domain import Recipes
+from tests.train.reviews_mini.test_domain import Recipes
 
 pytestmark = pytest.mark.train
 

@@ -77,7 +77,7 @@ def test_train_eval_publish_serve(
             "eval",
             str(out),
             "--judge",
-            "tests.train.test_evaluate:length_judge",
+            "tests.train.eval.test_evaluate:length_judge",
             "--methods",
             "fspo,base,few_shot,pref_ft,oracle",
             "--max-new-tokens",

@@ -340,7 +340,7 @@ def test_cli_eval(
         "--methods",
         "fspo,base",
         "--judge",
-        "tests.train.test_evaluate:length_judge",
+        "tests.train.eval.test_evaluate:length_judge",
         "--max-new-tokens",
         "4",
         "--max-items",

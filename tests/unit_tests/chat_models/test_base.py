@@ -2,7 +2,7 @@
 
 The backend here is `ScriptedBackend`, a test double of the abstract `Backend` interface that
 returns scripted completions and records what it received. The real in-process backend (real
-tiny model) is exercised in `tests/train/test_local_backend_chat.py`.
+tiny model) is exercised in `tests/train/serving/test_local_backend_chat.py`.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ import pytest
 from fspo_train.data.records import PreferenceRecord
 from fspo_train.synth import RunStateError, SynthRun, estimate_requests, load_domain, run_synth
 from fspo_train.synth.runner import RunnerSettings
-from tests.synth.conftest import TINY_DOMAIN, make_run
-from tests.synth.scripted import ScriptedChatModel
+from tests.train.synth.conftest import TINY_DOMAIN, make_run
+from tests.train.synth.scripted import ScriptedChatModel
 
 OUTPUT_FILES = ("records.jsonl", "train.jsonl", "test.jsonl", "splits.json", "disagreement.json")
 
@@ -160,7 +160,7 @@ def test_same_seed_same_bytes(reference_run, tmp_path):
 def test_rerunning_a_finished_run_sends_no_request(reference_run, tmp_path, monkeypatch):
     import shutil
 
-    from tests.synth import scripted
+    from tests.train.synth import scripted
 
     run_dir, _ = reference_run
     copy = tmp_path / "copy"
@@ -243,7 +243,7 @@ def test_a_stage_with_no_work_still_counts_as_run(tmp_path):
 
 
 def test_one_spec_generates_hot_and_labels_cold(tmp_path, monkeypatch):
-    from tests.synth import scripted
+    from tests.train.synth import scripted
 
     made: list[ScriptedChatModel] = []
     original = scripted.make_model

@@ -19,7 +19,7 @@ from langchain_fspo.memory import PreferenceMemory, decode_user_id, encode_user_
 from langchain_fspo.memory._layout import new_record_id
 from tests.memory_stores import HashingEmbeddings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -131,7 +131,7 @@ def test_required_postgres_fails_instead_of_skipping() -> None:
     args = [
         "-m",
         "pytest",
-        "tests/unit_tests/test_memory.py",
+        "tests/unit_tests/memory/test_memory.py",
         "-q",
         "-p",
         "no:cacheprovider",

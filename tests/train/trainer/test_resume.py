@@ -14,11 +14,11 @@ import yaml
 
 from fspo_train.data.loaders import write_records
 from fspo_train.trainer.run import STAGE_MARKER, SUMMARY_FILENAME
-from tests.train.test_training import _records
+from tests.train.trainer.test_run import _records
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # The killed run: `fspo train` with one test callback that makes each stage-2 step slow, so
 # the test can kill the process between two checkpoints.

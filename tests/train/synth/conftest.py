@@ -9,9 +9,9 @@ import pytest
 
 from fspo_train.synth import RunnerSettings, SynthRun, load_domain, run_synth
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TINY_DOMAIN = Path(__file__).parent / "fixtures" / "tiny_roleplay.yaml"
-SCRIPTED = "factory:tests.synth.scripted:make_model"
+SCRIPTED = "factory:tests.train.synth.scripted:make_model"
 
 
 def make_run(out: Path, **kwargs: Any) -> SynthRun:

@@ -14,7 +14,7 @@ import pytest
 from fspo_train.publish.hub import publish_adapter
 from langchain_fspo.errors import IncompatibleAdapterError
 from tests.hub_server import HubServer
-from tests.unit_tests.test_hub_publish import TOKEN, _adapter_folder, _card, _cli
+from tests.train.publish.test_hub import TOKEN, _adapter_folder, _card, _cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.enable_socket]
 

@@ -31,7 +31,7 @@ from fspo_train.synth import (
 from fspo_train.synth.runner import RunnerSettings, WorkItem, run_items
 from fspo_train.synth.schemas import JsonOutput, PairLabel, TextOutput, ViewsOut
 from langchain_fspo.errors import InferenceServerError
-from tests.synth.scripted import ScriptedChatModel
+from tests.train.synth.scripted import ScriptedChatModel
 
 # --- store -----------------------------------------------------------------------------------
 
@@ -145,7 +145,7 @@ def test_prompts_and_domains_are_in_the_wheel(tmp_path):
 
     from hatchling.builders.wheel import WheelBuilder
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     builder = WheelBuilder(str(root))
     (wheel,) = list(builder.build(directory=str(tmp_path), versions=["standard"]))
     names = zipfile.ZipFile(wheel).namelist()
@@ -203,7 +203,7 @@ def test_model_specs():
     assert type(model).__name__ == "ChatOpenAI"
     assert model.openai_api_base == "http://127.0.0.1:9/v1"
     assert model.temperature == 0.7
-    scripted = load_chat_model("factory:tests.synth.scripted:make_model", temperature=1.0)
+    scripted = load_chat_model("factory:tests.train.synth.scripted:make_model", temperature=1.0)
     assert isinstance(scripted, ScriptedChatModel)
     assert scripted.temperature == 1.0
     instance = ScriptedChatModel()
@@ -213,7 +213,7 @@ def test_model_specs():
     with pytest.raises(SynthConfigError, match="base URL"):
         load_chat_model("openai:x@localhost:8000")
     with pytest.raises(SynthConfigError, match="Cannot import"):
-        load_chat_model("factory:tests.synth.scripted:nope")
+        load_chat_model("factory:tests.train.synth.scripted:nope")
 
 
 # --- runner ----------------------------------------------------------------------------------
@@ -392,7 +392,7 @@ def test_cli_reports_bad_input(tmp_path, capsys):
 def test_fspo_cli_runs_a_domain(tmp_path, capsys):
     from fspo_train.cli import main as fspo_main  # the `fspo` entry point
 
-    spec = "factory:tests.synth.scripted:make_model"
+    spec = "factory:tests.train.synth.scripted:make_model"
     status = fspo_main(
         [
             "synth",
@@ -421,7 +421,7 @@ def test_fspo_cli_runs_a_domain(tmp_path, capsys):
 
 
 def test_cli_flags_too_much_disagreement(tmp_path, capsys):
-    spec = "factory:tests.synth.scripted:make_model"
+    spec = "factory:tests.train.synth.scripted:make_model"
     args = [
         "synth",
         "--domain",
