@@ -8,7 +8,10 @@ from typing import Any
 
 from langchain_fspo.backends._http import MalformedResponseError
 
-__all__ = ["asse_payloads", "sse_payloads"]
+__all__ = ["adrain", "asse_payloads", "drain", "sse_payloads"]
+
+_DRAIN_LINES = 64
+"""Lines read after `data: [DONE]` at most; a server still sending then loses the connection."""
 
 
 def sse_payloads(lines: Iterator[str]) -> Iterator[dict[str, Any] | None]:
@@ -30,6 +33,25 @@ async def asse_payloads(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, An
             continue
         yield payload
         if payload is None:
+            return
+
+
+def drain(lines: Iterator[str]) -> None:
+    """Read what follows `data: [DONE]` (normally nothing but the body's end).
+
+    A response read to its end returns its connection to the client's pool for the next call;
+    one closed early takes the connection down with it.
+    """
+    for _, _line in zip(range(_DRAIN_LINES), lines, strict=False):
+        pass
+
+
+async def adrain(lines: AsyncIterator[str]) -> None:
+    """Async `drain`."""
+    count = 0
+    async for _line in lines:
+        count += 1
+        if count >= _DRAIN_LINES:
             return
 
 

@@ -23,6 +23,7 @@ from langchain_fspo.backends._http import (
     safe_url,
 )
 from langchain_fspo.backends._openai_wire import CompletionStream, parse_completion
+from langchain_fspo.backends._pool import LoopClients
 from langchain_fspo.backends._retry import (
     RetryPolicy,
     acall_with_retries,
@@ -30,7 +31,7 @@ from langchain_fspo.backends._retry import (
     call_with_retries,
     stream_with_retries,
 )
-from langchain_fspo.backends._sse import asse_payloads, sse_payloads
+from langchain_fspo.backends._sse import adrain, asse_payloads, drain, sse_payloads
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.backends.runtime_lora import (
     load_lora_adapter,
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
 __all__ = ["OpenAICompatibleBackend"]
 
 Flavor = Literal["vllm", "sglang"]
+
+_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=256)
+"""Connections kept open for reuse: enough for hundreds of calls in flight (httpx keeps 20)."""
 
 
 class OpenAICompatibleBackend(Backend):
@@ -119,6 +123,7 @@ class OpenAICompatibleBackend(Backend):
         self.headers = dict(headers or {})
         self._client_lock = threading.Lock()
         self._sync_client: httpx.Client | None = None
+        self._async_clients: LoopClients[httpx.AsyncClient] = LoopClients(self._new_async_client)
         self._served: list[str] | None = None
 
     def __repr__(self) -> str:
@@ -145,15 +150,31 @@ class OpenAICompatibleBackend(Backend):
     def _client(self) -> httpx.Client:
         with self._client_lock:
             if self._sync_client is None:
-                self._sync_client = httpx.Client(timeout=self.timeout)
+                self._sync_client = httpx.Client(timeout=self.timeout, limits=_LIMITS)
             return self._sync_client
 
+    def _new_async_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=self.timeout, limits=_LIMITS)
+
+    def _aclient(self) -> httpx.AsyncClient:
+        """The running event loop's pooled client (one per loop; see `_pool.LoopClients`)."""
+        return self._async_clients.get()
+
     def close(self) -> None:
-        """Close the pooled HTTP connections (the backend stays usable)."""
+        """Close the pooled HTTP connections, sync and async (the backend stays usable)."""
         with self._client_lock:
             if self._sync_client is not None:
                 self._sync_client.close()
                 self._sync_client = None
+        self._async_clients.close()
+
+    async def aclose(self) -> None:
+        """`close`, awaiting the running event loop's client."""
+        with self._client_lock:
+            if self._sync_client is not None:
+                self._sync_client.close()
+                self._sync_client = None
+        await self._async_clients.aclose()
 
     def _context(self, adapter: str | None, route: str) -> CallContext:
         return CallContext(backend=self.flavor, url=self.base_url, adapter=adapter, route=route)
@@ -327,9 +348,11 @@ class OpenAICompatibleBackend(Backend):
     ) -> Iterator[GenerationChunk]:
         state = CompletionStream(adapter, chat=chat, naming="adapter")
         try:
-            for payload in sse_payloads(response.iter_lines()):
+            lines = response.iter_lines()
+            for payload in sse_payloads(lines):
                 if payload is None:
                     state.done = True
+                    drain(lines)  # the connection goes back to the pool
                     break
                 yield from state.feed(payload)
             yield state.final()
@@ -345,10 +368,9 @@ class OpenAICompatibleBackend(Backend):
         body = self.request_body(prompt, adapter, params, stream=False)
 
         async def call() -> Generation:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.post(
-                    f"{self.base_url}{route}", json=body, headers=self._request_headers()
-                )
+            response = await self._aclient().post(
+                f"{self.base_url}{route}", json=body, headers=self._request_headers()
+            )
             if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
                 response.raise_for_status()
             return self._parse(response.json(), adapter, chat=prompt.style == "chat")
@@ -366,20 +388,16 @@ class OpenAICompatibleBackend(Backend):
         chat = prompt.style == "chat"
 
         async def open_stream() -> AsyncIterator[GenerationChunk]:
-            client = httpx.AsyncClient(timeout=self.timeout)
-            try:
-                request = client.build_request(
-                    "POST", f"{self.base_url}{route}", json=body, headers=self._request_headers()
-                )
-                response = await client.send(request, stream=True)
-                if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
-                    await response.aread()
-                    await response.aclose()
-                    response.raise_for_status()
-            except BaseException:
-                await client.aclose()
-                raise
-            return self._achunks(client, response, adapter, chat=chat)
+            client = self._aclient()
+            request = client.build_request(
+                "POST", f"{self.base_url}{route}", json=body, headers=self._request_headers()
+            )
+            response = await client.send(request, stream=True)
+            if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
+                await response.aread()
+                await response.aclose()
+                response.raise_for_status()
+            return self._achunks(response, adapter, chat=chat)
 
         ctx = self._context(adapter, route)
         with missing_adapter_is_typed(adapter, self.base_url):
@@ -387,22 +405,18 @@ class OpenAICompatibleBackend(Backend):
                 yield chunk
 
     async def _achunks(
-        self,
-        client: httpx.AsyncClient,
-        response: httpx.Response,
-        adapter: str | None,
-        *,
-        chat: bool,
+        self, response: httpx.Response, adapter: str | None, *, chat: bool
     ) -> AsyncIterator[GenerationChunk]:
         state = CompletionStream(adapter, chat=chat, naming="adapter")
         try:
-            async for payload in asse_payloads(response.aiter_lines()):
+            lines = response.aiter_lines()
+            async for payload in asse_payloads(lines):
                 if payload is None:
                     state.done = True
+                    await adrain(lines)  # the connection goes back to the pool
                     break
                 for chunk in state.feed(payload):
                     yield chunk
             yield state.final()
         finally:
             await response.aclose()
-            await client.aclose()
