@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import httpx
 from pydantic import SecretStr
 
+from langchain_fspo.backends._coalesce import coalesce
 from langchain_fspo.backends._http import (
     CallContext,
     MalformedResponseError,
@@ -31,7 +32,7 @@ from langchain_fspo.backends._retry import (
     call_with_retries,
     stream_with_retries,
 )
-from langchain_fspo.backends._sse import adrain, asse_payloads, drain, sse_payloads
+from langchain_fspo.backends._sse import Payload, adrain, asse_batches, drain, sse_batches
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.backends.runtime_lora import (
     load_lora_adapter,
@@ -46,9 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["OpenAICompatibleBackend"]
 
 Flavor = Literal["vllm", "sglang"]
-
-_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=256)
-"""Connections kept open for reuse: enough for hundreds of calls in flight (httpx keeps 20)."""
 
 
 class OpenAICompatibleBackend(Backend):
@@ -150,11 +148,13 @@ class OpenAICompatibleBackend(Backend):
     def _client(self) -> httpx.Client:
         with self._client_lock:
             if self._sync_client is None:
-                self._sync_client = httpx.Client(timeout=self.timeout, limits=_LIMITS)
+                self._sync_client = httpx.Client(timeout=self.timeout)
             return self._sync_client
 
     def _new_async_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=self.timeout, limits=_LIMITS)
+        # httpx's default pool (20 idle connections kept): keeping more made each call cost
+        # twice the CPU at 64 calls in flight (bench/serving_concurrency.py).
+        return httpx.AsyncClient(timeout=self.timeout)
 
     def _aclient(self) -> httpx.AsyncClient:
         """The running event loop's pooled client (one per loop; see `_pool.LoopClients`)."""
@@ -322,7 +322,10 @@ class OpenAICompatibleBackend(Backend):
     def stream(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Iterator[GenerationChunk]:
-        """Stream the completion; the last chunk carries `finish_reason` and usage."""
+        """Stream the completion; the last chunk carries `finish_reason` and usage.
+
+        The text of the events that arrive together (one network read) comes as one chunk.
+        """
         self._prepare(adapter)
         route = self._route(prompt)
         body = self.request_body(prompt, adapter, params, stream=True)
@@ -343,18 +346,29 @@ class OpenAICompatibleBackend(Backend):
         with missing_adapter_is_typed(adapter, self.base_url):
             yield from stream_with_retries(open_stream, self._context(adapter, route), self.retry)
 
+    @staticmethod
+    def _feed(state: CompletionStream, payloads: list[Payload]) -> list[GenerationChunk]:
+        """The chunks of the events that arrived together (`data: [DONE]` sets `done`)."""
+        chunks: list[GenerationChunk] = []
+        for payload in payloads:
+            if payload is None:
+                state.done = True
+                break
+            chunks.extend(state.feed(payload))
+        return chunks
+
     def _chunks(
         self, response: httpx.Response, adapter: str | None, *, chat: bool
     ) -> Iterator[GenerationChunk]:
+        """One chunk per network read's text (events that arrived together), then the last."""
         state = CompletionStream(adapter, chat=chat, naming="adapter")
         try:
-            lines = response.iter_lines()
-            for payload in sse_payloads(lines):
-                if payload is None:
-                    state.done = True
-                    drain(lines)  # the connection goes back to the pool
+            texts = response.iter_text()
+            for payloads in sse_batches(texts):
+                yield from coalesce(self._feed(state, payloads))
+                if state.done:
+                    drain(texts)  # the connection goes back to the pool
                     break
-                yield from state.feed(payload)
             yield state.final()
         finally:
             response.close()
@@ -409,14 +423,13 @@ class OpenAICompatibleBackend(Backend):
     ) -> AsyncIterator[GenerationChunk]:
         state = CompletionStream(adapter, chat=chat, naming="adapter")
         try:
-            lines = response.aiter_lines()
-            async for payload in asse_payloads(lines):
-                if payload is None:
-                    state.done = True
-                    await adrain(lines)  # the connection goes back to the pool
-                    break
-                for chunk in state.feed(payload):
+            texts = response.aiter_text()
+            async for payloads in asse_batches(texts):
+                for chunk in coalesce(self._feed(state, payloads)):
                     yield chunk
+                if state.done:
+                    await adrain(texts)  # the connection goes back to the pool
+                    break
             yield state.final()
         finally:
             await response.aclose()

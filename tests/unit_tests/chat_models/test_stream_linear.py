@@ -1,9 +1,10 @@
 """A long stream costs the same per chunk at its end as at its start, through every stage.
 
 `ChatFSPO.stream` over a backend that reads a server's stream from memory with the real
-parsers: SSE lines through httpx's line decoder, `sse_payloads`, `CompletionStream` (the
-OpenAI wire), or TGI `/generate_stream` events through `GenerateStream`; then the answer
-parser and the LangChain chunk conversion. No socket: the bytes come from a generator. The
+parsers: `OpenAICompatibleBackend`'s reader (SSE read by network piece, `CompletionStream`,
+the OpenAI wire), or TGI `/generate_stream` events through `GenerateStream`; then the answer
+parser and the LangChain chunk conversion. No socket: the bytes come from a generator, one
+event per read (so every event is its own chunk). The
 measure is the memory a step allocates at its peak (`tracemalloc`), not time: a stage that
 copies or re-scans what came before allocates more per chunk as the stream grows.
 """
@@ -17,11 +18,10 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from langchain_fspo.backends._openai_wire import CompletionStream
-from langchain_fspo.backends._sse import sse_payloads
 from langchain_fspo.backends._tgi_routes import chunks
 from langchain_fspo.backends._tgi_wire import GenerateStream
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
+from langchain_fspo.backends.openai_compat import OpenAICompatibleBackend
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
 from tests.allocation import per_feed_allocation
@@ -68,14 +68,9 @@ class InMemoryWireBackend(Backend):
         if self.wire == "tgi":
             yield from chunks(_tgi_events(), GenerateStream(adapter))
             return
-        state = CompletionStream(adapter, chat=False, naming="adapter")
+        reader = OpenAICompatibleBackend("http://127.0.0.1:9", model="m")
         response = httpx.Response(200, content=_sse_bytes())
-        for payload in sse_payloads(response.iter_lines()):
-            if payload is None:
-                state.done = True
-                break
-            yield from state.feed(payload)
-        yield state.final()
+        yield from reader._chunks(response, adapter, chat=False)
 
 
 @pytest.mark.parametrize("wire", ["openai", "tgi"])
