@@ -10,11 +10,23 @@ from __future__ import annotations
 
 from langchain_fspo.backends.base import GenerationChunk
 
-__all__ = ["coalesce"]
+__all__ = ["CARRIED", "coalesce"]
+
+
+CARRIED = ("finish_reason", "input_tokens", "output_tokens", "model_name", "cached_tokens")
+"""The `GenerationChunk` fields besides text and tool-call pieces (None unless set)."""
 
 
 def _text_only(chunk: GenerationChunk) -> bool:
-    return chunk == GenerationChunk(text=chunk.text)
+    # Attribute by attribute: comparing with a new GenerationChunk costs more per token.
+    return (
+        not chunk.tool_call_chunks
+        and chunk.finish_reason is None
+        and chunk.input_tokens is None
+        and chunk.output_tokens is None
+        and chunk.model_name is None
+        and chunk.cached_tokens is None
+    )
 
 
 def coalesce(chunks: list[GenerationChunk]) -> list[GenerationChunk]:

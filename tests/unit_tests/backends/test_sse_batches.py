@@ -7,6 +7,7 @@ comes from a generator (no socket): each item it yields is one network read.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from langchain_fspo.backends._coalesce import CARRIED, coalesce
 from langchain_fspo.backends._sse import SSELines, sse_batches
 from langchain_fspo.backends.base import GenerationChunk
 from langchain_fspo.backends.openai_compat import OpenAICompatibleBackend
@@ -114,3 +116,13 @@ def test_any_split_gives_the_same_payloads(events: list[str], cuts: list[int], e
     whole = [line for piece in pieces for line in lines.feed(piece)] + lines.close()
     expected = re.split(r"\r\n|\r|\n", body)  # SSE line ends (not str.splitlines')
     assert [line for line in whole if line] == [line for line in expected if line]
+
+
+def test_coalesce_knows_every_chunk_field() -> None:
+    """A field added to `GenerationChunk` must be added to `coalesce`'s text-only check."""
+    names = {f.name for f in dataclasses.fields(GenerationChunk)}
+    assert names == {"text", "tool_call_chunks", *CARRIED}
+    for name in CARRIED:
+        marked = dataclasses.replace(GenerationChunk(text="b"), **{name: 1})
+        merged = coalesce([GenerationChunk(text="a"), marked, GenerationChunk(text="c")])
+        assert [c.text for c in merged] == ["a", "b", "c"]
