@@ -5,10 +5,13 @@ the time per request matter: the speed benchmarks time clients against it, and
 tests/synth/test_openai_server.py drives `fspo synth` through `langchain-openai` with it. It
 serves `POST /v1/chat/completions`, not streamed, in the OpenAI shape that TGI's route of the
 same name also uses (so `TGIBackend`, `huggingface_hub` and `langchain-openai` all talk to it),
-and `GET /v1/models`; no spec checks, no fault injection (tests/tgi_server does those). Every
-completion request is logged (`requests`) to show what a client sent. Handler threads print
-nothing: a client that resets its connection is dropped, any other handler error is kept in
-`errors` and raised by the context manager on exit.
+and `GET /v1/models`; no spec checks, no fault injection (tests/tgi_server does those) other than
+a provider's rate limit: with `rate_limit=(n, window_s)` it answers 429 with a `Retry-After`
+header (whole seconds until a slot frees, as HTTP defines it) and OpenAI's error body to any
+request beyond `n` in the last `window_s` seconds, and logs those in `rejected`. Every accepted
+completion request is logged (`requests`, with its arrival time) to show what a client sent.
+Handler threads print nothing: a client that resets its connection is dropped, any other
+handler error is kept in `errors` and raised by the context manager on exit.
 
     python -m bench.fixed_latency_server --latency 0.05 --answers synth   # prints the base URL
 """
@@ -16,7 +19,9 @@ nothing: a client that resets its connection is dropped, any other handler error
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import math
 import sys
 import threading
 import time
@@ -52,6 +57,16 @@ class ChatRequest:
 
     body: dict[str, Any]
     content_length: int
+    at: float = 0.0
+    """`time.monotonic()` when it arrived."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One request answered 429: when it arrived and the `Retry-After` it was given."""
+
+    at: float
+    retry_after: int
 
 
 def _text(content: Any) -> str:
@@ -68,9 +83,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """No per-request log."""
 
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
+    def _reply(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -88,12 +107,23 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._reply(404, {"error": f"no route POST {self.path}"})
             return
+        arrived = time.monotonic()
+        wait = self.server.admit(arrived)
+        if wait is not None:
+            error = {
+                "message": "Rate limit reached for requests. Please try again later.",
+                "type": "requests",
+                "param": None,
+                "code": "rate_limit_exceeded",
+            }
+            self._reply(429, {"error": error}, {"Retry-After": str(wait)})
+            return
         time.sleep(self.server.latency_s)
         messages = body.get("messages") or []
         users = [_text(m.get("content", "")) for m in messages if m.get("role") == "user"]
         text = self.server.answer(users or [""])
         with self.server.lock:
-            self.server.requests.append(ChatRequest(body, length))
+            self.server.requests.append(ChatRequest(body, length, arrived))
             number = len(self.server.requests)
         prompt_tokens = sum(len(_text(m.get("content", "")).split()) for m in messages)
         completion_tokens = len(text.split())
@@ -126,13 +156,37 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
-    def __init__(self, port: int, latency_s: float, answer: Answerer) -> None:
+    def __init__(
+        self,
+        port: int,
+        latency_s: float,
+        answer: Answerer,
+        rate_limit: tuple[int, float] | None = None,
+    ) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.latency_s = latency_s
         self.answer = answer
+        self.rate_limit = rate_limit
         self.lock = threading.Lock()
         self.requests: list[ChatRequest] = []
+        self.rejected: list[Rejection] = []
         self.errors: list[BaseException] = []
+        self._admitted: collections.deque[float] = collections.deque()
+
+    def admit(self, now: float) -> int | None:
+        """Count a request against the rate limit: None if admitted, else the seconds to wait."""
+        if self.rate_limit is None:
+            return None
+        limit, window = self.rate_limit
+        with self.lock:
+            while self._admitted and self._admitted[0] <= now - window:
+                self._admitted.popleft()
+            if len(self._admitted) < limit:
+                self._admitted.append(now)
+                return None
+            wait = max(1, math.ceil(self._admitted[0] + window - now))
+            self.rejected.append(Rejection(now, wait))
+            return wait
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002
         """Keep the handler's error (a client going away aside); never print it here."""
@@ -146,10 +200,17 @@ class FixedLatencyServer:
     """The server on 127.0.0.1 in a background thread (a context manager)."""
 
     def __init__(
-        self, latency_s: float = 0.0, answer: Answerer = fixed_answer, port: int = 0
+        self,
+        latency_s: float = 0.0,
+        answer: Answerer = fixed_answer,
+        port: int = 0,
+        rate_limit: tuple[int, float] | None = None,
     ) -> None:
-        """Listen on `port` (0: any free port); sleep `latency_s`, then `answer`, per request."""
-        self._server = _Server(port, latency_s, answer)
+        """Listen on `port` (0: any free port); sleep `latency_s`, then `answer`, per request.
+
+        `rate_limit=(n, window_s)`: at most `n` requests in any `window_s` seconds, 429 beyond.
+        """
+        self._server = _Server(port, latency_s, answer, rate_limit)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -167,6 +228,12 @@ class FixedLatencyServer:
         """The completion requests served so far, oldest first."""
         with self._server.lock:
             return list(self._server.requests)
+
+    @property
+    def rejected(self) -> list[Rejection]:
+        """The requests answered 429, oldest first."""
+        with self._server.lock:
+            return list(self._server.rejected)
 
     @property
     def errors(self) -> list[BaseException]:

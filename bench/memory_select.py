@@ -42,8 +42,11 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from langchain_core.embeddings import Embeddings
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # one BLAS thread: the machine is shared
+
+import numpy as np  # noqa: E402
+from langchain_core.embeddings import Embeddings  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -197,6 +200,8 @@ def built_store(kind: str, where: str, shape: dict[str, Any], seed: int) -> Pref
             where, "DROP TABLE IF EXISTS store_vectors, vector_migrations, store, store_migrations"
         )
     memory = open_memory(kind, where, indexed=indexed)
+    if kind == "sqlite" and indexed:  # a first search creates the change log: load through it
+        memory.select("nobody", "warm", k=1, strategy="relevant")
     if kind == "postgres" and indexed:  # bulk load first, then build the HNSW index once
         postgres_admin(where, "DROP INDEX IF EXISTS store_vectors_embedding_idx")
     start = time.perf_counter()
@@ -316,6 +321,15 @@ def measure_user(
         ),
         "aselect_recent_k8": measure_async(memory, user, calls, repeats),
     }
+    index = getattr(memory._driver.engine, "_index", None)  # noqa: SLF001
+    if index is not None:  # SQLite: the SQL scan the cached matrix replaced, same data and run
+        index.available = False
+        try:
+            row["relevant_k8_sql_scan"] = measure(
+                lambda i: memory.select(user, q(i), k=8, strategy="relevant"), slow, repeats
+            )
+        finally:
+            index.available = True
     added: list[str] = []
     row["add"] = measure(
         lambda i: added.append(
@@ -431,6 +445,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"{load['before']:.1f} before, {load['after']:.1f} after)."
         ),
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+        *[
+            f"An earlier run kept by --merge: date {run['date']}, git_commit "
+            f"{run['versions']['git_commit']}, load average {run['load_average_1m']['before']:.1f}"
+            f" before, {run['load_average_1m']['after']:.1f} after."
+            for run in report.get("earlier_runs", [])
+        ],
         (
             f"Each cell: median over {report['repeats']} repeats of the p50 wall-clock ms of "
             "the calls (the JSON beside this file has every run's p50 and p90)."
@@ -462,6 +482,23 @@ def markdown(report: dict[str, Any]) -> str:
                 + " | ".join(f"{c:.3f}" for c in cells)
                 + f" | {row['async_over_sync_recent']:.2f} | {row['add']['p50_ms']:.3f} |"
             )
+        scans = {size: row for size, row in sweep.items() if "relevant_k8_sql_scan" in row}
+        if scans:
+            lines += [
+                "",
+                (
+                    "`relevant` k=8 on the same data, the cached matrix against the exact SQL scan "
+                    "(sqlite-vec distance functions) it replaced:"
+                ),
+                "",
+                "| examples | cached matrix | SQL scan |",
+                "| ---: | ---: | ---: |",
+            ]
+            lines += [
+                f"| {int(size):,} | {row['relevant_k8']['p50_ms']:.3f} | "
+                f"{row['relevant_k8_sql_scan']['p50_ms']:.3f} |"
+                for size, row in scans.items()
+            ]
         extra = report["bytes_per_example"].get(kind)
         if extra:
             lines += ["", f"Bytes per stored example (with its vector): {extra:,.0f}."]
@@ -484,17 +521,28 @@ def main() -> None:
     parser.add_argument("--users", type=int, nargs="+", default=[1_000, 100_000])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--memory-max", type=int, default=10_000, help="largest in-memory size")
+    parser.add_argument("--memory-max", type=int, default=100_000, help="largest in-memory size")
     parser.add_argument("--postgres-url", default=os.environ.get("FSPO_BENCH_POSTGRES_URL"))
+    parser.add_argument(
+        "--postgres-users-url",
+        help="URL for the users stores, with {users} for the count (default: --postgres-url; "
+        "one database for all shapes means a rebuild per shape and run)",
+    )
+    parser.add_argument(
+        "--stores", nargs="+", default=["memory", "sqlite", "postgres"], help="which stores"
+    )
     parser.add_argument("--cache", default="/tmp/fspo-bench")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/memory_select.json")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--merge", action="store_true", help="update --out with the stores run, keep the rest"
+    )
     args = parser.parse_args()
     _CACHE["dir"] = args.cache
     Path(args.cache).mkdir(parents=True, exist_ok=True)
 
     load_before = os.getloadavg()
-    engines = ["memory", "sqlite"] + (["postgres"] if args.postgres_url else [])
+    engines = [k for k in args.stores if k != "postgres" or args.postgres_url]
     history: dict[str, Any] = {}
     users_out: dict[str, Any] = {}
     sizes_bytes: dict[str, float] = {}
@@ -510,7 +558,11 @@ def main() -> None:
             continue
         users_out[kind] = {}
         for users in args.users:
-            where_u = args.postgres_url if kind == "postgres" else f"{args.cache}/users{users}.db"
+            where_u = (
+                (args.postgres_users_url or args.postgres_url).format(users=users)
+                if kind == "postgres"
+                else f"{args.cache}/users{users}.db"
+            )
             shape_u = {"users": users, "sizes": [], "seed": args.seed}
             with built_store(kind, where_u, shape_u, args.seed) as memory:
                 users_out[kind][str(users)] = users_sweep(memory, users, args.calls, args.repeats)
@@ -527,6 +579,16 @@ def main() -> None:
         "postgres": postgres_versions(args.postgres_url) if args.postgres_url else None,
         "load_average_1m": {"before": load_before[0], "after": load_after[0]},
     }
+    if args.merge and args.out.exists():  # keep the other stores' results of an earlier run
+        earlier = json.loads(args.out.read_text())
+        for part in ("history", "users", "bytes_per_example"):
+            report[part] = {**earlier.get(part, {}), **report[part]}
+        report["command"] = f"{earlier['command']}; then {report['command']}"
+        report["earlier_runs"] = [
+            *earlier.get("earlier_runs", []),
+            {k: earlier.get(k) for k in ("date", "versions", "load_average_1m", "machine")},
+        ]
+        report["postgres"] = report["postgres"] or earlier.get("postgres")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report))

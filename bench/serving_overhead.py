@@ -583,6 +583,46 @@ def _stream_part(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_batch_row(args: argparse.Namespace) -> int:
+    """Run only the in-process batching section: `serving_overhead_local_batch.{json,md}`."""
+    from bench.local_batch import local_batch_bench, local_batch_markdown
+
+    data = local_batch_bench(
+        rounds=args.local_rounds,
+        max_tokens=args.local_max_tokens,
+        hidden=args.local_hidden,
+        layers=args.local_layers,
+        shots=args.shots,
+    )
+    report = {
+        "benchmark": "serving_overhead_local_batch",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "versions": {**_versions(), **_torch_versions()},
+        "command": "python " + " ".join(["bench/serving_overhead.py", *sys.argv[1:]]),
+        **data,
+    }
+    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+    lines = [
+        "# Serving overhead: `ChatFSPO.batch` on the in-process backend",
+        "",
+        (
+            f"{report['date']} on {report['machine']['cpu']} ({report['machine']['cores']} "
+            f"cores, load average {report['machine']['load_average_1_5_15']}), Python "
+            f"{report['machine']['python']}; {versions}. Command: `{report['command']}`."
+        ),
+        "",
+        *local_batch_markdown(data),
+    ]
+    print("\n".join(lines))
+    _write_report(args.out, "serving_overhead_local_batch", report, lines)
+    return 0
+
+
+def _torch_versions() -> dict[str, str]:
+    return {name: metadata.version(name) for name in ("torch", "transformers", "peft")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -604,6 +644,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vllm-calls", type=int, default=200, help="per client, concurrency 1")
     parser.add_argument("--vllm-concurrent-calls", type=int, default=320, help="per client, 16")
     _add_perf_arguments(parser)
+    parser.add_argument(
+        "--local-batch",
+        action="store_true",
+        help="only the in-process batching section: serving_overhead_local_batch.{json,md}",
+    )
+    parser.add_argument("--local-rounds", type=int, default=30)
+    parser.add_argument("--local-max-tokens", type=int, default=16)
+    parser.add_argument("--local-hidden", type=int, default=64)
+    parser.add_argument("--local-layers", type=int, default=2)
     args = parser.parse_args(argv)
     args.command = " ".join(["python bench/serving_overhead.py", *(argv or sys.argv[1:])])
     if args.vllm:
@@ -612,6 +661,9 @@ def main(argv: list[str] | None = None) -> int:
         return _concurrency_part(args)
     if args.stream:
         return _stream_part(args)
+    if args.local_batch:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        return _local_batch_row(args)
 
     started = time.perf_counter()
     _populate(args.db, args.users, args.examples)

@@ -18,6 +18,7 @@ from langchain_fspo.artifact import (
     find_adapters,  # the adapter folders directly under a folder (e.g. a run's stage1/)
     missing_files,  # which of ADAPTER_FILES a folder lacks
     read_adapter_config,  # adapter_config.json as a dict, with its base model checked
+    read_json_object,  # a small JSON object file, every failure a typed error naming it
     resolve_file,  # one file from a folder or a Hub repo (revision, token, offline cache)
     same_model,  # two Hub ids or paths name the same model
 )
@@ -50,6 +51,7 @@ __all__ = [
     "find_adapters",
     "missing_files",
     "read_adapter_config",
+    "read_json_object",
     "resolve_file",
     "same_model",
 ]
@@ -64,6 +66,10 @@ MODEL_CARD_FILENAME = "README.md"
 """The model card of a published adapter."""
 ADAPTER_FILES = (ADAPTER_CONFIG_FILENAME, ADAPTER_WEIGHTS_FILENAME, FORMAT_FILENAME)
 """What a folder must hold to be served (and published)."""
+PICKLED_WEIGHTS_FILENAME = "adapter_model.bin"
+"""PEFT's legacy pickled weights: never loaded (unpickling can run code)."""
+MAX_JSON_BYTES = 4 * 1024 * 1024
+"""Largest `fspo_format.json` / `adapter_config.json` read (real ones are a few KB)."""
 
 
 def resolve_file(
@@ -93,6 +99,7 @@ def resolve_file(
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
+        HFValidationError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -100,6 +107,12 @@ def resolve_file(
 
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision, token=token))
+    except HFValidationError as e:
+        msg = (
+            f"{repo_id!r} is not a folder on this machine, and not a valid Hub repo id "
+            f"(`org/name`) either ({e}). Check the path, or pass the repo id."
+        )
+        raise AdapterNotFoundError(msg) from e
     except LocalEntryNotFoundError as e:  # a subclass of EntryNotFoundError: catch it first
         msg = (
             f"{filename} of {repo_id!r} is not in the local cache and the Hub cannot be reached "
@@ -115,6 +128,54 @@ def resolve_file(
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
         msg = f"{repo_id!r} is neither a local folder nor a Hub repo (revision {revision}): {e}"
         raise AdapterNotFoundError(msg) from e
+
+
+def read_json_object(
+    path: Path,
+    *,
+    error: type[AdapterNotFoundError | PromptFormatError],
+    fix: str,
+    max_bytes: int = MAX_JSON_BYTES,
+) -> dict[str, Any]:
+    """The JSON object in `path`; any failure raises `error` naming the file and `fix`.
+
+    Failures: unreadable, over `max_bytes`, not UTF-8, not JSON, nested too deep for the
+    parser, or not an object.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "x.json"
+        >>> _ = path.write_text("[1]")
+        >>> try:
+        ...     read_json_object(path, error=PromptFormatError, fix="Save it again.")
+        ... except PromptFormatError as e:
+        ...     print(str(e).split(" ", 1)[1])
+        must hold a JSON object, got list. Save it again.
+    """
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            msg = f"{path} is {size:,} bytes, over the {max_bytes:,} bytes allowed. {fix}"
+            raise error(msg)
+        raw = path.read_bytes()
+    except OSError as e:
+        msg = f"{path} cannot be read ({e}). {fix}"
+        raise error(msg) from e
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        msg = f"{path} is not UTF-8 text ({e}). {fix}"
+        raise error(msg) from e
+    except json.JSONDecodeError as e:
+        msg = f"{path} is not valid JSON ({e}). {fix}"
+        raise error(msg) from e
+    except RecursionError as e:
+        msg = f"{path} is nested too deeply to be a valid file. {fix}"
+        raise error(msg) from e
+    if not isinstance(data, dict):
+        msg = f"{path} must hold a JSON object, got {type(data).__name__}. {fix}"
+        raise error(msg)
+    return data
 
 
 def read_adapter_config(
@@ -134,23 +195,19 @@ def read_adapter_config(
             as it is, e.g. for a model card).
 
     Raises:
-        AdapterNotFoundError: No such file, not a JSON object, or (with `require_base_model`)
-            no `base_model_name_or_path` in it.
+        AdapterNotFoundError: No such file, not a UTF-8 JSON object of sane size, or (with
+            `require_base_model`) no `base_model_name_or_path` string in it.
     """
     path = resolve_file(
         adapter_dir_or_repo, ADAPTER_CONFIG_FILENAME, revision=revision, token=token
     )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        msg = f"{path} is not valid JSON ({e}); save the adapter again."
-        raise AdapterNotFoundError(msg) from e
-    if not isinstance(data, dict):
-        msg = f"{path} must hold a JSON object, got {type(data).__name__}; save the adapter again."
-        raise AdapterNotFoundError(msg)
-    if require_base_model and not data.get("base_model_name_or_path"):
+    data = read_json_object(
+        path, error=AdapterNotFoundError, fix="Save the adapter again with PEFT or fspo_train."
+    )
+    base = data.get("base_model_name_or_path")
+    if require_base_model and not (isinstance(base, str) and base):
         msg = (
-            f"{path} has no `base_model_name_or_path`; pass the base model explicitly: "
+            f"{path} has no `base_model_name_or_path` string; pass the base model explicitly: "
             "LocalBackend(base_model, adapters={...})."
         )
         raise AdapterNotFoundError(msg)
@@ -160,9 +217,33 @@ def read_adapter_config(
 def adapter_folder(
     adapter_dir_or_repo: str | Path, revision: str | None = None, *, token: str | None = None
 ) -> Path:
-    """A local folder holding the adapter (a Hub repo is downloaded to the cache first)."""
+    """A local folder holding the adapter (a Hub repo is downloaded to the cache first).
+
+    A local folder must hold `adapter_config.json` (a JSON object) and
+    `adapter_model.safetensors`; a folder with only pickled `adapter_model.bin` weights is
+    refused without reading them (unpickling can run code).
+
+    Raises:
+        AdapterNotFoundError: A file is missing or unreadable, or the repo is unknown.
+    """
     local = Path(adapter_dir_or_repo).expanduser()
     if local.is_dir():
+        read_adapter_config(local, require_base_model=False)
+        if not (local / ADAPTER_WEIGHTS_FILENAME).is_file():
+            if (local / PICKLED_WEIGHTS_FILENAME).is_file():
+                msg = (
+                    f"{local} holds pickled weights ({PICKLED_WEIGHTS_FILENAME}), which are not "
+                    "loaded: unpickling can run code. Convert them to "
+                    f"{ADAPTER_WEIGHTS_FILENAME} where you trust the file (load it with PEFT "
+                    "and `save_pretrained(..., safe_serialization=True)`), or save the adapter "
+                    "again with fspo_train."
+                )
+                raise AdapterNotFoundError(msg)
+            msg = (
+                f"No {ADAPTER_WEIGHTS_FILENAME} in {local}; was this adapter trained and saved "
+                "with fspo_train? (A local folder is never looked up on the Hub.)"
+            )
+            raise AdapterNotFoundError(msg)
         return local
     weights = resolve_file(
         adapter_dir_or_repo, ADAPTER_WEIGHTS_FILENAME, revision=revision, token=token

@@ -15,6 +15,7 @@ __all__ = [
     "FSPOError",
     "IncompatibleAdapterError",
     "InferenceServerError",
+    "InferenceTimeoutError",
     "InvalidExampleError",
     "MemoryConfigError",
     "MemoryWriteError",
@@ -77,6 +78,9 @@ class InferenceServerError(FSPOError, RuntimeError):
         status_code: The HTTP status, when the server answered with one.
         retryable: False when retrying cannot help or was already done by the backend (a 4xx,
             a malformed answer, retries exhausted); None when the raiser does not say.
+        body: The server's whole error body, when it sent one (the message quotes at most a
+            few KB of it).
+        retry_after: Seconds the server asked to wait before another try (`Retry-After`).
     """
 
     def __init__(
@@ -87,12 +91,23 @@ class InferenceServerError(FSPOError, RuntimeError):
         adapter: str | None = None,
         status_code: int | None = None,
         retryable: bool | None = None,
+        body: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.url = url
         self.adapter = adapter
         self.status_code = status_code
         self.retryable = retryable
+        self.body = body
+        self.retry_after = retry_after
+
+
+class InferenceTimeoutError(InferenceServerError, TimeoutError):
+    """An attempt did not finish within its `timeout` (or a stream within its deadline).
+
+    Raised after the retries the policy allows; also a `TimeoutError`.
+    """
 
 
 class AdapterLoadError(InferenceServerError):

@@ -16,12 +16,20 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
-from langchain_fspo._neutralize import neutralize
-from langchain_fspo.artifact import FORMAT_FILENAME, resolve_file
+from langchain_fspo._neutralize import neutralize, special_token_finder
+from langchain_fspo.artifact import FORMAT_FILENAME, MAX_JSON_BYTES, read_json_object, resolve_file
 from langchain_fspo.errors import PromptBudgetError, PromptFormatError
 from langchain_fspo.preference import PreferenceExample
 
@@ -36,6 +44,18 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 """The newest `fspo_format.json` schema this version reads and writes."""
+MAX_SYSTEM_PROMPT_CHARS = 100_000
+"""Longest `system_prompt` (about 25k tokens; real ones are a few hundred)."""
+MAX_SPECIAL_TOKENS = 16_384
+"""Most `special_tokens` (Llama 3 has 256, Gemma 3 a few thousand)."""
+MAX_SPECIAL_TOKEN_CHARS = 256
+"""Longest special token."""
+MAX_NAME_CHARS = 1_000
+"""Longest base model id or revision."""
+_FIX = "Save the format again with `PromptFormat.save_pretrained` (fspo_train does)."
+
+_Name = Annotated[StrictStr, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+_SpecialToken = Annotated[StrictStr, Field(min_length=1, max_length=MAX_SPECIAL_TOKEN_CHARS)]
 
 # The markers of the authors' released code (arXiv 2502.19312, §4). Note the trailing spaces.
 _EXAMPLE = "# Example {i}\n"
@@ -110,28 +130,29 @@ class PromptFormat(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
+    schema_version: StrictInt = Field(default=SCHEMA_VERSION, ge=1)
     """Version of this schema; a newer file than the code understands is refused."""
     style: Literal["paper", "chat"] = "chat"
     """`paper`: raw markdown as the official code; `chat`: the same inside chat messages."""
-    num_shots: int = Field(default=8, ge=0, le=256)
+    num_shots: StrictInt = Field(default=8, ge=0, le=256)
     """K: the most shots rendered (the newest K of those offered). The paper recommends 8."""
-    include_rejected: bool = True
+    include_rejected: StrictBool = True
     """Show each shot's dispreferred response, as the paper does."""
     rationale: Literal["none", "user_description"] = "none"
     """`user_description` is RAT: the model writes a description of the user, then answers."""
-    system_prompt: str | None = None
-    """Optional system message (`style="chat"` only)."""
-    base_model_id: str | None = None
+    system_prompt: Annotated[StrictStr, Field(max_length=MAX_SYSTEM_PROMPT_CHARS)] | None = None
+    """Optional system message (`style="chat"` only), at most `MAX_SYSTEM_PROMPT_CHARS`."""
+    base_model_id: _Name | None = None
     """Hub id (or path) of the base model the adapter was trained on."""
-    base_model_revision: str | None = None
+    base_model_revision: _Name | None = None
     """Revision (commit or tag) of the base model."""
-    chat_template_sha256: str | None = None
+    chat_template_sha256: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     """sha256 of the tokenizer's chat template used in training (`style="chat"`)."""
-    max_prompt_tokens: int | None = Field(default=None, ge=1)
+    max_prompt_tokens: StrictInt | None = Field(default=None, ge=1)
     """Prompt token budget: over it the oldest shots are dropped, never the query."""
-    special_tokens: tuple[str, ...] = ()
-    """The tokenizer's own special tokens, neutralised in user text besides the usual ones."""
+    special_tokens: tuple[_SpecialToken, ...] = Field(default=(), max_length=MAX_SPECIAL_TOKENS)
+    """The tokenizer's own special tokens, neutralised in user text besides the usual ones
+    (at most `MAX_SPECIAL_TOKENS`, each at most `MAX_SPECIAL_TOKEN_CHARS` characters)."""
 
     def model_post_init(self, context: Any, /) -> None:  # noqa: ARG002
         """Reject combinations that cannot be served."""
@@ -149,7 +170,8 @@ class PromptFormat(BaseModel):
     # ------------------------------------------------------------------ rendering
 
     def _clean(self, text: str) -> str:
-        return neutralize(text, self.special_tokens)
+        finder = special_token_finder(self.special_tokens)
+        return neutralize(text, self.special_tokens, finder=finder)
 
     def _response_header(self) -> str:
         return _PREFERRED if self.include_rejected else _RESPONSE
@@ -324,16 +346,27 @@ class PromptFormat(BaseModel):
     @classmethod
     def from_json(cls, text: str, *, source: str = FORMAT_FILENAME) -> PromptFormat:
         """Parse `fspo_format.json` text, with an error that names `source` when it is bad."""
+        if len(text) > MAX_JSON_BYTES:
+            msg = f"{source} is {len(text):,} characters, over {MAX_JSON_BYTES:,}. {_FIX}"
+            raise PromptFormatError(msg)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            msg = f"{source} is not valid JSON: {e}."
+            msg = f"{source} is not valid JSON: {e}. {_FIX}"
+            raise PromptFormatError(msg) from e
+        except RecursionError as e:
+            msg = f"{source} is nested too deeply to be a prompt format. {_FIX}"
             raise PromptFormatError(msg) from e
         if not isinstance(data, dict):
-            msg = f"{source} must hold a JSON object, got {type(data).__name__}."
+            msg = f"{source} must hold a JSON object, got {type(data).__name__}. {_FIX}"
             raise PromptFormatError(msg)
+        return cls._from_data(data, source)
+
+    @classmethod
+    def _from_data(cls, data: dict[str, Any], source: str) -> PromptFormat:
+        """Validate a parsed `fspo_format.json`; wrong types are refused, never coerced."""
         version = data.get("schema_version", SCHEMA_VERSION)
-        if isinstance(version, int) and version > SCHEMA_VERSION:
+        if type(version) is int and version > SCHEMA_VERSION:
             msg = (
                 f"{source} has `schema_version` {version}, but this langchain-fspo reads up to "
                 f"{SCHEMA_VERSION}. Upgrade: pip install -U langchain-fspo"
@@ -342,7 +375,10 @@ class PromptFormat(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            msg = f"{source} is not a valid FSPO prompt format: {e}"
+            msg = f"{source} is not a valid FSPO prompt format: {e}\n{_FIX}"
+            raise PromptFormatError(msg) from e
+        except PromptFormatError as e:
+            msg = f"{source}: {e}"
             raise PromptFormatError(msg) from e
 
     @classmethod
@@ -363,4 +399,5 @@ class PromptFormat(BaseModel):
             4
         """
         path = resolve_file(directory_or_repo_id, FORMAT_FILENAME, revision=revision, token=token)
-        return cls.from_json(path.read_text(encoding="utf-8"), source=str(path))
+        data = read_json_object(path, error=PromptFormatError, fix=_FIX)
+        return cls._from_data(data, str(path))

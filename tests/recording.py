@@ -39,6 +39,9 @@ class RecordingLocalBackend(LocalBackend):
         super().__init__(*args, **kwargs)
         self.calls: list[Call] = []
         self.generate_calls: list[dict[str, Any]] = []
+        """One record per prompt row that reached `model.generate` (its padding removed)."""
+        self.batch_sizes: list[int] = []
+        """The batch size of each `model.generate` call, in order."""
         self._record_lock = threading.Lock()
 
     def generate(
@@ -53,17 +56,32 @@ class RecordingLocalBackend(LocalBackend):
             self.calls.append(Call(prompt, adapter, params, self.encode_prompt(prompt)))
         yield from super().stream(prompt, adapter=adapter, params=params)
 
-    def _run_generate(self, input_ids: Any, attention_mask: Any, kwargs: dict[str, Any]) -> Any:
-        record = {"input_ids": input_ids[0].tolist(), **kwargs}
-        record["active_adapter"] = self._model.active_adapter if self._has_peft else None
+    async def agenerate(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Generation:
         with self._record_lock:
-            self.generate_calls.append(record)
+            self.calls.append(Call(prompt, adapter, params, self.encode_prompt(prompt)))
+        return await super().agenerate(prompt, adapter=adapter, params=params)
+
+    def _run_generate(self, input_ids: Any, attention_mask: Any, kwargs: dict[str, Any]) -> Any:
+        active = self._model.active_adapter if self._has_peft else None
+        rows = [
+            [int(t) for t, m in zip(ids, mask, strict=True) if m]
+            for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True)
+        ]
+        with self._record_lock:
+            self.batch_sizes.append(len(rows))
+            for row in rows:
+                self.generate_calls.append(
+                    {"input_ids": row, **kwargs, "active_adapter": active, "batch_size": len(rows)}
+                )
         return super()._run_generate(input_ids, attention_mask, kwargs)
 
     def reset(self) -> None:
         with self._record_lock:
             self.calls.clear()
             self.generate_calls.clear()
+            self.batch_sizes.clear()
 
 
 __all__ = ["Call", "RecordingLocalBackend", "ScriptedBackend"]

@@ -16,6 +16,7 @@ import argparse
 import difflib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,6 +126,12 @@ def _close_flag(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
     return ""
 
 
+def _launched_rank() -> int:
+    """This process's rank under `accelerate launch`/`torchrun` (`RANK`), 0 otherwise."""
+    rank = os.environ.get("RANK", "0")
+    return int(rank) if rank.isdigit() else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `fspo` with `argv` (default: `sys.argv[1:]`) and return the exit status."""
     parser = build_parser()
@@ -134,10 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The subcommand's usage, not the top level's, for a flag it does not know.
         target = sub or parser
         target.error(f"unrecognized arguments: {' '.join(unknown)}{_close_flag(target, unknown)}")
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = getattr(logging, args.log_level)
+    if _launched_rank() > 0:
+        level = max(level, logging.WARNING)  # one copy of the INFO log, rank 0's
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -91,6 +91,22 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--max-retries", type=int, default=4, help="retries of a failed request")
     run.add_argument("--backoff", type=float, default=0.5, help="first retry delay, seconds")
     run.add_argument(
+        "--requests-per-minute",
+        type=float,
+        help="the provider's request limit: pace the run below it (default: no limit)",
+    )
+    run.add_argument(
+        "--tokens-per-minute",
+        type=float,
+        help="the provider's token limit (prompt + answer): pace the run below it",
+    )
+    run.add_argument(
+        "--max-rate-limit-wait",
+        type=float,
+        default=900.0,
+        help="longest wait on 429 answers per request, seconds (429s spend no retries)",
+    )
+    run.add_argument(
         "--stages", help=f"comma-separated subset of {','.join(STAGES)} (default: all)"
     )
     run.add_argument("--redo", action="store_true", help="delete the selected stages' files first")
@@ -167,6 +183,9 @@ def _run(args: argparse.Namespace) -> int:
                 max_attempts=args.max_attempts,
                 max_retries=args.max_retries,
                 backoff_base=args.backoff,
+                requests_per_minute=args.requests_per_minute,
+                tokens_per_minute=args.tokens_per_minute,
+                max_rate_limit_wait=args.max_rate_limit_wait,
                 progress=not args.no_progress,
                 fsync=not args.no_fsync,
                 structured_output=args.structured_output,

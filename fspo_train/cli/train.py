@@ -3,10 +3,14 @@
     fspo train --config examples/run.yaml --num-shots 4 --use-cpu
     fspo train --model-name-or-path ./tiny --train-file prefs.jsonl --output-dir out --max-steps 2
     fspo train --example-config > run.yaml     # the example config, to edit
+    accelerate launch --config_file examples/accelerate/ddp.yaml -m fspo_train train --config r.yaml
 
 Every `FSPOTrainConfig` field is a flag, made by TRL's `TrlParser` (`--num-shots` or
 `--num_shots`; booleans as `--flag`, `--flag false`, and `--no-flag` for those on by default;
 `none` sets an optional number to null). Unknown YAML keys are an error.
+
+Under `accelerate launch` (several processes) rank 0 writes the files and prints the summary;
+the other ranks log warnings and errors only (docs/training.md).
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return bool(PartialState().is_main_process)
+
+
 def run(args: argparse.Namespace) -> int:
     """Resolve the config, train, and print where the adapter went."""
     from fspo_train.trainer.run import train
@@ -84,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         remove_if_left_empty(output_dir, existed=existed)
         raise
+    if not _is_main_process():
+        return 0  # under `accelerate launch`, rank 0 reports for all
     summary = result.data_summary
     lines = [
         f"FSPO adapter: {result.adapter_dir}",

@@ -7,9 +7,13 @@ row per finished item:
 - the answer parses: `status="ok"` with the parsed `output`;
 - it does not parse after `max_attempts` answers (each retry shows the model its error): the item
   is `status="failed"`, counted, and never parsed into garbage;
-- the request itself fails (connection, 429, 5xx) after `max_retries` with exponential backoff:
+- the request itself fails (connection, 5xx) after `max_retries` with exponential backoff:
   nothing is written, the item is retried by the next run, and `SynthIncompleteError` is raised at
   the end of the stage. Client errors (400, 404, 413, 422) fail the item; 401/403 stop the run.
+- the provider's rate limit answers 429 (or 503 with `Retry-After`): every request of the run
+  waits as long as the server asked (`fspo_train.synth.ratelimit`), without spending
+  `max_retries`; `requests_per_minute` / `tokens_per_minute` pace the run below the limits so
+  that 429s stay rare. The progress bar shows the rate sent.
 
 Every row carries the request and token counts of all its attempts (from `usage_metadata`).
 """
@@ -30,6 +34,7 @@ from tqdm.auto import tqdm
 from fspo_train.synth.errors import OutputParseError, SynthIncompleteError
 from fspo_train.synth.ids import digest
 from fspo_train.synth.prompts import SynthPrompt, load_prompt
+from fspo_train.synth.ratelimit import CHARS_PER_TOKEN, RateLimits, retry_after_seconds
 from fspo_train.synth.schemas import JsonOutput, OutputParser
 from fspo_train.synth.store import JsonlStore
 from langchain_fspo.errors import InferenceServerError
@@ -42,6 +47,8 @@ _MAX_KEPT_ANSWER = 2000
 """Characters of an unparseable answer kept in a failed row, for debugging prompts."""
 _CLIENT_ERRORS = frozenset({400, 404, 413, 422})
 _AUTH_ERRORS = frozenset({401, 403})
+_RATE_LIMITED = 429
+_UNAVAILABLE = 503
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,11 @@ class RunnerSettings:
         request_seed: When set, every request carries `seed=<hash of this and the item id>`
             (OpenAI-compatible servers such as vLLM and SGLang then sample reproducibly per
             item); None sends no seed (for providers that reject the parameter).
+        requests_per_minute: Most requests sent per minute (None: no limit).
+        tokens_per_minute: Most tokens (prompt + answer) per minute (None: no limit).
+        max_rate_limit_wait: Longest total wait, in seconds, on 429 answers for one request
+            before it counts as failed (retried by the next run).
+        limits: The run's shared `RateLimits`, built from the two limits (not an argument).
     """
 
     concurrency: int = 8
@@ -77,15 +89,26 @@ class RunnerSettings:
     fsync: bool = True
     request_seed: int | None = None
     structured_output: Literal["prompt", "json_schema"] = "prompt"
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    max_rate_limit_wait: float = 900.0
+    limits: RateLimits = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        """Validate the limits."""
+        """Validate the limits; build the run's shared rate limiter."""
+        limits = RateLimits(self.requests_per_minute, self.tokens_per_minute)
+        object.__setattr__(self, "limits", limits)  # frozen: set once, here
         for name in ("concurrency", "max_attempts", "max_consecutive_errors"):
             if getattr(self, name) < 1:
                 msg = f"RunnerSettings.{name} must be >= 1, got {getattr(self, name)}."
                 raise ValueError(msg)
-        if self.max_retries < 0 or self.backoff_base < 0 or self.backoff_max < 0:
-            msg = "RunnerSettings.max_retries, backoff_base and backoff_max must be >= 0."
+        if min(self.max_retries, self.backoff_base, self.backoff_max) < 0 or (
+            self.max_rate_limit_wait < 0
+        ):
+            msg = (
+                "RunnerSettings.max_retries, backoff_base, backoff_max and max_rate_limit_wait "
+                "must be >= 0."
+            )
             raise ValueError(msg)
 
 
@@ -130,15 +153,17 @@ class _Usage:
     total_tokens: int = 0
     missing_usage: int = 0
 
-    def add(self, message: BaseMessage) -> None:
+    def add(self, message: BaseMessage) -> int | None:
+        """Count an answer; return its total tokens (None when the server reported none)."""
         self.requests += 1
         meta = getattr(message, "usage_metadata", None)
         if not meta:
             self.missing_usage += 1
-            return
+            return None
         self.input_tokens += int(meta.get("input_tokens", 0))
         self.output_tokens += int(meta.get("output_tokens", 0))
         self.total_tokens += int(meta.get("total_tokens", 0))
+        return int(meta.get("total_tokens", 0))
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -168,7 +193,12 @@ async def _invoke(
     jitter: random.Random,
     call_kwargs: dict[str, Any],
 ) -> AIMessage:
-    for retry in range(settings.max_retries + 1):
+    limits = settings.limits
+    estimate = sum(len(m.text) for m in messages) // CHARS_PER_TOKEN + 1
+    retry = throttled = 0
+    waited = 0.0
+    while True:
+        await limits.wait_turn(estimate)
         try:
             answer = await model.ainvoke(messages, **call_kwargs)
         except asyncio.CancelledError:
@@ -182,17 +212,31 @@ async def _invoke(
             if code in _CLIENT_ERRORS:
                 msg = f"HTTP {code}: {e}"
                 raise _ItemError(msg, final=True) from e
-            if retry == settings.max_retries:
+            asked = retry_after_seconds(e)
+            if code == _RATE_LIMITED or (code == _UNAVAILABLE and asked is not None):
+                # The provider's limit, not a failure: wait as asked, retries untouched.
+                delay = asked if asked is not None else _backoff(settings, throttled, jitter)
+                throttled += 1
+                if waited + delay <= settings.max_rate_limit_wait:
+                    waited += delay
+                    limits.pause(delay)
+                    logger.debug("rate limited (HTTP %s), all requests wait %.2fs", code, delay)
+                    continue
+            if retry == settings.max_retries or code == _RATE_LIMITED:
                 msg = f"{type(e).__name__}: {e}"
                 raise _ItemError(msg, final=False) from e
-            delay = min(settings.backoff_max, settings.backoff_base * 2**retry)
-            delay *= 0.5 + jitter.random()
-            logger.debug("request failed (%s), retry %d in %.2fs", e, retry + 1, delay)
+            delay = _backoff(settings, retry, jitter)
+            retry += 1
+            logger.debug("request failed (%s), retry %d in %.2fs", e, retry, delay)
             await asyncio.sleep(delay)
             continue
-        usage.add(answer)
+        limits.record(estimate, usage.add(answer))
         return answer
-    raise AssertionError  # pragma: no cover - the loop returns or raises
+
+
+def _backoff(settings: RunnerSettings, retry: int, jitter: random.Random) -> float:
+    delay = min(settings.backoff_max, settings.backoff_base * 2.0**retry)
+    return float(delay * (0.5 + jitter.random()))
 
 
 async def _process(
@@ -308,12 +352,16 @@ async def run_items(
                 outcome.ok += 1
             else:
                 outcome.failed += 1
+            bar.set_postfix_str(settings.limits.describe(), refresh=False)
             bar.update()
 
     try:
         await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, len(pending)))))
     finally:
         bar.close()
+    logger.info(
+        "%s: %d items done; %s", stage, outcome.ok + outcome.failed, settings.limits.describe()
+    )
     if outcome.errored:
         not_started = len(pending) - outcome.ok - outcome.failed - len(outcome.errored)
         msg = (

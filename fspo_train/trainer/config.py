@@ -257,7 +257,14 @@ def config_parser(**kwargs: Any) -> TrlParser:
 
     # TRL types its dataclass argument as a `NewType` of Any, which no class matches.
     dataclass_types: Any = FSPOTrainConfig
-    return TrlParser(dataclass_types, **kwargs)
+    parser = TrlParser(dataclass_types, **kwargs)
+    # transformers makes an optional boolean (`bf16: bool | None`, None = automatic) demand a
+    # value; `--bf16` alone means true, as for the other booleans.
+    hints = typing.get_type_hints(FSPOTrainConfig)
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps its actions here
+        if hints.get(action.dest) == bool | None and action.option_strings:
+            action.nargs, action.const = "?", True
+    return parser
 
 
 def _check_keys(data: dict[str, Any], source: str) -> None:

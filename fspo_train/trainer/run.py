@@ -11,7 +11,8 @@ Public API:
 - the published artifact, ONE LoRA adapter over the ORIGINAL base model
   (`adapter_config.json`, `adapter_model.safetensors`; a full model with `full_finetune`),
   `fspo_format.json` (the `PromptFormat`), `fspo_train_config.yaml` (the resolved config),
-  the tokenizer files, and `training_summary.json` (metrics and what data was skipped);
+  the tokenizer files, and `training_summary.json` (metrics, each stage's logged loss curve
+  under `log_history`, and what data was skipped);
 - `stage1/`: the Pref-FT adapter (the reference model of stage 2, for evaluation);
 - `splits/`: held-out users/questions as JSONL when `holdout_*` is set;
 - `checkpoints/stage1`, `checkpoints/stage2`: Trainer checkpoints, `checkpoints/data`: the
@@ -250,9 +251,12 @@ def train(
             "checkpoints are deleted)."
         )
         raise FSPOError(msg)
-    if not config.resume and (out / CHECKPOINTS_DIRNAME).exists() and state.is_main_process:
-        logger.warning("resume is off: deleting the previous checkpoints in %s", out)
-        shutil.rmtree(out / CHECKPOINTS_DIRNAME)
+    if not config.resume and (out / CHECKPOINTS_DIRNAME).exists():
+        state.wait_for_everyone()  # every rank has read the marker
+        if state.is_main_process:
+            logger.warning("resume is off: deleting the previous checkpoints in %s", out)
+            shutil.rmtree(out / CHECKPOINTS_DIRNAME)
+        state.wait_for_everyone()
         marker = {}
     completed: list[str] = list(marker.get("completed", []))
 
@@ -302,12 +306,15 @@ def train(
         "data/skipped_episodes": float(len(data.skipped)),
     }
     callback_list = list(callbacks or [])
+    log_history: dict[str, list[dict[str, Any]]] = {}
     stage1_dir: Path | None = out / STAGE1_DIRNAME if config.run_sft else None
     if config.run_sft:
         if "sft" in completed and (out / STAGE1_DIRNAME / FORMAT_FILENAME).is_file():
             logger.info("Stage 1 (Pref-FT) already done in %s; skipping it.", stage1_dir)
         else:
-            metrics.update(run_stage1(config, data, tokenizer, fmt, out, callback_list))
+            stage = run_stage1(config, data, tokenizer, fmt, out, callback_list)
+            metrics.update(stage.metrics)
+            log_history["stage1"] = stage.log_history
             completed.append("sft")
             if state.is_main_process:
                 _write_json(marker_path, {"fingerprint": fingerprint, "completed": completed})
@@ -315,7 +322,9 @@ def train(
         if "preference" in completed and (out / FORMAT_FILENAME).is_file():
             logger.info("Stage 2 (%s) already done in %s; skipping it.", config.loss, out)
         else:
-            metrics.update(run_stage2(config, data, tokenizer, fmt, out, stage1_dir, callback_list))
+            stage = run_stage2(config, data, tokenizer, fmt, out, stage1_dir, callback_list)
+            metrics.update(stage.metrics)
+            log_history["stage2"] = stage.log_history
             completed.append("preference")
             if state.is_main_process:
                 _write_json(marker_path, {"fingerprint": fingerprint, "completed": completed})
@@ -323,11 +332,13 @@ def train(
         copy_stage1_artifact(stage1_dir, out)
 
     summary["metrics"] = metrics
+    summary["log_history"] = log_history
     if state.is_main_process:
         config.save(out)
         fmt.save_pretrained(out)
         _write_json(out / SUMMARY_FILENAME, summary)
-    logger.info("FSPO adapter written to %s", out)
+        logger.info("FSPO adapter written to %s", out)
+    state.wait_for_everyone()  # every rank returns once the files are there
     return TrainResult(
         adapter_dir=out,
         stage1_dir=stage1_dir,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from langchain_fspo.prompt_format import PromptFormat
 __all__ = [
     "CHECKPOINTS_DIRNAME",
     "STAGE1_DIRNAME",
+    "StageOutcome",
     "build_preference_trainer",
     "copy_stage1_artifact",
     "preference_trainer_class",
@@ -42,6 +44,16 @@ logger = logging.getLogger(__name__)
 
 STAGE1_DIRNAME = "stage1"
 CHECKPOINTS_DIRNAME = "checkpoints"
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What a stage returns: its final metrics and the Trainer's log, one entry per log step."""
+
+    metrics: dict[str, float]
+    """`stage<N>/...`: global step, last logged values, `weights_checksum` (equal on all ranks)."""
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    """`trainer.state.log_history` (kept across a resume): the loss curve."""
 
 
 def preference_trainer_class(config: FSPOTrainConfig) -> type[Any]:
@@ -142,16 +154,24 @@ def _lora_config(config: FSPOTrainConfig) -> Any:
 
 
 def _last_checkpoint(directory: Path) -> str | None:
-    if not directory.is_dir():
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest checkpoint every rank finished; newer half-written ones are deleted."""
+    from fspo_train.trainer.distributed import (
+        drop_incomplete_checkpoints,
+        last_complete_checkpoint,
+    )
 
-    last: str | None = get_last_checkpoint(str(directory))
-    return last
+    last = last_complete_checkpoint(directory)
+    drop_incomplete_checkpoints(directory, keep=last)
+    return None if last is None else str(last)
 
 
 def _stage_metrics(prefix: str, trainer: Any, resumed_from: str | None) -> dict[str, float]:
+    from fspo_train.trainer.distributed import check_ranks_agree
+
     metrics: dict[str, float] = {f"{prefix}/global_step": float(trainer.state.global_step)}
+    checksum = check_ranks_agree(trainer)
+    if checksum is not None:
+        metrics[f"{prefix}/weights_checksum"] = checksum
     if resumed_from is not None:
         step = resumed_from.rsplit("-", 1)[-1]
         metrics[f"{prefix}/resumed_from_step"] = float(step) if step.isdigit() else -1.0
@@ -178,7 +198,10 @@ def _label_progress(trainer: Any, label: str) -> None:
 
 
 def _run_trainer(trainer: Any, checkpoints: Path, *, resume: bool, label: str) -> str | None:
+    from fspo_train.trainer.distributed import CheckpointCompleteCallback
+
     _label_progress(trainer, label)
+    trainer.add_callback(CheckpointCompleteCallback())
     resume_from = _last_checkpoint(checkpoints) if resume else None
     if resume_from is not None:
         logger.info("Resuming from %s", resume_from)
@@ -186,19 +209,30 @@ def _run_trainer(trainer: Any, checkpoints: Path, *, resume: bool, label: str) -
     return resume_from
 
 
-def _save_artifact(model: Any, directory: Path, fmt: PromptFormat, tokenizer: Any) -> None:
+def _save_artifact(
+    model: Any, directory: Path, fmt: PromptFormat, tokenizer: Any, state_dict: Any = None
+) -> None:
     from fspo_train.publish.model_card import write_model_card
 
     directory.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "peft_config"):
-        model.save_pretrained(str(directory), selected_adapters=["default"])
+        model.save_pretrained(str(directory), selected_adapters=["default"], state_dict=state_dict)
     else:
-        model.save_pretrained(str(directory))
+        model.save_pretrained(str(directory), state_dict=state_dict)
     tokenizer.save_pretrained(str(directory))
     fmt.save_pretrained(directory)
     # Our card, not PEFT's template (which TRL tags `dpo` whatever the loss); `fspo publish`
     # writes it again with the repo id.
     write_model_card(directory, str(directory.resolve()))
+
+
+def _publish(trainer: Any, directory: Path, fmt: PromptFormat, tokenizer: Any) -> None:
+    """Write the trained model: every rank gathers its shards (FSDP, ZeRO-3), rank 0 writes."""
+    state_dict = trainer.accelerator.get_state_dict(trainer.model)
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        _save_artifact(model, directory, fmt, tokenizer, state_dict)
+    trainer.accelerator.wait_for_everyone()
 
 
 def run_stage1(
@@ -208,7 +242,7 @@ def run_stage1(
     fmt: PromptFormat,
     out: Path,
     callbacks: list[Any],
-) -> dict[str, float]:
+) -> StageOutcome:
     """Stage 1, Pref-FT: train, save the adapter to `out/stage1`, return its metrics."""
     from trl import SFTConfig, SFTTrainer
 
@@ -230,11 +264,8 @@ def run_stage1(
             callbacks=callbacks,
         )
     resumed = _run_trainer(trainer, checkpoints, resume=config.resume, label="Stage 1 (Pref-FT)")
-    if trainer.is_world_process_zero():
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        _save_artifact(model, out / STAGE1_DIRNAME, fmt, tokenizer)
-    trainer.accelerator.wait_for_everyone()
-    return _stage_metrics("stage1", trainer, resumed)
+    _publish(trainer, out / STAGE1_DIRNAME, fmt, tokenizer)
+    return StageOutcome(_stage_metrics("stage1", trainer, resumed), trainer.state.log_history)
 
 
 def _stage2_model(config: FSPOTrainConfig, stage1: Path | None) -> tuple[Any, Any]:
@@ -306,16 +337,14 @@ def run_stage2(
     out: Path,
     stage1: Path | None,
     callbacks: list[Any],
-) -> dict[str, float]:
+) -> StageOutcome:
     """Stage 2, IPO/DPO: train, save the artifact to `out`, return its metrics."""
     trainer = build_preference_trainer(config, data, tokenizer, stage1, callbacks)
     checkpoints = out / CHECKPOINTS_DIRNAME / "stage2"
     label = f"Stage 2 ({config.loss.upper()})"
     resumed = _run_trainer(trainer, checkpoints, resume=config.resume, label=label)
-    if trainer.is_world_process_zero():
-        _save_artifact(trainer.accelerator.unwrap_model(trainer.model), out, fmt, tokenizer)
-    trainer.accelerator.wait_for_everyone()
-    return _stage_metrics("stage2", trainer, resumed)
+    _publish(trainer, out, fmt, tokenizer)
+    return StageOutcome(_stage_metrics("stage2", trainer, resumed), trainer.state.log_history)
 
 
 def copy_stage1_artifact(stage1: Path, out: Path) -> None:

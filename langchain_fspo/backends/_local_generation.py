@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from langchain_fspo.backends.base import GenerationParams
+from langchain_fspo.errors import InferenceServerError
 
 __all__ = [
     "INSTALL_HINT",
@@ -24,6 +25,7 @@ __all__ = [
     "cancel_criteria",
     "finish_reason",
     "generate_kwargs",
+    "generation_failed",
     "import_stack",
     "seeded",
     "token_streamer",
@@ -138,6 +140,13 @@ def generate_kwargs(
             continue
         kwargs[key] = value
     return kwargs
+
+
+def generation_failed(adapter: str | None, error: BaseException) -> InferenceServerError:
+    """The error a failed in-process generation (out of memory, device error) raises."""
+    return InferenceServerError(
+        f"LocalBackend generation failed for adapter {adapter!r}: {error}", adapter=adapter
+    )
 
 
 def seeded(torch: Any, device: str, seed: int | None) -> contextlib.AbstractContextManager[Any]:

@@ -9,12 +9,17 @@ into plain dicts first (`_tgi_wire.plain_data`). One parser for both:
   (`usage.prompt_tokens_details.cached_tokens`: vLLM with `--enable-prompt-tokens-details`)
   and the generated token ids (`choices[0].token_ids`: vLLM when asked `return_token_ids`);
 - their stream chunks (`choices[i].delta`, `choices[i].text`), an error event mid-stream, and
-  the end of the stream, which must have said how it finished (`finish_reason`);
+  the end of the stream;
 - tool calls, whose `arguments` are a JSON string (OpenAI, vLLM) or an object (TGI);
 - finish reasons in OpenAI's words (TGI's `eos_token` / `stop_sequence` become `stop`).
 
-A body without the expected fields raises `MalformedResponseError`; a stream that ends before
-its final event raises `StreamInterruptedError` (`_http` turns both into typed errors).
+End-of-answer rule, the same for answers and streams: an answer is complete when it says how
+it finished (a `finish_reason`). A body without one, or without the expected fields, raises
+`MalformedResponseError`; a stream that ends (cleanly or not) before a chunk with a
+`finish_reason` raises `StreamInterruptedError` (`_http` turns both into typed errors).
+`data: [DONE]` ends a stream but is not required after a `finish_reason` (TGI's
+`/generate_stream` never sends it, and a proxy may drop it): the text is then complete, and only
+a usage chunk that would have followed may be missing.
 """
 
 from __future__ import annotations
@@ -185,6 +190,12 @@ def parse_completion(
     except (KeyError, IndexError, TypeError, AttributeError) as e:
         msg = f"a completion without the expected fields ({e!r}): {payload!r:.200}"
         raise MalformedResponseError(msg) from e
+    if reason is None:
+        msg = (
+            "a completion without a finish_reason: the answer may be incomplete, so it is "
+            f"not returned as if it were: {payload!r:.200}"
+        )
+        raise MalformedResponseError(msg)
     input_tokens, output_tokens, cached = usage(payload)
     return Generation(
         text=text,
@@ -203,7 +214,7 @@ class CompletionStream:
 
     `feed` each chunk, set `done` when the server said the stream is over (`data: [DONE]`,
     or the client's event iterator ended), then `final()` gives the last chunk with the finish
-    reason and usage, or raises if the stream ended before its final event.
+    reason and usage, or raises if no chunk said how the answer finished (module docstring).
     """
 
     def __init__(self, adapter: str | None, *, chat: bool, naming: ModelNaming) -> None:
@@ -250,11 +261,11 @@ class CompletionStream:
         """The last chunk: finish reason, usage and the model that answered.
 
         Raises:
-            StreamInterruptedError: The stream ended before its final event.
+            StreamInterruptedError: No chunk carried a `finish_reason`.
         """
-        if not self.done or self.finish_reason is None:
-            missing = "data: [DONE]" if not self.done else "a finish_reason"
-            msg = f"the stream ended before its final event (without {missing})"
+        if self.finish_reason is None:
+            ended = "after data: [DONE]" if self.done else "without data: [DONE]"
+            msg = f"the stream ended before its final event (no finish_reason; {ended})"
             raise StreamInterruptedError(msg)
         return GenerationChunk(
             text="",

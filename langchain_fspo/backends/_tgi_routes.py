@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from langchain_fspo.backends._http import join_url
 from langchain_fspo.backends._openai_wire import CompletionStream, parse_completion
 from langchain_fspo.backends._tgi_params import chat_arguments, generate_arguments
 from langchain_fspo.backends._tgi_wire import GenerateStream, parse_text_generation, plain_data
@@ -71,7 +72,7 @@ def route_for(
     path = "/generate_stream" if stream else "/generate"
     return Route(
         path=path,
-        url=f"{base_url}{path}",
+        url=join_url(base_url, path),
         send=lambda client: client.text_generation(prompt.text, **generate_args),
         parse=lambda data: parse_text_generation(data, adapter),
         events=lambda: GenerateStream(adapter),

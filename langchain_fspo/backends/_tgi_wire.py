@@ -65,10 +65,14 @@ def parse_text_generation(payload: Any, adapter: str | None) -> Generation:
     """A `/generate` answer (with `details`) -> `Generation`.
 
     The answer carries no prompt length (`details.prefill` is empty unless asked for), so
-    `input_tokens` is usually None here.
+    `input_tokens` is usually None here. An answer without `details.finish_reason` (the
+    backend always asks for details) raises `MalformedResponseError`: it may be incomplete.
     """
     try:
         details = payload.get("details")
+        if not details or details.get("finish_reason") is None:
+            msg = f"a /generate answer without details.finish_reason: {payload!r:.200}"
+            raise MalformedResponseError(msg)
         prefill = len(details["prefill"]) if details and details.get("prefill") else None
         return Generation(
             text=payload["generated_text"],

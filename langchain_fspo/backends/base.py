@@ -9,10 +9,14 @@ The adapter to use travels per call, so one backend serves every adapter and use
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from langchain_fspo.backends._policy import RetryPolicy
 
 if TYPE_CHECKING:
     from langchain_fspo.prompt_format import RenderedPrompt
@@ -86,6 +90,23 @@ class Backend(ABC):
 
     name: ClassVar[str] = "base"
     """Short name used in `ls_provider` and in error messages."""
+    retries_inside: ClassVar[bool] = False
+    """True when the backend applies `retry` to each request itself (the server backends);
+    otherwise `ChatFSPO` applies it around `generate` / `stream` (`backends._retry`)."""
+    retry: RetryPolicy = RetryPolicy()
+    """Retries and attempt deadlines of this backend's calls (the one retry layer)."""
+
+    def configured(self, **changes: Any) -> Self:
+        """A shallow copy whose `retry` policy has `changes` (`timeout`, `max_retries`, ...).
+
+        `ChatFSPO(timeout=..., max_retries=...)` calls it; the copy shares the original's
+        clients, adapters and caches, and the original is left as it was.
+        """
+        if not changes:
+            return self
+        clone = copy.copy(self)
+        clone.retry = self.retry.replace(**changes)
+        return clone
 
     @abstractmethod
     def generate(
@@ -124,6 +145,14 @@ class Backend(ABC):
 
     def check_adapter(self, adapter: str | None) -> None:  # noqa: B027 - optional hook
         """Raise `AdapterNotFoundError` if `adapter` is not served; the default checks nothing."""
+
+    def expecting(self, calls: int) -> contextlib.AbstractContextManager[None]:  # noqa: ARG002
+        """Announce that `calls` calls made inside this context arrive together.
+
+        `ChatFSPO.batch` / `abatch` say so; a batching backend (`LocalBackend`) then waits for
+        all of them before it runs a batch. The default does nothing.
+        """
+        return contextlib.nullcontext()
 
     @property
     def supports_tools(self) -> bool:

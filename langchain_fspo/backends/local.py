@@ -7,6 +7,8 @@ stays light); install them with `pip install "langchain-fspo[local]"`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -16,18 +18,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from langchain_fspo._quiet import quiet_loading
 from langchain_fspo.artifact import adapter_folder, check_base_model_exists, read_adapter_config
+from langchain_fspo.backends._local_adapters import attach, check_loadable, peft_name
+from langchain_fspo.backends._local_batch import BatchRequest, MicroBatcher, expecting
 from langchain_fspo.backends._local_generation import (
     StopText,
     cancel_criteria,
     finish_reason,
     generate_kwargs,
+    generation_failed,
     import_stack,
     seeded,
     token_streamer,
     torch_dtype,
 )
+from langchain_fspo.backends._local_rows import BatchedGeneration
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
-from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError, PromptFormatError
+from langchain_fspo.errors import AdapterNotFoundError, PromptFormatError
 
 if TYPE_CHECKING:
     from langchain_fspo.prompt_format import RenderedPrompt
@@ -40,13 +46,23 @@ _END = object()
 """Put on the token queue by the generation thread when it is done."""
 
 
-class LocalBackend(Backend):
+class LocalBackend(BatchedGeneration, Backend):
     """Runs an FSPO adapter in-process with transformers + PEFT.
 
     One base model is loaded once; LoRA adapters are attached by name and selected per
     call (`adapter=None` runs the base model). PEFT's active adapter is global state, so
-    every generation holds a lock from adapter selection to the last token: concurrent
-    calls are safe and run one after another.
+    every generation holds a lock from adapter selection to the last token.
+
+    Batching: `generate` / `agenerate` calls that arrive together (threads, coroutines of
+    any event loop, `ChatFSPO.batch` / `abatch`) are grouped, up to `max_batch_size`, into
+    one left-padded `generate` per adapter and decoding setting; each row keeps its own
+    `max_tokens`, stop strings and end of sequence, and greedy results equal one-at-a-time
+    calls token for token. A call waits at most `batch_window_s` after the latest arrival
+    for others to join (at most 8 times that in all); while a batch runs, new calls queue
+    for the next. Seeded sampling runs alone (its seed must reproduce it), and
+    `repetition_penalty` or `extra` options (which read the padding) only batch prompts of
+    equal length. A cancelled `agenerate` leaves its batch, or stops its row at the next
+    token. Streams are not batched.
 
     How `GenerationParams` reach `model.generate`:
 
@@ -91,6 +107,8 @@ class LocalBackend(Backend):
         token: str | None = None,
         default_max_tokens: int = 256,
         model_kwargs: Mapping[str, Any] | None = None,
+        max_batch_size: int = 8,
+        batch_window_s: float = 0.005,
     ) -> None:
         """Load the base model and tokenizer, then every adapter in `adapters`.
 
@@ -104,6 +122,9 @@ class LocalBackend(Backend):
             token: Hub token for private base models and adapters.
             default_max_tokens: `max_new_tokens` when a call sets no `max_tokens`.
             model_kwargs: Extra keyword arguments for `AutoModelForCausalLM.from_pretrained`.
+            max_batch_size: Most calls run in one batched `generate` (1: no batching).
+            batch_window_s: How long a waiting call waits for others to join its batch after
+                the latest one arrived (at most 8 times this in all).
         """
         torch, transformers, _ = import_stack()
         self.base_model = str(base_model)
@@ -112,7 +133,11 @@ class LocalBackend(Backend):
         if dtype is None:
             dtype = "float32" if self.device == "cpu" else "auto"
         self._lock = threading.RLock()
+        self._batcher = MicroBatcher(
+            self._run_batch, max_batch_size=max_batch_size, window_s=batch_window_s
+        )
         self._adapters: dict[str, str] = {}
+        self._peft_names: dict[str, str] = {}
         self._token = token
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(
             self.base_model, revision=revision, token=token
@@ -129,6 +154,9 @@ class LocalBackend(Backend):
             )
         model.to(self.device)
         model.eval()
+        eos = model.generation_config.eos_token_id
+        eos = self.tokenizer.eos_token_id if eos is None else eos
+        self._eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
         self._model: Any = model
         self._has_peft = False
         for adapter_name, path in (adapters or {}).items():
@@ -170,6 +198,11 @@ class LocalBackend(Backend):
         return dict(self._adapters)
 
     @property
+    def max_batch_size(self) -> int:
+        """Most calls run in one batched `generate`."""
+        return self._batcher.max_batch_size
+
+    @property
     def chat_template(self) -> str | None:
         """The tokenizer's chat template (for `PromptFormat.check_chat_template`)."""
         template = getattr(self.tokenizer, "chat_template", None)
@@ -185,14 +218,19 @@ class LocalBackend(Backend):
     ) -> None:
         """Attach the LoRA adapter in `path` (folder or Hub repo id) under `name`.
 
+        Any name works (`fspo-v1.2`): PEFT gets a safe internal name for it.
+
         Raises:
             ValueError: `name` is empty or already used.
+            AdapterNotFoundError: The folder lacks a file, holds pickled weights only, or
+                PEFT cannot load it (the message names the file and the fix).
         """
-        _, _, peft = import_stack()
+        import_stack()
         if not name or not isinstance(name, str):
             msg = f"Adapter names must be non-empty strings, got {name!r}."
             raise ValueError(msg)
         folder = adapter_folder(path, revision, token=token or self._token)
+        check_loadable(folder)
         with self._lock:
             if name in self._adapters:
                 msg = (
@@ -200,16 +238,21 @@ class LocalBackend(Backend):
                     f"{self._adapters[name]}); pick another name."
                 )
                 raise ValueError(msg)
-            if not self._has_peft:
-                self._model = peft.PeftModel.from_pretrained(
-                    self._model, str(folder), adapter_name=name, is_trainable=False
-                )
-                self._has_peft = True
-            else:
-                self._model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+            internal = peft_name(name, self._peft_names.values())
+            self._model = attach(self._model, folder, internal, first=not self._has_peft)
+            self._has_peft = True
             self._model.eval()
             self._adapters[name] = str(folder)
+            self._peft_names[name] = internal
         logger.info("Loaded adapter %r from %s", name, folder)
+
+    def expecting(self, calls: int) -> contextlib.AbstractContextManager[None]:
+        """Announce `calls` calls made in this context (threads and tasks inherit it).
+
+        The batch they join waits until all of them arrived (at most 0.25 s), instead of the
+        short window for unannounced calls. `ChatFSPO.batch` / `abatch` use it.
+        """
+        return expecting(calls)
 
     def check_adapter(self, adapter: str | None) -> None:
         """Raise `AdapterNotFoundError` unless `adapter` is None or a loaded adapter."""
@@ -256,57 +299,57 @@ class LocalBackend(Backend):
 
     def _generate_locked(
         self,
-        prompt_ids: list[int],
+        input_ids: Any,
+        attention_mask: Any,
         adapter: str | None,
-        params: GenerationParams,
-        extra_kwargs: dict[str, Any],
+        seed: int | None,
+        kwargs: dict[str, Any],
     ) -> Any:
         """Select `adapter` and run `generate` under the lock; returns generate's output."""
         torch, _, _ = import_stack()
-        kwargs = generate_kwargs(
-            params,
-            tokenizer=self.tokenizer,
-            default_max_tokens=self.default_max_tokens,
-            prompt_len=len(prompt_ids),
-        )
-        kwargs.update(extra_kwargs)
-        input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
-        attention_mask = torch.ones_like(input_ids)
-        with self._lock, torch.inference_mode(), seeded(torch, self.device, params.seed):
+        with self._lock, torch.inference_mode(), seeded(torch, self.device, seed):
             if adapter is None and self._has_peft:
                 with self._model.disable_adapter():
                     return self._run_generate(input_ids, attention_mask, kwargs)
             if adapter is not None:
-                self._model.set_adapter(adapter)
+                self._model.set_adapter(self._peft_names[adapter])
             return self._run_generate(input_ids, attention_mask, kwargs)
 
     def _decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
+    def _max_new(self, params: GenerationParams) -> int:
+        return params.max_tokens if params.max_tokens is not None else self.default_max_tokens
+
     def generate(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Generation:
-        """Complete `prompt` with `adapter` (None: the base model)."""
+        """Complete `prompt` with `adapter` (None: the base model).
+
+        Calls from several threads at once are batched (see the class docstring).
+        """
         self.check_adapter(adapter)
-        prompt_ids = self.encode_prompt(prompt)
+        request = BatchRequest(prompt, adapter, params)
+        request.prompt_ids = self.encode_prompt(prompt)  # here: threads encode in parallel
         try:
-            output = self._generate_locked(prompt_ids, adapter, params, {})
-        except RuntimeError as e:
-            msg = f"LocalBackend generation failed for adapter {adapter!r}: {e}"
-            raise InferenceServerError(msg) from e
-        new_ids = [int(t) for t in output[0, len(prompt_ids) :].tolist()]
-        text, stopped = StopText(params.stop).cut(self._decode(new_ids))
-        max_new = params.max_tokens if params.max_tokens is not None else self.default_max_tokens
-        return Generation(
-            text=text,
-            finish_reason=finish_reason(
-                new_ids, max_new, self.tokenizer.eos_token_id, stopped=stopped
-            ),
-            input_tokens=len(prompt_ids),
-            output_tokens=len(new_ids),
-            model_name=self._model_name(adapter),
-            token_ids=new_ids,
-        )
+            return self._batcher.submit(request).result()
+        finally:
+            request.cancel.set()  # a no-op once answered; stops the row if interrupted
+
+    async def agenerate(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Generation:
+        """Async `generate`: concurrent calls (any event loop) are batched together.
+
+        Cancelling the call (e.g. a timeout) drops it from its batch, or, when its batch
+        already runs, stops its row at the next token.
+        """
+        self.check_adapter(adapter)
+        request = BatchRequest(prompt, adapter, params)
+        try:
+            return await asyncio.wrap_future(self._batcher.submit(request))
+        finally:
+            request.cancel.set()
 
     def stream(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
@@ -342,8 +385,7 @@ class LocalBackend(Backend):
                 if isinstance(item, ValueError):
                     raise item  # invalid parameters: the caller's error, as in `generate`
                 if isinstance(item, BaseException):
-                    msg = f"LocalBackend generation failed for adapter {adapter!r}: {item}"
-                    raise InferenceServerError(msg) from item
+                    raise generation_failed(adapter, item) from item
                 new_ids.extend(item)
                 text = self._decode(new_ids)
                 if text.endswith("\ufffd"):  # half a UTF-8 character: wait for the rest
@@ -359,9 +401,7 @@ class LocalBackend(Backend):
             final, stopped_late = stop.cut(self._decode(new_ids))
             stopped = stopped or stopped_late
             tail = final[emitted:] if len(final) > emitted else ""
-            max_new = (
-                params.max_tokens if params.max_tokens is not None else self.default_max_tokens
-            )
+            max_new = self._max_new(params)
             yield GenerationChunk(
                 text=tail,
                 finish_reason=finish_reason(
@@ -384,16 +424,19 @@ class LocalBackend(Backend):
         criteria: Any,
         tokens: queue.Queue[Any],
     ) -> None:
-        _, transformers, _ = import_stack()
+        torch, transformers, _ = import_stack()
         try:
-            self._generate_locked(
-                prompt_ids,
-                adapter,
+            kwargs = generate_kwargs(
                 params,
-                {
-                    "streamer": streamer,
-                    "stopping_criteria": transformers.StoppingCriteriaList([criteria]),
-                },
+                tokenizer=self.tokenizer,
+                default_max_tokens=self.default_max_tokens,
+                prompt_len=len(prompt_ids),
+            )
+            kwargs["streamer"] = streamer
+            kwargs["stopping_criteria"] = transformers.StoppingCriteriaList([criteria])
+            input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
+            self._generate_locked(
+                input_ids, torch.ones_like(input_ids), adapter, params.seed, kwargs
             )
         except Exception as e:  # noqa: BLE001 - handed to the consumer thread, raised there
             tokens.put(e)

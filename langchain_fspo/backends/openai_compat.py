@@ -8,6 +8,7 @@ at run time (`load_adapter`, `runtime_lora`).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -16,9 +17,12 @@ import httpx
 from pydantic import SecretStr
 
 from langchain_fspo.backends._coalesce import coalesce
+from langchain_fspo.backends._deadline import abandoned
 from langchain_fspo.backends._http import (
+    AttemptTimeoutError,
     CallContext,
     MalformedResponseError,
+    join_url,
     normalize_base_url,
     resolve_api_key,
     safe_url,
@@ -60,9 +64,11 @@ class OpenAICompatibleBackend(Backend):
     Every `GenerationParams` field is sent by its OpenAI name (`top_k` and
     `repetition_penalty` are vLLM/SGLang extensions both servers accept); `extra` is merged
     into the JSON body as is (`tools`, `tool_choice`, `response_format`, ...). Streams ask for
-    usage (`stream_options.include_usage`) and must end with `data: [DONE]`: a stream cut off
-    mid-way raises `InferenceServerError`. Timeouts, connection errors, 429 and 5xx are
-    retried with exponential backoff; other errors raise at once.
+    usage (`stream_options.include_usage`). An answer or stream is complete when it carries a
+    `finish_reason` (`data: [DONE]` is not required after one); one without, or a stream cut
+    off mid-way, raises `InferenceServerError`. `timeout` bounds each attempt whole; timeouts,
+    connection errors, 429 and 5xx are retried with exponential backoff (docs/serving.md,
+    "Failures"); other errors raise at once.
 
     Example:
         ```python
@@ -77,6 +83,7 @@ class OpenAICompatibleBackend(Backend):
     """
 
     name: ClassVar[str] = "openai"
+    retries_inside: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -87,6 +94,7 @@ class OpenAICompatibleBackend(Backend):
         adapters: Iterable[str] | None = None,
         api_key: str | SecretStr | None = None,
         timeout: float | None = 120.0,
+        stream_timeout: float | None = None,
         max_retries: int = 2,
         backoff_factor: float = 0.5,
         backoff_max: float = 8.0,
@@ -100,7 +108,10 @@ class OpenAICompatibleBackend(Backend):
             flavor: `vllm` (adapter name in `model`) or `sglang` (`"<base>:<adapter>"`).
             adapters: Allow-list of adapter names; default: whatever `/v1/models` lists.
             api_key: Bearer token (vLLM `--api-key`); default: env `OPENAI_API_KEY`.
-            timeout: Seconds to wait for the server, per attempt.
+            timeout: Seconds one attempt may take, whole: connecting, the headers and the
+                body; for a stream, opening it and each gap between two chunks. None: no
+                limit.
+            stream_timeout: Seconds a whole stream may take (None: no total limit).
             max_retries: Retries of a call that failed transiently.
             backoff_factor: Seconds before the first retry, doubled on each retry.
             backoff_max: The longest wait between two attempts.
@@ -114,9 +125,12 @@ class OpenAICompatibleBackend(Backend):
         self.flavor: Flavor = flavor
         self.adapters: list[str] | None = list(adapters) if adapters is not None else None
         self.api_key = resolve_api_key(api_key, "OPENAI_API_KEY")
-        self.timeout = timeout
         self.retry = RetryPolicy(
-            max_retries=max_retries, backoff_factor=backoff_factor, backoff_max=backoff_max
+            max_retries=max_retries,
+            backoff_factor=backoff_factor,
+            backoff_max=backoff_max,
+            timeout=timeout,
+            stream_timeout=stream_timeout,
         )
         self.headers = dict(headers or {})
         self._client_lock = threading.Lock()
@@ -131,6 +145,11 @@ class OpenAICompatibleBackend(Backend):
             f"model={self.model!r}, api_key={'**********' if self.api_key else None}, "
             f"timeout={self.timeout}, max_retries={self.retry.max_retries})"
         )
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds one attempt may take (`retry.timeout`); also the client's read timeout."""
+        return self.retry.timeout
 
     @property
     def supports_tools(self) -> bool:
@@ -195,7 +214,9 @@ class OpenAICompatibleBackend(Backend):
 
         def fetch() -> list[str]:
             response = self._client().get(
-                f"{self.base_url}/v1/models", headers=self._request_headers()
+                join_url(self.base_url, "/v1/models"),
+                headers=self._request_headers(),
+                timeout=self.timeout,
             )
             self._raise_for_status(response)
             payload = response.json()
@@ -310,11 +331,20 @@ class OpenAICompatibleBackend(Backend):
         body = self.request_body(prompt, adapter, params, stream=False)
 
         def call() -> Generation:
-            response = self._client().post(
-                f"{self.base_url}{route}", json=body, headers=self._request_headers()
+            request = self._client().build_request(
+                "POST",
+                join_url(self.base_url, route),
+                json=body,
+                headers=self._request_headers(),
+                timeout=self.timeout,
             )
-            self._raise_for_status(response)
-            return self._parse(response.json(), adapter, chat=prompt.style == "chat")
+            response = self._client().send(request, stream=True)
+            try:
+                self._raise_for_status(response)
+                data = _read_body(response)
+            finally:
+                response.close()
+            return self._parse(json.loads(data), adapter, chat=prompt.style == "chat")
 
         with missing_adapter_is_typed(adapter, self.base_url):
             return call_with_retries(call, self._context(adapter, route), self.retry)
@@ -333,7 +363,11 @@ class OpenAICompatibleBackend(Backend):
 
         def open_stream() -> Iterator[GenerationChunk]:
             request = self._client().build_request(
-                "POST", f"{self.base_url}{route}", json=body, headers=self._request_headers()
+                "POST",
+                join_url(self.base_url, route),
+                json=body,
+                headers=self._request_headers(),
+                timeout=self.timeout,
             )
             response = self._client().send(request, stream=True)
             try:
@@ -383,7 +417,7 @@ class OpenAICompatibleBackend(Backend):
 
         async def call() -> Generation:
             response = await self._aclient().post(
-                f"{self.base_url}{route}", json=body, headers=self._request_headers()
+                join_url(self.base_url, route), json=body, headers=self._request_headers()
             )
             if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
                 response.raise_for_status()
@@ -404,7 +438,7 @@ class OpenAICompatibleBackend(Backend):
         async def open_stream() -> AsyncIterator[GenerationChunk]:
             client = self._aclient()
             request = client.build_request(
-                "POST", f"{self.base_url}{route}", json=body, headers=self._request_headers()
+                "POST", join_url(self.base_url, route), json=body, headers=self._request_headers()
             )
             response = await client.send(request, stream=True)
             if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
@@ -433,3 +467,14 @@ class OpenAICompatibleBackend(Backend):
             yield state.final()
         finally:
             await response.aclose()
+
+
+def _read_body(response: httpx.Response) -> bytes:
+    """The whole body; stops early when the attempt was abandoned at its deadline."""
+    parts = []
+    for piece in response.iter_bytes():
+        if abandoned():
+            msg = "the attempt passed its deadline while its body was read"
+            raise AttemptTimeoutError(msg)
+        parts.append(piece)
+    return b"".join(parts)

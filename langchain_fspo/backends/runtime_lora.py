@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from langchain_fspo.backends._http import error_detail, safe_url
+from langchain_fspo.backends._http import error_detail, join_url, safe_url, scrub_chain, shorten
 from langchain_fspo.errors import AdapterLoadError, AdapterNotFoundError, InferenceServerError
 
 __all__ = ["load_lora_adapter", "missing_adapter_is_typed", "unload_lora_adapter"]
@@ -63,14 +63,18 @@ def _post(
     """
     where = safe_url(base_url)
     try:
-        response = client.post(f"{base_url}{route}", json=dict(body), headers=dict(headers or {}))
+        response = client.post(
+            join_url(base_url, route), json=dict(body), headers=dict(headers or {})
+        )
     except httpx.HTTPError as e:
+        scrub_chain(e)
         msg = f"{where}{route}: {type(e).__name__}: {e}"
         raise AdapterLoadError(msg, url=where, adapter=adapter, retryable=True) from e
     status = response.status_code
     if status < _HTTP_ERRORS:
         return
-    detail = error_detail(response)
+    detail, full_body = error_detail(response)
+    detail = shorten(detail)
     if status == _HTTP_NOT_FOUND and detail == "Not Found":  # the route itself is missing
         msg = f"{where} has no {route} route: {_RUNTIME_HINT}."
     elif status == _HTTP_NOT_FOUND:
@@ -79,7 +83,9 @@ def _post(
     else:
         hint = hints.get(status, "see the server log")
         msg = f"{where} {failed} (HTTP {status}): {detail}; {hint}."
-    raise AdapterLoadError(msg, url=where, adapter=adapter, status_code=status, retryable=False)
+    raise AdapterLoadError(
+        msg, url=where, adapter=adapter, status_code=status, retryable=False, body=full_body
+    )
 
 
 def load_lora_adapter(

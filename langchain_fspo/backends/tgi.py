@@ -34,6 +34,7 @@ from langchain_fspo.backends import _tgi_params
 from langchain_fspo.backends._http import (
     CallContext,
     MalformedResponseError,
+    join_url,
     normalize_base_url,
     resolve_api_key,
     safe_url,
@@ -114,9 +115,10 @@ class TGIBackend(Backend):
     `/generate` answer reports only the completion tokens (TGI's `details` carry no prompt
     length), so `input_tokens` is None there. Streams ask for usage
     (`stream_options.include_usage` on chat; `details` on `/generate_stream`) and must end
-    with their final event: a stream cut off mid-way raises
-    `InferenceServerError`. Timeouts, connection errors, 429 and 5xx are retried with
-    exponential backoff (`max_retries`); other errors raise `InferenceServerError` at once.
+    with their final event (a `finish_reason`, or the `details` event): a stream cut off
+    mid-way raises `InferenceServerError`. `timeout` bounds each attempt whole; timeouts,
+    connection errors, 429 and 5xx are retried with exponential backoff (`max_retries`;
+    docs/serving.md, "Failures"); other errors raise `InferenceServerError` at once.
 
     Example:
         ```python
@@ -128,6 +130,7 @@ class TGIBackend(Backend):
     """
 
     name: ClassVar[str] = "tgi"
+    retries_inside: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -136,6 +139,7 @@ class TGIBackend(Backend):
         adapters: str | Iterable[str] | None = None,
         api_key: str | SecretStr | None = None,
         timeout: float | None = 120.0,
+        stream_timeout: float | None = None,
         max_retries: int = 2,
         backoff_factor: float = 0.5,
         backoff_max: float = 8.0,
@@ -150,7 +154,10 @@ class TGIBackend(Backend):
                 string). Calls with other adapter ids then raise `AdapterNotFoundError`.
                 None: no check (TGI would silently serve the base model for a wrong id).
             api_key: Bearer token; default: env `HF_TOKEN` (Inference Endpoints need it).
-            timeout: Seconds to wait for the server, per attempt.
+            timeout: Seconds one attempt may take, whole: connecting, the headers and the
+                body; for a stream, opening it and each gap between two chunks. None: no
+                limit.
+            stream_timeout: Seconds a whole stream may take (None: no total limit).
             max_retries: Retries of a call that failed transiently (timeout, connection
                 error, 429, 5xx).
             backoff_factor: Seconds before the first retry, doubled on each retry.
@@ -165,9 +172,12 @@ class TGIBackend(Backend):
             parse_lora_adapters(adapters) if adapters is not None else None
         )
         self.api_key = resolve_api_key(api_key, "HF_TOKEN")
-        self.timeout = timeout
         self.retry = RetryPolicy(
-            max_retries=max_retries, backoff_factor=backoff_factor, backoff_max=backoff_max
+            max_retries=max_retries,
+            backoff_factor=backoff_factor,
+            backoff_max=backoff_max,
+            timeout=timeout,
+            stream_timeout=stream_timeout,
         )
         self.headers = dict(headers or {})
         self._warned_unchecked: set[str] = set()
@@ -183,6 +193,11 @@ class TGIBackend(Backend):
             f"api_key={'**********' if self.api_key else None}, timeout={self.timeout}, "
             f"max_retries={self.retry.max_retries})"
         )
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds one attempt may take (`retry.timeout`); also the client's read timeout."""
+        return self.retry.timeout
 
     @property
     def supports_tools(self) -> bool:
@@ -248,7 +263,7 @@ class TGIBackend(Backend):
 
         def call() -> int | None:
             response = get_session().post(
-                f"{self.base_url}/tokenize",
+                join_url(self.base_url, "/tokenize"),
                 json={"inputs": text},
                 headers=headers,
                 timeout=self.timeout,

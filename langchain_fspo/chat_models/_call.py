@@ -9,7 +9,14 @@ from typing import Any
 from langchain_fspo.backends.base import GenerationParams
 from langchain_fspo.prompt_format import RenderedPrompt
 
-__all__ = ["CONTROL_KWARGS", "GENERATION_FIELDS", "PreparedCall", "generation_params"]
+__all__ = [
+    "CONTROL_KWARGS",
+    "GENERATION_FIELDS",
+    "PreparedCall",
+    "announced_calls",
+    "batch_config",
+    "generation_params",
+]
 
 GENERATION_FIELDS = (
     "temperature",
@@ -69,3 +76,48 @@ def generation_params(
     return GenerationParams(
         stop=list(stop_sequences) if stop_sequences else None, extra=extra, **values
     )
+
+
+def batch_config(backend: object, config: Any, count: int) -> Any:
+    """`config` for `ChatFSPO.batch` with `max_concurrency` sized to a batching backend.
+
+    LangChain's `batch` runs the inputs in a thread pool of its default size (CPU count + 4),
+    which would split a batching backend's (`LocalBackend`) batch in two on small machines.
+    Unless the config sets `max_concurrency`, it becomes `count`, at most twice the backend's
+    `max_batch_size` (so the next batch queues up while one runs). Other backends: unchanged.
+
+    Example:
+        >>> class Batching:
+        ...     max_batch_size = 8
+        >>> batch_config(Batching(), None, 20), batch_config(Batching(), [{}, {}], 2)
+        ({'max_concurrency': 16}, [{'max_concurrency': 2}, {'max_concurrency': 2}])
+    """
+    size = getattr(backend, "max_batch_size", None)
+    if not isinstance(size, int) or count <= 1:
+        return config
+    width = min(count, 2 * size)
+    if isinstance(config, list):
+        return [
+            c if "max_concurrency" in (c or {}) else {**(c or {}), "max_concurrency": width}
+            for c in config
+        ]
+    if config is not None and "max_concurrency" in config:
+        return config
+    return {**(config or {}), "max_concurrency": width}
+
+
+def announced_calls(config: Any, count: int) -> int:
+    """How many of `count` batched calls run at once under `config` (its `max_concurrency`).
+
+    What `ChatFSPO.batch` announces to the backend (`Backend.expecting`): announcing calls
+    that cannot start yet would make the backend wait for them.
+
+    Example:
+        >>> announced_calls(None, 8), announced_calls({"max_concurrency": 2}, 8)
+        (8, 2)
+        >>> announced_calls([{"max_concurrency": 3}, {}], 2)
+        2
+    """
+    first = config[0] if isinstance(config, list) and config else config
+    limit = (first or {}).get("max_concurrency") if isinstance(first, dict) else None
+    return min(count, limit) if isinstance(limit, int) and limit > 0 else count

@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, ToolMessage
 
 from langchain_fspo._conversation import SplitMessages, split_messages
+from langchain_fspo._neutralize import special_token_finder
 from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt, neutralize
 
@@ -53,7 +54,8 @@ class ShotSource(Protocol):
 
 def _chat_turn(message: BaseMessage, special_tokens: tuple[str, ...]) -> dict[str, Any]:
     """One OpenAI-style message for a kept turn, its text neutralised."""
-    content = neutralize(str(message.text), special_tokens)
+    finder = special_token_finder(special_tokens)
+    content = neutralize(str(message.text), special_tokens, finder=finder)
     if isinstance(message, HumanMessage):
         return {"role": "user", "content": content}
     if isinstance(message, AIMessage):
@@ -101,7 +103,8 @@ def _render(
     turns: list[dict[str, Any]] = []
     systems: list[str] = []
     if fmt.style == "chat":
-        systems = [neutralize(s, fmt.special_tokens) for s in split.systems]
+        finder = special_token_finder(fmt.special_tokens)
+        systems = [neutralize(s, fmt.special_tokens, finder=finder) for s in split.systems]
         turns = [_chat_turn(m, fmt.special_tokens) for m in split.before]
         after = [_chat_turn(m, fmt.special_tokens) for m in split.after]
     else:

@@ -7,8 +7,9 @@ LoRA adapter selected per call.
 
 The class holds the fields, validators and LangChain hooks; the work is done by small modules
 beside it: `_prompting` (the one rendering step), `_call` (what a call sends), `_convert`
-(backend results to LangChain messages), `_streaming` (the completion parser), `_retry`
-(retries and timeouts) and `_loading` (`from_pretrained`). This file is over the house's
+(backend results to LangChain messages), `_streaming` (the completion parser) and `_loading`
+(`from_pretrained`). Retries and timeouts are the backends' one layer (`backends._retry`),
+which `timeout` and `max_retries` configure. This file is over the house's
 ~400 lines because the class docstring (LangChain's template) and the documented fields take
 about 200 of them; the code is the LangChain hooks only.
 """
@@ -27,12 +28,19 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from langchain_fspo._conversation import resolve_user, to_messages, with_configured_user
+from langchain_fspo.backends import _retry
+from langchain_fspo.backends._http import redact_url
 from langchain_fspo.backends.base import Backend, GenerationParams
-from langchain_fspo.chat_models import _retry
-from langchain_fspo.chat_models._call import GENERATION_FIELDS, PreparedCall, generation_params
+from langchain_fspo.chat_models._call import (
+    GENERATION_FIELDS,
+    PreparedCall,
+    announced_calls,
+    batch_config,
+    generation_params,
+)
 from langchain_fspo.chat_models._convert import StreamConverter, chat_result
 from langchain_fspo.chat_models._loading import load_pretrained, missing_backend, server_backend
 from langchain_fspo.chat_models._prompting import PromptBuilder, ShotSource
@@ -99,7 +107,9 @@ class ChatFSPO(BaseChatModel):
             Where users' examples live.
         user_id: str | None
             Default user (a call's `user_id=` or `config["configurable"]["user_id"]` wins).
-        timeout, max_retries: per-attempt timeout and retries of failed backend calls.
+        timeout, max_retries: configure the backend's one retry layer: seconds one attempt
+            may take, whole (a stream: its opening and each gap between chunks), and retries
+            of transient failures (timeouts, connection errors, HTTP 429 / 5xx).
 
     Instantiate:
         ```python
@@ -191,12 +201,17 @@ class ChatFSPO(BaseChatModel):
     """OpenAI-style presence penalty."""
     repetition_penalty: float | None = None
     """transformers/TGI multiplicative repetition penalty."""
-    timeout: float | None = None
-    """Seconds one `invoke`/`ainvoke` backend attempt may take (None: no limit). Streams are
-    not cut by it; configure the server backend's own client timeout for those."""
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds one backend attempt may take, whole: connecting, the headers and the body;
+    for a stream, its opening and each gap between two chunks. An attempt past it fails
+    with `InferenceTimeoutError` (retried like any transient failure). Given, it sets the
+    backend's `retry.timeout`; not given, the backend's own applies (server backends: 120 s,
+    in-process: none). A total limit for streams: the server backend's `stream_timeout`."""
     max_retries: int = Field(default=2, ge=0)
-    """Retries, with exponential backoff, of a backend call that failed with
-    `InferenceServerError` (a stream is retried only before its first chunk)."""
+    """Retries of a backend attempt that failed transiently (timeouts, connection errors,
+    HTTP 429 and 5xx; not out-of-memory), with exponential backoff, jitter and the server's
+    `Retry-After`; a stream is retried only before its first chunk. Given, it sets the
+    backend's `retry.max_retries`; not given, the backend's own applies (2 by default)."""
     streaming: bool = False
     """Whether `invoke` streams under the hood (for callbacks)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -204,7 +219,8 @@ class ChatFSPO(BaseChatModel):
     base_url: str | None = None
     """URL of a TGI or OpenAI-compatible server. Given without a `backend` (or with a backend
     kind such as `"tgi"` or `"openai"`), the server backend is built from it (TGI by default)
-    with `api_key`, `adapters`, `timeout` and `max_retries`."""
+    with `api_key`, `adapters`, `timeout` and `max_retries`. A user:password in it is used
+    by the backend and shown nowhere: the field keeps the URL with `***` in its place."""
     api_key: SecretStr | None = None
     """Bearer token for a server backend built from `base_url` (default: the backend's own
     environment variable, `HF_TOKEN` for TGI, `OPENAI_API_KEY` for OpenAI-compatible)."""
@@ -212,6 +228,14 @@ class ChatFSPO(BaseChatModel):
     """Adapter ids the server serves (TGI's `LORA_ADAPTERS`) for a backend built from
     `base_url`: others raise `AdapterNotFoundError` instead of silently getting the base
     model (TGI's behaviour for an unknown adapter id)."""
+
+    _configured: tuple[Backend, dict[str, Any], Backend] | None = PrivateAttr(default=None)
+
+    @field_validator("base_url")
+    @classmethod
+    def _redact_base_url(cls, value: str | None) -> str | None:
+        """Credentials in the URL go to the backend only (built before fields are checked)."""
+        return redact_url(value) if value is not None else None
 
     @model_validator(mode="before")
     @classmethod
@@ -393,6 +417,41 @@ class ChatFSPO(BaseChatModel):
             input, config, stop=stop, **with_configured_user(config, kwargs)
         )
 
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """`invoke` every input; a batching backend (`LocalBackend`) runs them together.
+
+        Without `max_concurrency` in the config, as many inputs run at once as the backend
+        batches (`langchain_fspo.chat_models._call.batch_config`), and the backend is told how
+        many calls start together (`Backend.expecting`: the inputs, or `max_concurrency` when
+        lower; none when `streaming`, as streams are not batched).
+        """
+        config = batch_config(self.backend, config, len(inputs))
+        announced = 0 if self.streaming else announced_calls(config, len(inputs))
+        with self.backend.expecting(announced):
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Async `batch`: the backend is told how many calls come, as in `batch`."""
+        announced = 0 if self.streaming else announced_calls(config, len(inputs))
+        with self.backend.expecting(announced):
+            return await super().abatch(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
+
     def stream(
         self,
         input: LanguageModelInput,  # noqa: A002
@@ -511,6 +570,20 @@ class ChatFSPO(BaseChatModel):
         user, adapter, params = self._call_parts(stop, kwargs)
         return PreparedCall(user, adapter, params, await self._prompts().abuild(messages, user))
 
+    def _backend(self) -> Backend:
+        """The backend with `timeout` / `max_retries` applied, when they were given."""
+        changes: dict[str, Any] = {}
+        if "timeout" in self.model_fields_set:
+            changes["timeout"] = self.timeout
+        if "max_retries" in self.model_fields_set:
+            changes["max_retries"] = self.max_retries
+        cached = self._configured
+        if cached is not None and cached[0] is self.backend and cached[1] == changes:
+            return cached[2]
+        configured = self.backend.configured(**changes)
+        self._configured = (self.backend, changes, configured)
+        return configured
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -520,7 +593,7 @@ class ChatFSPO(BaseChatModel):
     ) -> ChatResult:
         call = self._prepare(messages, stop, kwargs)
         generation = _retry.generate(
-            self.backend, call, timeout=self.timeout, max_retries=self.max_retries
+            self._backend(), call.prompt, adapter=call.adapter, params=call.params
         )
         return chat_result(call, generation, self.prompt_format, self.backend.name)
 
@@ -533,7 +606,7 @@ class ChatFSPO(BaseChatModel):
     ) -> ChatResult:
         call = await self._aprepare(messages, stop, kwargs)
         generation = await _retry.agenerate(
-            self.backend, call, timeout=self.timeout, max_retries=self.max_retries
+            self._backend(), call.prompt, adapter=call.adapter, params=call.params
         )
         return chat_result(call, generation, self.prompt_format, self.backend.name)
 
@@ -546,7 +619,10 @@ class ChatFSPO(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         call = self._prepare(messages, stop, kwargs)
         converter = StreamConverter(call, self.prompt_format, self.backend.name)
-        for chunk in _retry.stream(self.backend, call, max_retries=self.max_retries):
+        chunks = _retry.stream(
+            self._backend(), call.prompt, adapter=call.adapter, params=call.params
+        )
+        for chunk in chunks:
             out = converter.feed(chunk)
             if out is not None:
                 yield out
@@ -561,7 +637,10 @@ class ChatFSPO(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         call = await self._aprepare(messages, stop, kwargs)
         converter = StreamConverter(call, self.prompt_format, self.backend.name)
-        async for chunk in _retry.astream(self.backend, call, max_retries=self.max_retries):
+        chunks = _retry.astream(
+            self._backend(), call.prompt, adapter=call.adapter, params=call.params
+        )
+        async for chunk in chunks:
             out = converter.feed(chunk)
             if out is not None:
                 yield out

@@ -90,7 +90,8 @@ class StoreDriver:
                 elif mode == "inline":
                     step = plan.send(await self._inline(step))
                 elif isinstance(step, list):
-                    step = plan.send(await self.store.abatch(step))
+                    abatch = getattr(self.engine, "abatch", None) or self.store.abatch
+                    step = plan.send(await abatch(step))
                 else:
                     step = plan.send(await self.engine.arun(step))
         except StopIteration as stop:

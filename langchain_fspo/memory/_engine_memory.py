@@ -3,8 +3,9 @@
 `InMemoryStore` keeps `_data[namespace][key] -> Item` and `_vectors[namespace][key][field]`
 in plain dicts and guards nothing, so every call into it runs under one lock per store (shared
 by all `PreferenceMemory` objects on that store). A namespace's dict keeps insertion order:
-the newest `k` are the last `k` entries, read backwards in O(k). `Nearest` is an exact cosine
-scan in numpy over a matrix cached per namespace, rebuilt when the namespace changes.
+the newest `k` are the last `k` entries, read backwards in O(k). `Nearest` is an exact scan of
+a `VectorMatrix` cached per namespace: our own writes update it in place, a change made to the
+store behind our back (a different count or last key) rebuilds it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from langgraph.store.base import PutOp
 
 from langchain_fspo.memory import _engines as q
+from langchain_fspo.memory._vector_matrix import VectorMatrix
 
 if TYPE_CHECKING:
-    import numpy as np
     from langgraph.store.base import Op, Result
     from langgraph.store.memory import InMemoryStore
 
@@ -39,17 +40,13 @@ def store_lock(store: object) -> threading.Lock:
         return lock
 
 
-class _Matrix:
-    """The unit vectors (and norms) of one namespace's `field`, with what they were built from."""
+class _Cached:
+    """The matrix of one namespace's `field`, with the namespace's size and last key it matches."""
 
-    def __init__(
-        self, size: int, last: str | None, keys: list[str], unit: np.ndarray, norms: np.ndarray
-    ) -> None:
+    def __init__(self, size: int, last: str | None, matrix: VectorMatrix) -> None:
         self.size = size
         self.last = last
-        self.keys = keys
-        self.unit = unit
-        self.norms = norms
+        self.matrix = matrix
 
 
 class InMemoryEngine:
@@ -61,13 +58,28 @@ class InMemoryEngine:
     def __init__(self, store: InMemoryStore) -> None:
         self.store = store
         self.lock = store_lock(store)
-        self._matrices: dict[tuple[tuple[str, ...], str], _Matrix] = {}
+        self._matrices: dict[tuple[str, ...], dict[str, _Cached]] = {}
+        """Per namespace, per field: writes look up only the namespaces they touch."""
 
     def batch(self, ops: list[Op]) -> list[Result]:
         with self.lock:
-            # A re-put keeps its place in the dict: drop cached matrices it may change.
-            self.invalidate([op.namespace for op in ops if isinstance(op, PutOp)])
-            return self.store.batch(ops)
+            results = self.store.batch(ops)
+            self._follow([op for op in ops if isinstance(op, PutOp)])
+            return results
+
+    def _follow(self, puts: list[PutOp]) -> None:
+        """Apply our own writes to the cached matrices they touch (no rebuild)."""
+        if not puts or not self._matrices:
+            return
+        vectors = self.store._vectors  # noqa: SLF001 - no API for it
+        for op in puts:
+            stored = vectors.get(op.namespace) or {}
+            for field, cached in (self._matrices.get(op.namespace) or {}).items():
+                vector = (stored.get(op.key) or {}).get(field) if op.value is not None else None
+                if vector is None or not cached.matrix.upsert(op.key, vector):
+                    cached.matrix.remove(op.key)
+                cached.size = len(stored)
+                cached.last = next(reversed(stored), None)
 
     def run(self, query: q.Query) -> Any:
         with self.lock:
@@ -103,58 +115,39 @@ class InMemoryEngine:
         return self._nearest(query, items)
 
     def _nearest(self, query: q.Nearest, items: dict[str, Any]) -> list[q.Row]:
-        import numpy as np
-
         if query.vector is None or query.limit <= 0:
             return []
-        cached = self._matrix(query.namespace, query.field)
-        if not cached.keys:
-            return []
-        target = np.asarray(q.finite(query.vector), dtype=np.float32)
-        if q.distance_type(self.store) == "l2":
-            scores = -np.linalg.norm(cached.unit * cached.norms - target, axis=1)
-        else:
-            norm = float(np.linalg.norm(target)) or 1.0
-            scores = cached.unit @ (target / norm)
-        n = min(query.limit, len(cached.keys))
-        top = np.argpartition(-scores, n - 1)[:n]
-        top = top[np.argsort(-scores[top], kind="stable")]
+        matrix = self._matrix(query.namespace, query.field)
+        metric = "l2" if q.distance_type(self.store) == "l2" else "cosine"
         rows = []
-        for i in top:
-            key = cached.keys[int(i)]
+        for i in matrix.nearest(q.finite(query.vector), query.limit, metric=metric):
+            key = matrix.keys[i]
             item = items.get(key)
             if item is not None:
-                rows.append(q.Row(key, item.value, cached.unit[int(i)] * cached.norms[int(i)]))
+                rows.append(q.Row(key, item.value, matrix.vector(i)))
         return rows
 
-    def _matrix(self, namespace: tuple[str, ...], field: str) -> _Matrix:
-        """The cached unit-vector matrix of `namespace`, rebuilt if the namespace changed.
+    def _matrix(self, namespace: tuple[str, ...], field: str) -> VectorMatrix:
+        """The cached matrix of `namespace`, rebuilt if the namespace changed behind our back.
 
         Items are appended in order and re-puts keep their place, so an unchanged count and
-        an unchanged last key mean an unchanged set; our own writes also `invalidate`.
+        an unchanged last key mean an unchanged set; our own writes are applied by `_follow`.
         """
-        import numpy as np
-
         vectors = self.store._vectors.get(namespace) or {}  # noqa: SLF001
         last = next(reversed(vectors), None)
-        cached = self._matrices.get((namespace, field))
+        cached = (self._matrices.get(namespace) or {}).get(field)
         if cached is not None and cached.size == len(vectors) and cached.last == last:
-            return cached
+            return cached.matrix
         keys = [key for key, fields in vectors.items() if field in fields]
-        matrix = np.asarray([vectors[key][field] for key in keys], dtype=np.float32)
-        if not keys:
-            matrix = np.zeros((0, 1), dtype=np.float32)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        built = _Matrix(len(vectors), last, keys, matrix / norms, norms)
-        self._matrices[(namespace, field)] = built
-        return built
+        dims = int((getattr(self.store, "index_config", None) or {}).get("dims") or 1)
+        matrix = VectorMatrix.build(keys, [vectors[key][field] for key in keys], dims)
+        self._matrices.setdefault(namespace, {})[field] = _Cached(len(vectors), last, matrix)
+        return matrix
 
     def invalidate(self, namespaces: Sequence[tuple[str, ...]]) -> None:
-        """q.Forget cached matrices of `namespaces` (called after our own writes)."""
-        stale = set(namespaces)
-        for cache_key in [k for k in self._matrices if k[0] in stale]:
-            del self._matrices[cache_key]
+        """Drop the cached matrices of `namespaces` (after `forget`)."""
+        for namespace in namespaces:
+            self._matrices.pop(namespace, None)
 
     def _forget(self, prefix: tuple[str, ...]) -> int:
         n = len(prefix)
@@ -165,7 +158,7 @@ class InMemoryEngine:
             removed += len(data.pop(namespace))
         for namespace in [ns for ns in vectors if ns[:n] == prefix]:
             del vectors[namespace]
-        self.invalidate([k[0] for k in self._matrices if k[0][:n] == prefix])
+        self.invalidate([ns for ns in self._matrices if ns[:n] == prefix])
         return removed
 
     def scrub(self, prefix: tuple[str, ...]) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import psycopg
+from langgraph.store.base import PutOp
 from psycopg.rows import dict_row
 
 from langchain_fspo.memory import _engines as q
@@ -71,10 +72,17 @@ def _vector_literal(vector: Any) -> str:
     return "[" + ",".join(map(repr, q.finite(vector))) + "]"
 
 
-def _vector_from_text(text: str) -> Any:
+def _vector_from_binary(data: bytes) -> Any:
+    """A vector in pgvector's binary output (two int16 headers, then big-endian floats).
+
+    `vector` sends float4, `halfvec` float2: told apart by the length. Parsing the text form
+    instead costs about 0.25 ms per 384-dim vector (8 ms for `diverse`'s 32 candidates).
+    """
     import numpy as np
 
-    return np.array(text.strip("[]").split(","), dtype=np.float32)
+    dims = int.from_bytes(data[:2], "big")
+    dtype = ">f4" if len(data) == 4 + 4 * dims else ">f2"
+    return np.frombuffer(data, dtype=dtype, count=dims, offset=4).astype(np.float32)
 
 
 class _Sql(NamedTuple):
@@ -84,6 +92,8 @@ class _Sql(NamedTuple):
     """
 
     statements: tuple[tuple[str, Any], ...]
+    binary: bool = False
+    """Ask for binary results (vectors come as bytes: `_vector_from_binary`)."""
 
 
 _Steps = Generator[_Sql, Any, Any]
@@ -110,7 +120,49 @@ class PostgresEngine:
         self.async_mode: q.AsyncMode = "native" if self._async else "thread"
 
     def batch(self, ops: list[Op]) -> list[Result]:
-        return self.store.batch(ops)
+        """The store's `batch`; writes to an indexed store as one pipelined transaction."""
+        if not self._own_write(ops):
+            return self.store.batch(ops)
+        queries, request = self._put_queries(ops)
+        if request is not None:
+            embed = self._embeddings()
+            queries.append(_with_vectors(request, embed.embed_documents(_texts(request))))
+        sql, params = _one_message(queries)
+        with self._connection() as conn, psycopg.ClientCursor(conn) as cur:
+            cur.execute(sql, params)
+        return [None] * len(ops)
+
+    async def abatch(self, ops: list[Op]) -> list[Result]:
+        """Async `batch` (on this loop's connections when the store has a pool)."""
+        if self._async is None or not self._own_write(ops):
+            return await self.store.abatch(ops)
+        queries, request = self._put_queries(ops)
+        if request is not None:
+            embed = self._embeddings()
+            vectors = await embed.aembed_documents(_texts(request))
+            queries.append(_with_vectors(request, vectors))
+        sql, params = _one_message(queries)
+        async with self._async.connection() as conn, psycopg.AsyncClientCursor(conn) as cur:
+            await cur.execute(sql, params)
+        return [None] * len(ops)
+
+    def _own_write(self, ops: list[Op]) -> bool:
+        """Whether `ops` are puts to a store with an embedding index (written by `batch`)."""
+        return (
+            bool(ops)
+            and all(isinstance(op, PutOp) for op in ops)
+            and bool(self.store.index_config)
+            and self.store.embeddings is not None
+        )
+
+    def _embeddings(self) -> Any:
+        return self.store.embeddings
+
+    def _put_queries(self, ops: list[Op]) -> tuple[list[tuple[str, Any]], Any]:
+        """The store's own statements for `ops` (its semantics: upserts, TTL, index paths)."""
+        puts = [(i, op) for i, op in enumerate(ops) if isinstance(op, PutOp)]
+        queries, request = self.store._prepare_batch_PUT_queries(puts)  # noqa: SLF001
+        return list(queries), request
 
     def inline(self, step: object) -> bool:
         del step
@@ -142,11 +194,11 @@ class PostgresEngine:
                 while True:
                     sql = steps.send(answer)
                     if len(sql.statements) == 1:
-                        answer = _result(cur, *sql.statements[0])
+                        answer = _result(cur, *sql.statements[0], binary=sql.binary)
                     else:
                         with conn.transaction():
                             for statement in sql.statements:
-                                answer = _result(cur, *statement)
+                                answer = _result(cur, *statement, binary=sql.binary)
             except StopIteration as stop:
                 return stop.value
 
@@ -162,11 +214,11 @@ class PostgresEngine:
                 while True:
                     sql = steps.send(answer)
                     if len(sql.statements) == 1:
-                        answer = await _aresult(cur, *sql.statements[0])
+                        answer = await _aresult(cur, *sql.statements[0], binary=sql.binary)
                     else:
                         async with conn.transaction():
                             for statement in sql.statements:
-                                answer = await _aresult(cur, *statement)
+                                answer = await _aresult(cur, *statement, binary=sql.binary)
             except StopIteration as stop:
                 return stop.value
 
@@ -226,11 +278,12 @@ class PostgresEngine:
             return [int(row["n"]), row["newest"]]
         if isinstance(query, q.Vectors):
             rows = yield _one(
-                "SELECT key, embedding::text AS vector FROM store_vectors "
+                "SELECT key, embedding AS vector FROM store_vectors "
                 "WHERE prefix = %s AND field_name = %s AND key = ANY(%s)",
                 (prefix, query.field, list(query.keys)),
+                binary=True,
             )
-            return {r["key"]: _vector_from_text(r["vector"]) for r in rows}
+            return {r["key"]: _vector_from_binary(r["vector"]) for r in rows}
         return (yield from self._nearest(query, prefix))
 
     def _vector_cast(self) -> str:
@@ -250,7 +303,7 @@ class PostgresEngine:
             "cap": EXACT_SEARCH_MAX + 1,
         }
         target = f"%(q)s::text::{self._vector_cast()}"
-        vector = "top.embedding::text" if query.with_vectors else "NULL"
+        vector = "top.embedding" if query.with_vectors else "NULL"
         select = (
             f"SELECT s.key, s.value::text AS value, {vector} AS vector "  # noqa: S608
             "FROM ({inner}) AS top JOIN store AS s ON s.prefix = %(p)s AND s.key = top.key "
@@ -276,12 +329,12 @@ class PostgresEngine:
                 "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
                 "set_config('hnsw.ef_search', %s, true)"
             )
-            rows = yield _Sql(((settings, (ef_search,)), (approximate, params)))
+            rows = yield _Sql(((settings, (ef_search,)), (approximate, params)), binary=True)
         if len(rows) < query.limit:
             logger.debug("q.Nearest: exact scan of the vectors of %s.", prefix)
-            rows = yield _one(exact, params)
+            rows = yield _one(exact, params, binary=True)
         return [
-            q.Row(r["key"], _value(r["value"]), r["vector"] and _vector_from_text(r["vector"]))
+            q.Row(r["key"], _value(r["value"]), r["vector"] and _vector_from_binary(r["vector"]))
             for r in rows
         ]
 
@@ -290,17 +343,42 @@ class PostgresEngine:
         del prefix
 
 
-def _one(sql: str, params: Any) -> _Sql:
-    return _Sql(((sql, params),))
+def _one_message(queries: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    """`queries` as one multi-statement string, bound client side: one round trip.
+
+    PostgreSQL runs the statements of one simple-query message as one transaction.
+    """
+    sql = ";\n".join(query for query, _ in queries)
+    return sql, [value for _, params in queries for value in params]
 
 
-def _result(cur: Cursor[Any], sql: str, params: Any) -> Any:
+def _texts(request: Any) -> list[str]:
+    """The texts an embedding request of `_prepare_batch_PUT_queries` asks to embed."""
+    return [str(row[-1]) for row in request[1]]
+
+
+def _with_vectors(request: Any, vectors: list[list[float]]) -> tuple[str, list[Any]]:
+    """The vector INSERT of `request` with `vectors` as pgvector text (cheaper than a list)."""
+    sql, rows = request
+    params = [
+        value
+        for (namespace, key, path, _), vector in zip(rows, vectors, strict=True)
+        for value in (namespace, key, path, _vector_literal(vector))
+    ]
+    return sql, params
+
+
+def _one(sql: str, params: Any, *, binary: bool = False) -> _Sql:
+    return _Sql(((sql, params),), binary)
+
+
+def _result(cur: Cursor[Any], sql: str, params: Any, *, binary: bool = False) -> Any:
     # Never a prepared statement: a generic plan cannot see how few rows one user has, and may
     # pick a scan of every user's vectors.
-    cur.execute(sql, params, prepare=False)
+    cur.execute(sql, params, prepare=False, binary=binary)
     return cur.fetchall() if cur.description is not None else cur.rowcount
 
 
-async def _aresult(cur: AsyncCursor[Any], sql: str, params: Any) -> Any:
-    await cur.execute(sql, params, prepare=False)
+async def _aresult(cur: AsyncCursor[Any], sql: str, params: Any, *, binary: bool = False) -> Any:
+    await cur.execute(sql, params, prepare=False, binary=binary)
     return await cur.fetchall() if cur.description is not None else cur.rowcount

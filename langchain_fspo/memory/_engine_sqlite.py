@@ -4,8 +4,10 @@
 SQLite appends the rowid to every index, so `WHERE prefix = ? ORDER BY rowid DESC LIMIT k`
 walks that index backwards: O(k), in commit order (SQLite serialises writers and gives each
 new row a rowid above every live one). `store_vectors` holds one float32 BLOB per indexed
-field; `Nearest` is an exact scan of the namespace's vectors with sqlite-vec's distance
-functions, inside SQLite (linear in the user's history; see docs/serving.md).
+field; `Nearest` is an exact scan of a numpy matrix of the namespace's vectors that this process
+keeps in step with the file through a change log the database writes (`_sqlite_vectors`): O(k)
+SQL plus one linear matrix-vector product. Where the log cannot be created (a read-only file),
+an exact scan with sqlite-vec's distance functions in SQL answers instead.
 
 Reads and writes share the store's connection and its lock, as `SqliteStore` does. Async reads
 of O(k) rows run on the event loop, within its slice budget (`_slices`), when that lock is free:
@@ -14,12 +16,14 @@ a thread hop would cost more than the read.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from langchain_fspo.memory import _engines as q
+from langchain_fspo.memory._sqlite_vectors import vector_index
 
 if TYPE_CHECKING:
     from langgraph.store.base import Op, Result
@@ -47,6 +51,18 @@ def _value(raw: Any) -> dict[str, Any]:
     return value
 
 
+def _values_of(conn: Any, prefix: str, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The stored values of `keys` in namespace `prefix` (missing keys left out)."""
+    if not keys:
+        return {}
+    marks = ",".join("?" * len(keys))
+    rows = conn.execute(
+        f"SELECT key, value FROM store WHERE prefix = ? AND key IN ({marks})",  # noqa: S608
+        (prefix, *keys),
+    ).fetchall()
+    return {key: _value(value) for key, value in rows}
+
+
 def _floats(blob: bytes) -> Any:
     """A stored float32 BLOB as a numpy array (no copy)."""
     import numpy as np
@@ -64,6 +80,7 @@ class SqliteEngine:
         self.store = store
         self.lock = store.lock
         self._held = threading.local()
+        self._index = vector_index(store)
 
     def inline(self, step: object) -> bool:
         """Whether `step` may run on the event loop: an O(k) read (an index walk)."""
@@ -135,21 +152,48 @@ class SqliteEngine:
         return self._nearest(query, prefix)
 
     def _nearest(self, query: q.Nearest, prefix: str) -> list[q.Row]:
+        """The nearest rows, by an exact scan of the cached matrix (`_sqlite_vectors`).
+
+        Where the vector log cannot be created, by an exact scan of `store_vectors` in SQL.
+        """
         if query.vector is None or query.limit <= 0:
             return []
+        target = q.finite(query.vector)
+        store = self.store
+        if not store.is_setup:
+            store.setup()
+        metric = "l2" if q.distance_type(store) == "l2" else "cosine"
+        held = getattr(self._held, "value", False)
+        with contextlib.nullcontext() if held else store.lock:
+            if not self._index.ensure():
+                return self._nearest_scan(query, prefix, target)
+            conn = store.conn
+            conn.execute("BEGIN")
+            try:
+                hits = self._index.search(prefix, query.field, target, query.limit, metric)
+                values = _values_of(conn, prefix, [key for key, _ in hits])
+            finally:
+                conn.execute("COMMIT")
+        return [
+            q.Row(key, values[key], vector if query.with_vectors else None)
+            for key, vector in hits
+            if key in values
+        ]
+
+    def _nearest_scan(self, query: q.Nearest, prefix: str, target: list[float]) -> list[q.Row]:
+        """`_nearest` by sqlite-vec's distance functions over every stored vector (linear)."""
         import sqlite_vec
 
         function = _DISTANCE.get(q.distance_type(self.store), "vec_distance_cosine")
-        target = sqlite_vec.serialize_float32(q.finite(query.vector))
         vector = "top.embedding" if query.with_vectors else "NULL"
-        rows = self._rows(
+        rows = self.store.conn.execute(
             "WITH top AS ("  # noqa: S608 - the function name comes from _DISTANCE
             f"SELECT key, embedding, {function}(embedding, ?1) AS d FROM store_vectors "
             "WHERE prefix = ?2 AND field_name = ?3 ORDER BY d LIMIT ?4) "
             f"SELECT top.key, s.value, {vector} FROM top "
             "JOIN store AS s ON s.prefix = ?2 AND s.key = top.key ORDER BY top.d, top.key",
-            (target, prefix, query.field, query.limit),
-        )
+            (sqlite_vec.serialize_float32(target), prefix, query.field, query.limit),
+        ).fetchall()
         return [
             q.Row(key, _value(value), None if blob is None else _floats(blob))
             for key, value, blob in rows
@@ -174,6 +218,8 @@ class SqliteEngine:
                     # Also when the connection does not enforce foreign keys (no cascade).
                     conn.execute(f"DELETE FROM store_vectors WHERE {where}", params)  # noqa: S608
                 removed = conn.execute(f"DELETE FROM store WHERE {where}", params).rowcount  # noqa: S608
+                if has_vectors:
+                    self._index.forget(where, params)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise

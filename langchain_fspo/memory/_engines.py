@@ -8,7 +8,8 @@ tables and indexes:
 - order: in-memory, dict insertion order; SQLite, `rowid` (commit order); PostgreSQL,
   `(created_at, stamp, key)` through an index the engine adds.
 - `Newest` (k rows): O(k) on all three (a reversed dict; an index walked backwards).
-- `Nearest`: numpy over a cached matrix; a sqlite-vec scan inside SQLite; pgvector inside
+- `Nearest`: an exact numpy scan of a cached per-user matrix (in memory; on SQLite kept in
+  step with the file by a change log the database's triggers write); pgvector inside
   PostgreSQL (exact for small users, HNSW above).
 - `Forget`: one locked sweep; one DELETE transaction; one DELETE statement.
 

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import pytest
 
 from bench.fixed_latency_server import FixedLatencyServer
-from tests.http_server import QuietHTTPServer
+from tests.http_server import QuietHTTPServer, Reply, ScriptedHTTPServer
 from tests.hub_server import HubServer
 from tests.tgi_server import ScriptedBackend, TGITestServer
 
@@ -134,3 +134,40 @@ def test_other_handler_errors_are_kept_for_the_test_thread_not_printed(
     assert isinstance(httpd.handler_errors[0], RuntimeError)
     assert asts_built_off_main == []
     assert "Traceback" not in capfd.readouterr().err
+
+
+def _unstarted_tgi() -> QuietHTTPServer:
+    from tests.tgi_server.server import _HTTPServer
+
+    return _HTTPServer(TGITestServer(ScriptedBackend()))
+
+
+def _unstarted_scripted() -> QuietHTTPServer:
+    return ScriptedHTTPServer(default=Reply.json({"status": "ok"}))
+
+
+@pytest.mark.parametrize("make", [_unstarted_tgi, _unstarted_scripted], ids=["tgi", "scripted"])
+def test_256_clients_connecting_at_once_all_get_answers(
+    make: Callable[[], QuietHTTPServer],
+) -> None:
+    httpd = make()  # bound and listening, not accepting yet: every connection queues
+    clients: list[socket.socket] = []
+    serving = threading.Thread(target=httpd.serve_forever, daemon=True)
+    try:
+        for _ in range(256):  # a full listen queue drops the SYN: connect() would time out
+            clients.append(socket.create_connection(httpd.server_address[:2], timeout=1))  # noqa: PERF401 - one at a time
+        serving.start()
+        for client in clients:
+            client.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        for client in clients:
+            client.settimeout(10)
+            assert client.recv(64).startswith(b"HTTP/1.1 200"), "a client got no answer"
+    finally:
+        for client in clients:
+            client.close()
+        if serving.is_alive():
+            httpd.shutdown()
+            serving.join(timeout=10)
+        httpd.server_close()
+    assert len(clients) == 256
+    assert httpd.handler_errors == []

@@ -60,6 +60,7 @@ def test_interface_types_and_errors_live_one_level_down() -> None:
         "FSPOError",
         "IncompatibleAdapterError",
         "InferenceServerError",
+        "InferenceTimeoutError",
         "InvalidExampleError",
         "MemoryConfigError",
         "MemoryWriteError",

@@ -174,8 +174,8 @@ def test_every_parameter_reaches_model_generate(backend: RecordingLocalBackend) 
     assert call["top_p"] == 0.9
     assert call["top_k"] == 20
     assert call["max_new_tokens"] == 5
-    assert call["stop_strings"] == ["\n\n"]
-    assert call["tokenizer"] is backend.tokenizer
+    (stops,) = call["stopping_criteria"]  # per row: max_tokens, stop strings, EOS
+    assert (stops.max_new, stops.stops) == ([5], [["\n\n"]])
     assert call["repetition_penalty"] == 1.3
     assert call["min_p"] == 0.01
     assert call["active_adapter"] == "alpha"

@@ -185,7 +185,8 @@ def test_parameters_reach_model_generate(llm: ChatFSPO, backend: RecordingLocalB
         30,
     )
     assert call["max_new_tokens"] == 4
-    assert call["stop_strings"] == ["\n\n"]
+    (stops,) = call["stopping_criteria"]  # per row: max_tokens, stop strings, EOS
+    assert stops.stops == [["\n\n"]]
     assert call["repetition_penalty"] == 1.2
     assert len(call["logits_processor"]) == 1  # the frequency/presence penalty
     assert backend.calls[0].params.seed == 3

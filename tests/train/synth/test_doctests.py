@@ -13,6 +13,7 @@ MODULES = [
     "fspo_train.synth.ids",
     "fspo_train.synth.models",
     "fspo_train.synth.prompts",
+    "fspo_train.synth.ratelimit",
     "fspo_train.synth.schemas",
     "fspo_train.synth.stages.disagreement",
     "fspo_train.synth.store",

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from fspo_train.data.loaders import write_records
+from fspo_train.trainer.distributed import CHECKPOINT_COMPLETE
 from fspo_train.trainer.run import STAGE_MARKER, SUMMARY_FILENAME
 from tests.train.trainer.test_run import _records
 
@@ -43,7 +44,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def _checkpoint_ready(path: Path) -> bool:
-    return all((path / name).is_file() for name in ("trainer_state.json", "optimizer.pt"))
+    return (path / CHECKPOINT_COMPLETE).is_file()  # what resuming looks for
 
 
 def test_killed_run_resumes_from_its_checkpoint(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from langchain_fspo.backends._http import (
+    AttemptTimeoutError,
     CallContext,
     MalformedResponseError,
     classify,
+    join_url,
     normalize_base_url,
+    parse_retry_after,
+    redact_text,
+    redact_url,
+    resolve_api_key,
     safe_url,
 )
 from langchain_fspo.backends._retry import RetryPolicy
 from langchain_fspo.backends._sse import sse_payloads
 from langchain_fspo.backends.base import GenerationParams
 from langchain_fspo.backends.tgi import TGIBackend, parse_lora_adapters
-from langchain_fspo.errors import InferenceServerError, UnsupportedParameterError
+from langchain_fspo.errors import (
+    InferenceServerError,
+    InferenceTimeoutError,
+    UnsupportedParameterError,
+)
 
 CTX = CallContext(backend="TGI", url="http://user:pw@tgi:8080", adapter="org/a", route="/generate")
 
@@ -108,6 +119,53 @@ def test_urls() -> None:
     assert safe_url("https://u:secret@host:8443/v1?token=abc") == "https://host:8443/v1"
     assert normalize_base_url("http://h:8080/v1/") == "http://h:8080"
     assert normalize_base_url("http://h:8080/") == "http://h:8080"
+    assert normalize_base_url("http://h/v1/?api-version=1") == "http://h?api-version=1"
+    assert join_url("http://h/base?a=1&b=2", "/generate") == "http://h/base/generate?a=1&b=2"
+    assert redact_url("https://tok@h/x?y=1") == "https://***@h/x?y=1"
+    assert (
+        redact_text("see http://a:b@h/ and https://c:d@i/")
+        == "see http://***@h/ and https://***@i/"
+    )
+
+
+def test_an_empty_api_key_sends_no_authorization(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "from-env")
+    assert resolve_api_key("", "OPENAI_API_KEY") is None
+    assert resolve_api_key(None, "OPENAI_API_KEY") == SecretStr("from-env")
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    assert resolve_api_key(None, "OPENAI_API_KEY") is None
+
+
+def test_retry_after_seconds_or_http_date() -> None:
+    now = 1796551200.0  # Sun, 06 Dec 2026 10:00:00 GMT
+    assert parse_retry_after("7", now=now) == 7.0
+    assert parse_retry_after("Sun, 06 Dec 2026 10:00:05 GMT", now=now) == 5.0
+    assert parse_retry_after("Sun, 06 Dec 2026 09:59:00 GMT", now=now) == 0.0  # in the past
+    assert parse_retry_after("later", now=now) is None
+    assert parse_retry_after("nan", now=now) is None
+    policy = RetryPolicy(backoff_factor=0.01, backoff_max=8)
+    assert 5.0 <= policy.delay(1, retry_after=5.0) <= 5.5
+    assert policy.waits_too_long(9.0)
+    assert not policy.waits_too_long(8.0)
+
+
+def test_error_messages_quote_a_few_kb_of_the_body() -> None:
+    body = {"error": "too big " + "y" * 1_000_000}
+    _, error, _ = classify(_status_error(400, body), CTX)
+    assert len(str(error)) < 2_500
+    assert "too big" in str(error)
+    assert error.body is not None
+    assert len(error.body) > 1_000_000
+
+
+def test_timeouts_classify_as_retryable_timeout_errors() -> None:
+    retry, error, _ = classify(AttemptTimeoutError("no complete answer within 1s"), CTX)
+    assert retry is True
+    assert isinstance(error, InferenceTimeoutError)
+    assert isinstance(error, TimeoutError)
+    retry, error, _ = classify(httpx.ReadTimeout("slow"), CTX)
+    assert retry is True
+    assert isinstance(error, InferenceTimeoutError)
 
 
 def test_lora_adapters_spec() -> None:

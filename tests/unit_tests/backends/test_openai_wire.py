@@ -120,16 +120,26 @@ def test_a_stream_yields_text_and_tool_pieces_then_the_final_chunk() -> None:
     assert final.model_name == "fspo-a"
 
 
-def test_a_stream_must_end_with_its_final_event() -> None:
+def test_a_stream_is_complete_when_it_said_how_it_finished() -> None:
     unfinished = CompletionStream(None, chat=False, naming="adapter")
     unfinished.feed({"choices": [{"text": "Hi", "finish_reason": None}]})
-    with pytest.raises(
-        StreamInterruptedError, match=r"before its final event \(without data: \[DONE\]"
-    ):
+    with pytest.raises(StreamInterruptedError, match=r"no finish_reason; without data: \[DONE\]"):
         unfinished.final()
     unfinished.done = True
-    with pytest.raises(StreamInterruptedError, match="without a finish_reason"):
+    with pytest.raises(StreamInterruptedError, match=r"no finish_reason; after data: \[DONE\]"):
         unfinished.final()
+    finished = CompletionStream(None, chat=False, naming="adapter")
+    finished.feed({"choices": [{"text": "Hi", "finish_reason": "stop"}]})
+    assert finished.done is False  # no `data: [DONE]`: not required after a finish_reason
+    assert finished.final().finish_reason == "stop"
+
+
+def test_an_answer_without_a_finish_reason_is_not_complete() -> None:
+    body = {"choices": [{"text": "Half an ans", "finish_reason": None}], "model": "m"}
+    with pytest.raises(MalformedResponseError, match="without a finish_reason"):
+        parse_completion(body, None, chat=False, naming="adapter")
+    body["choices"][0]["finish_reason"] = "length"
+    assert parse_completion(body, None, chat=False, naming="adapter").finish_reason == "length"
 
 
 def test_an_error_event_mid_stream_is_not_retried() -> None:

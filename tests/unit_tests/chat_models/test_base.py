@@ -17,9 +17,15 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
+from langchain_fspo.backends._policy import RetryPolicy
 from langchain_fspo.backends.base import Backend, GenerationParams
 from langchain_fspo.chat_models import ChatFSPO
-from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError, PromptFormatError
+from langchain_fspo.errors import (
+    AdapterNotFoundError,
+    InferenceServerError,
+    InferenceTimeoutError,
+    PromptFormatError,
+)
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
 from tests.recording import ScriptedBackend
@@ -156,9 +162,36 @@ def test_user_resolution_order(memory: PreferenceMemory) -> None:
         model.invoke("Q?", config=config, user_id="ada"),  # the call beats config
         model.with_config(configurable={"user_id": "bob"}).invoke("Q?"),
         (RunnableLambda(lambda x: x) | model).invoke("Q?", config=config),  # inside a chain
+        # a bound keyword is the call's keyword: it beats config, also inside a chain
+        model.bind(user_id="ada").invoke("Q?", config=config),
+        (RunnableLambda(lambda x: x) | model.bind(user_id="ada")).invoke("Q?", config=config),
     ]
-    assert [r.response_metadata["user_id"] for r in results] == ["ada", "bob", "ada", "bob", "bob"]
-    assert _users_seen(backend) == ["ADA", "BOB", "ADA", "BOB", "BOB"]
+    expected = ["ada", "bob", "ada", "bob", "bob", "ada", "ada"]
+    assert [r.response_metadata["user_id"] for r in results] == expected
+    assert _users_seen(backend) == [user.upper() for user in expected]
+
+
+def test_a_bound_user_beats_config_in_a_chain_on_every_entry_point(
+    memory: PreferenceMemory,
+) -> None:
+    backend = ScriptedBackend()
+    chain = RunnableLambda(lambda x: x) | _model(backend, memory=memory).bind(user_id="ada")
+    config: RunnableConfig = {"configurable": {"user_id": "bob"}}
+
+    async def run_async() -> list[Any]:
+        return [
+            await chain.ainvoke("Q?", config=config),
+            [c async for c in chain.astream("Q?", config=config)][-1],
+            *(await chain.abatch(["Q?"], config=config)),
+        ]
+
+    results = [
+        list(chain.stream("Q?", config=config))[-1],
+        *chain.batch(["Q?"], config=config),
+        *asyncio.run(run_async()),
+    ]
+    assert [r.response_metadata["user_id"] for r in results] == ["ada"] * 5
+    assert _users_seen(backend) == ["ADA"] * 5
 
 
 def test_user_from_config_reaches_stream_batch_and_async(memory: PreferenceMemory) -> None:
@@ -367,12 +400,60 @@ def test_server_errors_are_retried_then_raised(caplog: pytest.LogCaptureFixture)
     )
 
 
-def test_timeout_applies_to_sync_and_async_calls() -> None:
+class _OutOfMemoryError(RuntimeError):
+    """Named like torch's `torch.OutOfMemoryError` (a `RuntimeError`), which it stands for."""
+
+
+class _OutOfMemoryBackend(ScriptedBackend):
+    def generate(self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams):
+        self._record(prompt, adapter, params)
+        try:
+            raise _OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        except _OutOfMemoryError as e:
+            msg = f"LocalBackend generation failed for adapter {adapter!r}: {e}"
+            raise InferenceServerError(msg) from e  # as LocalBackend raises it
+
+
+def test_out_of_memory_is_not_retried() -> None:
+    backend = _OutOfMemoryBackend()
+    with pytest.raises(InferenceServerError, match="out of memory"):
+        _model(backend, max_retries=3).invoke("Q?")
+    assert len(backend.calls) == 1
+
+
+def test_max_retries_and_timeout_configure_the_backends_layer() -> None:
+    backend = ScriptedBackend(fail_times=5)
+    backend.retry = RetryPolicy(max_retries=3, backoff_factor=0.001)
+    with pytest.raises(InferenceServerError, match="gave up after 3 retries"):
+        _model(backend).invoke("Q?")  # not given: the backend's own policy
+    assert len(backend.calls) == 4
+    backend.calls.clear()
+    with pytest.raises(InferenceServerError, match="503"):
+        _model(backend, max_retries=0).invoke("Q?")  # given: it wins
+    assert len(backend.calls) == 1
+    assert backend.retry.max_retries == 3  # the shared backend itself is left as it was
+    model = _model(backend, max_retries=1, timeout=2.5)
+    assert model._backend().retry == RetryPolicy(max_retries=1, backoff_factor=0.001, timeout=2.5)
+    assert model._backend() is model._backend()  # configured once
+    copy = model.model_copy(update={"max_retries": 0})
+    assert copy._backend().retry.max_retries == 0
+
+
+def test_timeout_applies_to_sync_and_async_calls_and_streams() -> None:
     slow = _model(ScriptedBackend(delay=0.5), timeout=0.05, max_retries=0)
-    with pytest.raises(InferenceServerError, match=r"within 0\.05s"):
+    with pytest.raises(InferenceTimeoutError, match=r"within 0\.05s"):
         slow.invoke("Q?")
-    with pytest.raises(InferenceServerError, match=r"within 0\.05s"):
+    with pytest.raises(InferenceTimeoutError, match=r"within 0\.05s"):
         asyncio.run(slow.ainvoke("Q?"))
+    with pytest.raises(InferenceTimeoutError, match=r"no stream event within 0\.05s"):
+        list(slow.stream("Q?"))
+
+    async def astream() -> None:
+        async for _ in slow.astream("Q?"):
+            pass
+
+    with pytest.raises(InferenceTimeoutError, match=r"no stream event within 0\.05s"):
+        asyncio.run(astream())
 
 
 # ---------------------------------------------------------------- from_pretrained
