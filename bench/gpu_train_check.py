@@ -154,7 +154,7 @@ def _environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "trl": trl.__version__,
-        "accelerate": accelerate.__version__,
+        "accelerate": getattr(accelerate, "__version__", "?"),
         "cuda": torch.version.cuda,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "bf16_supported": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),

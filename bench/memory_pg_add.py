@@ -115,10 +115,13 @@ def server_side(url: str, calls: int) -> dict[str, Any]:
     prefix = f"fspo.add-probe-{uuid.uuid4().hex[:8]}.examples"
     out: dict[str, Any] = {}
     with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
-        (has_index,) = cur.execute(
+        index_row = cur.execute(
             "SELECT count(*) FROM pg_indexes WHERE indexname = 'store_vectors_embedding_idx'"
         ).fetchone()
-        (vectors,) = cur.execute("SELECT count(*) FROM store_vectors").fetchone()
+        vectors_row = cur.execute("SELECT count(*) FROM store_vectors").fetchone()
+        assert index_row is not None  # count(*) returns one row
+        assert vectors_row is not None
+        (has_index,), (vectors,) = index_row, vectors_row
         out["vectors_in_table"] = int(vectors)
         out["hnsw_index"] = bool(has_index)
         for variant in ("with_hnsw", "without_hnsw"):

@@ -40,7 +40,7 @@ KINDS = {
 
 
 def connect(path: str) -> Any:
-    import pysqlite3.dbapi2 as sqlite  # type: ignore[import-not-found]
+    import pysqlite3.dbapi2 as sqlite  # type: ignore[import-untyped]
     import sqlite_vec
 
     conn = sqlite.connect(path, isolation_level=None)
@@ -49,7 +49,9 @@ def connect(path: str) -> Any:
     return conn
 
 
-def probe(kind: str, chunk: int, big: np.ndarray, small_users: int, queries: np.ndarray) -> dict:
+def probe(
+    kind: str, chunk: int, big: np.ndarray, small_users: int, queries: np.ndarray
+) -> dict[str, Any]:
     column, convert = KINDS[kind]
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "vec0.db")

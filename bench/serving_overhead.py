@@ -461,7 +461,11 @@ def _write_report(out: Path, stem: str, report: dict[str, Any], lines: list[str]
 def _vllm_row(args: argparse.Namespace) -> int:
     """Run only the real-engine row and write `serving_overhead_vllm.{json,md}`."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from vllm_overhead import python_from_env, vllm_bench, vllm_markdown
+    from vllm_overhead import (  # type: ignore[import-not-found]  # bench/ is not a package
+        python_from_env,
+        vllm_bench,
+        vllm_markdown,
+    )
 
     python = python_from_env(args.vllm_python)
     engine = vllm_bench(

@@ -60,7 +60,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _is_main_process() -> bool:
-    from accelerate import PartialState
+    from accelerate.state import PartialState
 
     return bool(PartialState().is_main_process)
 

@@ -67,7 +67,7 @@ def last_complete_checkpoint(directory: Path) -> Path | None:
     one-process run only, when they hold `trainer_state.json`: one process writes it last. With
     several processes another rank may still have been writing its RNG state.
     """
-    from accelerate import PartialState
+    from accelerate.state import PartialState
 
     found = [p for _, p in _checkpoints(directory)]
     complete = [p for p in found if (p / CHECKPOINT_COMPLETE).is_file()]
@@ -83,7 +83,7 @@ def drop_incomplete_checkpoints(directory: Path, keep: Path | None) -> list[Path
     half-written; training again from `keep` writes them anew. All ranks return once the
     folders are gone. Returns the folders deleted (on every rank).
     """
-    from accelerate import PartialState
+    from accelerate.state import PartialState
 
     state = PartialState()
     newest = -1 if keep is None else int(keep.name.rsplit("-", 1)[1])
@@ -104,7 +104,7 @@ class CheckpointCompleteCallback(TrainerCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:  # noqa: ARG002
         """Write `fspo_checkpoint_complete.json` into the checkpoint just saved (rank 0)."""
-        from accelerate import PartialState
+        from accelerate.state import PartialState
 
         ranks = PartialState()
         ranks.wait_for_everyone()

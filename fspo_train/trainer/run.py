@@ -209,7 +209,7 @@ def train(
         ValueError: no data, or no episode could be built (the message says why).
         FSPOError: the output folder holds a different run and `resume` is on.
     """
-    from accelerate import PartialState
+    from accelerate.state import PartialState
 
     config = _with_absolute_base_model(config)
     state = PartialState(cpu=config.use_cpu)  # rank 0 writes the files; the others wait

@@ -14,6 +14,7 @@ from langchain_fspo.memory._layout import DEFAULT_ROOT, decode_user_id, encode_u
 from langchain_fspo.memory._memory import PreferenceMemory
 from langchain_fspo.memory._plans import EXPORT_FORMAT
 from langchain_fspo.memory._records import CHOICES, MAX_METADATA_BYTES, Choice, ChoiceRecord
+from langchain_fspo.memory._vector_search import VectorSearch
 
 __all__ = [
     "CHOICES",
@@ -26,6 +27,7 @@ __all__ = [
     "Choice",
     "ChoiceRecord",
     "PreferenceMemory",
+    "VectorSearch",
     "decode_user_id",
     "encode_user_id",
 ]

@@ -26,6 +26,7 @@ from langchain_fspo.memory._inputs import (
 )
 from langchain_fspo.memory._layout import DEFAULT_ROOT, UserNamespaces, new_record_id
 from langchain_fspo.memory._records import CHOICES, ChoiceRecord, check_metadata, check_text
+from langchain_fspo.memory._vector_search import VectorSearch
 from langchain_fspo.preference import PreferenceExample, validate_user_id
 from langchain_fspo.selection import STRATEGY_NAMES, Strategy
 
@@ -49,6 +50,7 @@ class MemoryCore:
         *,
         namespace: tuple[str, ...] = DEFAULT_ROOT,
         index_fields: Sequence[str] | None = ("prompt",),
+        vector_search: VectorSearch | None = None,
     ) -> None:
         """Wrap `store` (default: a fresh `InMemoryStore`).
 
@@ -57,6 +59,10 @@ class MemoryCore:
             namespace: the prefix under which every user's subtree lives.
             index_fields: the example fields embedded when the store has an index (None: the
                 store's configured fields). `relevant` and `diverse` search the first one.
+            vector_search: how the in-memory and SQLite stores search large histories
+                (default `VectorSearch()`: exact below 20,000 vectors per user, a sign-code
+                pre-filter with an exact rerank of 1,024 candidates above). PostgreSQL uses
+                pgvector and ignores it.
         """
         if not isinstance(namespace, tuple) or not all(
             isinstance(label, str) and label and "." not in label for label in namespace
@@ -68,6 +74,11 @@ class MemoryCore:
         self._store: BaseStore = store if store is not None else InMemoryStore()
         self._root = namespace
         self._index_fields = list(index_fields) if index_fields is not None else None
+        search: object = vector_search
+        if search is not None and not isinstance(search, VectorSearch):
+            msg = f"`vector_search` must be a VectorSearch, got {search!r:.80}."
+            raise MemoryConfigError(msg)
+        self._vector_search = vector_search or VectorSearch()
         self._driver = StoreDriver(self._store)
         self._resources = ExitStack()
 
@@ -193,7 +204,13 @@ class MemoryCore:
             return plans.newest_plan(ns, k)
         if name == "relevant":
             return select_plans.relevant_plan(
-                ns, query, k, self._search_field(), has_index=self.has_index, by_vector=by_vector
+                ns,
+                query,
+                k,
+                self._search_field(),
+                has_index=self.has_index,
+                by_vector=by_vector,
+                search=self._vector_search,
             )
         if name == "diverse":
             return select_plans.diverse_plan(
@@ -205,6 +222,7 @@ class MemoryCore:
                 has_index=self.has_index,
                 by_vector=by_vector,
                 lambda_mult=lambda_mult,
+                search=self._vector_search,
             )
         msg = (
             f"Unknown selection strategy {strategy!r}; use one of {list(STRATEGY_NAMES)} "

@@ -3,8 +3,9 @@
 `InMemoryStore` keeps `_data[namespace][key] -> Item` and `_vectors[namespace][key][field]`
 in plain dicts and guards nothing, so every call into it runs under one lock per store (shared
 by all `PreferenceMemory` objects on that store). A namespace's dict keeps insertion order:
-the newest `k` are the last `k` entries, read backwards in O(k). `Nearest` is an exact scan of
-a `VectorMatrix` cached per namespace: our own writes update it in place, a change made to the
+the newest `k` are the last `k` entries, read backwards in O(k). `Nearest` scans a
+`VectorMatrix` cached per namespace (exact, or sign-code pre-filter and exact rerank per the
+query's `VectorSearch`): our own writes update it and its codes in place, a change made to the
 store behind our back (a different count or last key) rebuilds it.
 """
 
@@ -120,7 +121,8 @@ class InMemoryEngine:
         matrix = self._matrix(query.namespace, query.field)
         metric = "l2" if q.distance_type(self.store) == "l2" else "cosine"
         rows = []
-        for i in matrix.nearest(q.finite(query.vector), query.limit, metric=metric):
+        target = q.finite(query.vector)
+        for i in matrix.nearest(target, query.limit, metric=metric, search=query.search):
             key = matrix.keys[i]
             item = items.get(key)
             if item is not None:

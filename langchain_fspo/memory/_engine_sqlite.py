@@ -170,7 +170,9 @@ class SqliteEngine:
             conn = store.conn
             conn.execute("BEGIN")
             try:
-                hits = self._index.search(prefix, query.field, target, query.limit, metric)
+                hits = self._index.search(
+                    prefix, query.field, target, query.limit, metric, query.search
+                )
                 values = _values_of(conn, prefix, [key for key, _ in hits])
             finally:
                 conn.execute("COMMIT")

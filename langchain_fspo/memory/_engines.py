@@ -8,9 +8,10 @@ tables and indexes:
 - order: in-memory, dict insertion order; SQLite, `rowid` (commit order); PostgreSQL,
   `(created_at, stamp, key)` through an index the engine adds.
 - `Newest` (k rows): O(k) on all three (a reversed dict; an index walked backwards).
-- `Nearest`: an exact numpy scan of a cached per-user matrix (in memory; on SQLite kept in
-  step with the file by a change log the database's triggers write); pgvector inside
-  PostgreSQL (exact for small users, HNSW above).
+- `Nearest`: a numpy scan of a cached per-user matrix (in memory; on SQLite kept in step
+  with the file by a change log the database's triggers write), exact below the query's
+  `VectorSearch` threshold and a sign-code pre-filter plus exact rerank above it; pgvector
+  inside PostgreSQL (exact for small users, HNSW above).
 - `Forget`: one locked sweep; one DELETE transaction; one DELETE statement.
 
 Any other store gets `GenericEngine`: the same answers from `search` scans (exact, but O(history)).
@@ -101,6 +102,8 @@ class Nearest:
     query: str | None = None
     with_vectors: bool = False
     """Also answer each row's stored vector (`Row.vector`)."""
+    search: Any = None
+    """A `VectorSearch` for engines that rank in process (None: exact)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ from langchain_fspo.selection import DEFAULT_MMR_LAMBDA, Strategy
 if TYPE_CHECKING:
     from langgraph.store.base import IndexConfig
 
+    from langchain_fspo.memory._vector_search import VectorSearch
+
 __all__ = ["PreferenceMemory"]
 
 # `PreferenceMemory.list` shadows the builtin inside the class body: annotate with these.
@@ -74,6 +76,7 @@ class PreferenceMemory(AsyncMemoryAPI):
         *,
         index: IndexConfig | None = None,
         namespace: tuple[str, ...] = DEFAULT_ROOT,
+        vector_search: VectorSearch | None = None,
     ) -> PreferenceMemory:
         """A memory in the SQLite file at `path` (created, with its tables, if missing).
 
@@ -83,7 +86,8 @@ class PreferenceMemory(AsyncMemoryAPI):
         vectors (bring your own `SqliteStore` connection? run `PRAGMA foreign_keys = ON` on it,
         or `forget` leaves the embeddings behind). An `index` needs `sqlite-vec` and a
         `sqlite3` that can load extensions: where Python's cannot, `pysqlite3-binary` is used
-        (extra `langchain-fspo[sqlite-index]`).
+        (extra `langchain-fspo[sqlite-index]`). `vector_search` sets how large histories are
+        searched (see `VectorSearch`; default: exact below 20,000 vectors per user).
 
         Example:
             >>> import tempfile, pathlib
@@ -95,7 +99,7 @@ class PreferenceMemory(AsyncMemoryAPI):
             ['A.']
         """
         store, resources = open_sqlite_store(path, index)
-        memory = cls(store, namespace=namespace)
+        memory = cls(store, namespace=namespace, vector_search=vector_search)
         memory._resources.push(resources)
         return memory
 

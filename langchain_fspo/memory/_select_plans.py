@@ -1,7 +1,9 @@
 """Shot-selection plans: each reads a bounded number of examples, whatever the user's history.
 
 - `recent`: the newest `k` (one O(k) engine read).
-- `relevant`: the `k` nearest the query through the store's own vector search.
+- `relevant`: the `k` nearest the query through the store's own vector search (in-process
+  stores: exact, or a sign-code pre-filter and exact rerank for large histories, per the
+  memory's `VectorSearch`).
 - `diverse`: MMR over `fetch_k` candidates (nearest the query, or the newest) using their
   stored vectors (never re-embedded on LangGraph's own stores).
 - a callable: called with the newest `fetch_k` examples (its bounded candidate window).
@@ -36,12 +38,13 @@ def _nearest_rows(
     *,
     by_vector: bool,
     with_vectors: bool = False,
+    search: Any = None,
 ) -> Plan[tuple[list[Row], Any]]:
     """The `limit` rows nearest `query` and the query's vector (None when the store embeds it)."""
     if by_vector:
         _, vector = yield Embed([], query)
         rows: list[Row] = yield Nearest(
-            ns.examples, field, limit, vector=vector, with_vectors=with_vectors
+            ns.examples, field, limit, vector=vector, with_vectors=with_vectors, search=search
         )
         return rows, vector
     rows = yield Nearest(ns.examples, field, limit, query=query)
@@ -56,6 +59,7 @@ def relevant_plan(
     *,
     has_index: bool,
     by_vector: bool,
+    search: Any = None,
 ) -> Plan[list[PreferenceExample]]:
     """The `k` examples whose `field` is nearest `query`, oldest first.
 
@@ -66,7 +70,7 @@ def relevant_plan(
         return []
     if not query:
         return (yield from newest_plan(ns, k))
-    rows, _ = yield from _nearest_rows(ns, query, field, k, by_vector=by_vector)
+    rows, _ = yield from _nearest_rows(ns, query, field, k, by_vector=by_vector, search=search)
     return chronological(examples_of(rows))
 
 
@@ -85,6 +89,7 @@ def diverse_plan(
     has_index: bool,
     by_vector: bool,
     lambda_mult: float,
+    search: Any = None,
 ) -> Plan[list[PreferenceExample]]:
     """MMR over a pool of `fetch_k` candidates (nearest `query`, or the newest), oldest first.
 
@@ -96,7 +101,7 @@ def diverse_plan(
     query_vector: Any = None
     if has_index and query:
         rows, query_vector = yield from _nearest_rows(
-            ns, query, field, pool_size, by_vector=by_vector, with_vectors=True
+            ns, query, field, pool_size, by_vector=by_vector, with_vectors=True, search=search
         )
     else:
         rows = yield Newest(ns.examples, pool_size)

@@ -15,10 +15,12 @@ follows the file's changes through a log the database itself writes:
   generation starts over.
 
 A search reads, in one read transaction, the generation and the namespace's log rows newer
-than its cache, re-reads only those keys' vectors, then scans the matrix. A namespace seen for
-the first time (or after a new generation) is read whole once. Caches are per store object and
-bounded (`CACHE_BYTES`, least recently used first). The log and triggers are created on first
-use and recreated when missing (checked whenever the schema changes).
+than its cache, re-reads only those keys' vectors, then scans the matrix (exact, or through
+its sign codes for a large user: `VectorSearch`; the codes follow the same in-place writes).
+A namespace seen for the first time (or after a new generation) is read whole once. Caches
+are per store object and bounded (`CACHE_BYTES`, least recently used first). The log and
+triggers are created on first use and recreated when missing (checked whenever the schema
+changes).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from langchain_fspo.memory._vector_matrix import VectorMatrix
+from langchain_fspo.memory._vector_search import VectorSearch
 
 if TYPE_CHECKING:
     from langgraph.store.sqlite import SqliteStore
@@ -164,7 +167,13 @@ class SqliteVectorIndex:
     # ------------------------------------------------------------------ search
 
     def search(
-        self, prefix: str, field: str, vector: Sequence[float], limit: int, metric: str
+        self,
+        prefix: str,
+        field: str,
+        vector: Sequence[float],
+        limit: int,
+        metric: str,
+        search: VectorSearch | None = None,
     ) -> list[tuple[str, np.ndarray]]:
         """The `limit` keys nearest `vector` with their vectors, best first.
 
@@ -173,7 +182,8 @@ class SqliteVectorIndex:
         entry = self._current(prefix, field)
         matrix = entry.matrix
         return [
-            (matrix.keys[i], matrix.vector(i)) for i in matrix.nearest(vector, limit, metric=metric)
+            (matrix.keys[i], matrix.vector(i))
+            for i in matrix.nearest(vector, limit, metric=metric, search=search)
         ]
 
     def _current(self, prefix: str, field: str) -> _Entry:

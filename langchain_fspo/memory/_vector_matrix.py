@@ -3,8 +3,11 @@
 Rows are unit vectors with their norms kept beside them, so a cosine ranking is one
 matrix-vector product and an L2 ranking needs no second copy. Rows are added, replaced and
 removed in place (amortised O(1); a removal moves the last row into the gap), so an engine can
-follow a store's writes without rebuilding the matrix. The scan is exact and linear in the rows:
-about 25 ms for 100k x 384 float32 on one shared core of the benchmark machine (memory bound).
+follow a store's writes without rebuilding the matrix. The exact scan is linear in the rows:
+about 25-50 ms for 100k x 384 float32 on one shared core of the benchmark machine (memory
+bound). Given a `VectorSearch` that approximates at this size, `nearest` pre-filters by 1-bit
+sign codes (`SignCodes`, built on first use, then kept in step by every write) and ranks only
+the candidates exactly.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from langchain_fspo.memory._vector_search import SignCodes, VectorSearch
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -31,6 +36,7 @@ class VectorMatrix:
         self._row: dict[str, int] = {}
         self._unit: NDArray[np.float32] = np.zeros((max(capacity, 1), dims), dtype=np.float32)
         self._norms: NDArray[np.float32] = np.zeros(max(capacity, 1), dtype=np.float32)
+        self._codes: SignCodes | None = None
 
     @classmethod
     def build(cls, keys: Sequence[str], vectors: Any, dims: int | None = None) -> VectorMatrix:
@@ -58,7 +64,8 @@ class VectorMatrix:
     @property
     def nbytes(self) -> int:
         """Bytes held by the arrays (capacity included)."""
-        return int(self._unit.nbytes + self._norms.nbytes)
+        codes = self._codes.nbytes if self._codes is not None else 0
+        return int(self._unit.nbytes + self._norms.nbytes + codes)
 
     def _put(self, key: str, unit: NDArray[np.float32], norm: float) -> None:
         row = self._row.get(key)
@@ -70,6 +77,8 @@ class VectorMatrix:
             self._row[key] = row
         self._unit[row] = unit
         self._norms[row] = norm
+        if self._codes is not None:
+            self._codes.set(row, unit.reshape(1, -1))
 
     def _grow(self, capacity: int) -> None:
         unit = np.zeros((capacity, self.dims), dtype=np.float32)
@@ -77,6 +86,8 @@ class VectorMatrix:
         unit[: len(self.keys)] = self._unit[: len(self.keys)]
         norms[: len(self.keys)] = self._norms[: len(self.keys)]
         self._unit, self._norms = unit, norms
+        if self._codes is not None:
+            self._codes.grow(capacity, len(self.keys))
 
     def upsert(self, key: str, vector: Any) -> bool:
         """Set the vector of `key` (added when new); False (and nothing kept) on a wrong width."""
@@ -100,6 +111,8 @@ class VectorMatrix:
             self._row[moved] = row
             self._unit[row] = self._unit[last]
             self._norms[row] = self._norms[last]
+            if self._codes is not None:
+                self._codes.move(row, last)
         self.keys.pop()
 
     def vector(self, row: int) -> NDArray[np.float32]:
@@ -107,10 +120,30 @@ class VectorMatrix:
         vector: NDArray[np.float32] = self._unit[row] * self._norms[row]
         return vector
 
-    def nearest(self, target: Sequence[float], limit: int, *, metric: str = "cosine") -> list[int]:
-        """The rows nearest `target`, best first (at most `limit`); exact.
+    def codes(self) -> SignCodes:
+        """The rows' sign codes, built now if they were not (then kept in step by writes)."""
+        if self._codes is None:
+            n = len(self.keys)
+            center = self._unit[:n].mean(axis=0) if n else np.zeros(self.dims, np.float32)
+            codes = SignCodes(center.astype(np.float32), len(self._norms))
+            for start in range(0, n, 8192):
+                codes.set(start, self._unit[start : min(n, start + 8192)])
+            self._codes = codes
+        return self._codes
 
-        `metric` "l2" ranks by Euclidean distance; anything else by cosine similarity.
+    def nearest(
+        self,
+        target: Sequence[float],
+        limit: int,
+        *,
+        metric: str = "cosine",
+        search: VectorSearch | None = None,
+    ) -> list[int]:
+        """The rows nearest `target`, best first (at most `limit`).
+
+        `metric` "l2" ranks by Euclidean distance; anything else by cosine similarity. Exact
+        unless `search` approximates at this many rows: then the exact ranking covers the
+        sign-code pre-filter's candidates only (see `VectorSearch`).
         """
         n = len(self.keys)
         if n == 0 or limit <= 0:
@@ -119,13 +152,21 @@ class VectorMatrix:
         if query.shape[0] != self.dims:
             msg = f"The query vector has {query.shape[0]} dimensions; the index has {self.dims}."
             raise ValueError(msg)
-        unit, norms = self._unit[:n], self._norms[:n]
+        length = float(np.linalg.norm(query)) or 1.0
+        count = search.candidates(n, limit) if search is not None else None
+        if count is not None:
+            rows = self.codes().nearest(query / length, n, count)
+            unit, norms = self._unit[rows], self._norms[rows]
+        else:
+            rows = None
+            unit, norms = self._unit[:n], self._norms[:n]
         if metric == "l2":
             # |x - q|^2 = |x|^2 - 2 |x| (u . q) + |q|^2; the last term ranks nothing.
             scores = 2.0 * norms * (unit @ query) - norms * norms
         else:
-            length = float(np.linalg.norm(query)) or 1.0
             scores = unit @ (query / length)
-        count = min(limit, n)
-        top = np.argpartition(-scores, count - 1)[:count] if count < n else np.arange(n)
-        return [int(i) for i in top[np.argsort(-scores[top], kind="stable")]]
+        size = len(scores)
+        count = min(limit, size)
+        top = np.argpartition(-scores, count - 1)[:count] if count < size else np.arange(size)
+        best = top[np.argsort(-scores[top], kind="stable")]
+        return [int(i) for i in (best if rows is None else rows[best])]

@@ -43,6 +43,7 @@ from safetensors.torch import load_file
 from fspo_train.data.loaders import write_records
 from fspo_train.trainer.distributed import CHECKPOINT_COMPLETE
 from fspo_train.trainer.run import STAGE_MARKER, SUMMARY_FILENAME
+from tests.train.trainer.slow_run import slow_run_script
 from tests.train.trainer.test_run import _records
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
@@ -53,26 +54,8 @@ WEIGHT_ATOL = 1e-6
 LOSS_RTOL = 1e-5
 STEPS = 3
 
-# The killed run: `fspo train` with a callback that makes each stage-2 step slow, so that the test
-# can kill the processes between two checkpoints.
-SLOW_RUN = """
-import sys, time
-from transformers import TrainerCallback
-import fspo_train.trainer.run as t
-
-class SlowStage2(TrainerCallback):
-    def on_step_end(self, args, state, control, **kwargs):
-        if args.output_dir.endswith("stage2"):
-            time.sleep(4)
-
-_train = t.train
-def slow_train(config, records=None, callbacks=None):
-    return _train(config, records, callbacks=[SlowStage2()])
-
-t.train = slow_train
-from fspo_train.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+SLOW_RUN = slow_run_script(4)
+"""`fspo train` with slow stage-2 steps, so the test can kill it between two checkpoints."""
 
 
 def _accelerate() -> list[str]:

@@ -135,7 +135,7 @@ def test_an_outside_cancel_is_not_turned_into_a_timeout() -> None:
         return _aitems([5.0])
 
     async def run() -> None:
-        task = asyncio.create_task(anext(aiterate_within(opener, 1.0, None)))
+        task: asyncio.Task[int] = asyncio.create_task(anext(aiterate_within(opener, 1.0, None)))
         await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -12,6 +12,7 @@ MODULES = [
     "langchain_fspo.memory._layout",
     "langchain_fspo.memory._memory",
     "langchain_fspo.memory._records",
+    "langchain_fspo.memory._vector_search",
     "langchain_fspo.selection",
 ]
 

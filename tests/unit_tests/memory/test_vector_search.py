@@ -1,0 +1,140 @@
+"""`VectorSearch`'s approximate pre-filter: exact below its threshold, bounded recall above.
+
+Its sign codes must follow every write (this process, another process, forget).
+
+Recall is measured against the exact scan of the same `VectorMatrix` on clustered synthetic
+embeddings (fixed seeds: the same vectors and queries on every run).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from langgraph.store.memory import InMemoryStore
+
+from langchain_fspo.errors import MemoryConfigError
+from langchain_fspo.memory import PreferenceMemory, VectorSearch
+from langchain_fspo.memory._sqlite_vectors import vector_index
+from langchain_fspo.memory._vector_matrix import VectorMatrix
+from tests.unit_tests.memory.test_vector_index import _CHILD, REPO_ROOT, _index
+
+RECALL_AT_8_BOUND = 0.95
+"""Mean recall@8 the default pre-filter must reach on 30k clustered 384-dim vectors
+(measured: 1.00; on 100k, 0.965-1.00: bench/results/memory_select.md)."""
+
+# Every search approximates (threshold 1) and reranks as few candidates as allowed (8 per hit).
+EAGER = VectorSearch(threshold=1, rerank=1)
+
+
+def clustered(rng: np.random.Generator, n: int, dims: int = 384) -> np.ndarray:
+    """`n` vectors around 100 random centres (within-cluster cosine about 0.5)."""
+    centres = rng.standard_normal((100, dims)).astype(np.float32)
+    noise = rng.standard_normal((n, dims)).astype(np.float32)
+    return centres[rng.integers(0, 100, n)] + noise
+
+
+def assert_codes_in_step(matrix: VectorMatrix) -> None:
+    """The matrix's codes are those of its current unit rows, row for row."""
+    codes = matrix.codes()
+    n = len(matrix)
+    expected = codes.encode(matrix._unit[:n]).T
+    assert np.array_equal(codes.codes[:, :n], expected)
+
+
+def test_below_the_threshold_the_search_is_exact() -> None:
+    rng = np.random.default_rng(0)
+    vectors = clustered(rng, 2_000)
+    matrix = VectorMatrix.build([str(i) for i in range(2_000)], vectors)
+    for query in clustered(rng, 10):
+        for metric in ("cosine", "l2"):
+            exact = matrix.nearest(query, 8, metric=metric)
+            assert matrix.nearest(query, 8, metric=metric, search=VectorSearch()) == exact
+    assert matrix._codes is None
+
+
+def test_recall_at_8_on_30k_clustered_vectors() -> None:
+    rng = np.random.default_rng(1)
+    vectors = clustered(rng, 30_064)
+    matrix = VectorMatrix.build([str(i) for i in range(30_000)], vectors[:30_000])
+    search = VectorSearch()
+    assert search.candidates(len(matrix), 8) == 1_024
+    recalls = []
+    for query in vectors[30_000:]:
+        exact = matrix.nearest(query, 8)
+        approximate = matrix.nearest(query, 8, search=search)
+        assert len(approximate) == 8
+        recalls.append(len(set(exact) & set(approximate)) / 8)
+    assert float(np.mean(recalls)) >= RECALL_AT_8_BOUND, recalls
+
+
+def test_codes_follow_upserts_removals_and_growth() -> None:
+    rng = np.random.default_rng(2)
+    matrix = VectorMatrix.build([f"k{i}" for i in range(20)], clustered(rng, 20, 70))
+    assert_codes_in_step(matrix)  # built from 20 rows, capacity 20
+    for i, vector in enumerate(clustered(rng, 30, 70)):
+        matrix.upsert(f"new{i}", vector)  # grows the capacity twice
+    matrix.upsert("k3", clustered(rng, 1, 70)[0])  # replaced in place
+    for key in ("k0", "new5", "new29"):
+        matrix.remove(key)  # the last row moves into the gap
+    assert_codes_in_step(matrix)
+    for i in range(len(matrix)):  # a stored vector is its own nearest, through the codes
+        for metric in ("cosine", "l2"):
+            assert matrix.nearest(matrix.vector(i), 1, metric=metric, search=EAGER) == [i]
+
+
+def test_in_memory_codes_follow_writes() -> None:
+    memory = PreferenceMemory(InMemoryStore(index=_index()), vector_search=EAGER)
+    prompts = [f"m{i}" for i in range(60)]
+    added = memory.add_many("u", [{"prompt": p, "chosen": "c"} for p in prompts])
+    assert [e.prompt for e in memory.select("u", "m7", k=1, strategy="relevant")] == ["m7"]
+    memory.delete("u", str(added[0].id))
+    memory.add("u", prompt="fresh", chosen="c")
+    engine = memory._driver.engine
+    matrix = engine._matrices[memory.namespaces("u").examples]["prompt"].matrix
+    assert_codes_in_step(matrix)
+    for prompt in ("fresh", "m59", "m30"):
+        assert [e.prompt for e in memory.select("u", prompt, k=1, strategy="relevant")] == [prompt]
+
+
+def test_sqlite_codes_follow_this_and_another_process_and_forget(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    prompts = [f"parent {i}" for i in range(20)]
+    with PreferenceMemory.sqlite(path, index=_index(), vector_search=EAGER) as memory:
+        added = memory.add_many("u", [{"prompt": p, "chosen": "c"} for p in prompts])
+        memory.select("u", "parent 3", k=1, strategy="relevant")  # the codes are built
+        memory.delete("u", str(added[4].id))
+        memory.add("u", prompt="mine", chosen="c")
+        child = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(REPO_ROOT), str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert child.returncode == 0, child.stderr
+        for prompt in ("child 3", "mine", "parent 19", "parent 7"):
+            hits = memory.select("u", prompt, k=1, strategy="relevant")
+            assert [e.prompt for e in hits] == [prompt]
+        index = vector_index(memory.store)
+        prefix = ".".join(memory.namespaces("u").examples)
+        matrix = index._entries[(prefix, "prompt")].matrix
+        assert_codes_in_step(matrix)
+        assert len(matrix) == memory.count("u") == 20 - 2 + 1 + 15
+        memory.forget("u")
+        memory.add("u", prompt="after", chosen="c")
+        hits = memory.select("u", "parent 7", k=3, strategy="relevant")
+        assert [e.prompt for e in hits] == ["after"]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"mode": "fast"}, {"threshold": 0}, {"rerank": -1}, {"threshold": True}]
+)
+def test_bad_settings_raise_a_config_error(kwargs: dict[str, object]) -> None:
+    with pytest.raises(MemoryConfigError):
+        VectorSearch(**kwargs)
+    with pytest.raises(MemoryConfigError):
+        PreferenceMemory(vector_search="exact")
