@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import httpx
 from pydantic import SecretStr
 
+from langchain_fspo.backends._coalesce import coalesce
 from langchain_fspo.backends._deadline import abandoned
 from langchain_fspo.backends._http import (
     AttemptTimeoutError,
@@ -27,6 +28,7 @@ from langchain_fspo.backends._http import (
     safe_url,
 )
 from langchain_fspo.backends._openai_wire import CompletionStream, parse_completion
+from langchain_fspo.backends._pool import LoopClients
 from langchain_fspo.backends._retry import (
     RetryPolicy,
     acall_with_retries,
@@ -34,7 +36,7 @@ from langchain_fspo.backends._retry import (
     call_with_retries,
     stream_with_retries,
 )
-from langchain_fspo.backends._sse import asse_payloads, sse_payloads
+from langchain_fspo.backends._sse import Payload, adrain, asse_batches, drain, sse_batches
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.backends.runtime_lora import (
     load_lora_adapter,
@@ -133,6 +135,7 @@ class OpenAICompatibleBackend(Backend):
         self.headers = dict(headers or {})
         self._client_lock = threading.Lock()
         self._sync_client: httpx.Client | None = None
+        self._async_clients: LoopClients[httpx.AsyncClient] = LoopClients(self._new_async_client)
         self._served: list[str] | None = None
 
     def __repr__(self) -> str:
@@ -167,12 +170,30 @@ class OpenAICompatibleBackend(Backend):
                 self._sync_client = httpx.Client(timeout=self.timeout)
             return self._sync_client
 
+    def _new_async_client(self) -> httpx.AsyncClient:
+        # httpx's default pool (20 idle connections kept): keeping more made each call cost
+        # twice the CPU at 64 calls in flight (bench/serving_concurrency.py).
+        return httpx.AsyncClient(timeout=self.timeout)
+
+    def _aclient(self) -> httpx.AsyncClient:
+        """The running event loop's pooled client (one per loop; see `_pool.LoopClients`)."""
+        return self._async_clients.get()
+
     def close(self) -> None:
-        """Close the pooled HTTP connections (the backend stays usable)."""
+        """Close the pooled HTTP connections, sync and async (the backend stays usable)."""
         with self._client_lock:
             if self._sync_client is not None:
                 self._sync_client.close()
                 self._sync_client = None
+        self._async_clients.close()
+
+    async def aclose(self) -> None:
+        """`close`, awaiting the running event loop's client."""
+        with self._client_lock:
+            if self._sync_client is not None:
+                self._sync_client.close()
+                self._sync_client = None
+        await self._async_clients.aclose()
 
     def _context(self, adapter: str | None, route: str) -> CallContext:
         return CallContext(backend=self.flavor, url=self.base_url, adapter=adapter, route=route)
@@ -331,7 +352,10 @@ class OpenAICompatibleBackend(Backend):
     def stream(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Iterator[GenerationChunk]:
-        """Stream the completion; the last chunk carries `finish_reason` and usage."""
+        """Stream the completion; the last chunk carries `finish_reason` and usage.
+
+        The text of the events that arrive together (one network read) comes as one chunk.
+        """
         self._prepare(adapter)
         route = self._route(prompt)
         body = self.request_body(prompt, adapter, params, stream=True)
@@ -356,16 +380,29 @@ class OpenAICompatibleBackend(Backend):
         with missing_adapter_is_typed(adapter, self.base_url):
             yield from stream_with_retries(open_stream, self._context(adapter, route), self.retry)
 
+    @staticmethod
+    def _feed(state: CompletionStream, payloads: list[Payload]) -> list[GenerationChunk]:
+        """The chunks of the events that arrived together (`data: [DONE]` sets `done`)."""
+        chunks: list[GenerationChunk] = []
+        for payload in payloads:
+            if payload is None:
+                state.done = True
+                break
+            chunks.extend(state.feed(payload))
+        return chunks
+
     def _chunks(
         self, response: httpx.Response, adapter: str | None, *, chat: bool
     ) -> Iterator[GenerationChunk]:
+        """One chunk per network read's text (events that arrived together), then the last."""
         state = CompletionStream(adapter, chat=chat, naming="adapter")
         try:
-            for payload in sse_payloads(response.iter_lines()):
-                if payload is None:
-                    state.done = True
+            texts = response.iter_text()
+            for payloads in sse_batches(texts):
+                yield from coalesce(self._feed(state, payloads))
+                if state.done:
+                    drain(texts)  # the connection goes back to the pool
                     break
-                yield from state.feed(payload)
             yield state.final()
         finally:
             response.close()
@@ -379,10 +416,9 @@ class OpenAICompatibleBackend(Backend):
         body = self.request_body(prompt, adapter, params, stream=False)
 
         async def call() -> Generation:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.post(
-                    join_url(self.base_url, route), json=body, headers=self._request_headers()
-                )
+            response = await self._aclient().post(
+                join_url(self.base_url, route), json=body, headers=self._request_headers()
+            )
             if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
                 response.raise_for_status()
             return self._parse(response.json(), adapter, chat=prompt.style == "chat")
@@ -400,23 +436,16 @@ class OpenAICompatibleBackend(Backend):
         chat = prompt.style == "chat"
 
         async def open_stream() -> AsyncIterator[GenerationChunk]:
-            client = httpx.AsyncClient(timeout=self.timeout)
-            try:
-                request = client.build_request(
-                    "POST",
-                    join_url(self.base_url, route),
-                    json=body,
-                    headers=self._request_headers(),
-                )
-                response = await client.send(request, stream=True)
-                if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
-                    await response.aread()
-                    await response.aclose()
-                    response.raise_for_status()
-            except BaseException:
-                await client.aclose()
-                raise
-            return self._achunks(client, response, adapter, chat=chat)
+            client = self._aclient()
+            request = client.build_request(
+                "POST", join_url(self.base_url, route), json=body, headers=self._request_headers()
+            )
+            response = await client.send(request, stream=True)
+            if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
+                await response.aread()
+                await response.aclose()
+                response.raise_for_status()
+            return self._achunks(response, adapter, chat=chat)
 
         ctx = self._context(adapter, route)
         with missing_adapter_is_typed(adapter, self.base_url):
@@ -424,25 +453,20 @@ class OpenAICompatibleBackend(Backend):
                 yield chunk
 
     async def _achunks(
-        self,
-        client: httpx.AsyncClient,
-        response: httpx.Response,
-        adapter: str | None,
-        *,
-        chat: bool,
+        self, response: httpx.Response, adapter: str | None, *, chat: bool
     ) -> AsyncIterator[GenerationChunk]:
         state = CompletionStream(adapter, chat=chat, naming="adapter")
         try:
-            async for payload in asse_payloads(response.aiter_lines()):
-                if payload is None:
-                    state.done = True
-                    break
-                for chunk in state.feed(payload):
+            texts = response.aiter_text()
+            async for payloads in asse_batches(texts):
+                for chunk in coalesce(self._feed(state, payloads)):
                     yield chunk
+                if state.done:
+                    await adrain(texts)  # the connection goes back to the pool
+                    break
             yield state.final()
         finally:
             await response.aclose()
-            await client.aclose()
 
 
 def _read_body(response: httpx.Response) -> bytes:
