@@ -234,6 +234,17 @@ class OpenAICompatibleBackend(ServedModels, Backend):
 
     # ------------------------------------------------------------------ Backend API
 
+    def _post(self, route: str, body: dict[str, Any]) -> httpx.Response:
+        """Send `body` to `route`; the response's body is left unread (the caller closes it)."""
+        request = self._client().build_request(
+            "POST",
+            join_url(self.base_url, route),
+            json=body,
+            headers=self._request_headers(),
+            timeout=self.timeout,
+        )
+        return self._client().send(request, stream=True)
+
     def generate(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Generation:
@@ -243,14 +254,7 @@ class OpenAICompatibleBackend(ServedModels, Backend):
         body = self.request_body(prompt, adapter, params, stream=False)
 
         def call() -> Generation:
-            request = self._client().build_request(
-                "POST",
-                join_url(self.base_url, route),
-                json=body,
-                headers=self._request_headers(),
-                timeout=self.timeout,
-            )
-            response = self._client().send(request, stream=True)
+            response = self._post(route, body)
             try:
                 self._raise_for_status(response)
                 data = _read_body(response)
@@ -274,14 +278,7 @@ class OpenAICompatibleBackend(ServedModels, Backend):
         chat = prompt.style == "chat"
 
         def open_stream() -> Iterator[GenerationChunk]:
-            request = self._client().build_request(
-                "POST",
-                join_url(self.base_url, route),
-                json=body,
-                headers=self._request_headers(),
-                timeout=self.timeout,
-            )
-            response = self._client().send(request, stream=True)
+            response = self._post(route, body)
             try:
                 self._raise_for_status(response)
             except BaseException:
