@@ -21,6 +21,7 @@ from langchain_fspo.backends._local_generation import (
     import_stack,
     token_streamer,
 )
+from langchain_fspo.backends._local_model import LocalModelParts
 from langchain_fspo.backends.base import GenerationChunk, GenerationParams
 
 if TYPE_CHECKING:
@@ -32,33 +33,8 @@ _END = object()
 """Put on the token queue by the generation thread when it is done."""
 
 
-class TokenStreaming:
+class TokenStreaming(LocalModelParts):
     """`stream` for `LocalBackend` (mixed in; the model and helpers are the backend's)."""
-
-    tokenizer: Any
-    device: str
-    default_max_tokens: int
-
-    if TYPE_CHECKING:
-
-        def check_adapter(self, adapter: str | None) -> None: ...
-
-        def encode_prompt(self, prompt: RenderedPrompt) -> list[int]: ...
-
-        def _generate_locked(
-            self,
-            input_ids: Any,
-            attention_mask: Any,
-            adapter: str | None,
-            seed: int | None,
-            kwargs: dict[str, Any],
-        ) -> Any: ...
-
-        def _decode(self, ids: list[int]) -> str: ...
-
-        def _max_new(self, params: GenerationParams) -> int: ...
-
-        def _model_name(self, adapter: str | None) -> str: ...
 
     def stream(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
