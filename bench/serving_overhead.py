@@ -25,6 +25,10 @@ Run (about a minute to build the database, then about three minutes of measuring
     python bench/serving_overhead.py --users 2000 --calls 300 --tgi-calls 300 --out /tmp/q
 
 Budget (in process): median under 2 ms, p99 under 10 ms per call.
+
+One script, several sections (`--concurrency`, `--stream`, `--local-batch`, `--vllm`), each a
+function here or in a module beside it: over the house's ~400 lines because the command line
+and the result writers of every section are kept in the one file a reader runs.
 """
 
 # InstantBackend keeps the Backend signatures and deliberately ignores the arguments.
@@ -498,6 +502,95 @@ def _vllm_row(args: argparse.Namespace) -> int:
     return 0
 
 
+def _header(report: dict[str, Any], title: str, command: str) -> list[str]:
+    machine, versions = report["machine"], report["versions"]
+    return [
+        f"# {title}",
+        "",
+        (
+            f"{report['date']} on {machine['cpu']} ({machine['cores']} cores, shared; load "
+            f"average at the end {machine['load_average_1_5_15']}), Python {machine['python']}; "
+            + ", ".join(f"{k} {v}" for k, v in versions.items())
+            + f". Command: `{command}`."
+        ),
+        "",
+    ]
+
+
+def _add_perf_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the concurrency (`--concurrency`) and long-stream (`--stream`) parts."""
+    parser.add_argument(
+        "--concurrency",
+        action="store_true",
+        help="only client CPU per call at concurrency 1/16/64 (bench/serving_concurrency.py)",
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="only the parse time of a long stream (bench/stream_parse.py)",
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="--concurrency/--stream repeats")
+    parser.add_argument("--blocks", type=int, default=3, help="--concurrency: blocks per repeat")
+    parser.add_argument("--block-calls-1", type=int, default=30)
+    parser.add_argument("--block-calls-16", type=int, default=96)
+    parser.add_argument("--block-calls-64", type=int, default=256)
+    parser.add_argument("--latency", type=float, default=0.002, help="--concurrency: server s")
+    parser.add_argument("--stream-tokens", type=int, default=200_000)
+
+
+def _concurrency_part(args: argparse.Namespace) -> int:
+    """Client CPU per call at concurrency 1/16/64: `serving_overhead_concurrency.{json,md}`."""
+    from bench.serving_concurrency import concurrency_bench, concurrency_markdown
+
+    result = concurrency_bench(
+        latency=args.latency,
+        repeats=args.repeats,
+        blocks=args.blocks,
+        calls={1: args.block_calls_1, 16: args.block_calls_16, 64: args.block_calls_64},
+        shots=args.shots,
+        examples=200,
+    )
+    report = {
+        "benchmark": "serving_overhead_concurrency",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "versions": {**_versions(), "openai": metadata.version("openai")},
+        **result,
+    }
+    lines = [
+        *_header(report, "ChatFSPO client CPU per call under concurrency", args.command),
+        *concurrency_markdown(result),
+    ]
+    print("\n".join(lines))
+    _write_report(args.out, "serving_overhead_concurrency", report, lines)
+    return 0
+
+
+def _stream_part(args: argparse.Namespace) -> int:
+    """A long stream's parse time: `serving_overhead_stream.{json,md}`."""
+    from bench.stream_parse import stream_bench, stream_markdown
+
+    result = stream_bench(
+        tokens=args.stream_tokens,
+        repeats=args.repeats,
+        parser_sizes=[25_000, 50_000, 100_000, 200_000],
+    )
+    report = {
+        "benchmark": "serving_overhead_stream",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "versions": _versions(),
+        **result,
+    }
+    lines = [
+        *_header(report, "ChatFSPO: parse time of a long stream", args.command),
+        *stream_markdown(result),
+    ]
+    print("\n".join(lines))
+    _write_report(args.out, "serving_overhead_stream", report, lines)
+    return 0
+
+
 def _local_batch_row(args: argparse.Namespace) -> int:
     """Run only the in-process batching section: `serving_overhead_local_batch.{json,md}`."""
     from bench.local_batch import local_batch_bench, local_batch_markdown
@@ -558,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vllm-python", help="python of the vLLM env (default FSPO_VLLM_PYTHON)")
     parser.add_argument("--vllm-calls", type=int, default=200, help="per client, concurrency 1")
     parser.add_argument("--vllm-concurrent-calls", type=int, default=320, help="per client, 16")
+    _add_perf_arguments(parser)
     parser.add_argument(
         "--local-batch",
         action="store_true",
@@ -568,8 +662,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-hidden", type=int, default=64)
     parser.add_argument("--local-layers", type=int, default=2)
     args = parser.parse_args(argv)
+    args.command = " ".join(["python bench/serving_overhead.py", *(argv or sys.argv[1:])])
     if args.vllm:
         return _vllm_row(args)
+    if args.concurrency:
+        return _concurrency_part(args)
+    if args.stream:
+        return _stream_part(args)
     if args.local_batch:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         return _local_batch_row(args)

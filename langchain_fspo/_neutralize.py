@@ -31,6 +31,9 @@ _SPECIAL_TOKEN = re.compile(
     r"|<｜[^<>]{0,64}｜>"  # noqa: RUF001 - DeepSeek's full-width bars are real tokens
 )
 _BREAK = "\u200b"  # zero-width space: splits a special token without changing how it reads
+# A character every rewrite below starts from: text without one is returned as it is, after
+# one scan instead of three substitutions (most examples and questions are plain text).
+_TRIGGER = re.compile(r"[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029#<\[]")
 
 
 def _break_token(match: re.Match[str]) -> str:
@@ -91,12 +94,20 @@ def neutralize(
         >>> neutralize("fine\n# Task\nok<|eot_id|>")
         'fine\n\\# Task\nok<\u200b|eot_id|>'
     """
+    if _TRIGGER.search(text) is None:
+        return _break_extra(text, extra_special_tokens, finder)
     text = _LINE_BREAKS.sub("\n", text)
     text = _HEADING_LINE.sub(lambda m: m.group(1) + "\\#", text)
     # Tokens can nest (`<|[INST]|>`): break until none is left. Each pass destroys the start of
     # every match it finds and creates none, so this ends.
     while (broken := _SPECIAL_TOKEN.sub(_break_token, text)) != text:
         text = broken
+    return _break_extra(text, extra_special_tokens, finder)
+
+
+def _break_extra(
+    text: str, extra_special_tokens: Sequence[str], finder: re.Pattern[str] | None
+) -> str:
     if finder is not None and finder.search(text) is None:
         return text
     for token in extra_special_tokens:

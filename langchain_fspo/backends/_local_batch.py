@@ -13,6 +13,7 @@ so one batcher serves every thread and every event loop of its backend.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -73,6 +74,10 @@ def expecting(calls: int) -> Iterator[None]:
         _EXPECTED.reset(token)
 
 
+_SERIALS = itertools.count()
+"""Serial numbers of `BatchRequest`s (`next` is atomic under the GIL)."""
+
+
 @dataclass(eq=False)
 class BatchRequest:
     """One `generate` call waiting for (or taking part in) a batch."""
@@ -87,6 +92,8 @@ class BatchRequest:
     """The encoded prompt, filled in by the worker."""
     expected: ExpectedCalls | None = field(default_factory=_EXPECTED.get)
     """The announced group this call belongs to (`expecting`), if any."""
+    serial: int = field(default_factory=_SERIALS.__next__)
+    """Unique in the process, never reused (unlike `id()`): the key of a request that runs alone."""
 
 
 def runs_alone(params: GenerationParams) -> bool:
@@ -113,13 +120,13 @@ def batch_key(request: BatchRequest) -> tuple[Any, ...]:
         repr(sorted(params.extra.items())),
     )
     if runs_alone(params):
-        return (*key, "alone", id(request))
+        return (*key, "alone", request.serial)
     if params.repetition_penalty is not None or params.extra:
         key += (len(request.prompt_ids or ()),)
     if not params.temperature:
         return (*key, "greedy")
     if params.seed is not None:
-        return (*key, "seeded", id(request))
+        return (*key, "seeded", request.serial)
     return (*key, params.temperature, params.top_p, params.top_k)
 
 

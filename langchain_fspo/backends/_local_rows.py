@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langchain_fspo.backends._local_batch import BatchRequest, batch_key, runs_alone
 from langchain_fspo.backends._local_generation import (
@@ -22,10 +22,8 @@ from langchain_fspo.backends._local_generation import (
     generation_failed,
     import_stack,
 )
-from langchain_fspo.backends.base import Generation, GenerationParams
-
-if TYPE_CHECKING:
-    from langchain_fspo.prompt_format import RenderedPrompt
+from langchain_fspo.backends._local_model import LocalModelParts
+from langchain_fspo.backends.base import Generation
 
 __all__ = ["BatchedGeneration", "left_pad", "row_stops"]
 
@@ -94,32 +92,8 @@ def row_stops(
     return _RowStops()
 
 
-class BatchedGeneration:
+class BatchedGeneration(LocalModelParts):
     """`LocalBackend`'s batch worker (a mixin: the backend provides the model side)."""
-
-    tokenizer: Any
-    device: str
-    default_max_tokens: int
-    _eos_ids: list[int]
-
-    if TYPE_CHECKING:
-
-        def encode_prompt(self, prompt: RenderedPrompt) -> list[int]: ...
-
-        def _generate_locked(
-            self,
-            input_ids: Any,
-            attention_mask: Any,
-            adapter: str | None,
-            seed: int | None,
-            kwargs: dict[str, Any],
-        ) -> Any: ...
-
-        def _decode(self, ids: list[int]) -> str: ...
-
-        def _max_new(self, params: GenerationParams) -> int: ...
-
-        def _model_name(self, adapter: str | None) -> str: ...
 
     def _run_batch(self, requests: list[BatchRequest]) -> None:
         """The batcher's worker: encode, group by `batch_key`, one `generate` per group."""

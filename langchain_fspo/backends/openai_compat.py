@@ -11,22 +11,24 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import SecretStr
 
+from langchain_fspo.backends._coalesce import coalesce
 from langchain_fspo.backends._deadline import abandoned
 from langchain_fspo.backends._http import (
     AttemptTimeoutError,
     CallContext,
-    MalformedResponseError,
     join_url,
     normalize_base_url,
     resolve_api_key,
     safe_url,
 )
+from langchain_fspo.backends._openai_models import Flavor, ServedModels
 from langchain_fspo.backends._openai_wire import CompletionStream, parse_completion
+from langchain_fspo.backends._pool import LoopClients
 from langchain_fspo.backends._retry import (
     RetryPolicy,
     acall_with_retries,
@@ -34,24 +36,19 @@ from langchain_fspo.backends._retry import (
     call_with_retries,
     stream_with_retries,
 )
-from langchain_fspo.backends._sse import asse_payloads, sse_payloads
+from langchain_fspo.backends._sse import Payload, adrain, asse_batches, drain, sse_batches
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.backends.runtime_lora import (
-    load_lora_adapter,
     missing_adapter_is_typed,
-    unload_lora_adapter,
 )
-from langchain_fspo.errors import AdapterNotFoundError, InferenceServerError
 
 if TYPE_CHECKING:
     from langchain_fspo.prompt_format import RenderedPrompt
 
 __all__ = ["OpenAICompatibleBackend"]
 
-Flavor = Literal["vllm", "sglang"]
 
-
-class OpenAICompatibleBackend(Backend):
+class OpenAICompatibleBackend(ServedModels, Backend):
     """Sends FSPO prompts to an OpenAI-compatible server (vLLM, SGLang), adapter per call.
 
     `style="chat"` prompts go to `/v1/chat/completions`, `style="paper"` prompts as raw text
@@ -133,6 +130,7 @@ class OpenAICompatibleBackend(Backend):
         self.headers = dict(headers or {})
         self._client_lock = threading.Lock()
         self._sync_client: httpx.Client | None = None
+        self._async_clients: LoopClients[httpx.AsyncClient] = LoopClients(self._new_async_client)
         self._served: list[str] | None = None
 
     def __repr__(self) -> str:
@@ -167,12 +165,30 @@ class OpenAICompatibleBackend(Backend):
                 self._sync_client = httpx.Client(timeout=self.timeout)
             return self._sync_client
 
+    def _new_async_client(self) -> httpx.AsyncClient:
+        # httpx's default pool (20 idle connections kept): keeping more made each call cost
+        # twice the CPU at 64 calls in flight (bench/serving_concurrency.py).
+        return httpx.AsyncClient(timeout=self.timeout)
+
+    def _aclient(self) -> httpx.AsyncClient:
+        """The running event loop's pooled client (one per loop; see `_pool.LoopClients`)."""
+        return self._async_clients.get()
+
     def close(self) -> None:
-        """Close the pooled HTTP connections (the backend stays usable)."""
+        """Close the pooled HTTP connections, sync and async (the backend stays usable)."""
         with self._client_lock:
             if self._sync_client is not None:
                 self._sync_client.close()
                 self._sync_client = None
+        self._async_clients.close()
+
+    async def aclose(self) -> None:
+        """`close`, awaiting the running event loop's client."""
+        with self._client_lock:
+            if self._sync_client is not None:
+                self._sync_client.close()
+                self._sync_client = None
+        await self._async_clients.aclose()
 
     def _context(self, adapter: str | None, route: str) -> CallContext:
         return CallContext(backend=self.flavor, url=self.base_url, adapter=adapter, route=route)
@@ -182,89 +198,6 @@ class OpenAICompatibleBackend(Backend):
         if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
             response.read()
             response.raise_for_status()
-
-    # ------------------------------------------------------------------ models / adapters
-
-    def served_models(self, *, refresh: bool = False) -> list[str]:
-        """The model ids `/v1/models` lists (base model and, on vLLM, LoRA adapters)."""
-        if self._served is not None and not refresh:
-            return self._served
-        ctx = self._context(None, "/v1/models")
-
-        def fetch() -> list[str]:
-            response = self._client().get(
-                join_url(self.base_url, "/v1/models"),
-                headers=self._request_headers(),
-                timeout=self.timeout,
-            )
-            self._raise_for_status(response)
-            payload = response.json()
-            try:
-                return [str(item["id"]) for item in payload["data"]]
-            except (KeyError, TypeError) as e:
-                msg = f"/v1/models did not answer with a model list: {payload!r:.200}"
-                raise MalformedResponseError(msg) from e
-
-        self._served = call_with_retries(fetch, ctx, self.retry)
-        return self._served
-
-    def _base_model(self) -> str:
-        if self.model is None:
-            served = self.served_models()
-            if not served:
-                msg = f"{safe_url(self.base_url)}/v1/models lists no model; pass model=..."
-                raise InferenceServerError(msg, url=safe_url(self.base_url), retryable=False)
-            self.model = served[0]
-        return self.model
-
-    def model_for(self, adapter: str | None) -> str:
-        """The `model` value that selects `adapter` on this server."""
-        if adapter is None:
-            return self._base_model()
-        if self.flavor == "sglang":
-            return f"{self._base_model()}:{adapter}"
-        return adapter
-
-    def check_adapter(self, adapter: str | None) -> None:
-        """Raise `AdapterNotFoundError` unless the server (or the allow-list) has `adapter`."""
-        if adapter is None:
-            return
-        if self.adapters is not None:
-            known = self.adapters
-        else:
-            served = self.served_models(refresh=True)
-            known = [m.split(":", 1)[1] if ":" in m else m for m in served]
-        if adapter not in known:
-            hint = "--lora-modules name=path" if self.flavor == "vllm" else "--lora-paths name=path"
-            msg = (
-                f"Adapter {adapter!r} is not served by {self.flavor} at "
-                f"{safe_url(self.base_url)} (serving: {', '.join(known) or 'none'}). "
-                f"Launch the server with {hint}, or fix the adapter name."
-            )
-            raise AdapterNotFoundError(msg)
-
-    def load_adapter(self, name: str, path: str, *, replace: bool = False) -> None:
-        """Load the adapter at `path` (as the server sees it) into the running server as `name`.
-
-        vLLM only, started with `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`; `replace=True`
-        swaps a new version in under a name already loaded. See `runtime_lora`.
-
-        Raises:
-            AdapterNotFoundError: The server found nothing at `path`.
-            AdapterLoadError: The server refused, with its reason.
-        """
-        client, headers = self._client(), self._request_headers()
-        load_lora_adapter(client, self.base_url, name, path, replace=replace, headers=headers)
-        self._served = None
-        if self.adapters is not None and name not in self.adapters:
-            self.adapters.append(name)
-
-    def unload_adapter(self, name: str) -> None:
-        """Unload the adapter `name` from the running server (see `load_adapter`)."""
-        unload_lora_adapter(self._client(), self.base_url, name, headers=self._request_headers())
-        self._served = None
-        if self.adapters is not None and name in self.adapters:
-            self.adapters.remove(name)
 
     # ------------------------------------------------------------------ requests
 
@@ -301,6 +234,17 @@ class OpenAICompatibleBackend(Backend):
 
     # ------------------------------------------------------------------ Backend API
 
+    def _post(self, route: str, body: dict[str, Any]) -> httpx.Response:
+        """Send `body` to `route`; the response's body is left unread (the caller closes it)."""
+        request = self._client().build_request(
+            "POST",
+            join_url(self.base_url, route),
+            json=body,
+            headers=self._request_headers(),
+            timeout=self.timeout,
+        )
+        return self._client().send(request, stream=True)
+
     def generate(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Generation:
@@ -310,14 +254,7 @@ class OpenAICompatibleBackend(Backend):
         body = self.request_body(prompt, adapter, params, stream=False)
 
         def call() -> Generation:
-            request = self._client().build_request(
-                "POST",
-                join_url(self.base_url, route),
-                json=body,
-                headers=self._request_headers(),
-                timeout=self.timeout,
-            )
-            response = self._client().send(request, stream=True)
+            response = self._post(route, body)
             try:
                 self._raise_for_status(response)
                 data = _read_body(response)
@@ -331,21 +268,17 @@ class OpenAICompatibleBackend(Backend):
     def stream(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Iterator[GenerationChunk]:
-        """Stream the completion; the last chunk carries `finish_reason` and usage."""
+        """Stream the completion; the last chunk carries `finish_reason` and usage.
+
+        The text of the events that arrive together (one network read) comes as one chunk.
+        """
         self._prepare(adapter)
         route = self._route(prompt)
         body = self.request_body(prompt, adapter, params, stream=True)
         chat = prompt.style == "chat"
 
         def open_stream() -> Iterator[GenerationChunk]:
-            request = self._client().build_request(
-                "POST",
-                join_url(self.base_url, route),
-                json=body,
-                headers=self._request_headers(),
-                timeout=self.timeout,
-            )
-            response = self._client().send(request, stream=True)
+            response = self._post(route, body)
             try:
                 self._raise_for_status(response)
             except BaseException:
@@ -356,16 +289,29 @@ class OpenAICompatibleBackend(Backend):
         with missing_adapter_is_typed(adapter, self.base_url):
             yield from stream_with_retries(open_stream, self._context(adapter, route), self.retry)
 
+    @staticmethod
+    def _feed(state: CompletionStream, payloads: list[Payload]) -> list[GenerationChunk]:
+        """The chunks of the events that arrived together (`data: [DONE]` sets `done`)."""
+        chunks: list[GenerationChunk] = []
+        for payload in payloads:
+            if payload is None:
+                state.done = True
+                break
+            chunks.extend(state.feed(payload))
+        return chunks
+
     def _chunks(
         self, response: httpx.Response, adapter: str | None, *, chat: bool
     ) -> Iterator[GenerationChunk]:
+        """One chunk per network read's text (events that arrived together), then the last."""
         state = CompletionStream(adapter, chat=chat, naming="adapter")
         try:
-            for payload in sse_payloads(response.iter_lines()):
-                if payload is None:
-                    state.done = True
+            texts = response.iter_text()
+            for payloads in sse_batches(texts):
+                yield from coalesce(self._feed(state, payloads))
+                if state.done:
+                    drain(texts)  # the connection goes back to the pool
                     break
-                yield from state.feed(payload)
             yield state.final()
         finally:
             response.close()
@@ -379,10 +325,9 @@ class OpenAICompatibleBackend(Backend):
         body = self.request_body(prompt, adapter, params, stream=False)
 
         async def call() -> Generation:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.post(
-                    join_url(self.base_url, route), json=body, headers=self._request_headers()
-                )
+            response = await self._aclient().post(
+                join_url(self.base_url, route), json=body, headers=self._request_headers()
+            )
             if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
                 response.raise_for_status()
             return self._parse(response.json(), adapter, chat=prompt.style == "chat")
@@ -400,23 +345,16 @@ class OpenAICompatibleBackend(Backend):
         chat = prompt.style == "chat"
 
         async def open_stream() -> AsyncIterator[GenerationChunk]:
-            client = httpx.AsyncClient(timeout=self.timeout)
-            try:
-                request = client.build_request(
-                    "POST",
-                    join_url(self.base_url, route),
-                    json=body,
-                    headers=self._request_headers(),
-                )
-                response = await client.send(request, stream=True)
-                if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
-                    await response.aread()
-                    await response.aclose()
-                    response.raise_for_status()
-            except BaseException:
-                await client.aclose()
-                raise
-            return self._achunks(client, response, adapter, chat=chat)
+            client = self._aclient()
+            request = client.build_request(
+                "POST", join_url(self.base_url, route), json=body, headers=self._request_headers()
+            )
+            response = await client.send(request, stream=True)
+            if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
+                await response.aread()
+                await response.aclose()
+                response.raise_for_status()
+            return self._achunks(response, adapter, chat=chat)
 
         ctx = self._context(adapter, route)
         with missing_adapter_is_typed(adapter, self.base_url):
@@ -424,25 +362,20 @@ class OpenAICompatibleBackend(Backend):
                 yield chunk
 
     async def _achunks(
-        self,
-        client: httpx.AsyncClient,
-        response: httpx.Response,
-        adapter: str | None,
-        *,
-        chat: bool,
+        self, response: httpx.Response, adapter: str | None, *, chat: bool
     ) -> AsyncIterator[GenerationChunk]:
         state = CompletionStream(adapter, chat=chat, naming="adapter")
         try:
-            async for payload in asse_payloads(response.aiter_lines()):
-                if payload is None:
-                    state.done = True
-                    break
-                for chunk in state.feed(payload):
+            texts = response.aiter_text()
+            async for payloads in asse_batches(texts):
+                for chunk in coalesce(self._feed(state, payloads)):
                     yield chunk
+                if state.done:
+                    await adrain(texts)  # the connection goes back to the pool
+                    break
             yield state.final()
         finally:
             await response.aclose()
-            await client.aclose()
 
 
 def _read_body(response: httpx.Response) -> bytes:

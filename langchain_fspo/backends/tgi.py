@@ -22,10 +22,8 @@ docker run --gpus all -p 8080:80 \\
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -41,6 +39,7 @@ from langchain_fspo.backends._http import (
     resolve_api_key,
     safe_url,
 )
+from langchain_fspo.backends._pool import LoopClients
 from langchain_fspo.backends._retry import (
     RetryPolicy,
     acall_with_retries,
@@ -54,6 +53,7 @@ from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, G
 from langchain_fspo.errors import AdapterNotFoundError
 
 if TYPE_CHECKING:
+    import httpx
     from huggingface_hub import AsyncInferenceClient, InferenceClient
 
     from langchain_fspo.prompt_format import RenderedPrompt
@@ -63,6 +63,13 @@ __all__ = ["TGIBackend", "parse_lora_adapters"]
 logger = logging.getLogger("langchain_fspo.backends")
 
 _TOKEN_CACHE_SIZE = 1024
+
+
+def _new_async_session() -> httpx.AsyncClient:
+    """huggingface_hub's async session (its client factory: user settings apply)."""
+    from huggingface_hub import get_async_session
+
+    return get_async_session()
 
 
 def parse_lora_adapters(spec: str | Iterable[str]) -> list[str]:
@@ -177,9 +184,7 @@ class TGIBackend(Backend):
         self.remote_token_count = remote_token_count
         self._token_counts: OrderedDict[str, int | None] = OrderedDict()
         self._token_lock = threading.Lock()
-        self._async_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._async_sessions: LoopClients[httpx.AsyncClient] = LoopClients(_new_async_session)
 
     def __repr__(self) -> str:
         adapters = self.adapters if self.adapters is not None else "unchecked"
@@ -298,25 +303,22 @@ class TGIBackend(Backend):
         per client; one per call costs tens of milliseconds and a new connection each time
         (bench/tgi_async_session.py). The session is shared per event loop instead.
         """
-        from huggingface_hub import AsyncInferenceClient, get_async_session
+        from huggingface_hub import AsyncInferenceClient
 
         client = AsyncInferenceClient(
             model=url, token=self._token(), timeout=self.timeout, headers=self.headers
         )
         if hasattr(client, "_async_client"):  # hub 1.x/2.x: the session it would create
-            loop = asyncio.get_running_loop()
-            session = self._async_sessions.get(loop)
-            if session is None:
-                session = get_async_session()
-                self._async_sessions[loop] = session
-            client._async_client = session  # noqa: SLF001 - not closed with the client
+            client._async_client = self._async_sessions.get()  # noqa: SLF001 - kept open
         return client
 
+    def close(self) -> None:
+        """Close the pooled async HTTP sessions of every event loop (reopened on use)."""
+        self._async_sessions.close()
+
     async def aclose(self) -> None:
-        """Close the pooled async HTTP session of the running event loop (reopened on use)."""
-        session = self._async_sessions.pop(asyncio.get_running_loop(), None)
-        if session is not None:
-            await session.aclose()
+        """`close`, awaiting the running event loop's session."""
+        await self._async_sessions.aclose()
 
     def _context(self, adapter: str | None, route: str) -> CallContext:
         return CallContext(backend="TGI", url=self.base_url, adapter=adapter, route=route)

@@ -10,8 +10,8 @@ beside it: `_prompting` (the one rendering step), `_call` (what a call sends), `
 (backend results to LangChain messages), `_streaming` (the completion parser) and `_loading`
 (`from_pretrained`). Retries and timeouts are the backends' one layer (`backends._retry`),
 which `timeout` and `max_retries` configure. This file is over the house's
-~400 lines because the class docstring (LangChain's template) and the documented fields take
-about 200 of them; the code is the LangChain hooks only.
+~400 lines because the docstrings (LangChain's template for the class, one per documented field
+and hook) take about 240 of them; the code is the LangChain hooks only.
 """
 
 from __future__ import annotations

@@ -56,10 +56,10 @@ def vllm_python() -> str:
 def train_adapter(base_dir: Path, out_dir: Path, style: str) -> Path:
     """Run the `fspo train` CLI (a subprocess, one torch thread) on the tiny model."""
     from fspo_train.data.loaders import write_records
-    from tests.train.trainer.test_run import _records
+    from tests.train.records import toy_records
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = write_records(out_dir.parent / f"prefs-{style}.jsonl", _records())
+    data = write_records(out_dir.parent / f"prefs-{style}.jsonl", toy_records())
     command = [
         sys.executable,
         "-m",

@@ -14,7 +14,7 @@ from fspo_train.cli import SUBCOMMAND_MODULES, build_parser, main
 from fspo_train.data.loaders import load_records, write_records
 from fspo_train.trainer.config import CONFIG_FILENAME, load_config
 from langchain_fspo.prompt_format import PromptFormat
-from tests.train.trainer.test_run import _records
+from tests.train.records import toy_records
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -101,7 +101,7 @@ def test_fspo_train_runs_end_to_end(
     """
     monkeypatch.chdir(tmp_path)
     tiny = Path(os.path.relpath(tiny_model_dir, tmp_path))
-    data = write_records(tmp_path / "prefs.jsonl", _records())
+    data = write_records(tmp_path / "prefs.jsonl", toy_records())
     config = _yaml(
         tmp_path / "run.yaml",
         {
@@ -209,7 +209,7 @@ def test_bad_data_names_the_flag_and_leaves_no_empty_output_folder(
 def test_a_missing_local_base_model_is_named_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = write_records(tmp_path / "prefs.jsonl", _records())
+    data = write_records(tmp_path / "prefs.jsonl", toy_records())
     out = tmp_path / "out"
     argv = ["train", "--model-name-or-path", "./no-such-base", "--train-file", str(data)]
     assert main([*argv, "--output-dir", str(out)]) == 1

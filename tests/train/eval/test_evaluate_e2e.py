@@ -14,27 +14,12 @@ import yaml
 
 from fspo_train.cli import main
 from fspo_train.data.loaders import write_records
-from fspo_train.data.records import PreferenceRecord
 from langchain_fspo import ChatFSPO, PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat
 from tests.hub_server import HubServer
+from tests.train.records import toy_records
 
 USERS = ("fox", "owl", "cat")
-
-
-def _records() -> list[PreferenceRecord]:
-    return [
-        PreferenceRecord(
-            user_id=user,
-            question=f"Question {i}: why does the fox jump?",
-            chosen=f"The {user} answer {i}: a quick brown fox.",
-            rejected=f"Nope {i}.",
-            user_description=f"The user is a {user}.",
-            question_id=f"q{i}",
-        )
-        for user in USERS
-        for i in range(6)
-    ]
 
 
 pytestmark = [
@@ -51,7 +36,7 @@ def test_train_eval_publish_serve(
     hub_server: HubServer,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    data = write_records(tmp_path / "prefs.jsonl", _records())
+    data = write_records(tmp_path / "prefs.jsonl", toy_records(users=USERS))
     config = tmp_path / "run.yaml"
     out = tmp_path / "out"
     settings = {

@@ -26,7 +26,8 @@ from fspo_train.data.loaders import write_records
 from fspo_train.trainer._prefix_synthetic import byte_tokenizer, random_causal_lm, synthetic_pairs
 from fspo_train.trainer.prefix_sharing import PrefixSharingDPOTrainer
 from fspo_train.trainer.run import train
-from tests.train.trainer.test_run import _config, _records
+from tests.train.records import toy_records
+from tests.train.trainer.test_run import _config
 
 pytestmark = [
     pytest.mark.train,
@@ -132,7 +133,7 @@ class _DtypeProbe(TrainerCallback):
 def test_bf16_flag_trains_both_stages_in_bf16_on_cpu(tmp_path: Path, tiny_model_dir: Path) -> None:
     args = build_parser().parse_args(["train", "--bf16"])
     assert args.bf16 is True
-    data = write_records(tmp_path / "prefs.jsonl", _records())
+    data = write_records(tmp_path / "prefs.jsonl", toy_records())
     probe = _DtypeProbe()
     config = _config(tiny_model_dir, tmp_path / "out", train_file=str(data), bf16=True)
     result = train(config.replace(max_steps=1), callbacks=[probe])

@@ -43,8 +43,8 @@ from safetensors.torch import load_file
 from fspo_train.data.loaders import write_records
 from fspo_train.trainer.distributed import CHECKPOINT_COMPLETE
 from fspo_train.trainer.run import STAGE_MARKER, SUMMARY_FILENAME
+from tests.train.records import toy_records
 from tests.train.trainer.slow_run import slow_run_script
-from tests.train.trainer.test_run import _records
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 
@@ -116,7 +116,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Pat
     root = tmp_path_factory.mktemp("distributed")
     config = {
         "model_name_or_path": str(tiny_model_dir),
-        "train_file": str(write_records(root / "prefs.jsonl", _records(12))),
+        "train_file": str(write_records(root / "prefs.jsonl", toy_records(12))),
         "style": "chat",
         "rationale": "user_description",
         "num_shots": 2,

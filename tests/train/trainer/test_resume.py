@@ -15,8 +15,8 @@ import yaml
 from fspo_train.data.loaders import write_records
 from fspo_train.trainer.distributed import CHECKPOINT_COMPLETE
 from fspo_train.trainer.run import STAGE_MARKER, SUMMARY_FILENAME
+from tests.train.records import toy_records
 from tests.train.trainer.slow_run import slow_run_script
-from tests.train.trainer.test_run import _records
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 
@@ -35,7 +35,7 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path: Path, tiny_model_dir: 
     out = tmp_path / "run"
     config = {
         "model_name_or_path": str(tiny),
-        "train_file": str(write_records(tmp_path / "prefs.jsonl", _records())),
+        "train_file": str(write_records(tmp_path / "prefs.jsonl", toy_records())),
         "output_dir": str(out),
         "style": "chat",
         "num_shots": 2,

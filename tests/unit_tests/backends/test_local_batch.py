@@ -151,3 +151,17 @@ def test_batch_key_groups_only_what_decodes_alike() -> None:
     # A beam search returns several rows per prompt: it runs alone.
     assert key(extra={"num_beams": 2}) != key(extra={"num_beams": 2})
     assert key(extra={"num_beams": 1}) == key(extra={"num_beams": 1})
+
+
+def test_requests_that_run_alone_never_share_a_key_even_after_they_are_gone() -> None:
+    # Each request is dropped before the next is made, so CPython may reuse its memory (and
+    # `id()`); keys built on `id()` then collide. A seeded sampled call and a beam search run alone.
+    def alone_key(**params: object) -> object:
+        request = BatchRequest(PROMPT, "alpha", GenerationParams(**params))
+        request.prompt_ids = [1, 2, 3]
+        return batch_key(request)
+
+    seeded = [alone_key(temperature=0.7, seed=1) for _ in range(200)]
+    beams = [alone_key(extra={"num_beams": 2}) for _ in range(200)]
+    assert len(set(seeded)) == len(seeded)
+    assert len(set(beams)) == len(beams)

@@ -1,0 +1,85 @@
+"""A long stream costs the same per chunk at its end as at its start, through every stage.
+
+`ChatFSPO.stream` over a backend that reads a server's stream from memory with the real
+parsers: `OpenAICompatibleBackend`'s reader (SSE read by network piece, `CompletionStream`,
+the OpenAI wire), or TGI `/generate_stream` events through `GenerateStream`; then the answer
+parser and the LangChain chunk conversion. No socket: the bytes come from a generator, one
+event per read (so every event is its own chunk). The
+measure is the memory a step allocates at its peak (`tracemalloc`), not time: a stage that
+copies or re-scans what came before allocates more per chunk as the stream grows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+
+from langchain_fspo.backends._tgi_routes import chunks
+from langchain_fspo.backends._tgi_wire import GenerateStream
+from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
+from langchain_fspo.backends.openai_compat import OpenAICompatibleBackend
+from langchain_fspo.chat_models import ChatFSPO
+from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
+from tests.allocation import per_feed_allocation
+
+EVENTS = 9_000
+
+
+def _token(i: int) -> str:
+    return "\n" if i % 13 == 0 else " tok"
+
+
+def _sse_bytes() -> Iterator[bytes]:
+    yield b'data: {"choices": [{"index": 0, "text": "## Preferred Response \\n"}]}\n\n'
+    for i in range(EVENTS):
+        event = {"choices": [{"index": 0, "text": _token(i)}], "model": "m"}
+        yield f"data: {json.dumps(event)}\n\n".encode()
+    yield b'data: {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}\n\n'
+    yield b"data: [DONE]\n\n"
+
+
+def _tgi_events() -> Iterator[dict[str, Any]]:
+    for i in range(EVENTS):
+        yield {"token": {"id": i, "text": _token(i), "special": False}, "details": None}
+    details = {"finish_reason": "length", "generated_tokens": EVENTS, "input_length": 3}
+    yield {"token": {"id": 0, "text": "", "special": True}, "details": details}
+
+
+class InMemoryWireBackend(Backend):
+    """Test double: streams a recorded server stream through the backends' real parsers."""
+
+    name: ClassVar[str] = "in-memory-wire"
+
+    def __init__(self, wire: str) -> None:
+        self.wire = wire
+
+    def generate(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Generation:
+        raise NotImplementedError
+
+    def stream(
+        self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
+    ) -> Iterator[GenerationChunk]:
+        if self.wire == "tgi":
+            yield from chunks(_tgi_events(), GenerateStream(adapter))
+            return
+        reader = OpenAICompatibleBackend("http://127.0.0.1:9", model="m")
+        response = httpx.Response(200, content=_sse_bytes())
+        yield from reader._chunks(response, adapter, chat=False)
+
+
+@pytest.mark.parametrize("wire", ["openai", "tgi"])
+def test_chatfspo_stream_allocates_the_same_per_chunk_early_and_late(wire: str) -> None:
+    llm = ChatFSPO(
+        backend=InMemoryWireBackend(wire), prompt_format=PromptFormat(style="paper"), model="m"
+    )
+    stream = llm.stream("Hi")
+    early, late = per_feed_allocation(lambda _: next(stream), iter(lambda: "", None))
+    assert late <= early + 64, (early, late)
+    rest = list(stream)
+    assert rest[-1].response_metadata["finish_reason"] in {"stop", "length"}
