@@ -4,9 +4,12 @@ Run from the repository root:
 
     python bench/reviews_mini.py            # CPU size (what `make demo` trains), seed 0
     python bench/reviews_mini.py --seed 1   # another seed
-    python bench/reviews_mini.py --full     # GPU size
+    python bench/reviews_mini.py --full     # GPU size (both responses)
+    python bench/reviews_mini.py --both-responses --seeds 0 1 2 --threads 1
+                                            # the paper's setting, 3 seeds, one torch thread
 
-Writes bench/results/reviews_mini.{json,md,png} (machine, versions, seed, wall time inside).
+Writes bench/results/reviews_mini.{json,md,png} (machine, versions, seed, wall time inside;
+`reviews_mini_both.*` for the both-responses setting), every number with its 95% interval.
 """
 
 import sys

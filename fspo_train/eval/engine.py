@@ -5,6 +5,12 @@
 method on the same items gives the same numbers in both. Each model is prompted through its
 own `PromptFormat` (a model without one uses the base model's), and each result is computed
 once per (model, prompt mode, item set).
+
+Accuracy reference: by default each method is scored against its own reference (the paper's
+definition: FSPO against its stage 1, IPO against its own, ...), so the column measures how far
+each training moved its own start. With `common_reference=(model, prompt mode)` every method is
+scored against that one model instead, so the accuracy column compares the methods themselves
+(the Reviews-mini benchmark scores every row against the base model, zero-shot).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class MethodRunner:
         batch_size: int = 8,
         max_new_tokens: int = 128,
         description_tokens: int = 0,
+        common_reference: tuple[str | None, PromptMode] | None = None,
     ) -> None:
         """Run on `policies`.
 
@@ -54,12 +61,15 @@ class MethodRunner:
             max_new_tokens: Tokens generated per answer.
             description_tokens: More tokens for a model that writes the user description
                 before its answer (RAT).
+            common_reference: (model, prompt mode) every method's accuracy is measured
+                against; None: each method's own reference (`Method.reference_adapter`).
         """
         self.policies = policies
         self.formats = dict(formats)
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.description_tokens = description_tokens
+        self.common_reference = common_reference
         self._prompters: dict[str | None, Prompter] = {}
         self._logps: dict[tuple[str | None, PromptMode, str], tuple[list[float], list[float]]] = {}
         self._answers: dict[tuple[str | None, PromptMode, str], list[ParsedCompletion]] = {}
@@ -72,9 +82,24 @@ class MethodRunner:
         return self._prompters[model]
 
     def reference_of(self, method: Method) -> str | None:
-        """The accuracy reference of `method`: its reference adapter if loaded, else the base."""
+        """The accuracy reference model of `method` (None = the base model).
+
+        The common reference when one is set; else the method's reference adapter if loaded,
+        else the base model.
+        """
+        if self.common_reference is not None:
+            return self.common_reference[0]
         reference = method.reference_adapter
         return reference if reference in self.policies.adapters else None
+
+    def reference_prompt_of(self, method: Method) -> PromptMode:
+        """The prompt mode the accuracy reference of `method` is scored with."""
+        if method.reference_prompt is None:
+            msg = f"Method {method.name!r} has no accuracy reference (it is the reference)."
+            raise ValueError(msg)
+        if self.common_reference is not None:
+            return self.common_reference[1]
+        return method.reference_prompt
 
     def logprobs(
         self, model: str | None, mode: PromptMode, items: Sequence[EvalItem], *, key: str
@@ -101,13 +126,9 @@ class MethodRunner:
         self, method: Method, items: Sequence[EvalItem], *, key: str
     ) -> list[PairLogProbs]:
         """Policy and reference log-probs of every item, for the implicit-reward accuracy."""
-        if method.reference_prompt is None:
-            msg = f"Method {method.name!r} has no accuracy reference (it is the reference)."
-            raise ValueError(msg)
+        reference_prompt = self.reference_prompt_of(method)
         policy = self.logprobs(method.adapter, method.prompt, items, key=key)
-        reference = self.logprobs(
-            self.reference_of(method), method.reference_prompt, items, key=key
-        )
+        reference = self.logprobs(self.reference_of(method), reference_prompt, items, key=key)
         return [PairLogProbs(*v) for v in zip(*policy, *reference, strict=True)]
 
     def writes_description(self, method: Method) -> bool:

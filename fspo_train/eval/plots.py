@@ -25,13 +25,29 @@ def _pyplot() -> Any:
 
 
 def _bars(
-    ax: Any, labels: Sequence[str], series: dict[str, list[float]], *, ylabel: str, ymax: float
+    ax: Any,
+    labels: Sequence[str],
+    series: dict[str, list[float]],
+    *,
+    ylabel: str,
+    ymax: float,
+    intervals: dict[str, list[Sequence[float] | None]] | None = None,
 ) -> None:
-    """Grouped bars in % (one group per label, one bar per series) over a dashed 50% line."""
+    """Grouped bars in % (one group per label, one bar per series) over a dashed 50% line.
+
+    `intervals` (series -> per bar `[low, high]` or None) are drawn as error bars.
+    """
     width = 0.8 / max(len(series), 1)
     for j, (name, values) in enumerate(series.items()):
         xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(labels))]
-        bars = ax.bar(xs, values, width=width, label=name)
+        bounds = (intervals or {}).get(name)
+        errors = None
+        if bounds:
+            errors = [
+                [v - b[0] if b else 0.0 for v, b in zip(values, bounds, strict=True)],
+                [b[1] - v if b else 0.0 for v, b in zip(values, bounds, strict=True)],
+            ]
+        bars = ax.bar(xs, values, width=width, label=name, yerr=errors, capsize=2)
         ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
     ax.axhline(50, color="grey", linestyle="--", linewidth=1)
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
@@ -86,21 +102,34 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
 def plot_benchmark(
     results: dict[str, Any], path: str | Path, groups: Sequence[str] = ("trained", "interpolated")
 ) -> Path:
-    """Two panels: win rate per method (per user group), FSPO's accuracy against shots (%)."""
+    """Two panels: win rate per method (per user group), FSPO's accuracy against shots (%).
+
+    95% intervals (`win_rate_ci`, `shots_curve_ci`), where the results have them, are drawn
+    as error bars and a shaded band.
+    """
     methods = list(results["methods"].values())
     fig, (left, right) = _pyplot().subplots(1, 2, figsize=(12, 4.5))
     series = {
         f"{group} users": [m.get("win_rate", {}).get(group, 0.0) for m in methods]
         for group in groups
     }
+    intervals = {
+        f"{group} users": [m.get("win_rate_ci", {}).get(group) for m in methods] for group in groups
+    }
     labels = [m["label"] for m in methods]
-    _bars(left, labels, series, ylabel="win rate against base (%)", ymax=105)
+    _bars(left, labels, series, ylabel="win rate against base (%)", ymax=105, intervals=intervals)
     left.set_title("Held-out questions, exact judge")
     curve = results.get("shots_curve") or {}
     if curve:
         shots = [int(k) for k in curve]
+        curve_ci = results.get("shots_curve_ci") or {}
         for group in groups:
             right.plot(shots, [curve[str(k)].get(group) for k in shots], marker="o", label=group)
+            bands = [curve_ci.get(str(k), {}).get(group) for k in shots]
+            if all(bands):
+                low = [b[0] for b in bands if b]
+                high = [b[1] for b in bands if b]
+                right.fill_between(shots, low, high, alpha=0.15)
         right.set_xticks(shots)
         right.set_xlabel("shots in the prompt")
         right.set_ylabel("implicit-reward accuracy (%)")

@@ -24,6 +24,7 @@ def main(argv: list[str]) -> int:
     job = Path(argv[0])
     torch.set_num_threads(int(argv[1]))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger(__name__).info("torch threads: %d", torch.get_num_threads())
     config = load_config(job / "config.yaml")
     lines = (job / "records.jsonl").read_text(encoding="utf-8").splitlines()
     records = [PreferenceRecord.model_validate_json(line) for line in lines if line]

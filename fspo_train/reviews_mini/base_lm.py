@@ -4,11 +4,13 @@ There is no pretrained model to start from here, so the harness makes one: a byt
 tokenizer and a random Llama (`fspo_train.testing.build_tiny_base_model`), then causal-LM
 training on documents that look like what the model will read and write: FSPO prompts rendered with
 `PromptFormat` (0 to K shots of the training users' records, through the tokenizer's chat
-template) followed by a *random* response to the query. A quarter of them use the RAT layout:
-a training user's description comes first and the response follows it, so the base model can
-follow a stated preference, as an instruct model does. Nothing teaches it to infer the user
-from the shots and answer the way they prefer: that is what the preference stages add. It
-plays the role of the paper's Llama 3.2 3B Instruct.
+template) followed by a response to the query. A quarter of them use the RAT layout: a training
+user's description comes first and the response follows it, so the base model can follow a
+stated preference, as an instruct model does. Of the others that have shots, half
+(`BaseLMConfig.agreeing_fraction`) answer the way the shots' user prefers and the rest at
+random: a pretrained LM has some in-context ability, so few-shot prompting is a real
+baseline; the preference stages must add more than that. It plays the role of the paper's
+Llama 3.2 3B Instruct.
 
 Example:
     >>> import tempfile
@@ -27,13 +29,23 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fspo_train.data.records import PreferenceRecord
-from fspo_train.reviews_mini.domain import Domain
+from fspo_train.reviews_mini.domain import Domain, Question
 from langchain_fspo.prompt_format import PromptFormat
 
-__all__ = ["BaseLMConfig", "base_lm_documents", "train_base_lm"]
+__all__ = [
+    "BaseLMConfig",
+    "Layout",
+    "PlannedDocument",
+    "base_lm_documents",
+    "plan_documents",
+    "render_document",
+    "train_base_lm",
+]
+
+Layout = Literal["random", "agreeing", "rat"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +71,92 @@ class BaseLMConfig:
     """AdamW peak learning rate (linear warmup over 10% of the steps, then linear decay)."""
     num_documents: int = 0
     """Distinct documents rendered (0: `steps * batch_size`, each seen once)."""
+    agreeing_fraction: float = 0.5
+    """Share of the documents with shots (RAT ones aside) whose answer agrees with the
+    shots' user (`plan_documents`): the base LM's in-context ability, so that few-shot
+    prompting is a real baseline (0: the shots never tell it anything)."""
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class PlannedDocument:
+    """One base-LM training document before rendering: whose shots, which answer, which layout."""
+
+    user_id: str
+    """The training user whose records are the shots."""
+    shots: tuple[PreferenceRecord, ...]
+    question: Question
+    layout: Layout
+    """`random`: a random response; `agreeing`: a response written to the shots' user's
+    preferences (in-context ability); `rat`: a training user's description, then a response
+    written to it."""
+    response: str
+    description: str | None = None
+    """The user description a `rat` document's answer starts with."""
+
+
+def plan_documents(
+    domain: Domain,
+    records: Sequence[PreferenceRecord],
+    num_shots: int,
+    n: int,
+    seed: int,
+    *,
+    rationale_fraction: float = 0.25,
+    agreeing_fraction: float = 0.0,
+) -> list[PlannedDocument]:
+    """`n` documents: 0..`num_shots` shots of one training user, a question and an answer.
+
+    A `rationale_fraction` of them use the RAT layout (`PlannedDocument.layout`); of the
+    others that have shots, an `agreeing_fraction` answer the way the shots' user prefers
+    (the continuation agrees with the shots, as in-context examples of a pretrained LM often
+    do), the rest answer at random.
+    """
+    rng = random.Random(seed)  # noqa: S311 - seeded sampling, not secrets
+    by_user: dict[str, list[PreferenceRecord]] = {}
+    for record in records:
+        by_user.setdefault(record.user_id, []).append(record)
+    users = sorted(by_user)
+    described = [domain.user(u) for u in users if by_user[u][0].user_description]
+    questions = domain.questions("train")
+    docs = []
+    for _ in range(n):
+        user_id = rng.choice(users)
+        rows = by_user[user_id]
+        k = rng.randint(0, min(num_shots, len(rows)))
+        shots = tuple(rng.sample(rows, k))
+        question = rng.choice(questions)
+        if described and rng.random() < rationale_fraction:
+            user = rng.choice(described)
+            response = domain.generate(question, rng, dict(user.weights))
+            docs.append(
+                PlannedDocument(user_id, shots, question, "rat", response, user.description)
+            )
+        elif k and agreeing_fraction and rng.random() < agreeing_fraction:
+            # (no draw at 0: the documents of the earlier, all-random mix are reproduced)
+            weights = dict(domain.user(user_id).weights)
+            response = domain.generate(question, rng, weights)
+            docs.append(PlannedDocument(user_id, shots, question, "agreeing", response))
+        else:
+            response = domain.generate(question, rng)
+            docs.append(PlannedDocument(user_id, shots, question, "random", response))
+    return docs
+
+
+def render_document(doc: PlannedDocument, prompt_format: PromptFormat, tokenizer: Any) -> str:
+    """The text the base LM trains on: the rendered prompt, the answer, end of sequence."""
+    fmt = prompt_format
+    if doc.layout == "rat":
+        fmt = prompt_format.model_copy(update={"rationale": "user_description"})
+    rendered = fmt.render([r.to_example() for r in doc.shots], doc.question.text)
+    if fmt.style == "chat":
+        prompt = tokenizer.apply_chat_template(
+            rendered.messages, tokenize=False, add_generation_prompt=True
+        )
+    else:
+        prompt = rendered.text
+    answer = fmt.completion(doc.response, user_description=doc.description)
+    return f"{prompt}{answer}{tokenizer.eos_token}"
 
 
 def base_lm_documents(
@@ -70,45 +167,24 @@ def base_lm_documents(
     n: int,
     seed: int,
     rationale_fraction: float = 0.25,
+    agreeing_fraction: float = 0.0,
 ) -> list[str]:
-    """`n` training documents: a rendered prompt with 0..K shots, then a random response.
+    """`n` rendered training documents (`plan_documents`, then `render_document`).
 
-    A `rationale_fraction` of them use the RAT layout: the answer starts with a training
-    user's description and goes on with a response written to it, as an instruct model
-    follows a stated preference. The shots of those documents are drawn independently of the
-    description, so nothing teaches the base model which description fits which shots.
+    The shots of RAT documents are drawn independently of the description, so nothing
+    teaches the base model which description fits which shots; `agreeing` documents do
+    teach it that shots carry information about the answer wanted.
     """
-    rng = random.Random(seed)  # noqa: S311 - seeded sampling, not secrets
-    by_user: dict[str, list[PreferenceRecord]] = {}
-    for record in records:
-        by_user.setdefault(record.user_id, []).append(record)
-    users = sorted(by_user)
-    described = [domain.user(u) for u in users if by_user[u][0].user_description]
-    rat_format = prompt_format.model_copy(update={"rationale": "user_description"})
-    questions = domain.questions("train")
-    docs = []
-    for _ in range(n):
-        rows = by_user[rng.choice(users)]
-        k = rng.randint(0, min(prompt_format.num_shots, len(rows)))
-        shots = [r.to_example() for r in rng.sample(rows, k)]
-        question = rng.choice(questions)
-        rat = bool(described) and rng.random() < rationale_fraction
-        fmt = rat_format if rat else prompt_format
-        rendered = fmt.render(shots, question.text)
-        if fmt.style == "chat":
-            prompt = tokenizer.apply_chat_template(
-                rendered.messages, tokenize=False, add_generation_prompt=True
-            )
-        else:
-            prompt = rendered.text
-        if rat:
-            user = rng.choice(described)
-            response = domain.generate(question, rng, dict(user.weights))
-            answer = fmt.completion(response, user_description=user.description)
-        else:
-            answer = fmt.completion(domain.generate(question, rng))
-        docs.append(prompt + answer + tokenizer.eos_token)
-    return docs
+    plan = plan_documents(
+        domain,
+        records,
+        prompt_format.num_shots,
+        n,
+        seed,
+        rationale_fraction=rationale_fraction,
+        agreeing_fraction=agreeing_fraction,
+    )
+    return [render_document(doc, prompt_format, tokenizer) for doc in plan]
 
 
 def train_base_lm(
@@ -166,7 +242,15 @@ def train_base_lm(
     )
     tokenizer = AutoTokenizer.from_pretrained(str(out))
     n_docs = config.num_documents or config.steps * config.batch_size
-    docs = base_lm_documents(domain, records, prompt_format, tokenizer, n_docs, config.seed)
+    docs = base_lm_documents(
+        domain,
+        records,
+        prompt_format,
+        tokenizer,
+        n_docs,
+        config.seed,
+        agreeing_fraction=config.agreeing_fraction,
+    )
     encoded = Dataset.from_dict({"text": docs}).map(
         lambda b: tokenizer(b["text"], add_special_tokens=False),
         batched=True,

@@ -57,15 +57,19 @@ class BenchConfig:
     seed: int = 0
     num_questions: int = 240
     """Question pool (20% held out)."""
+    validation_fraction: float = 0.0
+    """Share of the pool held out as validation questions, for choosing hyperparameters
+    (`fspo_train.reviews_mini.selection`); 0: none (the split of the committed results)."""
     pairs_per_question: int = 2
     num_shots: int = 4
     """K: the most shots in training and in the table's few-shot prompts."""
     min_shots: int = 1
     """Variable K in training: each episode draws K in [min_shots, num_shots]."""
     include_rejected: bool = False
-    """Show the dispreferred response of each shot (the paper's released setting). Off at CPU
-    size: the 0.2M-parameter model learns to read length but not sentiment from shots that
-    show both responses within the budget (see `bench/results/reviews_mini_notes.md`)."""
+    """Show the dispreferred response of each shot (the paper's setting: "both responses").
+    Off by default at CPU size, where the 0.2M-parameter model learned to read length but not
+    sentiment from shots that show both (see `bench/results/reviews_mini_notes.md`); every
+    size takes `both_responses=True` to measure that setting beside preferred-only."""
     base: BaseLMConfig = field(default_factory=BaseLMConfig)
     stages: StageConfig = field(default_factory=StageConfig)
     eval: EvalSettings = field(default_factory=EvalSettings)
@@ -73,18 +77,23 @@ class BenchConfig:
     methods: tuple[str, ...] = tuple(BENCHMARK_METHODS)
     workers: int = 2
     """Trainings run in parallel processes (tiny models use one core poorly; 1 = inline)."""
+    torch_threads: int = 0
+    """Torch threads of this process and of each training process (0: the cores divided by
+    `workers` for the trainings, torch's default here). 1 on a shared CPU: more threads than
+    free cores spin-wait and slow every process down."""
 
     @classmethod
-    def cpu(cls, seed: int = 0) -> BenchConfig:
+    def cpu(cls, seed: int = 0, *, both_responses: bool = False) -> BenchConfig:
         """The `make demo` size: minutes on 2 CPU cores."""
         return cls(
             seed=seed,
+            include_rejected=both_responses,
             base=BaseLMConfig(seed=seed),
             eval=EvalSettings(seed=seed),
         )
 
     @classmethod
-    def full(cls, seed: int = 0) -> BenchConfig:
+    def full(cls, seed: int = 0, *, both_responses: bool = True) -> BenchConfig:
         """A GPU size: a wider, deeper model, more data, 8 shots."""
         return cls(
             seed=seed,
@@ -94,7 +103,7 @@ class BenchConfig:
             base=BaseLMConfig(
                 hidden_size=256, num_layers=4, num_heads=8, steps=1500, batch_size=32, seed=seed
             ),
-            include_rejected=True,
+            include_rejected=both_responses,
             stages=StageConfig(batch_size=32, episode_passes=48),
             eval=EvalSettings(
                 num_shots=8, questions_per_user=48, pairs_per_user=96, max_new_tokens=80, seed=seed
@@ -103,14 +112,22 @@ class BenchConfig:
 
     @classmethod
     def tiny(cls, seed: int = 0) -> BenchConfig:
-        """A reduced run for tests (about four and a half minutes per seed on 2 CPU cores)."""
+        """A reduced run for the test suite: about 3.5 CPU-minutes, one torch thread per process.
+
+        Fewer questions, a shorter base LM and fewer passes than `cpu` (8 passes: at 5, FSPO
+        was above IPO by only 4 points of accuracy on trained users), the four rows the
+        test orders (base, few-shot, IPO, FSPO), one thread per process (`torch_threads=1`:
+        robust to a shared CPU). Measured in `bench/results/reviews_mini_notes.md`.
+        """
         return cls(
             seed=seed,
-            base=BaseLMConfig(steps=1000, seed=seed),
-            stages=StageConfig(episode_passes=12),
-            eval=EvalSettings(questions_per_user=6, pairs_per_user=32, seed=seed),
+            num_questions=160,
+            base=BaseLMConfig(steps=500, seed=seed),
+            stages=StageConfig(episode_passes=8, warmup_steps=20),
+            eval=EvalSettings(questions_per_user=4, pairs_per_user=32, seed=seed),
             shots_curve=(0, 4),
             methods=("base", "few_shot", "ipo", "fspo"),
+            torch_threads=1,
         )
 
     def to_dict(self) -> dict[str, Any]:

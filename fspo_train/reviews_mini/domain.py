@@ -35,7 +35,7 @@ from typing import Literal
 
 __all__ = ["Domain", "Question", "SimUser", "strong_value"]
 
-Split = Literal["train", "test"]
+Split = Literal["train", "validation", "test"]
 UserGroup = Literal["trained", "interpolated"]
 
 
@@ -48,7 +48,8 @@ class Question:
     text: str
     """The prompt the model answers."""
     split: Split
-    """`train` questions build training records; `test` questions are held out."""
+    """`train` questions build training records; `test` questions are held out;
+    `validation` questions (none unless asked for) choose hyperparameters, never train."""
     slots: Mapping[str, str] = field(default_factory=dict)
     """Domain-specific fields the generator and judge use (e.g. the title being reviewed)."""
 

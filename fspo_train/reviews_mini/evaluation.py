@@ -10,7 +10,10 @@ What is the benchmark's own is the data and the report:
   count half), in % per user group (trained, interpolated) and per user.
 - Accuracy: the share (%) of held-out preference pairs (the user's test records, shots from
   their training records) that the implicit reward ranks right, per user group
-  (`fspo_train.eval.metrics.ranking_score`).
+  (`fspo_train.eval.metrics.ranking_score`). Every row's implicit reward is measured against
+  one common reference, the base model prompted zero-shot (`COMMON_REFERENCE`), so the column
+  compares the methods; `EvalSettings(accuracy_reference="own")` gives the paper's per-method
+  references instead (FSPO against its stage 1, IPO against its own, ...).
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from fspo_train.data.episodes import group_by_user
 from fspo_train.data.records import PreferenceRecord
 from fspo_train.eval.engine import MethodRunner
+from fspo_train.eval.intervals import wilson_interval
 from fspo_train.eval.items import EvalItem
 from fspo_train.eval.judges import Judgement, compare_all
 from fspo_train.eval.methods import BASE, METHODS, ORACLE, TRAINED_ORACLE, Method, PromptMode
@@ -33,7 +37,13 @@ from fspo_train.reviews_mini.domain import Domain, Question, SimUser
 from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.prompt_format import ParsedCompletion, PromptFormat
 
-__all__ = ["BENCHMARK_METHODS", "EvalSettings", "evaluate_methods", "shots_curve"]
+__all__ = [
+    "BENCHMARK_METHODS",
+    "COMMON_REFERENCE",
+    "EvalSettings",
+    "evaluate_methods",
+    "shots_curve",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +55,9 @@ BENCHMARK_METHODS: dict[str, Method] = {
 
 _LABELS = {BASE: "Base (tiny LM)"}
 """Row labels the benchmark words its own way (its base model is trained from scratch)."""
+
+COMMON_REFERENCE: tuple[str | None, PromptMode] = (None, "zero_shot")
+"""The accuracy reference of every row: the base model, prompted with the question alone."""
 
 DESCRIPTION_TOKENS = 24
 """Tokens added to the generation budget of a model that writes the user description first."""
@@ -63,6 +76,9 @@ class EvalSettings:
     beta: float = 0.1
     batch_size: int = 32
     seed: int = 0
+    accuracy_reference: Literal["common", "own"] = "common"
+    """`common`: every row against `COMMON_REFERENCE` (comparable rows); `own`: each method
+    against its own reference (the paper's definition; rows not comparable)."""
 
 
 @dataclass(frozen=True)
@@ -82,12 +98,24 @@ class _Query:
         return self.user.description
 
 
-def _percent_by(keys: Sequence[str], values: Sequence[float]) -> dict[str, float]:
-    """The mean of `values` in %, per key."""
+def _grouped(keys: Sequence[str], values: Sequence[float]) -> dict[str, list[float]]:
     grouped: dict[str, list[float]] = {}
     for key, value in zip(keys, values, strict=True):
         grouped.setdefault(key, []).append(value)
-    return {k: 100 * sum(v) / len(v) for k, v in grouped.items()}
+    return grouped
+
+
+def _percent_by(keys: Sequence[str], values: Sequence[float]) -> dict[str, float]:
+    """The mean of `values` in %, per key."""
+    return {k: 100 * sum(v) / len(v) for k, v in _grouped(keys, values).items()}
+
+
+def _interval_by(keys: Sequence[str], values: Sequence[float]) -> dict[str, list[float]]:
+    """The 95% Wilson interval of the mean of `values` in %, per key (`[low, high]`)."""
+    return {
+        k: [round(100 * bound, 2) for bound in wilson_interval(v)]
+        for k, v in _grouped(keys, values).items()
+    }
 
 
 def _eval_queries(
@@ -138,11 +166,12 @@ def _accuracy_items(
 
 def _accuracy(
     runner: MethodRunner, method: Method, items: Sequence[EvalItem], settings: EvalSettings
-) -> dict[str, float]:
-    """Implicit-reward accuracy (%) of `method` on `items`, per user group."""
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Implicit-reward accuracy (%) of `method` on `items`, and its 95% interval, per group."""
     pairs = runner.pair_logprobs(method, items, key="accuracy")
     correct = [ranking_score(pair, settings.beta) for pair in pairs]
-    return _percent_by([item.split for item in items], correct)
+    splits = [item.split for item in items]
+    return _percent_by(splits, correct), _interval_by(splits, correct)
 
 
 def _description_match(
@@ -189,8 +218,10 @@ def evaluate_methods(
         progress: Called with a short line before each stage.
 
     Returns:
-        `{"methods": {name: {"label", "win_rate": {group: ...}, "win_rate_by_user": {user:
-        ...}, "accuracy": {group: ...}}}, "samples": [...]}`.
+        `{"methods": {name: {"label", "win_rate": {group: ...}, "win_rate_ci": {group: [low,
+        high]}, "comparisons": {group: n}, "win_rate_by_user": {user: ...}, "accuracy":
+        {group: ...}, "accuracy_ci": {group: [low, high]}, "pairs": {group: n}}}, "samples":
+        [...]}`, in % with 95% Wilson intervals over the comparisons (ties count half).
     """
     say = progress or (lambda line: logger.info("%s", line))
     runner = _runner(policies, formats, settings)
@@ -216,13 +247,20 @@ def evaluate_methods(
             ]
             scores = compare_all(judge, judgements, desc=f"judging {method.name}")
             row["win_rate"] = _percent_by([q.user.group for q in queries], scores)
+            row["win_rate_ci"] = _interval_by([q.user.group for q in queries], scores)
+            row["comparisons"] = {
+                g: len(v) for g, v in _grouped([q.user.group for q in queries], scores).items()
+            }
             row["win_rate_by_user"] = _percent_by([q.user.id for q in queries], scores)
             results["samples"] += _samples(method.name, queries, outs)
         else:
             row["win_rate"] = dict.fromkeys(("trained", "interpolated"), 50.0)
         if method.reference_prompt is not None:
             say(f"scoring: {method.name}")
-            row["accuracy"] = _accuracy(runner, method, items, settings)
+            row["accuracy"], row["accuracy_ci"] = _accuracy(runner, method, items, settings)
+            row["pairs"] = {
+                g: len(v) for g, v in _grouped([i.split for i in items], [0.0] * len(items)).items()
+            }
         results["methods"][method.name] = row
     results["samples"] += _samples(BASE, queries, base_out)
     return results
@@ -237,6 +275,7 @@ def _runner(
         batch_size=settings.batch_size,
         max_new_tokens=settings.max_new_tokens,
         description_tokens=DESCRIPTION_TOKENS,
+        common_reference=COMMON_REFERENCE if settings.accuracy_reference == "common" else None,
     )
 
 
@@ -250,13 +289,20 @@ def shots_curve(
     settings: EvalSettings,
     shots: Sequence[int] = (0, 1, 2, 4, 8),
     groups: dict[str, str],
-) -> dict[str, dict[str, float]]:
-    """Implicit-reward accuracy of `method` (and its reference) with k shots, per user group."""
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[float]]]]:
+    """Implicit-reward accuracy of `method` with k shots, per user group.
+
+    With the common reference, only the method's prompt changes with k (the reference is the
+    base model, zero-shot, at every k); with its own reference, both are prompted with k shots.
+    Returns the accuracies and their 95% intervals, by k then group.
+    """
     curve: dict[str, dict[str, float]] = {}
+    intervals: dict[str, dict[str, list[float]]] = {}
     for k in shots:
         fmts = {name: fmt.model_copy(update={"num_shots": k}) for name, fmt in formats.items()}
         mode: PromptMode = "few_shot" if k > 0 else "zero_shot"
         at_k = replace(method, prompt=mode, reference_prompt=mode)
         items = _accuracy_items(test_records, shot_records, settings, k, groups)
-        curve[str(k)] = _accuracy(_runner(policies, fmts, settings), at_k, items, settings)
-    return curve
+        runner = _runner(policies, fmts, settings)
+        curve[str(k)], intervals[str(k)] = _accuracy(runner, at_k, items, settings)
+    return curve, intervals

@@ -13,12 +13,20 @@ __all__ = ["markdown_table", "write_results"]
 GROUPS = ("trained", "interpolated")
 
 
-def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def _cell(value: float | None, interval: list[float] | None = None) -> str:
+    """`value` with one decimal, and its 95% interval when there is one: `69.8 (60.1-78.0)`."""
+    if value is None:
+        return "-"
+    if not interval:
+        return f"{value:.1f}"
+    return f"{value:.1f} ({interval[0]:.1f}-{interval[1]:.1f})"
 
 
 def markdown_table(results: dict[str, Any]) -> str:
     """The results as Markdown: the methods table, then accuracy against the number of shots.
+
+    A number with a 95% interval in the result (`win_rate_ci`, `accuracy_ci`,
+    `shots_curve_ci`) is printed with it; `results["interval"]` says which interval it is.
 
     Example:
         >>> res = {
@@ -43,8 +51,12 @@ def markdown_table(results: dict[str, Any]) -> str:
     ]
     for row in results["methods"].values():
         win, acc = row.get("win_rate", {}), row.get("accuracy", {})
-        cells = [_cell(win.get(g)) for g in GROUPS] + [_cell(acc.get(g)) for g in GROUPS]
+        win_ci, acc_ci = row.get("win_rate_ci", {}), row.get("accuracy_ci", {})
+        cells = [_cell(win.get(g), win_ci.get(g)) for g in GROUPS]
+        cells += [_cell(acc.get(g), acc_ci.get(g)) for g in GROUPS]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    if results.get("interval"):
+        lines += ["", f"In parentheses: {results['interval']}."]
     for row in results["methods"].values():
         match = row.get("description_match")
         if match:
@@ -61,8 +73,9 @@ def markdown_table(results: dict[str, Any]) -> str:
             "| Users | " + " | ".join(f"{k} shots" for k in shots) + " |",
             "|---|" + "---|" * len(shots),
         ]
+        curve_ci = results.get("shots_curve_ci") or {}
         for group in GROUPS:
-            values = [_cell(curve[k].get(group)) for k in shots]
+            values = [_cell(curve[k].get(group), curve_ci.get(k, {}).get(group)) for k in shots]
             lines.append(f"| {group} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
 

@@ -113,11 +113,19 @@ class ReviewsMini(Domain):
         seed: Seeds the question pool and its split (the same seed, the same pool).
         num_questions: Size of the pool (distinct titles, at most 400).
         test_fraction: Share of the pool held out as test questions.
+        validation_fraction: Share of the pool held out as validation questions (for
+            choosing hyperparameters; 0: none, and the split is the one without them).
     """
 
     name = "reviews-mini"
 
-    def __init__(self, seed: int = 0, num_questions: int = 240, test_fraction: float = 0.2) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        num_questions: int = 240,
+        test_fraction: float = 0.2,
+        validation_fraction: float = 0.0,
+    ) -> None:
         titles = [f"The {a} {n}" for a in TITLE_ADJECTIVES for n in TITLE_NOUNS]
         if not 2 <= num_questions <= len(titles):  # noqa: PLR2004 - train and test
             msg = f"`num_questions`={num_questions} must be between 2 and {len(titles)}."
@@ -125,14 +133,18 @@ class ReviewsMini(Domain):
         if not 0.0 < test_fraction < 1.0:
             msg = f"`test_fraction`={test_fraction} must be strictly between 0 and 1."
             raise ValueError(msg)
+        if not 0.0 <= validation_fraction < 1.0 - test_fraction:
+            msg = f"`validation_fraction`={validation_fraction} must be in [0, 1 - test_fraction)."
+            raise ValueError(msg)
         rng = random.Random(seed)  # noqa: S311 - seeded sampling, not secrets
         chosen = rng.sample(titles, num_questions)
         n_test = max(1, round(num_questions * test_fraction))
+        n_held = n_test + round(num_questions * validation_fraction)
         self._questions = [
             Question(
                 id=f"rm-{i:03d}",
                 text=f"Review the {medium} {title}.",
-                split="test" if i < n_test else "train",
+                split="test" if i < n_test else "validation" if i < n_held else "train",
                 slots={"title": title, "medium": medium},
             )
             for i, title in enumerate(chosen)
@@ -163,7 +175,7 @@ class ReviewsMini(Domain):
     # ------------------------------------------------------------------ Domain API
 
     def questions(self, split: Split | None = None) -> list[Question]:
-        """The pool of review requests (`split` filters train or test)."""
+        """The pool of review requests (`split` filters train, validation or test)."""
         return [q for q in self._questions if split is None or q.split == split]
 
     def users(self, group: UserGroup | None = None) -> list[SimUser]:

@@ -29,11 +29,13 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fspo_train.data.records import PreferenceRecord
 from fspo_train.eval.methods import FSPO
 from fspo_train.reviews_mini.base_lm import train_base_lm
 from fspo_train.reviews_mini.config import BenchConfig
@@ -50,7 +52,12 @@ from fspo_train.reviews_mini.trainings import (
 )
 from langchain_fspo.prompt_format import PromptFormat
 
-__all__ = ["run_benchmark"]
+__all__ = ["WILSON_NOTE", "bench_records", "run_benchmark", "validation_records"]
+
+WILSON_NOTE = (
+    "95% Wilson intervals over the comparisons (win rate) or held-out pairs (accuracy) of "
+    "one seed, ties counting half"
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +84,64 @@ def _environment() -> dict[str, Any]:
     }
 
 
+def bench_records(
+    domain: Domain, config: BenchConfig
+) -> tuple[list[PreferenceRecord], list[PreferenceRecord], list[PreferenceRecord]]:
+    """The benchmark's three record sets: (train, shots pool, held-out).
+
+    - train: the *trained* users on *train* questions, the only records any training (the base
+      LM's documents included) sees; interpolated users and test questions never reach it.
+    - shots pool: every user on train questions (the shots of evaluation prompts).
+    - held-out: every user on *test* questions (accuracy pairs; win-rate queries use the
+      same questions).
+    """
+    train_records = build_records(
+        domain,
+        domain.users("trained"),
+        split="train",
+        pairs_per_question=config.pairs_per_question,
+        seed=config.seed,
+    )
+    shot_records = build_records(
+        domain,
+        domain.users(),
+        split="train",
+        pairs_per_question=config.pairs_per_question,
+        seed=config.seed,
+    )
+    test_records = build_records(
+        domain, domain.users(), split="test", pairs_per_question=2, seed=config.seed + 7
+    )
+    return train_records, shot_records, test_records
+
+
+def validation_records(domain: Domain, config: BenchConfig) -> list[PreferenceRecord]:
+    """Every user on *validation* questions: what hyperparameters are chosen on.
+
+    No training sees them, and the test split is not looked at. Empty without validation
+    questions (`BenchConfig.validation_fraction` = 0).
+    """
+    if not domain.questions("validation"):
+        return []
+    return build_records(
+        domain, domain.users(), split="validation", pairs_per_question=2, seed=config.seed + 11
+    )
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with `threads` torch threads (0: leave torch's setting), then restore it."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_benchmark(
     config: BenchConfig,
     out_dir: str | Path,
@@ -97,6 +162,16 @@ def run_benchmark(
         The result: `meta`, `config`, `methods` (win rate and accuracy per user group),
         `shots_curve`, `samples`, `table_markdown`, `adapters`.
     """
+    with _torch_threads(config.torch_threads):
+        return _run(config, out_dir, domain, progress)
+
+
+def _run(
+    config: BenchConfig,
+    out_dir: str | Path,
+    domain: Domain | None,
+    progress: Callable[[str], None] | None,
+) -> dict[str, Any]:
     from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
     from fspo_train.eval.scoring import PolicySet
@@ -105,7 +180,11 @@ def run_benchmark(
     started = time.monotonic()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    domain = domain or ReviewsMini(seed=config.seed, num_questions=config.num_questions)
+    domain = domain or ReviewsMini(
+        seed=config.seed,
+        num_questions=config.num_questions,
+        validation_fraction=config.validation_fraction,
+    )
     wanted = [m for name, m in BENCHMARK_METHODS.items() if name in config.methods]
     trainings = trainings_for(wanted)
     bar = tqdm(total=3 + len(trainings) + 2, desc=f"{domain.name} benchmark", unit="stage")
@@ -123,24 +202,7 @@ def run_benchmark(
 
     t = time.monotonic()
     stage("labelling preference pairs")
-    trained_users = domain.users("trained")
-    train_records = build_records(
-        domain,
-        trained_users,
-        split="train",
-        pairs_per_question=config.pairs_per_question,
-        seed=config.seed,
-    )
-    shot_records = build_records(
-        domain,
-        domain.users(),
-        split="train",
-        pairs_per_question=config.pairs_per_question,
-        seed=config.seed,
-    )
-    test_records = build_records(
-        domain, domain.users(), split="test", pairs_per_question=2, seed=config.seed + 7
-    )
+    train_records, shot_records, test_records = bench_records(domain, config)
     done("data", t)
 
     t = time.monotonic()
@@ -149,7 +211,11 @@ def run_benchmark(
         style="chat", num_shots=config.num_shots, include_rejected=config.include_rejected
     )
     base_dir = out / "base"
-    data_key = [domain.name, config.seed, config.num_questions, config.pairs_per_question]
+    data_key: list[object] = [
+        domain.name, config.seed, config.num_questions, config.pairs_per_question,
+    ]  # fmt: skip
+    if config.validation_fraction:  # (absent at 0: earlier base LMs are still reused)
+        data_key.append(config.validation_fraction)
     base_key = {"data": data_key, "base": config.base, "format": lm_format.to_json()}
     if not is_done(base_dir, base_key):
         train_base_lm(domain, train_records, base_dir, config.base, lm_format)
@@ -195,9 +261,10 @@ def run_benchmark(
     t = time.monotonic()
     stage("accuracy against the number of shots")
     curve: dict[str, dict[str, float]] = {}
+    curve_ci: dict[str, dict[str, list[float]]] = {}
     fspo_method = BENCHMARK_METHODS[FSPO]
     if "fspo" in results_dirs:
-        curve = shots_curve(
+        curve, curve_ci = shots_curve(
             policies,
             formats,
             fspo_method,
@@ -212,6 +279,7 @@ def run_benchmark(
 
     results: dict[str, Any] = {
         "title": f"{domain.name}: FSPO and baselines on held-out questions",
+        "interval": WILSON_NOTE,
         "meta": {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "seed": config.seed,
@@ -229,8 +297,10 @@ def run_benchmark(
         "training_metrics": {name: result.metrics for name, result in trained.items()},
         "methods": evaluated["methods"],
         "shots_curve": curve,
+        "shots_curve_ci": curve_ci,
         "samples": evaluated["samples"],
         "adapters": {k: str(v) for k, v in results_dirs.items()},
+        "work_dir": str(out),
     }
     results["table_markdown"] = markdown_table(results)
     return results

@@ -151,7 +151,8 @@ def _start_job(name: str, cfg: Any, records: list[Any], job_dir: Path, threads: 
     root = str(Path(fspo_train.__file__).resolve().parent.parent)
     paths = [root, os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-    env["OMP_NUM_THREADS"] = str(threads)
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[variable] = str(threads)
     log = (job_dir / "train.log").open("w", encoding="utf-8")
     command = [
         sys.executable,
@@ -238,7 +239,7 @@ def run_trainings(
         else:
             jobs[name] = (cfg, key)
     workers = max(1, min(config.workers, len(jobs) or 1))
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = config.torch_threads or max(1, (os.cpu_count() or 1) // workers)
     pending = list(jobs)
     running: dict[str, Any] = {}
     try:

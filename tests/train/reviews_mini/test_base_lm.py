@@ -63,3 +63,41 @@ def test_base_lm_trains_from_scratch_on_another_domain(tmp_path: Path) -> None:
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=5, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
+
+
+def test_document_mix_has_the_agreeing_fraction_and_agreeing_answers_fit_the_shots() -> None:
+    """Part of the documents answer the way their shots' user prefers (in-context ability)."""
+    from fspo_train.reviews_mini.base_lm import plan_documents
+    from fspo_train.reviews_mini.reviews import ReviewsMini
+
+    domain = ReviewsMini(num_questions=40)
+    records = build_records(domain, domain.users("trained"), seed=0)
+    plan = plan_documents(domain, records, 4, n=2000, seed=0, agreeing_fraction=0.5)
+    layouts = [d.layout for d in plan]
+    assert 0.2 < layouts.count("rat") / len(plan) < 0.3
+    with_shots = [d for d in plan if d.layout != "rat" and d.shots]
+    agreeing = [d for d in with_shots if d.layout == "agreeing"]
+    assert 0.45 < len(agreeing) / len(with_shots) < 0.55
+    assert all(d.shots for d in agreeing)  # nothing to agree with in a 0-shot document
+    for doc in plan:
+        assert {r.user_id for r in doc.shots} <= {doc.user_id}
+
+    def mean_utility(docs: list) -> float:
+        users = {u.id: u for u in domain.users()}
+        return sum(domain.utility(users[d.user_id], d.question, d.response) for d in docs) / len(
+            docs
+        )
+
+    # An agreeing answer is what the shots' user prefers, far more than a random one.
+    randoms = [d for d in with_shots if d.layout == "random"]
+    assert mean_utility(agreeing) > mean_utility(randoms) + 0.5
+    # The earlier all-random mix: no agreeing document at all.
+    none = plan_documents(domain, records, 4, n=500, seed=0, agreeing_fraction=0.0)
+    assert "agreeing" not in {d.layout for d in none}
+
+
+def test_default_base_lm_config_teaches_some_in_context_ability() -> None:
+    from fspo_train.reviews_mini import BenchConfig
+
+    assert 0.0 < BenchConfig.cpu().base.agreeing_fraction < 1.0
+    assert BenchConfig.tiny().base.agreeing_fraction == BenchConfig.cpu().base.agreeing_fraction

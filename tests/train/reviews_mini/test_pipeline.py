@@ -1,17 +1,24 @@
-"""The benchmark end to end on CPU, reduced (`BenchConfig.tiny`), for two seeds.
+"""The benchmark end to end on CPU, reduced (`BenchConfig.tiny`), for one seed.
 
-Each seed trains a tiny Llama from scratch, then FSPO and the 0-shot IPO baseline with
+It trains a tiny Llama from scratch, then FSPO and the 0-shot IPO baseline with
 `fspo_train.trainer.run.train` (in worker processes), and evaluates them with the exact judge; the
-FSPO adapter of the first seed is then served through LangChain (`ChatPromptTemplate |
-ChatFSPO | StrOutputParser` with a SQLite `PreferenceMemory`).
+FSPO adapter is then served through LangChain (`ChatPromptTemplate | ChatFSPO |
+StrOutputParser` with a SQLite `PreferenceMemory`).
 
-The ordering check is the paper's claim, at a size that trains in minutes: for both seeds and
-both user groups, FSPO's implicit-reward accuracy on held-out pairs is above few-shot
-prompting's and non-personalised IPO's, and on trained users it is higher with 4 shots than
-with none. It checks the ordering, not the absolute numbers (those are in
-`bench/results/reviews_mini.md`). Win rates are not compared at this size: the reduced base
-LM's own greedy reviews are sometimes malformed, so a win against it (6 questions per user)
-says more about fluency than about personalisation, and varies between seeds.
+Every torch process it starts runs one thread (`BenchConfig.tiny` sets `torch_threads=1`; the
+training workers get `OMP_NUM_THREADS=MKL_NUM_THREADS=1` and `torch.set_num_threads(1)`): on a
+shared 2-core machine, more threads than free cores spin-wait and the run took over 30
+minutes. Its cost is in `bench/results/reviews_mini_notes.md` (about 3.5 CPU-minutes).
+
+The ordering check is the paper's claim, at a size that trains in minutes: for both user
+groups, FSPO's implicit-reward accuracy on held-out pairs (every row against the same
+reference, the base model zero-shot) is above few-shot prompting's and non-personalised
+IPO's by more than 5 points, and on trained users it is higher with 4 shots than with none.
+It checks the ordering, not the absolute numbers (those are in
+`bench/results/reviews_mini.md`). Win rates are not
+compared at this size: the reduced base LM's own greedy reviews are sometimes malformed, so a
+win against it (4 questions per user) says more about fluency than about personalisation.
+The held-out wiring is checked without training in `test_held_out_wiring.py`.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ import pytest
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 
-SEEDS = (0, 1)
+SEED = 0
+MARGIN = 5.0
+"""Points of accuracy FSPO must lead few-shot prompting and IPO by, in both user groups."""
 
 
 @pytest.fixture(scope="module")
@@ -31,45 +40,55 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, Any]]:
     pytest.importorskip("trl", reason="needs the [train] extra")
     from fspo_train.reviews_mini import BenchConfig, run_benchmark
 
-    return {
-        seed: run_benchmark(BenchConfig.tiny(seed), tmp_path_factory.mktemp(f"bench-{seed}"))
-        for seed in SEEDS
-    }
+    config = BenchConfig.tiny(SEED)
+    assert config.torch_threads == 1
+    return {SEED: run_benchmark(config, tmp_path_factory.mktemp(f"bench-{SEED}"))}
 
 
-def test_every_method_is_measured_for_both_groups(runs: dict[int, Any]) -> None:
-    for result in runs.values():
-        methods = result["methods"]
-        assert list(methods) == ["base", "few_shot", "ipo", "fspo"]
-        for name, row in methods.items():
-            for group in ("trained", "interpolated"):
-                assert 0.0 <= row["win_rate"][group] <= 100.0
-                if name != "base":
-                    assert 0.0 <= row["accuracy"][group] <= 100.0
-        assert set(result["shots_curve"]) == {"0", "4"}
-    # Different seeds: different data, models and generations.
-    assert runs[0]["samples"] != runs[1]["samples"]
-
-
-def test_same_ordering_for_both_seeds(runs: dict[int, Any]) -> None:
-    for result in runs.values():
-        methods, table = result["methods"], result["table_markdown"]
+def test_every_method_is_measured_for_both_groups_with_intervals(runs: dict[int, Any]) -> None:
+    result = runs[SEED]
+    methods = result["methods"]
+    assert list(methods) == ["base", "few_shot", "ipo", "fspo"]
+    for name, row in methods.items():
         for group in ("trained", "interpolated"):
-            fspo = methods["fspo"]["accuracy"][group]
-            assert fspo > methods["few_shot"]["accuracy"][group], table
-            assert fspo > methods["ipo"]["accuracy"][group], table
-        curve = result["shots_curve"]
-        assert curve["4"]["trained"] > curve["0"]["trained"], table
+            assert 0.0 <= row["win_rate"][group] <= 100.0
+            if name != "base":
+                low, high = row["win_rate_ci"][group]
+                assert low <= row["win_rate"][group] <= high
+                low, high = row["accuracy_ci"][group]
+                assert low <= row["accuracy"][group] <= high
+                assert row["pairs"][group] == 4 * 32  # 4 users per group, 32 pairs each
+    assert set(result["shots_curve"]) == {"0", "4"}
+    # The curve's 4 shots and the table's FSPO row are the same measurement (same reference).
+    assert result["shots_curve"]["4"] == methods["fspo"]["accuracy"]
 
 
-def test_result_records_machine_versions_seed_and_table(runs: dict[int, Any]) -> None:
-    result = runs[1]
+def test_fspo_ranks_held_out_pairs_better_than_the_baselines(runs: dict[int, Any]) -> None:
+    result = runs[SEED]
+    methods, table = result["methods"], result["table_markdown"]
+    for group in ("trained", "interpolated"):
+        fspo = methods["fspo"]["accuracy"][group]
+        # Above by more than noise-level slack (measured margins: 12 to 23 points).
+        assert fspo > methods["few_shot"]["accuracy"][group] + MARGIN, table
+        assert fspo > methods["ipo"]["accuracy"][group] + MARGIN, table
+    curve = result["shots_curve"]
+    assert curve["4"]["trained"] > curve["0"]["trained"], table
+
+
+def test_result_records_machine_versions_seed_threads_and_table(runs: dict[int, Any]) -> None:
+    result = runs[SEED]
     meta = result["meta"]
     for key in ("device", "torch", "transformers", "trl", "peft", "wall_time_s", "date"):
         assert meta[key]
-    assert meta["seed"] == 1
+    assert meta["seed"] == SEED
+    assert meta["torch_threads"] == 1
     assert "| FSPO |" in result["table_markdown"]
+    assert "Wilson" in result["table_markdown"]
     assert {s["method"] for s in result["samples"]} >= {"base", "fspo"}
+    # Each training worker ran on one torch thread.
+    for name in ("fspo", "ipo"):
+        log = (Path(result["work_dir"]) / "jobs" / name / "train.log").read_text()
+        assert "torch threads: 1" in log
 
 
 def test_reports_are_written(runs: dict[int, Any], tmp_path: Path) -> None:
@@ -77,7 +96,7 @@ def test_reports_are_written(runs: dict[int, Any], tmp_path: Path) -> None:
 
     from fspo_train.reviews_mini.report import write_results
 
-    paths = write_results(runs[0], tmp_path, "reviews_mini")
+    paths = write_results(runs[SEED], tmp_path, "reviews_mini")
     assert json.loads(paths["json"].read_text())["meta"]["seed"] == 0
     assert "| FSPO |" in paths["markdown"].read_text()
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -94,7 +113,7 @@ def test_trained_adapter_serves_through_a_langchain_chain(
     from langchain_fspo import ChatFSPO, PreferenceMemory
     from langchain_fspo.prompt_format import PromptFormat
 
-    adapter = Path(runs[0]["adapters"]["fspo"])
+    adapter = Path(runs[SEED]["adapters"]["fspo"])
     assert PromptFormat.from_pretrained(adapter).num_shots == 4
     domain = ReviewsMini(seed=0)
     records = build_records(domain, [domain.user("positive")], seed=0)[:4]

@@ -88,3 +88,73 @@ def test_scored_ids_are_the_whole_conversation_as_training_tokenizes_it(
     else:
         assert text.startswith("Lovely film.")
         assert prompter.prefix(None) == ""
+
+
+def test_intervals_are_printed_beside_their_numbers() -> None:
+    result = {
+        "interval": "95% Wilson intervals",
+        "methods": {
+            "fspo": {
+                "label": "FSPO",
+                "win_rate": {"trained": 70.0, "interpolated": 60.0},
+                "win_rate_ci": {"trained": [61.25, 77.5], "interpolated": [50.0, 69.0]},
+                "accuracy": {"trained": 80.0},
+                "accuracy_ci": {"trained": [72.0, 86.0]},
+            }
+        },
+        "shots_curve": {"4": {"trained": 80.0}},
+        "shots_curve_ci": {"4": {"trained": [72.0, 86.0]}},
+    }
+    table = markdown_table(result)
+    assert "| FSPO | 70.0 (61.2-77.5) | 60.0 (50.0-69.0) | 80.0 (72.0-86.0) | - |" in table
+    assert "| trained | 80.0 (72.0-86.0) |" in table
+    assert "In parentheses: 95% Wilson intervals." in table
+
+
+def test_wilson_interval_covers_the_rate_and_narrows_with_more_comparisons() -> None:
+    from fspo_train.eval.intervals import wilson_interval
+
+    small = wilson_interval([1.0] * 7 + [0.0] * 3)
+    large = wilson_interval([1.0] * 70 + [0.0] * 30)
+    assert small[0] < 0.7 < small[1]
+    assert large[0] < 0.7 < large[1]
+    assert large[1] - large[0] < small[1] - small[0]
+    # Ties count half: ten ties are a rate of 0.5, inside its interval.
+    ties = wilson_interval([0.5] * 10)
+    assert ties[0] < 0.5 < ties[1]
+    # About +-9 points at 96 comparisons and a rate near 50% (what the 4.7 SE implies).
+    lo, hi = wilson_interval([1.0] * 48 + [0.0] * 48)
+    assert 0.08 < (hi - lo) / 2 < 0.11
+
+
+def test_seeds_combine_into_means_with_t_intervals() -> None:
+    from fspo_train.reviews_mini.seeds import combine_seeds
+
+    def one(seed: int, fspo: float) -> dict[str, object]:
+        return {
+            "meta": {"seed": seed, "wall_time_s": 10.0},
+            "methods": {
+                "fspo": {
+                    "label": "FSPO",
+                    "win_rate": {"trained": fspo, "interpolated": fspo - 10},
+                    "win_rate_ci": {"trained": [0.0, 100.0]},
+                    "accuracy": {"trained": fspo + 5},
+                    "comparisons": {"trained": 96},
+                }
+            },
+            "shots_curve": {"4": {"trained": fspo + 5}},
+        }
+
+    combined = combine_seeds([one(0, 70.0), one(1, 74.0), one(2, 72.0)])
+    row = combined["methods"]["fspo"]
+    assert row["win_rate"] == {"trained": 72.0, "interpolated": 62.0}
+    assert row["win_rate_ci"]["trained"] == [67.0313, 76.9687]  # mean +- t(2) * sd / sqrt(3)
+    assert row["win_rate_by_seed"]["trained"] == [70.0, 74.0, 72.0]
+    assert row["comparisons"] == {"trained": 288}
+    assert combined["shots_curve"] == {"4": {"trained": 77.0}}
+    assert combined["meta"]["seeds"] == [0, 1, 2]
+    assert "across 3 seeds" in combined["table_markdown"]
+    assert (
+        "| FSPO | 72.0 (67.0-77.0) | 62.0 (57.0-67.0) | 77.0 (72.0-82.0) | - |"
+        in (combined["table_markdown"])
+    )
