@@ -97,7 +97,8 @@ def test_document_mix_has_the_agreeing_fraction_and_agreeing_answers_fit_the_sho
 
 
 def test_default_base_lm_config_teaches_some_in_context_ability() -> None:
-    from fspo_train.reviews_mini import BaseLMConfig, BenchConfig
+    from fspo_train.reviews_mini import BenchConfig
+    from fspo_train.reviews_mini.base_lm import BaseLMConfig
 
     assert 0.0 < BaseLMConfig().agreeing_fraction < 1.0
     assert BenchConfig.tiny().base.agreeing_fraction == BaseLMConfig().agreeing_fraction
