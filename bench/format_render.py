@@ -9,7 +9,7 @@ Run:
 
     python bench/format_render.py     # writes bench/results/format_render.{json,md}
     # the code before the fix, for comparison (a checkout of it on PYTHONPATH):
-    PYTHONPATH=/tmp/old python bench/format_render.py --stem format_render_before
+    PYTHONPATH=path/to/old-checkout python bench/format_render.py --stem format_render_before
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from langchain_fspo import PreferenceExample, PromptFormat, prompt_format
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.recorded import portable, recorded_command
 
 CAPPED = hasattr(prompt_format, "MAX_SPECIAL_TOKENS")  # the code before the fix had no cap
 MAX_SPECIAL_TOKENS = getattr(prompt_format, "MAX_SPECIAL_TOKENS", 16_384)
@@ -94,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "git": commit,
-        "langchain_fspo": str(Path(prompt_format.__file__).parents[1]),
-        "command": "python bench/format_render.py " + " ".join(sys.argv[1:]),
+        "langchain_fspo": portable(str(Path(prompt_format.__file__).parents[1])),
+        "command": recorded_command("bench/format_render.py"),
         "repeats": args.repeats,
         "rows": rows,
     }

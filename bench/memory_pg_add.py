@@ -31,13 +31,13 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-
 from bench.memory_select import (  # noqa: E402
     BenchEmbeddings,
     machine,
     open_memory,
     postgres_versions,
 )
+from bench.recorded import recorded_command  # noqa: E402
 
 USER = "add-probe"
 
@@ -292,7 +292,7 @@ def main() -> None:
     args = parser.parse_args()
     report = {
         "benchmark": "PreferenceMemory.add on PostgreSQL with HNSW: where the time goes",
-        "command": "python bench/memory_pg_add.py " + " ".join(sys.argv[1:]),
+        "command": recorded_command("bench/memory_pg_add.py"),
         "client": client_side(args.postgres_url, args.plain_url, args.calls, args.repeats),
         "server": server_side(args.postgres_url, args.calls),
         "postgres": postgres_versions(args.postgres_url),

@@ -56,7 +56,7 @@ from langchain_core.embeddings import Embeddings  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-
+from bench.recorded import recorded_command  # noqa: E402
 from langchain_fspo.memory import PreferenceMemory, VectorSearch  # noqa: E402
 from langchain_fspo.preference import PreferenceExample  # noqa: E402
 
@@ -641,7 +641,7 @@ def main() -> None:
     load_after = os.getloadavg()
     report = {
         "benchmark": "PreferenceMemory cost per strategy, history and user count",
-        "command": "python bench/memory_select.py " + " ".join(sys.argv[1:]),
+        "command": recorded_command("bench/memory_select.py"),
         "repeats": args.repeats,
         "history": history,
         "users": users_out,

@@ -28,8 +28,8 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-
 from bench.memory_select import machine  # noqa: E402
+from bench.recorded import recorded_command  # noqa: E402
 
 DIMS = 384
 KINDS = {
@@ -117,7 +117,7 @@ def main() -> None:
 
     report = {
         "benchmark": "sqlite-vec vec0 partitioned KNN vs an in-memory numpy scan",
-        "command": "python bench/memory_vec0_probe.py " + " ".join(sys.argv[1:]),
+        "command": recorded_command("bench/memory_vec0_probe.py"),
         "vectors": args.vectors,
         "small_users": args.small_users,
         "vec0": rows,

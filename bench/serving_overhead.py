@@ -55,8 +55,8 @@ from typing import Any, ClassVar
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.fixed_latency_server`
-
 from bench.fixed_latency_server import FIXED_ANSWER, FixedLatencyServer
+from bench.recorded import recorded_command
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.backends.tgi import TGIBackend
 from langchain_fspo.chat_models import ChatFSPO
@@ -607,7 +607,7 @@ def _local_batch_row(args: argparse.Namespace) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": _machine(),
         "versions": {**_versions(), **_torch_versions()},
-        "command": "python " + " ".join(["bench/serving_overhead.py", *sys.argv[1:]]),
+        "command": recorded_command("bench/serving_overhead.py"),
         **data,
     }
     versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
@@ -662,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-hidden", type=int, default=64)
     parser.add_argument("--local-layers", type=int, default=2)
     args = parser.parse_args(argv)
-    args.command = " ".join(["python bench/serving_overhead.py", *(argv or sys.argv[1:])])
+    args.command = recorded_command("bench/serving_overhead.py", argv)
     if args.vllm:
         return _vllm_row(args)
     if args.concurrency:

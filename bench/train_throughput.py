@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench.recorded import recorded_command  # noqa: E402
 
 MODELS: dict[str, dict[str, Any]] = {
     # The anchor's shape (Llama-3.2-1B).
@@ -532,8 +534,7 @@ def main(argv: list[str] | None = None) -> None:
         "device": device,
         "dtype": "bfloat16" if cuda else "float32",
         "versions": _versions(),
-        "command": "python bench/train_throughput.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": recorded_command("bench/train_throughput.py", argv),
         "model": model,
         "model_shape": MODELS[model],
         "batch": batch,

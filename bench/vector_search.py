@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-
 from bench.memory_select import machine  # noqa: E402
+from bench.recorded import recorded_command  # noqa: E402
 from langchain_fspo.memory import VectorSearch  # noqa: E402
 from langchain_fspo.memory._vector_matrix import VectorMatrix  # noqa: E402
 
@@ -154,7 +154,7 @@ def main() -> None:
             print(kind, n, results[kind][str(n)], flush=True)
     report = {
         "benchmark": "VectorSearch pre-filter against exact",
-        "command": "python bench/vector_search.py " + " ".join(sys.argv[1:]),
+        "command": recorded_command("bench/vector_search.py"),
         "results": results,
         **machine(),
         "load_average_1m": {"before": before, "after": os.getloadavg()[0]},
