@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import email.utils
 import math
 import threading
 import time
 from typing import Any
 
 from langchain_core.rate_limiters import InMemoryRateLimiter
+
+from langchain_fspo.backends._http import parse_retry_after
 
 __all__ = ["CHARS_PER_TOKEN", "RateLimits", "TokenBucket", "retry_after_seconds"]
 
@@ -63,18 +64,7 @@ def retry_after_seconds(error: BaseException, now: float | None = None) -> float
             return max(0.0, float(milliseconds) / 1000)
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return parse_retry_after(headers.get("retry-after"), now=now)
 
 
 class TokenBucket:
