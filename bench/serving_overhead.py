@@ -464,12 +464,7 @@ def _write_report(out: Path, stem: str, report: dict[str, Any], lines: list[str]
 
 def _vllm_row(args: argparse.Namespace) -> int:
     """Run only the real-engine row and write `serving_overhead_vllm.{json,md}`."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from vllm_overhead import (  # type: ignore[import-not-found]  # bench/ is not a package
-        python_from_env,
-        vllm_bench,
-        vllm_markdown,
-    )
+    from bench.vllm_overhead import python_from_env, vllm_bench, vllm_markdown
 
     python = python_from_env(args.vllm_python)
     engine = vllm_bench(
@@ -550,20 +545,11 @@ def _concurrency_part(args: argparse.Namespace) -> int:
         shots=args.shots,
         examples=200,
     )
-    report = {
-        "benchmark": "serving_overhead_concurrency",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": _machine(),
-        "versions": {**_versions(), "openai": metadata.version("openai")},
-        **result,
-    }
-    lines = [
-        *_header(report, "ChatFSPO client CPU per call under concurrency", args.command),
-        *concurrency_markdown(result),
-    ]
-    print("\n".join(lines))
-    _write_report(args.out, "serving_overhead_concurrency", report, lines)
-    return 0
+    versions = {**_versions(), "openai": metadata.version("openai")}
+    title = "ChatFSPO client CPU per call under concurrency"
+    return _publish(
+        args, "serving_overhead_concurrency", title, versions, result, concurrency_markdown(result)
+    )
 
 
 def _stream_part(args: argparse.Namespace) -> int:
@@ -575,20 +561,10 @@ def _stream_part(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         parser_sizes=[25_000, 50_000, 100_000, 200_000],
     )
-    report = {
-        "benchmark": "serving_overhead_stream",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": _machine(),
-        "versions": _versions(),
-        **result,
-    }
-    lines = [
-        *_header(report, "ChatFSPO: parse time of a long stream", args.command),
-        *stream_markdown(result),
-    ]
-    print("\n".join(lines))
-    _write_report(args.out, "serving_overhead_stream", report, lines)
-    return 0
+    title = "ChatFSPO: parse time of a long stream"
+    return _publish(
+        args, "serving_overhead_stream", title, _versions(), result, stream_markdown(result)
+    )
 
 
 def _local_batch_row(args: argparse.Namespace) -> int:
@@ -602,28 +578,33 @@ def _local_batch_row(args: argparse.Namespace) -> int:
         layers=args.local_layers,
         shots=args.shots,
     )
+    versions = {**_versions(), **_torch_versions()}
+    title = "Serving overhead: `ChatFSPO.batch` on the in-process backend"
+    return _publish(
+        args, "serving_overhead_local_batch", title, versions, data, local_batch_markdown(data)
+    )
+
+
+def _publish(
+    args: argparse.Namespace,
+    stem: str,
+    title: str,
+    versions: dict[str, str],
+    result: dict[str, Any],
+    markdown: list[str],
+) -> int:
+    """Print one section's report and write it as `<stem>.{json,md}` into `args.out`."""
     report = {
-        "benchmark": "serving_overhead_local_batch",
+        "benchmark": stem,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": _machine(),
-        "versions": {**_versions(), **_torch_versions()},
-        "command": recorded_command("bench/serving_overhead.py"),
-        **data,
+        "versions": versions,
+        "command": args.command,
+        **result,
     }
-    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
-    lines = [
-        "# Serving overhead: `ChatFSPO.batch` on the in-process backend",
-        "",
-        (
-            f"{report['date']} on {report['machine']['cpu']} ({report['machine']['cores']} "
-            f"cores, load average {report['machine']['load_average_1_5_15']}), Python "
-            f"{report['machine']['python']}; {versions}. Command: `{report['command']}`."
-        ),
-        "",
-        *local_batch_markdown(data),
-    ]
+    lines = [*_header(report, title, args.command), *markdown]
     print("\n".join(lines))
-    _write_report(args.out, "serving_overhead_local_batch", report, lines)
+    _write_report(args.out, stem, report, lines)
     return 0
 
 
