@@ -67,7 +67,7 @@ def test_base_lm_trains_from_scratch_on_another_domain(tmp_path: Path) -> None:
 
 def test_document_mix_has_the_agreeing_fraction_and_agreeing_answers_fit_the_shots() -> None:
     """Part of the documents answer the way their shots' user prefers (in-context ability)."""
-    from fspo_train.reviews_mini.base_lm import plan_documents
+    from fspo_train.reviews_mini.base_lm import PlannedDocument, plan_documents
     from fspo_train.reviews_mini.reviews import ReviewsMini
 
     domain = ReviewsMini(num_questions=40)
@@ -82,7 +82,7 @@ def test_document_mix_has_the_agreeing_fraction_and_agreeing_answers_fit_the_sho
     for doc in plan:
         assert {r.user_id for r in doc.shots} <= {doc.user_id}
 
-    def mean_utility(docs: list) -> float:
+    def mean_utility(docs: list[PlannedDocument]) -> float:
         users = {u.id: u for u in domain.users()}
         return sum(domain.utility(users[d.user_id], d.question, d.response) for d in docs) / len(
             docs

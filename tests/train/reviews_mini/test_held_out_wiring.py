@@ -42,7 +42,7 @@ def _domain() -> ReviewsMini:
 
 
 def _question_ids(domain: ReviewsMini, split: str) -> set[str]:
-    return {q.id for q in domain.questions(split)}  # type: ignore[arg-type]
+    return {q.id for q in domain.questions(split)}
 
 
 def _assert_training_only(domain: ReviewsMini, records: list[PreferenceRecord]) -> None:
