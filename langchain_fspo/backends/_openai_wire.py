@@ -1,8 +1,7 @@
 """The OpenAI wire format -> `Generation` / `GenerationChunk`, for every server that speaks it.
 
-Both server backends read the same JSON: the OpenAI-compatible backend (vLLM, SGLang) parses
-the HTTP bodies itself; the TGI backend gets huggingface_hub's response objects and turns them
-into plain dicts first (`_tgi_wire.plain_data`). One parser for both:
+Both server backends read the same JSON (the OpenAI-compatible backend for vLLM and SGLang,
+the TGI backend on TGI's chat route), decoded by `_json_http`. One parser for both:
 
 - chat completions (`choices[0].message`) and text completions (`choices[0].text`), with
   `usage.prompt_tokens` / `usage.completion_tokens`, the prompt tokens read from a prefix cache

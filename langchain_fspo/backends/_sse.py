@@ -14,6 +14,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from langchain_fspo.backends._http import MalformedResponseError
+from langchain_fspo.backends._json import loads
 
 __all__ = [
     "SSELines",
@@ -159,7 +160,7 @@ def _sse_line(line: str) -> Any:
     if data == "[DONE]":
         return None
     try:
-        payload = json.loads(data)
+        payload = loads(data)
     except json.JSONDecodeError as e:
         msg = f"stream event is not JSON ({e}): {data[:200]!r}"
         raise MalformedResponseError(msg) from e

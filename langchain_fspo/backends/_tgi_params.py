@@ -1,8 +1,10 @@
-"""`GenerationParams` -> the arguments of `InferenceClient` for TGI's two routes.
+"""A prompt and its `GenerationParams` -> the JSON body of a call on one of TGI's two routes.
 
-Chat prompts go to `/v1/chat/completions` (`InferenceClient.chat_completion`), paper prompts
-to `/generate` (`InferenceClient.text_generation`). Every parameter set is sent; a parameter
-the route would drop silently raises `UnsupportedParameterError` instead.
+Chat prompts go to `/v1/chat/completions` (the OpenAI body, with the adapter as `model`),
+paper prompts to `/generate` / `/generate_stream` (`{"inputs", "parameters", "stream"}`, the
+adapter as `parameters.adapter_id`), as TGI's OpenAPI spec defines them. Every parameter set
+is sent, none that is unset (no nulls); a parameter the route would drop silently raises
+`UnsupportedParameterError` instead.
 """
 
 from __future__ import annotations
@@ -14,21 +16,7 @@ from langchain_fspo.backends._tgi_wire import tgi_grammar
 from langchain_fspo.backends.base import GenerationParams
 from langchain_fspo.errors import UnsupportedParameterError
 
-__all__ = ["chat_arguments", "generate_arguments"]
-
-_CHAT_ARGS = frozenset(
-    {
-        "tools",
-        "tool_choice",
-        "tool_prompt",
-        "response_format",
-        "logprobs",
-        "top_logprobs",
-        "n",
-        "logit_bias",
-    }
-)
-"""`extra` keys that `InferenceClient.chat_completion` takes by name; the rest go in the body."""
+__all__ = ["chat_body", "generate_body"]
 
 _GENERATE_ARGS = frozenset(
     {
@@ -46,50 +34,63 @@ _GENERATE_ARGS = frozenset(
 """`extra` keys TGI's `/generate` understands (`GenerateParameters`)."""
 
 
-def chat_arguments(
-    adapter: str | None, params: GenerationParams, *, stream: bool
+def _without_none(value: Any) -> Any:
+    """`value` with the None entries of its dicts left out, at every depth."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def _chat_format(response_format: Any) -> Any:
+    """OpenAI's `json_schema` response format as TGI's grammar (`json_object` + `value`)."""
+    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+        schema = response_format.get("json_schema") or {}
+        return {"type": "json_object", "value": schema.get("schema", {"type": "object"})}
+    return tgi_grammar(response_format)
+
+
+def chat_body(
+    messages: list[dict[str, Any]], adapter: str | None, params: GenerationParams, *, stream: bool
 ) -> dict[str, Any]:
-    """Keyword arguments of `InferenceClient.chat_completion` for one call (no messages)."""
-    unsupported = [
-        name for name in ("top_k", "repetition_penalty") if getattr(params, name) is not None
-    ]
-    if unsupported:
+    """The `/v1/chat/completions` body: `model` is the adapter id (`"tgi"`: the base model).
+
+    Example:
+        >>> chat_body([], "org/a", GenerationParams(max_tokens=5), stream=False)
+        {'model': 'org/a', 'messages': [], 'max_tokens': 5, 'stream': False}
+    """
+    if params.top_k is not None or params.repetition_penalty is not None:
+        unsupported = [n for n in ("top_k", "repetition_penalty") if getattr(params, n) is not None]
         msg = (
             f"TGI's /v1/chat/completions has no {', '.join(unsupported)} and would ignore "
             "it silently. Remove it, or use a prompt format with style='paper' (sent to "
             "/generate, which takes top_k and repetition_penalty)."
         )
         raise UnsupportedParameterError(msg)
-    args: dict[str, Any] = {
-        "model": adapter if adapter is not None else "tgi",
-        "temperature": params.temperature,
-        "max_tokens": params.max_tokens,
-        "top_p": params.top_p,
-        "seed": params.seed,
-        "stop": params.stop,
-        "frequency_penalty": params.frequency_penalty,
-        "presence_penalty": params.presence_penalty,
-    }
-    extra_body: dict[str, Any] = {}
-    for key, value in params.extra.items():
-        if key in _CHAT_ARGS:
-            args[key] = value
-        else:
-            extra_body[key] = value
-    if isinstance(args.get("response_format"), Mapping):
-        args["response_format"] = tgi_grammar(args["response_format"])
-    if extra_body:
-        args["extra_body"] = extra_body
+    body: dict[str, Any] = {"model": adapter if adapter is not None else "tgi"}
+    body["messages"] = messages
+    body.update(params.set_fields())
+    if params.extra:
+        body.update(_without_none(params.extra))
+        if "response_format" in body:
+            body["response_format"] = _chat_format(body["response_format"])
+    body["stream"] = stream
     if stream:
-        args["stream"] = True
-        args["stream_options"] = {"include_usage": True}
-    return args
+        body["stream_options"] = {"include_usage": True}
+    return body
 
 
-def generate_arguments(
-    adapter: str | None, params: GenerationParams, *, stream: bool
+def generate_body(
+    text: str, adapter: str | None, params: GenerationParams, *, stream: bool
 ) -> dict[str, Any]:
-    """Keyword arguments of `InferenceClient.text_generation` for one call (no prompt)."""
+    """The `/generate` (`/generate_stream`) body; `details` are always asked for.
+
+    Example:
+        >>> body = generate_body("Hi", "org/a", GenerationParams(temperature=0), stream=False)
+        >>> body["inputs"], body["parameters"], body["stream"]
+        ('Hi', {'adapter_id': 'org/a', 'details': True, 'do_sample': False}, False)
+    """
     if params.presence_penalty is not None:
         msg = (
             "TGI's /generate has no presence_penalty. Remove it, use frequency_penalty or "
@@ -100,7 +101,6 @@ def generate_arguments(
     args: dict[str, Any] = {
         "adapter_id": adapter,
         "details": True,
-        "stream": stream,
         "max_new_tokens": params.max_tokens,
         "top_k": params.top_k,
         "seed": params.seed,
@@ -128,4 +128,4 @@ def generate_arguments(
                 else f"It takes: {', '.join(sorted(_GENERATE_ARGS | {'response_format'}))}."
             )
             raise UnsupportedParameterError(msg)
-    return args
+    return {"inputs": text, "parameters": _without_none(args), "stream": stream}

@@ -1,48 +1,20 @@
-"""TGI's own wire shapes: plain data at the huggingface_hub boundary, and the `/generate` route.
+"""TGI's own wire shapes: the `/generate` answer and `/generate_stream` events, and grammars.
 
-`InferenceClient` answers with its response dataclasses (`ChatCompletionOutput`,
-`ChatCompletionStreamOutput`, `TextGenerationOutput`, `TextGenerationStreamOutput`, ...).
-huggingface_hub plans to drop their `dict` base class, so the TGI backend turns each one into
-plain dicts and lists at once (`plain_data`) and parses only those: the chat route with the
-shared OpenAI parser (`_openai_wire`), the `/generate` route here.
+The TGI backend reads TGI's JSON itself (`_json_http`): the chat route with the shared OpenAI
+parser (`_openai_wire`), the `/generate` route here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from langchain_fspo.backends._http import MalformedResponseError, StreamInterruptedError
-from langchain_fspo.backends._openai_wire import finish_reason
+from langchain_fspo.backends._openai_wire import error_message, finish_reason
 from langchain_fspo.backends.base import Generation, GenerationChunk
+from langchain_fspo.errors import InferenceServerError
 
-__all__ = ["GenerateStream", "parse_text_generation", "plain_data", "tgi_grammar"]
-
-
-def plain_data(value: Any) -> Any:
-    """huggingface_hub's response objects (and lists of them) as plain dicts and lists.
-
-    Dataclass fields and the extra fields huggingface_hub keeps as attributes are both kept.
-
-    Example:
-        >>> from huggingface_hub import ChatCompletionStreamOutput
-        >>> event = ChatCompletionStreamOutput.parse_obj_as_instance(
-        ...     {"choices": [{"delta": {"content": "Hi"}, "index": 0}], "model": "m", "x": 1}
-        ... )
-        >>> data = plain_data(event)
-        >>> type(data) is dict, data["choices"][0]["delta"]["content"], data["x"]
-        (True, 'Hi', 1)
-    """
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            name: plain_data(item) for name, item in vars(value).items() if not name.startswith("_")
-        }
-    if isinstance(value, Mapping):
-        return {str(key): plain_data(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain_data(item) for item in value]
-    return value
+__all__ = ["GenerateStream", "parse_text_generation", "tgi_grammar"]
 
 
 def tgi_grammar(response_format: Any) -> Any:
@@ -67,7 +39,10 @@ def parse_text_generation(payload: Any, adapter: str | None) -> Generation:
     The answer carries no prompt length (`details.prefill` is empty unless asked for), so
     `input_tokens` is usually None here. An answer without `details.finish_reason` (the
     backend always asks for details) raises `MalformedResponseError`: it may be incomplete.
+    A list of answers (some servers wrap the one answer in one) gives its first.
     """
+    if isinstance(payload, list) and payload:
+        payload = payload[0]
     try:
         details = payload.get("details")
         if not details or details.get("finish_reason") is None:
@@ -97,6 +72,10 @@ class GenerateStream:
 
     def feed(self, event: Mapping[str, Any]) -> list[GenerationChunk]:
         """The text of one event's token; the final event's `details` are kept."""
+        error = error_message(event)
+        if error is not None:
+            msg = f"the server sent an error mid-stream: {error}"
+            raise InferenceServerError(msg, adapter=self.adapter, retryable=False)
         try:
             token = event["token"]
             if event.get("details") is not None:

@@ -8,27 +8,22 @@ at run time (`load_adapter`, `runtime_lora`).
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import SecretStr
 
-from langchain_fspo.backends._coalesce import coalesce
-from langchain_fspo.backends._deadline import abandoned
+from langchain_fspo.backends._event_stream import achunks, chunks
 from langchain_fspo.backends._http import (
-    AttemptTimeoutError,
     CallContext,
-    join_url,
     normalize_base_url,
     resolve_api_key,
     safe_url,
 )
+from langchain_fspo.backends._json_http import JsonHttp
 from langchain_fspo.backends._openai_models import Flavor, ServedModels
 from langchain_fspo.backends._openai_wire import CompletionStream, parse_completion
-from langchain_fspo.backends._pool import LoopClients
 from langchain_fspo.backends._retry import (
     RetryPolicy,
     acall_with_retries,
@@ -36,7 +31,6 @@ from langchain_fspo.backends._retry import (
     call_with_retries,
     stream_with_retries,
 )
-from langchain_fspo.backends._sse import Payload, adrain, asse_batches, drain, sse_batches
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.backends.runtime_lora import (
     missing_adapter_is_typed,
@@ -128,9 +122,7 @@ class OpenAICompatibleBackend(ServedModels, Backend):
             stream_timeout=stream_timeout,
         )
         self.headers = dict(headers or {})
-        self._client_lock = threading.Lock()
-        self._sync_client: httpx.Client | None = None
-        self._async_clients: LoopClients[httpx.AsyncClient] = LoopClients(self._new_async_client)
+        self._http = JsonHttp(self.base_url, headers=self.headers, api_key=self.api_key)
         self._served: list[str] | None = None
 
     def __repr__(self) -> str:
@@ -154,41 +146,18 @@ class OpenAICompatibleBackend(ServedModels, Backend):
     # ------------------------------------------------------------------ HTTP
 
     def _request_headers(self) -> dict[str, str]:
-        headers = dict(self.headers)
-        if self.api_key is not None:
-            headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
-        return headers
+        return dict(self._http.headers)
 
     def _client(self) -> httpx.Client:
-        with self._client_lock:
-            if self._sync_client is None:
-                self._sync_client = httpx.Client(timeout=self.timeout)
-            return self._sync_client
-
-    def _new_async_client(self) -> httpx.AsyncClient:
-        # httpx's default pool (20 idle connections kept): keeping more made each call cost
-        # twice the CPU at 64 calls in flight (bench/serving_concurrency.py).
-        return httpx.AsyncClient(timeout=self.timeout)
-
-    def _aclient(self) -> httpx.AsyncClient:
-        """The running event loop's pooled client (one per loop; see `_pool.LoopClients`)."""
-        return self._async_clients.get()
+        return self._http.client(self.timeout)
 
     def close(self) -> None:
         """Close the pooled HTTP connections, sync and async (the backend stays usable)."""
-        with self._client_lock:
-            if self._sync_client is not None:
-                self._sync_client.close()
-                self._sync_client = None
-        self._async_clients.close()
+        self._http.close()
 
     async def aclose(self) -> None:
-        """`close`, awaiting the running event loop's client."""
-        with self._client_lock:
-            if self._sync_client is not None:
-                self._sync_client.close()
-                self._sync_client = None
-        await self._async_clients.aclose()
+        """`close`, awaiting the running event loop's connections."""
+        await self._http.aclose()
 
     def _context(self, adapter: str | None, route: str) -> CallContext:
         return CallContext(backend=self.flavor, url=self.base_url, adapter=adapter, route=route)
@@ -234,17 +203,6 @@ class OpenAICompatibleBackend(ServedModels, Backend):
 
     # ------------------------------------------------------------------ Backend API
 
-    def _post(self, route: str, body: dict[str, Any]) -> httpx.Response:
-        """Send `body` to `route`; the response's body is left unread (the caller closes it)."""
-        request = self._client().build_request(
-            "POST",
-            join_url(self.base_url, route),
-            json=body,
-            headers=self._request_headers(),
-            timeout=self.timeout,
-        )
-        return self._client().send(request, stream=True)
-
     def generate(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Generation:
@@ -252,15 +210,10 @@ class OpenAICompatibleBackend(ServedModels, Backend):
         self._prepare(adapter)
         route = self._route(prompt)
         body = self.request_body(prompt, adapter, params, stream=False)
+        chat = prompt.style == "chat"
 
         def call() -> Generation:
-            response = self._post(route, body)
-            try:
-                self._raise_for_status(response)
-                data = _read_body(response)
-            finally:
-                response.close()
-            return self._parse(json.loads(data), adapter, chat=prompt.style == "chat")
+            return self._parse(self._http.post_json(route, body, self.timeout), adapter, chat=chat)
 
         with missing_adapter_is_typed(adapter, self.base_url):
             return call_with_retries(call, self._context(adapter, route), self.retry)
@@ -278,59 +231,24 @@ class OpenAICompatibleBackend(ServedModels, Backend):
         chat = prompt.style == "chat"
 
         def open_stream() -> Iterator[GenerationChunk]:
-            response = self._post(route, body)
-            try:
-                self._raise_for_status(response)
-            except BaseException:
-                response.close()
-                raise
-            return self._chunks(response, adapter, chat=chat)
+            response = self._http.open_stream(route, body, self.timeout)
+            return chunks(response, CompletionStream(adapter, chat=chat, naming="adapter"))
 
         with missing_adapter_is_typed(adapter, self.base_url):
             yield from stream_with_retries(open_stream, self._context(adapter, route), self.retry)
 
-    @staticmethod
-    def _feed(state: CompletionStream, payloads: list[Payload]) -> list[GenerationChunk]:
-        """The chunks of the events that arrived together (`data: [DONE]` sets `done`)."""
-        chunks: list[GenerationChunk] = []
-        for payload in payloads:
-            if payload is None:
-                state.done = True
-                break
-            chunks.extend(state.feed(payload))
-        return chunks
-
-    def _chunks(
-        self, response: httpx.Response, adapter: str | None, *, chat: bool
-    ) -> Iterator[GenerationChunk]:
-        """One chunk per network read's text (events that arrived together), then the last."""
-        state = CompletionStream(adapter, chat=chat, naming="adapter")
-        try:
-            texts = response.iter_text()
-            for payloads in sse_batches(texts):
-                yield from coalesce(self._feed(state, payloads))
-                if state.done:
-                    drain(texts)  # the connection goes back to the pool
-                    break
-            yield state.final()
-        finally:
-            response.close()
-
     async def agenerate(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Generation:
-        """Native async `generate` (httpx.AsyncClient)."""
+        """Native async `generate` (httpx, pooled per event loop)."""
         self._prepare(adapter)
         route = self._route(prompt)
         body = self.request_body(prompt, adapter, params, stream=False)
+        chat = prompt.style == "chat"
 
         async def call() -> Generation:
-            response = await self._aclient().post(
-                join_url(self.base_url, route), json=body, headers=self._request_headers()
-            )
-            if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
-                response.raise_for_status()
-            return self._parse(response.json(), adapter, chat=prompt.style == "chat")
+            payload = await self._http.apost_json(route, body, self.timeout)
+            return self._parse(payload, adapter, chat=chat)
 
         with missing_adapter_is_typed(adapter, self.base_url):
             return await acall_with_retries(call, self._context(adapter, route), self.retry)
@@ -345,45 +263,10 @@ class OpenAICompatibleBackend(ServedModels, Backend):
         chat = prompt.style == "chat"
 
         async def open_stream() -> AsyncIterator[GenerationChunk]:
-            client = self._aclient()
-            request = client.build_request(
-                "POST", join_url(self.base_url, route), json=body, headers=self._request_headers()
-            )
-            response = await client.send(request, stream=True)
-            if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
-                await response.aread()
-                await response.aclose()
-                response.raise_for_status()
-            return self._achunks(response, adapter, chat=chat)
+            response = await self._http.aopen_stream(route, body, self.timeout)
+            return achunks(response, CompletionStream(adapter, chat=chat, naming="adapter"))
 
         ctx = self._context(adapter, route)
         with missing_adapter_is_typed(adapter, self.base_url):
             async for chunk in astream_with_retries(open_stream, ctx, self.retry):
                 yield chunk
-
-    async def _achunks(
-        self, response: httpx.Response, adapter: str | None, *, chat: bool
-    ) -> AsyncIterator[GenerationChunk]:
-        state = CompletionStream(adapter, chat=chat, naming="adapter")
-        try:
-            texts = response.aiter_text()
-            async for payloads in asse_batches(texts):
-                for chunk in coalesce(self._feed(state, payloads)):
-                    yield chunk
-                if state.done:
-                    await adrain(texts)  # the connection goes back to the pool
-                    break
-            yield state.final()
-        finally:
-            await response.aclose()
-
-
-def _read_body(response: httpx.Response) -> bytes:
-    """The whole body; stops early when the attempt was abandoned at its deadline."""
-    parts = []
-    for piece in response.iter_bytes():
-        if abandoned():
-            msg = "the attempt passed its deadline while its body was read"
-            raise AttemptTimeoutError(msg)
-        parts.append(piece)
-    return b"".join(parts)

@@ -1,4 +1,4 @@
-r"""`TGIBackend`: FSPO adapters served by Text Generation Inference, through `huggingface_hub`.
+r"""`TGIBackend`: FSPO adapters served by Text Generation Inference (its HTTP API, with httpx).
 
 Launching TGI with FSPO adapters (LoRA adapters are loaded at startup only; TGI cannot load
 one at run time):
@@ -28,18 +28,19 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import httpx
 from pydantic import SecretStr
 
 from langchain_fspo.backends import _tgi_params
+from langchain_fspo.backends._event_stream import achunks, chunks
 from langchain_fspo.backends._http import (
     CallContext,
     MalformedResponseError,
-    join_url,
     normalize_base_url,
     resolve_api_key,
     safe_url,
 )
-from langchain_fspo.backends._pool import LoopClients
+from langchain_fspo.backends._json_http import JsonHttp
 from langchain_fspo.backends._retry import (
     RetryPolicy,
     acall_with_retries,
@@ -47,15 +48,11 @@ from langchain_fspo.backends._retry import (
     call_with_retries,
     stream_with_retries,
 )
-from langchain_fspo.backends._tgi_routes import achunks, aclosing, chunks, closing, route_for
-from langchain_fspo.backends._tgi_wire import plain_data
+from langchain_fspo.backends._tgi_routes import route_for
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
 from langchain_fspo.errors import AdapterNotFoundError
 
 if TYPE_CHECKING:
-    import httpx
-    from huggingface_hub import AsyncInferenceClient, InferenceClient
-
     from langchain_fspo.prompt_format import RenderedPrompt
 
 __all__ = ["TGIBackend", "parse_lora_adapters"]
@@ -65,11 +62,11 @@ logger = logging.getLogger("langchain_fspo.backends")
 _TOKEN_CACHE_SIZE = 1024
 
 
-def _new_async_session() -> httpx.AsyncClient:
-    """huggingface_hub's async session (its client factory: user settings apply)."""
-    from huggingface_hub import get_async_session
+def _hub_token() -> str | None:
+    """The token huggingface_hub would send: env `HF_TOKEN`, else the `hf auth login` one."""
+    from huggingface_hub import get_token
 
-    return get_async_session()
+    return get_token()
 
 
 def parse_lora_adapters(spec: str | Iterable[str]) -> list[str]:
@@ -95,8 +92,9 @@ class TGIBackend(Backend):
 
     `style="chat"` prompts go to `/v1/chat/completions` with the adapter as `model` (TGI's
     rule: `model` is the adapter id unless it is `"tgi"`); `style="paper"` prompts go as raw
-    text to `/generate` / `/generate_stream` with `parameters.adapter_id`. Both through
-    `huggingface_hub.InferenceClient` / `AsyncInferenceClient` (native async).
+    text to `/generate` / `/generate_stream` with `parameters.adapter_id`. Both with the
+    package's own JSON-over-HTTP client (httpx, connections pooled per event loop; native
+    async), which sends TGI's request bodies as its OpenAPI spec defines them.
 
     How `GenerationParams` are sent:
 
@@ -153,7 +151,8 @@ class TGIBackend(Backend):
             adapters: The adapter ids TGI was launched with (a list, or the `LORA_ADAPTERS`
                 string). Calls with other adapter ids then raise `AdapterNotFoundError`.
                 None: no check (TGI would silently serve the base model for a wrong id).
-            api_key: Bearer token; default: env `HF_TOKEN` (Inference Endpoints need it).
+            api_key: Bearer token; default: env `HF_TOKEN`, else the token of `hf auth login`
+                (what huggingface_hub sends; Inference Endpoints need it). `""`: none.
             timeout: Seconds one attempt may take, whole: connecting, the headers and the
                 body; for a stream, opening it and each gap between two chunks. None: no
                 limit.
@@ -172,6 +171,8 @@ class TGIBackend(Backend):
             parse_lora_adapters(adapters) if adapters is not None else None
         )
         self.api_key = resolve_api_key(api_key, "HF_TOKEN")
+        if api_key is None and self.api_key is None:
+            self.api_key = resolve_api_key(_hub_token(), "HF_TOKEN")
         self.retry = RetryPolicy(
             max_retries=max_retries,
             backoff_factor=backoff_factor,
@@ -184,7 +185,7 @@ class TGIBackend(Backend):
         self.remote_token_count = remote_token_count
         self._token_counts: OrderedDict[str, int | None] = OrderedDict()
         self._token_lock = threading.Lock()
-        self._async_sessions: LoopClients[httpx.AsyncClient] = LoopClients(_new_async_session)
+        self._http = JsonHttp(self.base_url, headers=self.headers, api_key=self.api_key)
 
     def __repr__(self) -> str:
         adapters = self.adapters if self.adapters is not None else "unchecked"
@@ -255,28 +256,18 @@ class TGIBackend(Backend):
         return count
 
     def _tokenize(self, text: str) -> int | None:
-        from huggingface_hub import get_session
-
-        headers = dict(self.headers)
-        if self.api_key is not None:
-            headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
-
         def call() -> int | None:
-            response = get_session().post(
-                join_url(self.base_url, "/tokenize"),
-                json={"inputs": text},
-                headers=headers,
-                timeout=self.timeout,
-            )
-            if response.status_code == 404:  # noqa: PLR2004 - TGI: no fast tokenizer
+            try:
+                tokens = self._http.post_json("/tokenize", {"inputs": text}, self.timeout)
+            except httpx.HTTPStatusError as e:
+                if e.response.status_code != 404:  # noqa: PLR2004 - TGI: no fast tokenizer
+                    raise
                 logger.warning(
                     "TGI at %s cannot tokenize (%s); prompt token budgets are not enforced.",
                     safe_url(self.base_url),
-                    response.text[:200],
+                    e.response.text[:200],
                 )
                 return None
-            response.raise_for_status()
-            tokens = response.json()
             if not isinstance(tokens, list):
                 msg = f"/tokenize answered {tokens!r:.200}, not a list of tokens"
                 raise MalformedResponseError(msg)
@@ -286,56 +277,35 @@ class TGIBackend(Backend):
 
     # ------------------------------------------------------------------ clients
 
-    def _token(self) -> str | None:
-        return self.api_key.get_secret_value() if self.api_key is not None else None
-
-    def _client(self, url: str) -> InferenceClient:
-        from huggingface_hub import InferenceClient
-
-        return InferenceClient(
-            model=url, token=self._token(), timeout=self.timeout, headers=self.headers
-        )
-
-    def _aclient(self, url: str) -> AsyncInferenceClient:
-        """A fresh client (its exit stack holds one call's response) on a pooled session.
-
-        `AsyncInferenceClient` opens a new `httpx.AsyncClient` (TLS context, connection pool)
-        per client; one per call costs tens of milliseconds and a new connection each time
-        (bench/tgi_async_session.py). The session is shared per event loop instead.
-        """
-        from huggingface_hub import AsyncInferenceClient
-
-        client = AsyncInferenceClient(
-            model=url, token=self._token(), timeout=self.timeout, headers=self.headers
-        )
-        if hasattr(client, "_async_client"):  # hub 1.x/2.x: the session it would create
-            client._async_client = self._async_sessions.get()  # noqa: SLF001 - kept open
-        return client
-
     def close(self) -> None:
-        """Close the pooled async HTTP sessions of every event loop (reopened on use)."""
-        self._async_sessions.close()
+        """Close the pooled HTTP connections, sync and async (the backend stays usable)."""
+        self._http.close()
 
     async def aclose(self) -> None:
-        """`close`, awaiting the running event loop's session."""
-        await self._async_sessions.aclose()
+        """`close`, awaiting the running event loop's connections."""
+        await self._http.aclose()
 
     def _context(self, adapter: str | None, route: str) -> CallContext:
         return CallContext(backend="TGI", url=self.base_url, adapter=adapter, route=route)
 
     # ------------------------------------------------------------------ parameters
 
-    def chat_arguments(
-        self, adapter: str | None, params: GenerationParams, *, stream: bool
+    def chat_body(
+        self,
+        messages: list[dict[str, Any]],
+        adapter: str | None,
+        params: GenerationParams,
+        *,
+        stream: bool,
     ) -> dict[str, Any]:
-        """Keyword arguments of `InferenceClient.chat_completion` for one call (no messages)."""
-        return _tgi_params.chat_arguments(adapter, params, stream=stream)
+        """The `/v1/chat/completions` JSON body of one call."""
+        return _tgi_params.chat_body(messages, adapter, params, stream=stream)
 
-    def generate_arguments(
-        self, adapter: str | None, params: GenerationParams, *, stream: bool
+    def generate_body(
+        self, text: str, adapter: str | None, params: GenerationParams, *, stream: bool
     ) -> dict[str, Any]:
-        """Keyword arguments of `InferenceClient.text_generation` for one call (no prompt)."""
-        return _tgi_params.generate_arguments(adapter, params, stream=stream)
+        """The `/generate` (`/generate_stream`) JSON body of one call."""
+        return _tgi_params.generate_body(text, adapter, params, stream=stream)
 
     # ------------------------------------------------------------------ Backend API
 
@@ -348,12 +318,10 @@ class TGIBackend(Backend):
     ) -> Generation:
         """Complete `prompt` with `adapter` (None: the base model); see the class docstring."""
         self._prepare(adapter)
-        route = route_for(self.base_url, prompt, adapter, params, stream=False)
+        route = route_for(prompt, adapter, params, stream=False)
 
         def call() -> Generation:
-            with self._client(route.url) as client:
-                response = route.send(client)
-            return route.parse(plain_data(response))
+            return route.parse(self._http.post_json(route.path, route.body, self.timeout))
 
         return call_with_retries(call, self._context(adapter, route.path), self.retry)
 
@@ -362,30 +330,23 @@ class TGIBackend(Backend):
     ) -> Iterator[GenerationChunk]:
         """Stream the completion; the last chunk carries `finish_reason` and usage."""
         self._prepare(adapter)
-        route = route_for(self.base_url, prompt, adapter, params, stream=True)
+        route = route_for(prompt, adapter, params, stream=True)
 
         def open_stream() -> Iterator[GenerationChunk]:
-            client: Any = self._client(route.url)
-            try:
-                events = route.send(client)
-            except BaseException:
-                client.close()
-                raise
-            return closing(chunks(events, route.events()), client)
+            response = self._http.open_stream(route.path, route.body, self.timeout)
+            return chunks(response, route.events())
 
         return stream_with_retries(open_stream, self._context(adapter, route.path), self.retry)
 
     async def agenerate(
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Generation:
-        """Native async `generate` (`AsyncInferenceClient`)."""
+        """Native async `generate` (httpx, pooled per event loop)."""
         self._prepare(adapter)
-        route = route_for(self.base_url, prompt, adapter, params, stream=False)
+        route = route_for(prompt, adapter, params, stream=False)
 
         async def call() -> Generation:
-            async with self._aclient(route.url) as client:
-                response = await route.send(client)
-            return route.parse(plain_data(response))
+            return route.parse(await self._http.apost_json(route.path, route.body, self.timeout))
 
         return await acall_with_retries(call, self._context(adapter, route.path), self.retry)
 
@@ -394,16 +355,11 @@ class TGIBackend(Backend):
     ) -> AsyncIterator[GenerationChunk]:
         """Native async `stream`."""
         self._prepare(adapter)
-        route = route_for(self.base_url, prompt, adapter, params, stream=True)
+        route = route_for(prompt, adapter, params, stream=True)
 
         async def open_stream() -> AsyncIterator[GenerationChunk]:
-            client: Any = self._aclient(route.url)
-            try:
-                events = await route.send(client)
-            except BaseException:
-                await client.close()
-                raise
-            return aclosing(achunks(events, route.events()), client)
+            response = await self._http.aopen_stream(route.path, route.body, self.timeout)
+            return achunks(response, route.events())
 
         ctx = self._context(adapter, route.path)
         async for chunk in astream_with_retries(open_stream, ctx, self.retry):

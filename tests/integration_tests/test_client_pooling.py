@@ -188,10 +188,7 @@ def test_close_closes_the_pooled_clients_and_the_backend_stays_usable(
 ) -> None:
     backend = _backends(server.url)[kind]
     assert isinstance(backend, OpenAICompatibleBackend | TGIBackend)
-    if isinstance(backend, OpenAICompatibleBackend):
-        pool = backend._async_clients
-    else:
-        pool = backend._async_sessions
+    pool = backend._http._async_clients
     loop = asyncio.new_event_loop()
     try:
         assert loop.run_until_complete(_generate(backend)) == "Hello."

@@ -173,25 +173,33 @@ def test_lora_adapters_spec() -> None:
     assert parse_lora_adapters(["x", "y=/p"]) == ["x", "y"]
 
 
-def test_tgi_argument_mapping_without_network() -> None:
+def test_tgi_request_bodies_without_network() -> None:
     backend = TGIBackend("http://tgi:8080")
-    chat = backend.chat_arguments(
-        None, GenerationParams(temperature=0, extra={"tools": [], "my_flag": 1}), stream=True
-    )
+    params = GenerationParams(temperature=0, extra={"tools": [], "my_flag": 1, "n": None})
+    chat = backend.chat_body([], None, params, stream=True)
     assert chat["model"] == "tgi"
     assert chat["temperature"] == 0  # TGI's chat route takes 0 (greedy)
-    assert chat["extra_body"] == {"my_flag": 1}
+    assert chat["my_flag"] == 1
+    assert "n" not in chat  # no nulls
     assert chat["stream_options"] == {"include_usage": True}
-    paper = backend.generate_arguments(
-        "org/a", GenerationParams(temperature=0.3, max_tokens=5), stream=False
+    schema = {"type": "json_schema", "json_schema": {"schema": {"type": "array"}}}
+    chat = backend.chat_body(
+        [], None, GenerationParams(extra={"response_format": schema}), stream=False
     )
-    assert paper["adapter_id"] == "org/a"
-    assert paper["do_sample"] is True
-    assert paper["max_new_tokens"] == 5
+    assert chat["response_format"] == {"type": "json_object", "value": {"type": "array"}}
+    paper = backend.generate_body(
+        "Hi", "org/a", GenerationParams(temperature=0.3, max_tokens=5), stream=False
+    )
+    assert paper["inputs"] == "Hi"
+    assert paper["stream"] is False
+    assert paper["parameters"]["adapter_id"] == "org/a"
+    assert paper["parameters"]["do_sample"] is True
+    assert paper["parameters"]["max_new_tokens"] == 5
+    assert None not in paper["parameters"].values()
     with pytest.raises(UnsupportedParameterError, match="top_k"):
-        backend.chat_arguments(None, GenerationParams(top_k=3), stream=False)
+        backend.chat_body([], None, GenerationParams(top_k=3), stream=False)
     with pytest.raises(UnsupportedParameterError, match="presence_penalty"):
-        backend.generate_arguments(None, GenerationParams(presence_penalty=0.1), stream=False)
+        backend.generate_body("Hi", None, GenerationParams(presence_penalty=0.1), stream=False)
 
 
 def test_tgi_docstring_examples_run() -> None:

@@ -1,7 +1,6 @@
-"""The one OpenAI wire parser (`_openai_wire`) and the plain data at huggingface_hub's boundary.
+"""The one OpenAI wire parser (`_openai_wire`) and TGI's own shapes (`_tgi_wire`).
 
-Payloads are the JSON shapes OpenAI, vLLM and TGI send; the TGI ones go through the real
-huggingface_hub response classes and `plain_data`, as in `TGIBackend`.
+Payloads are the JSON shapes OpenAI, vLLM and TGI send, as the backends decode them.
 """
 
 from __future__ import annotations
@@ -12,16 +11,10 @@ import json
 from typing import Any
 
 import pytest
-from huggingface_hub import (
-    ChatCompletionOutput,
-    ChatCompletionStreamOutput,
-    TextGenerationOutput,
-    TextGenerationStreamOutput,
-)
 
 from langchain_fspo.backends._http import MalformedResponseError, StreamInterruptedError
 from langchain_fspo.backends._openai_wire import CompletionStream, parse_completion
-from langchain_fspo.backends._tgi_wire import GenerateStream, parse_text_generation, plain_data
+from langchain_fspo.backends._tgi_wire import GenerateStream, parse_text_generation
 from langchain_fspo.errors import InferenceServerError
 
 ARGS = {"film": "Dune", "stars": 4}
@@ -150,42 +143,27 @@ def test_an_error_event_mid_stream_is_not_retried() -> None:
     assert info.value.adapter == "fspo-a"
 
 
-def test_plain_data_keeps_no_huggingface_hub_object() -> None:
-    response = ChatCompletionOutput.parse_obj_as_instance(_chat_body(ARGS, system_fingerprint="x"))
-    data = plain_data(response)
-
-    def types(value: Any) -> set[type]:
-        if isinstance(value, dict):
-            return {type(value)} | {t for v in value.values() for t in types(v)}
-        if isinstance(value, list):
-            return {list} | {t for v in value for t in types(v)}
-        return set()
-
-    assert types(data) <= {dict, list}
-    assert data["system_fingerprint"] == "x"
+def test_tgi_chat_answer_names_the_served_model() -> None:
+    data = _chat_body(ARGS, system_fingerprint="x")
     result = parse_completion(data, None, chat=True, naming="server")
     assert result.tool_calls[0]["args"] == ARGS
     assert result.model_name == "served"
 
 
-def test_tgi_chat_stream_events_parse_after_plain_data() -> None:
+def test_tgi_chat_stream_events_parse() -> None:
     stream = CompletionStream(None, chat=True, naming="server")
-    event = ChatCompletionStreamOutput.parse_obj_as_instance(
-        _chunk({"role": "assistant", "content": "Hi"}, finish="eos_token", created=1, id="x")
-    )
-    assert [c.text for c in stream.feed(plain_data(event))] == ["Hi"]
+    event = _chunk({"role": "assistant", "content": "Hi"}, finish="eos_token", created=1, id="x")
+    assert [c.text for c in stream.feed(event)] == ["Hi"]
     stream.done = True
     assert stream.final().finish_reason == "stop"
 
 
 def test_tgi_generate_route_answers_and_stream_events() -> None:
-    answer = TextGenerationOutput.parse_obj_as_instance(
-        {
-            "generated_text": "Hi",
-            "details": {"finish_reason": "length", "generated_tokens": 2, "prefill": []},
-        }
-    )
-    result = parse_text_generation(plain_data(answer), "fspo-a")
+    answer = {
+        "generated_text": "Hi",
+        "details": {"finish_reason": "length", "generated_tokens": 2, "prefill": []},
+    }
+    result = parse_text_generation(answer, "fspo-a")
     assert (result.text, result.finish_reason, result.output_tokens) == ("Hi", "length", 2)
     assert result.input_tokens is None
 
@@ -193,17 +171,15 @@ def test_tgi_generate_route_answers_and_stream_events() -> None:
     token = {"id": 1, "text": "Hi", "logprob": 0.0, "special": False}
     eos = {"id": 2, "text": "</s>", "logprob": 0.0, "special": True}
     details = {"finish_reason": "eos_token", "generated_tokens": 2, "input_length": 7}
-    events = [
-        TextGenerationStreamOutput.parse_obj_as_instance({"index": 1, "token": token}),
-        TextGenerationStreamOutput.parse_obj_as_instance(
-            {"index": 2, "token": eos, "details": details}
-        ),
-    ]
-    assert [c.text for e in events for c in stream.feed(plain_data(e))] == ["Hi"]
+    events = [{"index": 1, "token": token}, {"index": 2, "token": eos, "details": details}]
+    assert [c.text for e in events for c in stream.feed(e)] == ["Hi"]
     final = stream.final()
     assert (final.finish_reason, final.input_tokens, final.output_tokens) == ("stop", 7, 2)
     with pytest.raises(MalformedResponseError):
         GenerateStream(None).feed({"index": 1})
+    with pytest.raises(InferenceServerError, match="overloaded"):
+        GenerateStream(None).feed({"error": "overloaded", "error_type": "overloaded"})
+    assert parse_text_generation([answer], None).text == "Hi"
 
 
 def test_vllm_token_ids_and_cached_prompt_tokens_are_read() -> None:

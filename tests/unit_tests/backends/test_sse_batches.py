@@ -1,7 +1,7 @@
 """SSE read piece by piece: events that arrive together become one chunk, split ones still parse.
 
-`OpenAICompatibleBackend` reads a stream's text as it arrives (`sse_batches`). Here the body
-comes from a generator (no socket): each item it yields is one network read.
+Both server backends read a stream's text as it arrives (`_event_stream`, `sse_batches`). Here
+the body comes from a generator (no socket): each item it yields is one network read.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from langchain_fspo.backends import _event_stream
 from langchain_fspo.backends._coalesce import CARRIED, coalesce
+from langchain_fspo.backends._openai_wire import CompletionStream
 from langchain_fspo.backends._sse import SSELines, sse_batches
 from langchain_fspo.backends.base import GenerationChunk
-from langchain_fspo.backends.openai_compat import OpenAICompatibleBackend
-
-BACKEND = OpenAICompatibleBackend("http://127.0.0.1:9", model="m")
 
 
 def _event(content: str | None = None, **choice: Any) -> str:
@@ -45,7 +44,7 @@ FINAL = (
 
 def _chunks(reads: list[str]) -> list[GenerationChunk]:
     response = httpx.Response(200, content=iter([r.encode() for r in reads]))
-    return list(BACKEND._chunks(response, None, chat=True))
+    return list(_event_stream.chunks(response, CompletionStream(None, chat=True, naming="adapter")))
 
 
 async def _achunks(reads: list[str]) -> list[GenerationChunk]:
@@ -54,7 +53,8 @@ async def _achunks(reads: list[str]) -> list[GenerationChunk]:
             yield read.encode()
 
     response = httpx.Response(200, content=body())
-    return [chunk async for chunk in BACKEND._achunks(response, None, chat=True)]
+    state = CompletionStream(None, chat=True, naming="adapter")
+    return [chunk async for chunk in _event_stream.achunks(response, state)]
 
 
 def test_events_of_one_read_are_one_chunk_and_a_split_event_is_joined() -> None:

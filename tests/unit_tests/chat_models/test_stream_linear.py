@@ -2,7 +2,8 @@
 
 `ChatFSPO.stream` over a backend that reads a server's stream from memory with the real
 parsers: `OpenAICompatibleBackend`'s reader (SSE read by network piece, `CompletionStream`,
-the OpenAI wire), or TGI `/generate_stream` events through `GenerateStream`; then the answer
+the OpenAI wire), or TGI's `/generate_stream` SSE through `GenerateStream` (the TGI backend's
+reader); then the answer
 parser and the LangChain chunk conversion. No socket: the bytes come from a generator, one
 event per read (so every event is its own chunk). The
 measure is the memory a step allocates at its peak (`tracemalloc`), not time: a stage that
@@ -18,10 +19,10 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from langchain_fspo.backends._tgi_routes import chunks
+from langchain_fspo.backends._event_stream import chunks
+from langchain_fspo.backends._openai_wire import CompletionStream
 from langchain_fspo.backends._tgi_wire import GenerateStream
 from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
-from langchain_fspo.backends.openai_compat import OpenAICompatibleBackend
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
 from tests.allocation import per_feed_allocation
@@ -42,11 +43,15 @@ def _sse_bytes() -> Iterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
-def _tgi_events() -> Iterator[dict[str, Any]]:
-    for i in range(EVENTS):
-        yield {"token": {"id": i, "text": _token(i), "special": False}, "details": None}
+def _tgi_events() -> Iterator[bytes]:
+    events: list[dict[str, Any]] = [
+        {"token": {"id": i, "text": _token(i), "special": False}, "details": None}
+        for i in range(EVENTS)
+    ]
     details = {"finish_reason": "length", "generated_tokens": EVENTS, "input_length": 3}
-    yield {"token": {"id": 0, "text": "", "special": True}, "details": details}
+    events.append({"token": {"id": 0, "text": "", "special": True}, "details": details})
+    for event in events:
+        yield f"data:{json.dumps(event)}\n\n".encode()
 
 
 class InMemoryWireBackend(Backend):
@@ -66,11 +71,10 @@ class InMemoryWireBackend(Backend):
         self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams
     ) -> Iterator[GenerationChunk]:
         if self.wire == "tgi":
-            yield from chunks(_tgi_events(), GenerateStream(adapter))
+            yield from chunks(httpx.Response(200, content=_tgi_events()), GenerateStream(adapter))
             return
-        reader = OpenAICompatibleBackend("http://127.0.0.1:9", model="m")
         response = httpx.Response(200, content=_sse_bytes())
-        yield from reader._chunks(response, adapter, chat=False)
+        yield from chunks(response, CompletionStream(adapter, chat=False, naming="adapter"))
 
 
 @pytest.mark.parametrize("wire", ["openai", "tgi"])
