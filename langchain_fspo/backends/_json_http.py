@@ -1,12 +1,11 @@
 """JSON over HTTP for both server backends: a body posted to a route, a JSON answer or a stream.
 
 `JsonHttp` holds one server's URL, headers and pooled connections: a sync `httpx.Client`, and
-an async sender per event loop (`_pool.LoopClients`). The async sender hands requests straight
-to an `httpx.AsyncHTTPTransport`: `httpx.AsyncClient.send` adds an auth flow, redirects, a
-cookie jar, event hooks and a log line per request, which under concurrency cost about as
-much client CPU as the request itself (bench/results/serving_overhead_perf_notes.md). When the
-environment names a proxy (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`), the sender uses an
-`httpx.AsyncClient`, which applies it. Bodies and answers go through `_json` (orjson).
+per event loop an `AsyncSender` (`_pool.LoopClients`), which hands complete requests to
+httpx's transports directly (`_async_sender`: `httpx.AsyncClient.send` adds an auth flow,
+redirects, a cookie jar, event hooks and a log line per request, which cost about as much
+client CPU as the request itself; bench/results/serving_overhead_perf_notes.md). Bodies and
+answers go through `_json` (orjson).
 
 `read_timeout` is httpx's limit per network operation; the attempt's whole deadline is
 `_deadline`'s. Errors are httpx's own (`httpx.HTTPStatusError` with the response read,
@@ -17,54 +16,19 @@ from __future__ import annotations
 
 import base64
 import threading
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
+from langchain_fspo.backends._async_sender import AsyncSender
 from langchain_fspo.backends._deadline import abandoned
 from langchain_fspo.backends._http import AttemptTimeoutError, join_url
 from langchain_fspo.backends._json import dumps, loads
 from langchain_fspo.backends._pool import LoopClients
 
 __all__ = ["JsonHttp"]
-
-
-def _proxy_in_env() -> bool:
-    """Whether the environment names an HTTP proxy (httpx's clients then apply it)."""
-    proxies = urllib.request.getproxies()
-    return any(scheme in proxies for scheme in ("http", "https", "all"))
-
-
-class _AsyncSender:
-    """Sends requests over pooled connections of one event loop (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self._client: httpx.AsyncClient | None = None
-        self._transport: httpx.AsyncHTTPTransport | None = None
-        if _proxy_in_env():
-            self._client = httpx.AsyncClient(timeout=None)  # noqa: S113 - per request
-        else:
-            self._transport = httpx.AsyncHTTPTransport()
-        self.is_closed = False
-
-    async def send(self, request: httpx.Request) -> httpx.Response:
-        """The response to `request`, its body not read yet (the caller closes it)."""
-        if self._transport is None:
-            assert self._client is not None  # noqa: S101 - one of the two is set
-            return await self._client.send(request, stream=True)
-        response = await self._transport.handle_async_request(request)
-        response.request = request
-        return response
-
-    async def aclose(self) -> None:
-        self.is_closed = True
-        if self._transport is not None:
-            await self._transport.aclose()
-        if self._client is not None:
-            await self._client.aclose()
 
 
 class JsonHttp:
@@ -93,7 +57,7 @@ class JsonHttp:
         self._urls: dict[str, str] = {}
         self._lock = threading.Lock()
         self._sync: httpx.Client | None = None
-        self._async_clients: LoopClients[_AsyncSender] = LoopClients(_AsyncSender)
+        self._async_clients: LoopClients[AsyncSender] = LoopClients(AsyncSender)
         self._timeouts: dict[float | None, dict[str, Any]] = {}
 
     def url(self, route: str) -> str:
