@@ -9,8 +9,8 @@ time (`time.process_time`) divided by the calls is the client's own work per cal
 - `AsyncInferenceClient (direct)`: `huggingface_hub.AsyncInferenceClient.chat_completion`
   with the messages `ChatFSPO` sends for the measured user (its K shots), built up front;
 - `ChatFSPO (TGIBackend)`: `ainvoke` for that user (reads the K shots from an in-memory
-  `PreferenceMemory`, renders them, sends the same body through `AsyncInferenceClient`,
-  parses the answer into an `AIMessage`);
+  `PreferenceMemory`, renders them, sends the same messages with the backends' own HTTP
+  client, `backends/_json_http.py`, and parses the answer into an `AIMessage`);
 - `LangChain floor`: the smallest LangChain chat model (a `BaseChatModel` whose `_agenerate`
   makes the direct call above) through `ainvoke`: what LangChain's own call machinery
   (callbacks, run ids, message objects, its task per call) costs on top of the client, which

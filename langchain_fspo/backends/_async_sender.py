@@ -7,7 +7,7 @@ connections only trades it for reconnecting (bench/results/serving_overhead_perf
 `AsyncSender` splits the pool into small ones (shards of `SHARD_CONNECTIONS` connections, each
 kept alive) and sends each request on the first shard with a free connection, so each scan
 stays short however many requests are in flight. A shard counts its requests until their
-responses are closed.
+responses are closed (read to the end, `aclose`, or failed).
 
 Requests go straight to the shard's `httpx.AsyncHTTPTransport` (no auth flow, redirects,
 cookie jar or event hooks: the callers build complete requests). When the environment names
@@ -51,24 +51,22 @@ class _Shard:
 
 
 class _Counted(httpx.AsyncByteStream):
-    """A response body that frees its shard's slot once: when read to its end, or closed."""
+    """A response body that frees its shard's slot when closed (once).
+
+    httpx closes a response that was read to its end.
+    """
 
     def __init__(self, stream: httpx.AsyncByteStream, shard: _Shard) -> None:
         self._stream = stream
         self._shard: _Shard | None = shard
 
-    def _free(self) -> None:
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._stream.__aiter__()  # httpx closes the response when it is read through
+
+    async def aclose(self) -> None:
         if self._shard is not None:
             self._shard.busy -= 1
             self._shard = None
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for part in self._stream:
-            yield part
-        self._free()
-
-    async def aclose(self) -> None:
-        self._free()
         await self._stream.aclose()
 
 

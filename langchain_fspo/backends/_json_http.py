@@ -54,7 +54,9 @@ class JsonHttp:
         if url.username or url.password:  # as httpx's clients do: Basic auth from the URL
             pair = f"{url.username}:{url.password}".encode()
             self.headers["authorization"] = f"Basic {base64.b64encode(pair).decode()}"
+        self._headers = httpx.Headers(self.headers)  # parsed once; each request copies it
         self._urls: dict[str, str] = {}
+        self._parsed: dict[str, httpx.URL] = {}
         self._lock = threading.Lock()
         self._sync: httpx.Client | None = None
         self._async_clients: LoopClients[AsyncSender] = LoopClients(AsyncSender)
@@ -122,11 +124,14 @@ class JsonHttp:
     # ------------------------------------------------------------------ async
 
     async def _asend(self, route: str, body: Any, read_timeout: float | None) -> httpx.Response:
+        url = self._parsed.get(route)
+        if url is None:
+            url = self._parsed[route] = httpx.URL(self.url(route))
         request = httpx.Request(
             "POST",
-            self.url(route),
+            url,
             content=dumps(body),
-            headers=self.headers,
+            headers=self._headers,
             extensions=self._extensions(read_timeout),
         )
         return await self._async_clients.get().send(request)
