@@ -59,6 +59,8 @@ OPENAI_DIRECT = "AsyncOpenAI (direct)"
 OPENAI_FSPO = "ChatFSPO (OpenAICompatibleBackend)"
 FLOOR = "LangChain floor (minimal BaseChatModel around the direct hub call)"
 BASELINE = TGI_DIRECT
+TARGET = 1.3
+"""Issue 14: ChatFSPO's client CPU per call within this factor of the direct hub client."""
 
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179]
 
@@ -304,6 +306,14 @@ def concurrency_markdown(result: dict[str, Any]) -> list[str]:
                 f"| {row['ratio_to_hub_direct_median']:.2f}x "
                 f"| {list(row['ratio_to_hub_direct_ci95'])} |"
             )
+    lines += ["", f"Target (issue 14): ChatFSPO within {TARGET}x of the direct hub client.", ""]
+    for level, rows in result["summary"].items():
+        verdicts = [
+            f"{name} {rows[name]['ratio_to_hub_direct_median']:.2f}x "
+            + ("met" if rows[name]["ratio_to_hub_direct_median"] <= TARGET else "**not met**")
+            for name in (TGI_FSPO, OPENAI_FSPO)
+        ]
+        lines.append(f"- concurrency {level}: " + "; ".join(verdicts))
     lines += ["", "ChatFSPO (OpenAICompatibleBackend) / AsyncOpenAI (direct), per repeat:", ""]
     for level, rows in result["summary"].items():
         row = rows[OPENAI_FSPO]

@@ -13,7 +13,7 @@ times each, in turn):
   the answer parser, and LangChain's per-chunk work (a message chunk, callbacks and the final
   merge of all chunks);
 - `InferenceClient.chat_completion(stream=True)`: huggingface_hub reading the same stream;
-- `ChatFSPO.stream (TGI)`: the whole stack over `TGIBackend` (huggingface_hub underneath).
+- `ChatFSPO.stream (TGI)`: the whole stack over `TGIBackend` (the backends' own SSE reader).
 
 Also the answer parser alone (`CompletionStreamParser`, no I/O) at growing lengths, which was
 quadratic before (25k / 50k / 100k chunks: 1.2 / 4.3 / 18.2 s; 200k tokens through
