@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -210,3 +212,27 @@ def test_tgi_docstring_examples_run() -> None:
     result = doctest.testmod(tgi, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_tgi_default_key_is_what_huggingface_hub_would_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from langchain_fspo.backends import tgi
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(tgi, "_hub_token", lambda: "hf_login_token")
+    assert TGIBackend("http://tgi:8080").api_key == SecretStr("hf_login_token")
+    assert TGIBackend("http://tgi:8080", api_key="").api_key is None  # "" means none
+    monkeypatch.setattr(tgi, "_hub_token", lambda: None)
+    backend = TGIBackend("http://tgi:8080")
+    assert backend.api_key is None
+    assert "authorization" not in backend._http.headers
+
+
+def test_json_bodies_use_json_for_what_orjson_refuses() -> None:
+    from langchain_fspo.backends._json import dumps, loads
+
+    assert loads(dumps({"a": [1, "é"], "b": None})) == {"a": [1, "é"], "b": None}
+    assert loads(dumps({1: "x"})) == {"1": "x"}  # a non-str key, as json writes it
+    with pytest.raises(json.JSONDecodeError):
+        loads(b'{"a": ')
