@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Mapping
+from importlib import metadata
 from typing import Any
 
 import httpx
@@ -31,11 +32,23 @@ from langchain_fspo.backends._pool import LoopClients
 __all__ = ["JsonHttp"]
 
 
+def _user_agent() -> str:
+    try:
+        version = metadata.version("langchain-fspo")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a source checkout
+        version = "0"
+    return f"langchain-fspo/{version} python-httpx/{httpx.__version__}"
+
+
+_USER_AGENT = _user_agent()
+
+
 class JsonHttp:
     """Posts JSON to one server, sync and async, over pooled connections.
 
-    The headers are built once: JSON, the caller's, and `Authorization` (the API key as a
-    bearer token; a user:password in the URL as Basic auth, which wins, as in httpx).
+    The headers are built once: `Accept`, `User-Agent` and JSON's `Content-Type`, the
+    caller's (which win), and `Authorization` (the API key as a bearer token; a user:password
+    in the URL as Basic auth, which wins, as in httpx).
 
     Example:
         >>> http = JsonHttp("http://h:8080?v=1", headers={"X-Team": "a"}, api_key=None)
@@ -47,7 +60,12 @@ class JsonHttp:
         self, base_url: str, *, headers: Mapping[str, str], api_key: SecretStr | None
     ) -> None:
         self.base_url = base_url
-        self.headers: dict[str, str] = {"content-type": "application/json", **headers}
+        self.headers: dict[str, str] = {
+            "accept": "*/*",
+            "user-agent": _USER_AGENT,  # httpx's clients send one; some gateways require it
+            "content-type": "application/json",
+            **{name.lower(): value for name, value in headers.items()},
+        }
         if api_key is not None:
             self.headers["authorization"] = f"Bearer {api_key.get_secret_value()}"
         url = httpx.URL(base_url)

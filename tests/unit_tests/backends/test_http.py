@@ -236,3 +236,15 @@ def test_json_bodies_use_json_for_what_orjson_refuses() -> None:
     assert loads(dumps({1: "x"})) == {"1": "x"}  # a non-str key, as json writes it
     with pytest.raises(json.JSONDecodeError):
         loads(b'{"a": ')
+
+
+def test_request_headers_are_built_once_with_the_callers_winning() -> None:
+    from langchain_fspo.backends._json_http import JsonHttp
+
+    plain = JsonHttp("http://h", headers={}, api_key=SecretStr("k"))
+    assert plain.headers["user-agent"].startswith("langchain-fspo/")
+    assert plain.headers["authorization"] == "Bearer k"
+    mine = JsonHttp("http://u:p@h", headers={"User-Agent": "mine"}, api_key=SecretStr("k"))
+    assert mine.headers["user-agent"] == "mine"
+    assert "User-Agent" not in mine.headers  # one header, whatever the caller's case
+    assert mine.headers["authorization"] == "Basic dTpw"  # user:password in the URL wins
