@@ -64,34 +64,22 @@ def _fspo_text(prompt: RenderedPrompt) -> str:
 
 def test_every_declared_parameter_reaches_the_backend() -> None:
     backend = ScriptedBackend()
-    model = _model(
-        backend,
-        temperature=0.3,
-        max_tokens=17,
-        top_p=0.8,
-        top_k=12,
-        seed=5,
-        stop=["END"],
-        frequency_penalty=0.1,
-        presence_penalty=0.2,
-        repetition_penalty=1.1,
-        model_kwargs={"min_p": 0.05},
-    )
+    declared: dict[str, Any] = {
+        "temperature": 0.3,
+        "max_tokens": 17,
+        "top_p": 0.8,
+        "top_k": 12,
+        "seed": 5,
+        "stop": ["END"],
+        "frequency_penalty": 0.1,
+        "presence_penalty": 0.2,
+        "repetition_penalty": 1.1,
+    }
+    model = _model(backend, **declared, model_kwargs={"min_p": 0.05})
     model.invoke("Hi")
     (_, adapter, params) = backend.calls[0]
     assert adapter == "alpha"
-    assert params == GenerationParams(
-        temperature=0.3,
-        max_tokens=17,
-        top_p=0.8,
-        top_k=12,
-        seed=5,
-        stop=["END"],
-        frequency_penalty=0.1,
-        presence_penalty=0.2,
-        repetition_penalty=1.1,
-        extra={"min_p": 0.05},
-    )
+    assert params == GenerationParams(**declared, extra={"min_p": 0.05})
 
 
 def test_call_kwargs_override_fields() -> None:
