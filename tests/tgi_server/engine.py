@@ -73,12 +73,6 @@ class Engine(Wire):
                 f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= "
                 f"{self.max_total_tokens}. Given: {counted} `inputs` tokens"
             )
-            self._send_json(
-                handler,
-                entry,
-                422,
-                {"error": message, "error_type": "validation"},
-                schema="ErrorResponse",
-            )
+            self._send_error(handler, entry, 422, message)
             return True
         return False

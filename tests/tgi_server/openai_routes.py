@@ -200,12 +200,7 @@ class OpenAIRoutes(Engine):
                     "usage": None,
                 }
                 if outcome is not None and include_usage:
-                    yield {
-                        **base,
-                        "object": "chat.completion.chunk",
-                        "choices": [],
-                        "usage": _usage(outcome),
-                    }
+                    yield _usage_chunk(base, outcome)
 
         self._send_sse(
             handler, entry, events(), schema="ChatCompletionChunk", done=True, fault=fault
@@ -280,12 +275,7 @@ class OpenAIRoutes(Engine):
             }
             yield {**base, "object": "chat.completion.chunk", "choices": [final], "usage": None}
             if include_usage:
-                yield {
-                    **base,
-                    "object": "chat.completion.chunk",
-                    "choices": [],
-                    "usage": _usage(outcome),
-                }
+                yield _usage_chunk(base, outcome)
 
         self._send_sse(
             handler, entry, events(), schema="ChatCompletionChunk", done=True, fault=None
@@ -305,16 +295,8 @@ class OpenAIRoutes(Engine):
         entry.served_adapter = adapter
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
         if len(prompts) != 1:
-            self._send_json(
-                handler,
-                entry,
-                422,
-                {
-                    "error": "This test server takes one prompt per request.",
-                    "error_type": "validation",
-                },
-                schema="ErrorResponse",
-            )
+            message = "This test server takes one prompt per request."
+            self._send_error(handler, entry, 422, message)
             return
         prompt = RenderedPrompt(
             text=prompts[0],
@@ -381,6 +363,11 @@ def _usage(outcome: Outcome) -> dict[str, int]:
         "completion_tokens": outcome.output_tokens,
         "total_tokens": outcome.input_tokens + outcome.output_tokens,
     }
+
+
+def _usage_chunk(base: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """The last chat chunk of a stream with `stream_options.include_usage`: usage, no choices."""
+    return {**base, "object": "chat.completion.chunk", "choices": [], "usage": _usage(outcome)}
 
 
 def _content_text(content: Any) -> str:

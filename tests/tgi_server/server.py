@@ -253,13 +253,8 @@ class TGITestServer(TGIRoutes, OpenAIRoutes, FaultSchedule):
         }
         routes = routes_get if method == "GET" else routes_post
         if path not in routes:
-            self._send_json(
-                handler,
-                entry,
-                404,
-                {"error": f"No route {method} {path}", "error_type": "not_found"},
-                schema=None,
-            )
+            message = f"No route {method} {path}"
+            self._send_error(handler, entry, 404, message, "not_found", schema=None)
             return
         fault = self._take_fault(path)
         if fault is not None and fault.kind == "delay":
@@ -268,25 +263,13 @@ class TGITestServer(TGIRoutes, OpenAIRoutes, FaultSchedule):
         if fault is not None and fault.kind == "status":
             error = fault.message or f"Injected failure (HTTP {fault.status})"
             error_type = _ERROR_TYPES.get(fault.status, "unknown")
-            self._send_json(
-                handler,
-                entry,
-                fault.status,
-                {"error": error, "error_type": error_type},
-                schema="ErrorResponse",
-            )
+            self._send_error(handler, entry, fault.status, error, error_type)
             return
         if method == "POST":
             if parse_error is not None or not isinstance(body, dict):
                 message = f"Failed to deserialize the JSON body: {parse_error or 'not an object'}"
                 self._violation(f"request {path}", [message])
-                self._send_json(
-                    handler,
-                    entry,
-                    422,
-                    {"error": message, "error_type": "validation"},
-                    schema="ErrorResponse",
-                )
+                self._send_error(handler, entry, 422, message)
                 return
             checked = body
             if self.flavor != "tgi" and path.startswith("/v1/"):
@@ -298,12 +281,6 @@ class TGITestServer(TGIRoutes, OpenAIRoutes, FaultSchedule):
             if errors:
                 self._violation(f"request {path}", errors)
                 message = "Input validation error: " + "; ".join(errors)
-                self._send_json(
-                    handler,
-                    entry,
-                    422,
-                    {"error": message, "error_type": "validation"},
-                    schema="ErrorResponse",
-                )
+                self._send_error(handler, entry, 422, message)
                 return
         routes[path](handler, entry, body, fault)

@@ -60,8 +60,7 @@ class TGIRoutes(Engine):
     ) -> None:
         tokenizer = getattr(self.backend, "tokenizer", None)
         if tokenizer is None:
-            error = {"error": "No fast tokenizer available", "error_type": "tokenizer"}
-            self._send_json(handler, entry, 404, error, schema="ErrorResponse")
+            self._send_error(handler, entry, 404, "No fast tokenizer available", "tokenizer")
             return
         text = body["inputs"]
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

@@ -47,6 +47,20 @@ class Wire:
             with self._lock:
                 self.spec_violations.append(f"{where}: " + "; ".join(errors))
 
+    def _send_error(
+        self,
+        handler: BaseHTTPRequestHandler,
+        entry: LoggedRequest,
+        status: int,
+        message: str,
+        error_type: str = "validation",
+        *,
+        schema: str | None = "ErrorResponse",
+    ) -> None:
+        """Answer with TGI's error body `{"error": ..., "error_type": ...}`."""
+        payload = {"error": message, "error_type": error_type}
+        self._send_json(handler, entry, status, payload, schema=schema)
+
     def _send_json(
         self,
         handler: BaseHTTPRequestHandler,
