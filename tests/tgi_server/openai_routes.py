@@ -122,6 +122,17 @@ class OpenAIRoutes(Engine):
             repetition_penalty=body.get("repetition_penalty"),
         )
 
+    def _serve_adapter(
+        self, handler: BaseHTTPRequestHandler, entry: LoggedRequest, body: dict[str, Any]
+    ) -> tuple[bool, str | None]:
+        """(False, None) after answering an unknown `model`'s error; else (True, adapter)."""
+        adapter, error = self._adapter_from_model(body.get("model"))
+        if error is not None:
+            self._openai_error(handler, entry, error)
+            return False, None
+        entry.served_adapter = adapter
+        return True, adapter
+
     def _echo_model(self, body: dict[str, Any]) -> str:
         model = body.get("model")
         return model if model and model != "tgi" else self.model_id
@@ -133,11 +144,9 @@ class OpenAIRoutes(Engine):
         body: dict[str, Any],
         fault: Fault | None,
     ) -> None:
-        adapter, error = self._adapter_from_model(body.get("model"))
-        if error is not None:
-            self._openai_error(handler, entry, error)
+        served, adapter = self._serve_adapter(handler, entry, body)
+        if not served:
             return
-        entry.served_adapter = adapter
         messages = [
             {"role": m.get("role", "user"), "content": _content_text(m.get("content"))}
             for m in body["messages"]
@@ -168,14 +177,7 @@ class OpenAIRoutes(Engine):
             response = {
                 **base,
                 "object": "chat.completion",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "".join(outcome.pieces)},
-                        "logprobs": None,
-                        "finish_reason": _openai_finish(outcome.finish_reason),
-                    }
-                ],
+                "choices": [_final_choice(outcome, message=_assistant("".join(outcome.pieces)))],
                 "usage": _usage(outcome),
             }
             self._send_json(handler, entry, 200, response, schema="ChatCompletion", fault=fault)
@@ -288,11 +290,9 @@ class OpenAIRoutes(Engine):
         body: dict[str, Any],
         fault: Fault | None,
     ) -> None:
-        adapter, error = self._adapter_from_model(body.get("model"))
-        if error is not None:
-            self._openai_error(handler, entry, error)
+        served, adapter = self._serve_adapter(handler, entry, body)
+        if not served:
             return
-        entry.served_adapter = adapter
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
         if len(prompts) != 1:
             message = "This test server takes one prompt per request."
@@ -318,14 +318,7 @@ class OpenAIRoutes(Engine):
             outcome = self._run_all(prompt, adapter, params)
             response = {
                 **base,
-                "choices": [
-                    {
-                        "index": 0,
-                        "text": "".join(outcome.pieces),
-                        "logprobs": None,
-                        "finish_reason": _openai_finish(outcome.finish_reason),
-                    }
-                ],
+                "choices": [_final_choice(outcome, text="".join(outcome.pieces))],
                 "usage": _usage(outcome),
             }
             self._send_json(handler, entry, 200, response, schema="CompletionFinal", fault=fault)
@@ -363,6 +356,16 @@ def _usage(outcome: Outcome) -> dict[str, int]:
         "completion_tokens": outcome.output_tokens,
         "total_tokens": outcome.input_tokens + outcome.output_tokens,
     }
+
+
+def _assistant(content: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": content}
+
+
+def _final_choice(outcome: Outcome, **content: Any) -> dict[str, Any]:
+    """The one choice of a non-streamed answer (`message=` for chat, `text=` for completions)."""
+    finish = _openai_finish(outcome.finish_reason)
+    return {"index": 0, **content, "logprobs": None, "finish_reason": finish}
 
 
 def _usage_chunk(base: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
