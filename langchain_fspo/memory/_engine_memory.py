@@ -4,8 +4,8 @@
 in plain dicts and guards nothing, so every call into it runs under one lock per store (shared
 by all `PreferenceMemory` objects on that store). A namespace's dict keeps insertion order:
 the newest `k` are the last `k` entries, read backwards in O(k). `Nearest` scans a
-`VectorMatrix` cached per namespace (exact, or sign-code pre-filter and exact rerank per the
-query's `VectorSearch`): our own writes update it and its codes in place, a change made to the
+`VectorMatrix` cached per namespace (exact, or coarse lists and an exact rerank per the
+query's `VectorSearch`): our own writes update it and its lists in place, a change made to the
 store behind our back (a different count or last key) rebuilds it.
 """
 
