@@ -122,11 +122,12 @@ class InMemoryEngine:
         metric = "l2" if q.distance_type(self.store) == "l2" else "cosine"
         rows = []
         target = q.finite(query.vector)
-        for i in matrix.nearest(target, query.limit, metric=metric, search=query.search):
+        hits = matrix.nearest(target, query.limit, metric=metric, search=query.search)
+        for i, vector in zip(hits, matrix.vectors(hits), strict=True):
             key = matrix.keys[i]
             item = items.get(key)
             if item is not None:
-                rows.append(q.Row(key, item.value, matrix.vector(i)))
+                rows.append(q.Row(key, item.value, vector))
         return rows
 
     def _matrix(self, namespace: tuple[str, ...], field: str) -> VectorMatrix:

@@ -181,10 +181,8 @@ class SqliteVectorIndex:
         """
         entry = self._current(prefix, field)
         matrix = entry.matrix
-        return [
-            (matrix.keys[i], matrix.vector(i))
-            for i in matrix.nearest(vector, limit, metric=metric, search=search)
-        ]
+        rows = matrix.nearest(vector, limit, metric=metric, search=search)
+        return [(matrix.keys[i], v) for i, v in zip(rows, matrix.vectors(rows), strict=True)]
 
     def _current(self, prefix: str, field: str) -> _Entry:
         conn = self.store.conn

@@ -121,6 +121,12 @@ class VectorMatrix:
         vector: NDArray[np.float32] = self._unit[row] * self._norms[row]
         return vector
 
+    def vectors(self, rows: Sequence[int]) -> NDArray[np.float32]:
+        """The stored vectors of `rows`, one per line (one gather for a search's hits)."""
+        picked = np.asarray(rows, dtype=np.intp)
+        vectors: NDArray[np.float32] = self._unit[picked] * self._norms[picked, None]
+        return vectors
+
     def lists(self) -> CoarseLists:
         """The rows' coarse lists, built now if they were not or the rows outgrew them.
 
