@@ -10,7 +10,12 @@ user are an O(k) index walk.
 exact scan of their own rows (found through the primary key); a larger one gets pgvector's HNSW
 index (the store's `ann_index_config`, HNSW by default) with iterative scans, so that the filter
 on the user cannot starve the result: approximate and sub-linear. Were that to return fewer than
-asked, the exact scan answers instead.
+asked, the exact scan answers instead. The HNSW index holds every user's vectors, so its filtered
+scan costs about its unfiltered cost divided by the user's share of the table (a 10k-vector user
+in a 114k-vector table: 24 ms, against 6 ms for the exact scan of those 10k; the 100k user: 3 ms
+against 100 ms). So a user the planner's statistics show to hold n of the table's N vectors
+gets the exact scan while n^2 <= `HNSW_EXACT_RATIO` * N (its cost n * c_exact below
+c_hnsw * N / n); a user absent from the statistics gets HNSW.
 """
 
 from __future__ import annotations
@@ -36,12 +41,16 @@ if TYPE_CHECKING:
     from langgraph.store.postgres import PostgresStore
     from psycopg import AsyncCursor, Connection, Cursor
 
-__all__ = ["EXACT_SEARCH_MAX", "ORDER_INDEX", "PostgresEngine"]
+__all__ = ["EXACT_SEARCH_MAX", "HNSW_EXACT_RATIO", "ORDER_INDEX", "PostgresEngine"]
 
 logger = logging.getLogger(__name__)
 
 EXACT_SEARCH_MAX = 2_000
 """Users with at most this many vectors get an exact nearest-neighbour scan."""
+
+HNSW_EXACT_RATIO = 4_000
+"""An unfiltered HNSW search costs about as much as an exact scan of this many vectors (pgvector
+0.8.2, 384 dims, measured: about 2.5 ms against 0.6 us per vector)."""
 
 ORDER_INDEX = "store_prefix_created_at_key_idx"
 _ORDER = "created_at {d}, (value ->> 'created_at') {d}, key {d}"
@@ -319,10 +328,9 @@ class PostgresEngine:
             inner=f"SELECT key, embedding, embedding {op} {target} AS d {where} "
             f"ORDER BY embedding {op} {target} LIMIT %(k)s"
         )
-        count = f"SELECT count(*) AS n FROM (SELECT 1 {where} LIMIT %(cap)s) AS mine"  # noqa: S608
-        (row,) = yield _one(count, params)
+        (row,) = yield _one(_SIZE.format(where=where), params)
         rows: list[Any] = []
-        if int(row["n"]) > EXACT_SEARCH_MAX:
+        if _approximate(int(row["n"]), row["estimate"], row["total"]):
             logger.debug("q.Nearest: HNSW index with iterative scan for %s.", prefix)
             ef_search = str(min(max(40, 2 * query.limit), 1000))
             settings = (
@@ -341,6 +349,30 @@ class PostgresEngine:
     def scrub(self, prefix: tuple[str, ...]) -> None:
         """Nothing to scrub: PostgreSQL's VACUUM reclaims the deleted rows' space."""
         del prefix
+
+
+_SIZE = (
+    "WITH mine AS (SELECT count(*) AS n FROM (SELECT 1 {where} LIMIT %(cap)s) AS m) "
+    "SELECT n, CASE WHEN n >= %(cap)s THEN ("
+    "SELECT u.f * c.reltuples FROM pg_class AS c, pg_stats AS s, "
+    "unnest(s.most_common_vals::text::text[], s.most_common_freqs) AS u(v, f) "
+    "WHERE c.oid = 'store_vectors'::regclass AND s.schemaname = current_schema() "
+    "AND s.tablename = 'store_vectors' AND s.attname = 'prefix' AND u.v = %(p)s"
+    ") END AS estimate, CASE WHEN n >= %(cap)s THEN ("
+    "SELECT reltuples FROM pg_class WHERE oid = 'store_vectors'::regclass"
+    ") END AS total FROM mine"
+)
+"""A user's vector count up to `EXACT_SEARCH_MAX + 1`; above it, the planner's estimate of the
+user's count (None: not among the most common prefixes) and of the table's."""
+
+
+def _approximate(count: int, estimate: float | None, total: float | None) -> bool:
+    """Whether a user's nearest search goes through the HNSW index (module docstring)."""
+    if count <= EXACT_SEARCH_MAX:
+        return False
+    if estimate is None or total is None or total <= 0:
+        return True
+    return float(estimate) ** 2 > HNSW_EXACT_RATIO * float(total)
 
 
 def _one_message(queries: list[tuple[str, Any]]) -> tuple[str, list[Any]]:

@@ -225,6 +225,24 @@ def test_hashing_embeddings_are_deterministic() -> None:
 # ----------------------------------------------------------------------------- PostgreSQL
 
 
+@pytest.mark.parametrize(
+    ("count", "estimate", "total", "hnsw"),
+    [
+        (2_000, 2_000.0, 2_000.0, False),  # small users: always exact
+        (2_001, None, 114_010.0, True),  # not in the planner's statistics: HNSW
+        (2_001, 10_154.0, 114_010.0, False),  # 9 % of the table: the exact scan is cheaper
+        (2_001, 99_751.0, 114_010.0, True),  # most of the table: HNSW
+        (2_001, 50_000.0, 10_000_000.0, False),  # 0.5 % of a large table
+    ],
+)
+def test_postgres_picks_hnsw_by_the_users_share_of_the_table(
+    count: int, estimate: float | None, total: float, hnsw: bool
+) -> None:
+    from langchain_fspo.memory._engine_postgres import _approximate
+
+    assert _approximate(count, estimate, total) is hnsw
+
+
 @pytest.mark.postgres
 @pytest.mark.integration
 def test_postgres_large_users_go_through_the_hnsw_index(
@@ -245,6 +263,7 @@ def test_postgres_large_users_go_through_the_hnsw_index(
             assert "exact scan" in caplog.text
             caplog.clear()
             monkeypatch.setattr(_engine_postgres, "EXACT_SEARCH_MAX", 3)
+            monkeypatch.setattr(_engine_postgres, "HNSW_EXACT_RATIO", 0)  # whatever the stats say
             approximate = memory.select("big", query, k=3, strategy="relevant")
             assert "HNSW" in caplog.text
         assert approximate[0].prompt == "What is a good beginner houseplant?"
