@@ -243,6 +243,45 @@ def test_postgres_picks_hnsw_by_the_users_share_of_the_table(
     assert _approximate(count, estimate, total) is hnsw
 
 
+def test_postgres_count_estimates_are_asked_once_then_cached() -> None:
+    from langchain_fspo.memory._engine_postgres import PostgresEngine
+
+    engine = PostgresEngine.__new__(PostgresEngine)  # no store: only the cache is exercised
+    engine._estimates = {}
+    steps = engine._estimate("fspo.u.examples")
+    sql = next(steps)
+    assert "pg_stats" in sql.statements[0][0]
+    assert sql.statements[0][1] == ("fspo.u.examples",)
+    with pytest.raises(StopIteration) as stop:
+        steps.send([{"estimate": 10_154.0, "total": 114_010.0}])
+    assert stop.value.value == (10_154.0, 114_010.0)
+    with pytest.raises(StopIteration) as again:  # answered from the cache: no SQL
+        next(engine._estimate("fspo.u.examples"))
+    assert again.value.value == (10_154.0, 114_010.0)
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_postgres_count_estimate_reads_the_planners_statistics(indexed_postgres_store) -> None:
+    """The estimate's SQL runs on a real server: after ANALYZE, the table's size is known."""
+    from langchain_fspo.memory._engine_postgres import _ESTIMATE
+    from langchain_fspo.memory._engines import Forget
+
+    root = ("fspo-tests", "estimate")
+    memory = PreferenceMemory(indexed_postgres_store, namespace=root)
+    try:
+        populate(memory, "big")
+        engine = memory._driver.engine
+        with engine._connection() as conn:
+            conn.execute("ANALYZE store_vectors")
+            prefix = ".".join(memory.namespaces("big").examples)
+            row = conn.execute(_ESTIMATE, (prefix,)).fetchone()
+        assert row["total"] >= len(TOPICS)
+        assert row["estimate"] is None or 0 < row["estimate"] <= row["total"]
+    finally:
+        memory._driver.engine.run(Forget(root))
+
+
 @pytest.mark.postgres
 @pytest.mark.integration
 def test_postgres_large_users_go_through_the_hnsw_index(
