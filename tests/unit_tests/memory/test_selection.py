@@ -16,7 +16,7 @@ from langchain_fspo.selection import (
     mmr_select,
     normalize,
 )
-from tests.memory_stores import HashingEmbeddings
+from tests.memory_stores import INDEX_DIMS, HashingEmbeddings
 
 TOPICS = [
     "How should I bake sourdough bread at home?",
@@ -310,3 +310,36 @@ def test_postgres_large_users_go_through_the_hnsw_index(
         assert all(e.chosen.startswith("answer") for e in approximate)
     finally:
         memory._driver.engine.run(Forget(root))
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+async def test_postgres_async_hnsw_search_is_pipelined_like_the_sync_one(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled store runs the HNSW search natively, as one pipeline, and agrees with sync.
+
+    The pipeline holds the settings, the search and the commit; checked for `relevant` and
+    `diverse`.
+    """
+    from langchain_fspo.memory import _engine_postgres
+
+    index = {"dims": INDEX_DIMS, "embed": HashingEmbeddings(INDEX_DIMS), "fields": ["prompt"]}
+    monkeypatch.setattr(_engine_postgres, "EXACT_SEARCH_MAX", 3)
+    monkeypatch.setattr(_engine_postgres, "HNSW_EXACT_RATIO", 0)
+    async with PreferenceMemory.postgres(postgres_url, index=index, max_connections=2) as memory:
+        assert memory._driver.engine.async_mode == "native"
+        user = "hnsw-async"
+        memory.forget(user)
+        try:
+            populate(memory, user)
+            query = "houseplant for a beginner"
+            for strategy in ("relevant", "diverse"):
+                sync = memory.select(user, query, k=3, strategy=strategy)
+                native = await memory.aselect(user, query, k=3, strategy=strategy)
+                assert [e.id for e in native] == [e.id for e in sync]
+                assert len(native) == 3
+            (hit,) = await memory.aselect(user, query, k=1, strategy="relevant")
+            assert hit.prompt == "What is a good beginner houseplant?"
+        finally:
+            memory.forget(user)
