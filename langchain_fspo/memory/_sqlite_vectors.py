@@ -181,7 +181,9 @@ class SqliteVectorIndex:
         """
         entry = self._current(prefix, field)
         matrix = entry.matrix
+        before = matrix.nbytes
         rows = matrix.nearest(vector, limit, metric=metric, search=search)
+        self._bytes += matrix.nbytes - before  # the coarse lists, built by a first search
         return [(matrix.keys[i], v) for i, v in zip(rows, matrix.vectors(rows), strict=True)]
 
     def _current(self, prefix: str, field: str) -> _Entry:

@@ -172,6 +172,9 @@ def test_sqlite_lists_follow_this_and_another_process_and_forget(tmp_path: Path)
         matrix = index._entries[(prefix, "prompt")].matrix
         assert_lists_in_step(matrix)
         assert len(matrix) == memory.count("u") == 20 - 2 + 1 + 15
+        # The cache's byte count includes the lists the first search built.
+        assert index._bytes == sum(e.matrix.nbytes for e in index._entries.values())
+        assert matrix._lists is not None
         memory.forget("u")
         memory.add("u", prompt="after", chosen="c")
         hits = memory.select("u", "parent 7", k=3, strategy="relevant")
