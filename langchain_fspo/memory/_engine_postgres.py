@@ -11,11 +11,12 @@ exact scan of their own rows (found through the primary key); a larger one gets 
 index (the store's `ann_index_config`, HNSW by default) with iterative scans, so that the filter
 on the user cannot starve the result: approximate and sub-linear. Were that to return fewer than
 asked, the exact scan answers instead. The HNSW index holds every user's vectors, so its filtered
-scan costs about its unfiltered cost divided by the user's share of the table (a 10k-vector user
-in a 114k-vector table: 24 ms, against 6 ms for the exact scan of those 10k; the 100k user: 3 ms
-against 100 ms). So a user the planner's statistics show to hold n of the table's N vectors
-gets the exact scan while n^2 <= `HNSW_EXACT_RATIO` * N (its cost n * c_exact below
-c_hnsw * N / n); a user absent from the statistics gets HNSW.
+scan costs about its unfiltered cost divided by the user's share of the table (EXPLAIN ANALYZE
+on bench/memory_select.py's database: a 10k-vector user in a 114k-vector table 24 ms, against 6
+ms for the exact scan of those 10k; the 100k user 3 ms against 100 ms). So a user the planner's
+statistics show to hold n of the table's N vectors gets the exact scan while
+n^2 <= `HNSW_EXACT_RATIO` * N (its cost n * c_exact below c_hnsw * N / n); a user absent from
+the statistics gets HNSW. The search and its settings go in one pipelined round trip.
 """
 
 from __future__ import annotations
