@@ -12,7 +12,7 @@ from tests.hub_server.endpoints import HubEndpoints
 
 
 class HubServer(HubEndpoints):
-    """A threaded HTTP server on 127.0.0.1 that behaves like the Hub for the calls in the package docstring.
+    """A threaded HTTP server on 127.0.0.1 answering the Hub calls the package docstring lists.
 
     Attributes:
         url: The endpoint to give `huggingface_hub` (`HF_ENDPOINT` or `endpoint=`).
