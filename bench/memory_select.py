@@ -553,8 +553,9 @@ def markdown(report: dict[str, Any]) -> str:
                 "",
                 (
                     "`relevant` and `diverse` k=8, the default `VectorSearch()` (exact below "
-                    "20,000 vectors per user; sign-code pre-filter and exact rerank of 1,024 "
-                    'above) against `VectorSearch(mode="exact")`, same data and run; recall@8 '
+                    "20,000 vectors per user; above, an IVF index: the rows of the nearest "
+                    "coarse lists up to 16,384, a sign-code filter to 512 and an exact rerank) "
+                    'against `VectorSearch(mode="exact")`, same data and run; recall@8 '
                     "of the default's `relevant` against exact over 64 queries (mean, min):"
                 ),
                 "",

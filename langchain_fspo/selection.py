@@ -185,9 +185,7 @@ def mmr_indices(
     """
     import numpy as np  # numpy only here: a pure-Python MMR over 32 x 384 takes ~15 ms
 
-    matrix = np.asarray([np.asarray(v, dtype=np.float64) for v in vectors]).reshape(
-        len(vectors), -1
-    )
+    matrix = np.array(vectors, dtype=np.float64).reshape(len(vectors), -1)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     unit = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
     relevance = np.zeros(len(vectors))

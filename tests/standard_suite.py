@@ -73,6 +73,18 @@ class _FSPOSettings:
         return True
 
 
+class NoToolsNoSchema:
+    """For in-process suites: that backend has no tool calling or structured output to offer."""
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return False
+
+    @property
+    def has_structured_output(self) -> bool:
+        return False
+
+
 class FSPOUnitTests(_FSPOSettings, ChatModelUnitTests):
     """`ChatModelUnitTests` with the shared `ChatFSPO` settings."""
 

@@ -60,9 +60,9 @@ class MemoryCore:
             index_fields: the example fields embedded when the store has an index (None: the
                 store's configured fields). `relevant` and `diverse` search the first one.
             vector_search: how the in-memory and SQLite stores search large histories
-                (default `VectorSearch()`: exact below 20,000 vectors per user, a sign-code
-                pre-filter with an exact rerank of 1,024 candidates above). PostgreSQL uses
-                pgvector and ignores it.
+                (default `VectorSearch()`: exact below 20,000 vectors per user; above, an IVF
+                index probed for 16,384 rows, a sign-code filter to 512 and an exact rerank).
+                PostgreSQL uses pgvector and ignores it.
         """
         if not isinstance(namespace, tuple) or not all(
             isinstance(label, str) and label and "." not in label for label in namespace

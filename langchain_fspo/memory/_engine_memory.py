@@ -4,8 +4,8 @@
 in plain dicts and guards nothing, so every call into it runs under one lock per store (shared
 by all `PreferenceMemory` objects on that store). A namespace's dict keeps insertion order:
 the newest `k` are the last `k` entries, read backwards in O(k). `Nearest` scans a
-`VectorMatrix` cached per namespace (exact, or sign-code pre-filter and exact rerank per the
-query's `VectorSearch`): our own writes update it and its codes in place, a change made to the
+`VectorMatrix` cached per namespace (exact, or coarse lists and an exact rerank per the
+query's `VectorSearch`): our own writes update it and its lists in place, a change made to the
 store behind our back (a different count or last key) rebuilds it.
 """
 
@@ -122,11 +122,12 @@ class InMemoryEngine:
         metric = "l2" if q.distance_type(self.store) == "l2" else "cosine"
         rows = []
         target = q.finite(query.vector)
-        for i in matrix.nearest(target, query.limit, metric=metric, search=query.search):
+        hits = matrix.nearest(target, query.limit, metric=metric, search=query.search)
+        for i, vector in zip(hits, matrix.vectors(hits), strict=True):
             key = matrix.keys[i]
             item = items.get(key)
             if item is not None:
-                rows.append(q.Row(key, item.value, matrix.vector(i)))
+                rows.append(q.Row(key, item.value, vector))
         return rows
 
     def _matrix(self, namespace: tuple[str, ...], field: str) -> VectorMatrix:

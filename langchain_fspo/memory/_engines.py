@@ -10,7 +10,7 @@ tables and indexes:
 - `Newest` (k rows): O(k) on all three (a reversed dict; an index walked backwards).
 - `Nearest`: a numpy scan of a cached per-user matrix (in memory; on SQLite kept in step
   with the file by a change log the database's triggers write), exact below the query's
-  `VectorSearch` threshold and a sign-code pre-filter plus exact rerank above it; pgvector
+  `VectorSearch` threshold and coarse lists, a sign-code filter and exact rerank above; pgvector
   inside PostgreSQL (exact for small users, HNSW above).
 - `Forget`: one locked sweep; one DELETE transaction; one DELETE statement.
 

@@ -2,8 +2,8 @@
 
 - `recent`: the newest `k` (one O(k) engine read).
 - `relevant`: the `k` nearest the query through the store's own vector search (in-process
-  stores: exact, or a sign-code pre-filter and exact rerank for large histories, per the
-  memory's `VectorSearch`).
+  stores: exact, or coarse lists, a sign-code filter and exact rerank for large histories,
+  per the memory's `VectorSearch`).
 - `diverse`: MMR over `fetch_k` candidates (nearest the query, or the newest) using their
   stored vectors (never re-embedded on LangGraph's own stores).
 - a callable: called with the newest `fetch_k` examples (its bounded candidate window).

@@ -16,7 +16,7 @@ follows the file's changes through a log the database itself writes:
 
 A search reads, in one read transaction, the generation and the namespace's log rows newer
 than its cache, re-reads only those keys' vectors, then scans the matrix (exact, or through
-its sign codes for a large user: `VectorSearch`; the codes follow the same in-place writes).
+its coarse lists for a large user: `VectorSearch`; the lists follow the same in-place writes).
 A namespace seen for the first time (or after a new generation) is read whole once. Caches
 are per store object and bounded (`CACHE_BYTES`, least recently used first). The log and
 triggers are created on first use and recreated when missing (checked whenever the schema
@@ -181,10 +181,10 @@ class SqliteVectorIndex:
         """
         entry = self._current(prefix, field)
         matrix = entry.matrix
-        return [
-            (matrix.keys[i], matrix.vector(i))
-            for i in matrix.nearest(vector, limit, metric=metric, search=search)
-        ]
+        before = matrix.nbytes
+        rows = matrix.nearest(vector, limit, metric=metric, search=search)
+        self._bytes += matrix.nbytes - before  # the coarse lists, built by a first search
+        return [(matrix.keys[i], v) for i, v in zip(rows, matrix.vectors(rows), strict=True)]
 
     def _current(self, prefix: str, field: str) -> _Entry:
         conn = self.store.conn

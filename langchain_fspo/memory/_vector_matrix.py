@@ -5,9 +5,9 @@ matrix-vector product and an L2 ranking needs no second copy. Rows are added, re
 removed in place (amortised O(1); a removal moves the last row into the gap), so an engine can
 follow a store's writes without rebuilding the matrix. The exact scan is linear in the rows:
 about 25-50 ms for 100k x 384 float32 on one shared core of the benchmark machine (memory
-bound). Given a `VectorSearch` that approximates at this size, `nearest` pre-filters by 1-bit
-sign codes (`SignCodes`, built on first use, then kept in step by every write) and ranks only
-the candidates exactly.
+bound). Given a `VectorSearch` that approximates at this size, `nearest` reads only the coarse
+lists nearest the query (`CoarseLists`: built on first use, kept in step by every write,
+rebuilt as the rows outgrow them), filters their rows by sign code and ranks the rest exactly.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from langchain_fspo.memory._vector_search import SignCodes, VectorSearch
+from langchain_fspo.memory._vector_lists import REBUILD_GROWTH, CoarseLists
+from langchain_fspo.memory._vector_search import VectorSearch
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -36,7 +37,7 @@ class VectorMatrix:
         self._row: dict[str, int] = {}
         self._unit: NDArray[np.float32] = np.zeros((max(capacity, 1), dims), dtype=np.float32)
         self._norms: NDArray[np.float32] = np.zeros(max(capacity, 1), dtype=np.float32)
-        self._codes: SignCodes | None = None
+        self._lists: CoarseLists | None = None
 
     @classmethod
     def build(cls, keys: Sequence[str], vectors: Any, dims: int | None = None) -> VectorMatrix:
@@ -64,8 +65,8 @@ class VectorMatrix:
     @property
     def nbytes(self) -> int:
         """Bytes held by the arrays (capacity included)."""
-        codes = self._codes.nbytes if self._codes is not None else 0
-        return int(self._unit.nbytes + self._norms.nbytes + codes)
+        lists = self._lists.nbytes if self._lists is not None else 0
+        return int(self._unit.nbytes + self._norms.nbytes + lists)
 
     def _put(self, key: str, unit: NDArray[np.float32], norm: float) -> None:
         row = self._row.get(key)
@@ -77,8 +78,8 @@ class VectorMatrix:
             self._row[key] = row
         self._unit[row] = unit
         self._norms[row] = norm
-        if self._codes is not None:
-            self._codes.set(row, unit.reshape(1, -1))
+        if self._lists is not None:
+            self._lists.set(row, unit.reshape(1, -1))
 
     def _grow(self, capacity: int) -> None:
         unit = np.zeros((capacity, self.dims), dtype=np.float32)
@@ -86,8 +87,8 @@ class VectorMatrix:
         unit[: len(self.keys)] = self._unit[: len(self.keys)]
         norms[: len(self.keys)] = self._norms[: len(self.keys)]
         self._unit, self._norms = unit, norms
-        if self._codes is not None:
-            self._codes.grow(capacity, len(self.keys))
+        if self._lists is not None:
+            self._lists.grow(capacity)
 
     def upsert(self, key: str, vector: Any) -> bool:
         """Set the vector of `key` (added when new); False (and nothing kept) on a wrong width."""
@@ -105,14 +106,14 @@ class VectorMatrix:
         if row is None:
             return
         last = len(self.keys) - 1
+        if self._lists is not None:
+            self._lists.remove(row, last)
         if row != last:
             moved = self.keys[last]
             self.keys[row] = moved
             self._row[moved] = row
             self._unit[row] = self._unit[last]
             self._norms[row] = self._norms[last]
-            if self._codes is not None:
-                self._codes.move(row, last)
         self.keys.pop()
 
     def vector(self, row: int) -> NDArray[np.float32]:
@@ -120,16 +121,22 @@ class VectorMatrix:
         vector: NDArray[np.float32] = self._unit[row] * self._norms[row]
         return vector
 
-    def codes(self) -> SignCodes:
-        """The rows' sign codes, built now if they were not (then kept in step by writes)."""
-        if self._codes is None:
-            n = len(self.keys)
-            center = self._unit[:n].mean(axis=0) if n else np.zeros(self.dims, np.float32)
-            codes = SignCodes(center.astype(np.float32), len(self._norms))
-            for start in range(0, n, 8192):
-                codes.set(start, self._unit[start : min(n, start + 8192)])
-            self._codes = codes
-        return self._codes
+    def vectors(self, rows: Sequence[int]) -> NDArray[np.float32]:
+        """The stored vectors of `rows`, one per line (one gather for a search's hits)."""
+        picked = np.asarray(rows, dtype=np.intp)
+        vectors: NDArray[np.float32] = self._unit[picked] * self._norms[picked, None]
+        return vectors
+
+    def lists(self) -> CoarseLists:
+        """The rows' coarse lists, built now if they were not or the rows outgrew them.
+
+        Then kept in step by writes (`CoarseLists`); rebuilt, with new centroids, once the
+        matrix holds `REBUILD_GROWTH` times the rows they were trained on.
+        """
+        n = len(self.keys)
+        if self._lists is None or n > REBUILD_GROWTH * self._lists.trained_rows:
+            self._lists = CoarseLists.build(self._unit[:n], len(self._norms))
+        return self._lists
 
     def nearest(
         self,
@@ -143,7 +150,7 @@ class VectorMatrix:
 
         `metric` "l2" ranks by Euclidean distance; anything else by cosine similarity. Exact
         unless `search` approximates at this many rows: then the exact ranking covers the
-        sign-code pre-filter's candidates only (see `VectorSearch`).
+        rows the coarse lists and sign codes leave (see `VectorSearch`).
         """
         n = len(self.keys)
         if n == 0 or limit <= 0:
@@ -154,8 +161,8 @@ class VectorMatrix:
             raise ValueError(msg)
         length = float(np.linalg.norm(query)) or 1.0
         count = search.candidates(n, limit) if search is not None else None
-        if count is not None:
-            rows = self.codes().nearest(query / length, n, count)
+        if search is not None and count is not None:
+            rows = self.lists().search(query / length, search.probed(count), count)
             unit, norms = self._unit[rows], self._norms[rows]
         else:
             rows = None

@@ -1,12 +1,17 @@
 """A TGI-speaking HTTP test server (a test double for text-generation-inference).
 
-See `server.py` for what it reproduces and how to inject faults, `spec.py` for the OpenAPI
-checks, and `scripted_backend.py` for the deterministic engine used by protocol-only tests.
+- `server.py`: `TGITestServer`, what it reproduces, its lifecycle and request dispatch;
+- `tgi_routes.py` / `openai_routes.py`: TGI's own routes and the `/v1` ones;
+- `engine.py`: running the backend; `wire.py`: the request log and response writing;
+- `faults.py`: the faults a test schedules; `spec.py`: the OpenAPI checks;
+- `scripted_backend.py`: the deterministic engine of protocol-only tests.
 """
 
+from tests.tgi_server.faults import Fault
 from tests.tgi_server.scripted_backend import ScriptedBackend
-from tests.tgi_server.server import Fault, LoggedRequest, TGITestServer
+from tests.tgi_server.server import TGITestServer
 from tests.tgi_server.spec import SpecViolationError, check, schema_errors
+from tests.tgi_server.wire import LoggedRequest
 
 __all__ = [
     "Fault",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
 
 from fspo_train.data.records import PreferenceRecord
 
@@ -23,3 +26,27 @@ def toy_records(n: int = 6, users: Sequence[str] = DEFAULT_USERS) -> list[Prefer
         for user in users
         for i in range(n)
     ]
+
+
+TINY_RUN: dict[str, object] = {
+    "num_shots": 2,
+    "per_device_train_batch_size": 2,
+    "warmup_steps": 0,
+    "max_length": 256,
+    "use_cpu": True,
+    "gradient_checkpointing": False,
+}
+"""The settings every `fspo train` run over the tiny Llama shares (K=2, CPU, short rows)."""
+
+
+def tiny_run_config(path: Path, model: Path, data: Path, out: Path, **settings: object) -> Path:
+    """Write a run.yaml training `model` on `data` into `out` (`TINY_RUN` plus `settings`)."""
+    config = {
+        "model_name_or_path": str(model),
+        "train_file": str(data),
+        "output_dir": str(out),
+        **TINY_RUN,
+        **settings,
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path

@@ -34,17 +34,21 @@ def test_each_example_has_its_command_in_its_docstring(path: Path) -> None:
     assert 'if __name__ == "__main__":' in path.read_text(encoding="utf-8")
 
 
-def test_serve_tgi_without_a_server_prints_how_to_launch_and_connect() -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "examples" / "serve_tgi.py")],
+def _serve_tgi(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run examples/serve_tgi.py with `args` from the repository root."""
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "examples" / "serve_tgi.py"), *args],
         capture_output=True,
         text=True,
         check=False,
         cwd=REPO_ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         timeout=120,
     )
+
+
+def test_serve_tgi_without_a_server_prints_how_to_launch_and_connect() -> None:
+    result = _serve_tgi()
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "No --base-url given" in out
@@ -61,15 +65,6 @@ def test_serve_tgi_without_a_server_prints_how_to_launch_and_connect() -> None:
 
 
 def test_serve_tgi_needs_the_adapter_with_a_server() -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "examples" / "serve_tgi.py"), "--base-url", "http://x"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO_ROOT,
-        env=env,
-        timeout=120,
-    )
+    result = _serve_tgi("--base-url", "http://x")
     assert result.returncode == 2
     assert "--adapter" in result.stderr

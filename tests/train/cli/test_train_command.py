@@ -14,7 +14,7 @@ from fspo_train.cli import SUBCOMMAND_MODULES, build_parser, main
 from fspo_train.data.loaders import load_records, write_records
 from fspo_train.trainer.config import CONFIG_FILENAME, load_config
 from langchain_fspo.prompt_format import PromptFormat
-from tests.train.records import toy_records
+from tests.train.records import tiny_run_config, toy_records
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -102,22 +102,14 @@ def test_fspo_train_runs_end_to_end(
     monkeypatch.chdir(tmp_path)
     tiny = Path(os.path.relpath(tiny_model_dir, tmp_path))
     data = write_records(tmp_path / "prefs.jsonl", toy_records())
-    config = _yaml(
+    config = tiny_run_config(
         tmp_path / "run.yaml",
-        {
-            "model_name_or_path": str(tiny),
-            "train_file": str(data),
-            "output_dir": str(tmp_path / "out"),
-            "num_shots": 2,
-            "max_steps": 1,
-            "per_device_train_batch_size": 2,
-            "warmup_steps": 0,
-            "max_length": 256,
-            "use_cpu": True,
-            "gradient_checkpointing": False,
-            "holdout_users": 1,
-            "holdout_question_fraction": 0.2,
-        },
+        tiny,
+        data,
+        tmp_path / "out",
+        max_steps=1,
+        holdout_users=1,
+        holdout_question_fraction=0.2,
     )
     argv = ["train", "--config", str(config), "--style", "chat", "--rationale", "user_description"]
     argv += ["--loss", "dpo", "--beta", "0.1", "--full-finetune", "--learning-rate", "1e-3"]
@@ -164,15 +156,8 @@ def test_example_config_is_valid() -> None:
     assert config.style == "chat"
     assert (config.num_shots, config.loss, config.beta) == (8, "ipo", 0.005)
     assert (config.sft_learning_rate, config.learning_rate) == (1e-7, 1e-6)
-    assert config.lora_target_modules == [
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    ]
+    all_linear = "q_proj k_proj v_proj o_proj gate_proj up_proj down_proj"
+    assert " ".join(config.lora_target_modules) == all_linear
 
 
 def test_an_unknown_or_abbreviated_flag_prints_the_subcommand_usage(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,15 +52,13 @@ def test_datasets_match_rows_and_are_reused(
     tokenizer, fmt = setup
     episodes = _episodes()
     rows = build_training_rows(episodes, fmt, tokenizer, max_length=512, sft_targets=sft_targets)
-    data = build_training_datasets(
-        episodes,
-        fmt,
-        tokenizer,
-        max_length=512,
-        sft_targets=sft_targets,
-        cache_dir=tmp_path,
-        fingerprint="run-1",
-    )
+    cached_build: dict[str, Any] = {
+        "max_length": 512,
+        "sft_targets": sft_targets,
+        "cache_dir": tmp_path,
+        "fingerprint": "run-1",
+    }
+    data = build_training_datasets(episodes, fmt, tokenizer, **cached_build)
     assert data.preference.to_list() == rows.preference
     assert data.sft.to_list() == rows.sft
     assert len(rows.sft) == len(rows.preference) * (2 if sft_targets != "chosen" else 1)
@@ -69,15 +68,7 @@ def test_datasets_match_rows_and_are_reused(
     assert all("'anon'" in s for s in data.skipped)
 
     cached = EpisodeSet(episodes=_Exploding(episodes.episodes))
-    again = build_training_datasets(
-        cached,
-        fmt,
-        tokenizer,
-        max_length=512,
-        sft_targets=sft_targets,
-        cache_dir=tmp_path,
-        fingerprint="run-1",
-    )
+    again = build_training_datasets(cached, fmt, tokenizer, **cached_build)
     assert again.preference.to_list() == rows.preference
     assert again.skipped == rows.skipped  # the skip report comes back with the cache
 

@@ -1,6 +1,8 @@
 """`fspo eval` on tiny models: implicit-reward accuracy, baselines wiring, results, CLI.
 
 Tiny random Llama + LoRA adapters built offline (`fspo_train.testing`); CPU, a few seconds each.
+One module (about 480 lines) because its tests share module-scoped fixtures, the trained run
+folder and the full evaluation over it; split, each part would build them again.
 """
 
 from __future__ import annotations

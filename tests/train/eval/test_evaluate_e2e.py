@@ -10,14 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from fspo_train.cli import main
 from fspo_train.data.loaders import write_records
 from langchain_fspo import ChatFSPO, PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat
 from tests.hub_server import HubServer
-from tests.train.records import toy_records
+from tests.train.records import tiny_run_config, toy_records
 
 USERS = ("fox", "owl", "cat")
 
@@ -37,24 +36,17 @@ def test_train_eval_publish_serve(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     data = write_records(tmp_path / "prefs.jsonl", toy_records(users=USERS))
-    config = tmp_path / "run.yaml"
     out = tmp_path / "out"
-    settings = {
-        "model_name_or_path": str(tiny_model_dir),
-        "train_file": str(data),
-        "output_dir": str(out),
-        "num_shots": 2,
-        "max_steps": 1,
-        "per_device_train_batch_size": 2,
-        "warmup_steps": 0,
-        "max_length": 256,
-        "use_cpu": True,
-        "gradient_checkpointing": False,
-        "holdout_users": 1,
-        "holdout_question_fraction": 0.34,
-        "beta": 0.1,
-    }
-    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    config = tiny_run_config(
+        tmp_path / "run.yaml",
+        tiny_model_dir,
+        data,
+        out,
+        max_steps=1,
+        holdout_users=1,
+        holdout_question_fraction=0.34,
+        beta=0.1,
+    )
     assert main(["train", "--config", str(config), "--style", "chat"]) == 0
 
     code = main(

@@ -15,7 +15,7 @@ import pytest
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.errors import ComparisonError
 from langchain_fspo.memory import PreferenceMemory
-from langchain_fspo.prompt_format import PromptFormat, neutralize
+from langchain_fspo.prompt_format import neutralize
 from tests.recording import RecordingLocalBackend
 
 pytestmark = pytest.mark.train
@@ -40,19 +40,6 @@ def memory(tmp_path: Path) -> PreferenceMemory:
     with PreferenceMemory.sqlite(tmp_path / "prefs.db") as memory:
         memory.add("ada", prompt="Tea or coffee?", chosen="ADA-TEA", rejected="ADA-COFFEE")
         yield memory
-
-
-@pytest.fixture
-def llm(
-    backend: RecordingLocalBackend, memory: PreferenceMemory, tiny_adapter_dirs: dict[str, Path]
-) -> ChatFSPO:
-    return ChatFSPO(
-        backend=backend,
-        prompt_format=PromptFormat.from_pretrained(tiny_adapter_dirs["alpha"]),
-        model="alpha",
-        memory=memory,
-        max_tokens=6,
-    )
 
 
 def test_compare_record_then_the_next_prompt_carries_the_choice(

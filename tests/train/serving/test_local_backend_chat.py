@@ -18,7 +18,6 @@ from langchain_core.messages import AIMessageChunk
 
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.memory import PreferenceMemory
-from langchain_fspo.prompt_format import PromptFormat
 from tests.recording import RecordingLocalBackend
 
 pytestmark = pytest.mark.train
@@ -56,19 +55,6 @@ def memory(tmp_path: Path) -> PreferenceMemory:
             )
     yield memory
     memory.close()
-
-
-@pytest.fixture
-def llm(
-    backend: RecordingLocalBackend, memory: PreferenceMemory, tiny_adapter_dirs: dict[str, Path]
-) -> ChatFSPO:
-    return ChatFSPO(
-        backend=backend,
-        prompt_format=PromptFormat.from_pretrained(tiny_adapter_dirs["alpha"]),
-        model="alpha",
-        memory=memory,
-        max_tokens=6,
-    )
 
 
 def _canaries(text: str) -> set[str]:

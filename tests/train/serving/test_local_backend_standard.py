@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from langchain_fspo.prompt_format import PromptFormat
-from tests.standard_suite import FSPOIntegrationTests
+from tests.standard_suite import FSPOIntegrationTests, NoToolsNoSchema
 
 pytestmark = pytest.mark.train
 
@@ -34,7 +34,7 @@ def _tiny_backend(tiny_model_dir: Path, tiny_adapter_dirs: dict[str, Path]) -> N
         _SHARED["format"] = PromptFormat.from_pretrained(tiny_adapter_dirs["alpha"])
 
 
-class TestChatFSPOLocalStandard(FSPOIntegrationTests):
+class TestChatFSPOLocalStandard(NoToolsNoSchema, FSPOIntegrationTests):
     @property
     def backend_params(self) -> dict[str, Any]:
         return {"backend": _SHARED["backend"], "model": "alpha"}
@@ -50,14 +50,6 @@ class TestChatFSPOLocalStandard(FSPOIntegrationTests):
         params = super().standard_chat_model_params
         params["max_tokens"] = 8
         return params
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return False
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False
 
     @property
     def supports_model_override(self) -> bool:

@@ -1,10 +1,8 @@
-"""Unit tests of the pipeline's parts: store, parsers, prompts, domains, models, runner, CLI."""
+"""Unit tests of the pipeline's parts: store, parsers, prompts, domains, models, runner."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,6 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from fspo_train.cli.synth import main, register
 from fspo_train.synth import (
     JsonlStore,
     OutputParseError,
@@ -64,6 +61,28 @@ def test_store_refuses_corruption_in_the_middle(tmp_path):
     path.write_text('{"id": "a"}\nnot json\n{"id": "c"}\n')
     with pytest.raises(RunStateError, match="line 2 is not valid JSON"):
         JsonlStore(path)
+
+
+@given(cut=st.integers(min_value=0, max_value=10_000))
+@settings(max_examples=60, deadline=None)
+def test_store_recovers_from_a_crash_at_any_byte(tmp_path_factory, cut):
+    folder = tmp_path_factory.mktemp("crash")
+    rows = [{"id": f"r{i:02d}", "status": "ok", "output": {"text": "é" * i}} for i in range(30)]
+    full = folder / "full.jsonl"
+    with JsonlStore(full, fsync=False) as store:
+        for row in rows:
+            store.append(row)
+    data = full.read_bytes()
+    torn = folder / "torn.jsonl"
+    torn.write_bytes(data[: cut % (len(data) + 1)])
+    recovered = JsonlStore(torn, fsync=False)
+    kept = list(recovered)
+    assert kept == rows[: len(kept)]  # a prefix, never a garbled row
+    assert torn.read_bytes() == data[: torn.stat().st_size]  # cut back to a line boundary
+    with recovered:
+        for row in rows[len(kept) :]:
+            recovered.append(row)
+    assert torn.read_bytes() == data
 
 
 # --- parsers ---------------------------------------------------------------------------------
@@ -339,154 +358,3 @@ def test_scripted_model_reports_usage():
     message = model.invoke("<question>\nq\n</question>\n<view>\na frugal approach\n</view>")
     assert "frugal" in message.text
     assert message.usage_metadata["input_tokens"] > 0
-
-
-# --- CLI -------------------------------------------------------------------------------------
-
-
-def test_register_adds_the_synth_subcommand():
-    parser = argparse.ArgumentParser(prog="fspo")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        [
-            "synth",
-            "--domain",
-            "elix",
-            "--out",
-            "x",
-            "--generator",
-            "a:b",
-            "--generator",
-            "c:d",
-            "--labeller",
-            "e:f",
-            "--questions",
-            "7",
-            "--concurrency",
-            "32",
-        ]
-    )
-    assert args.generator == ["a:b", "c:d"]
-    assert (args.questions, args.concurrency) == (7, 32)
-    assert callable(args.func)
-
-
-def test_cli_reports_bad_input(tmp_path, capsys):
-    status = main(
-        [
-            "synth",
-            "--domain",
-            "imdb",
-            "--out",
-            str(tmp_path),
-            "--generator",
-            "a:b",
-            "--labeller",
-            "a:b",
-        ]
-    )
-    assert status == 2
-    assert "Unknown domain 'imdb'" in capsys.readouterr().err
-
-
-def test_fspo_cli_runs_a_domain(tmp_path, capsys):
-    from fspo_train.cli import main as fspo_main  # the `fspo` entry point
-
-    spec = "factory:tests.train.synth.scripted:make_model"
-    status = fspo_main(
-        [
-            "synth",
-            "--domain",
-            "elix",
-            "--out",
-            str(tmp_path / "r"),
-            "--generator",
-            spec,
-            "--labeller",
-            spec,
-            "--questions",
-            "4",
-            "--question-batch",
-            "2",
-            "--responses-per-question",
-            "3",
-            "--no-progress",
-            "--no-fsync",
-        ]
-    )
-    assert status == 0
-    assert "5 users, 4 questions" in capsys.readouterr().out
-    report = json.loads((tmp_path / "r" / "report.json").read_text())
-    assert report["records"]["records"] > 0
-
-
-def test_cli_flags_too_much_disagreement(tmp_path, capsys):
-    spec = "factory:tests.train.synth.scripted:make_model"
-    args = [
-        "synth",
-        "--domain",
-        "reviews",
-        "--out",
-        str(tmp_path / "r"),
-        "--generator",
-        spec,
-        "--labeller",
-        spec,
-        "--questions",
-        "4",
-        "--responses-per-question",
-        "4",
-        "--disagreement-threshold",
-        "0.0",
-        "--no-progress",
-        "--no-fsync",
-    ]
-    assert main(args) == 0
-    assert "disagreement is above the threshold" in capsys.readouterr().out
-    assert main([*args, "--fail-on-disagreement"]) == 4
-    flagged = json.loads((tmp_path / "r" / "disagreement.json").read_text())
-    assert flagged["needs_regeneration"] is True
-    assert flagged["mean_disagreement"] > 0.0
-
-
-@given(cut=st.integers(min_value=0, max_value=10_000))
-@settings(max_examples=60, deadline=None)
-def test_store_recovers_from_a_crash_at_any_byte(tmp_path_factory, cut):
-    folder = tmp_path_factory.mktemp("crash")
-    rows = [{"id": f"r{i:02d}", "status": "ok", "output": {"text": "é" * i}} for i in range(30)]
-    full = folder / "full.jsonl"
-    with JsonlStore(full, fsync=False) as store:
-        for row in rows:
-            store.append(row)
-    data = full.read_bytes()
-    torn = folder / "torn.jsonl"
-    torn.write_bytes(data[: cut % (len(data) + 1)])
-    recovered = JsonlStore(torn, fsync=False)
-    kept = list(recovered)
-    assert kept == rows[: len(kept)]  # a prefix, never a garbled row
-    assert torn.read_bytes() == data[: torn.stat().st_size]  # cut back to a line boundary
-    with recovered:
-        for row in rows[len(kept) :]:
-            recovered.append(row)
-    assert torn.read_bytes() == data
-
-
-def test_cli_estimate_sends_nothing(tmp_path, capsys):
-    status = main(
-        [
-            "synth",
-            "--domain",
-            "roleplay",
-            "--out",
-            str(tmp_path / "r"),
-            "--generator",
-            "openai:nope@http://127.0.0.1:9/v1",
-            "--labeller",
-            "openai:nope",
-            "--estimate",
-        ]
-    )
-    assert status == 0
-    out = capsys.readouterr().out
-    assert "personas        1,500" in out
-    assert not (tmp_path / "r").exists()

@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from fspo_train.data.loaders import write_records
 from fspo_train.trainer.distributed import CHECKPOINT_COMPLETE
 from fspo_train.trainer.run import STAGE_MARKER, SUMMARY_FILENAME
-from tests.train.records import toy_records
+from tests.train.records import tiny_run_config, toy_records
 from tests.train.trainer.slow_run import slow_run_script
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
@@ -33,27 +32,20 @@ def _checkpoint_ready(path: Path) -> bool:
 def test_killed_run_resumes_from_its_checkpoint(tmp_path: Path, tiny_model_dir: Path) -> None:
     tiny = tiny_model_dir
     out = tmp_path / "run"
-    config = {
-        "model_name_or_path": str(tiny),
-        "train_file": str(write_records(tmp_path / "prefs.jsonl", toy_records())),
-        "output_dir": str(out),
-        "style": "chat",
-        "num_shots": 2,
-        "max_steps": 4,
-        "save_steps": 1,
-        "save_total_limit": None,
-        "per_device_train_batch_size": 2,
-        "warmup_steps": 0,
-        "sft_learning_rate": 1e-3,
-        "learning_rate": 1e-3,
-        "max_length": 256,
-        "use_cpu": True,
-        "gradient_checkpointing": False,
-        "logging_steps": 1,
-        "resume": True,
-    }
-    config_path = tmp_path / "run.yaml"
-    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    config_path = tiny_run_config(
+        tmp_path / "run.yaml",
+        tiny,
+        write_records(tmp_path / "prefs.jsonl", toy_records()),
+        out,
+        style="chat",
+        max_steps=4,
+        save_steps=1,
+        save_total_limit=None,
+        sft_learning_rate=1e-3,
+        learning_rate=1e-3,
+        logging_steps=1,
+        resume=True,
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
     args = ["--log-level", "WARNING", "train", "--config", str(config_path)]
 

@@ -1,13 +1,13 @@
-"""`ChatFSPO` without torch: prompt building, user resolution, parameters, parsing, retries.
+"""`ChatFSPO` without torch: parameters, prompt styles, parsing, `from_pretrained`.
 
 The backend here is `ScriptedBackend`, a test double of the abstract `Backend` interface that
-returns scripted completions and records what it received. The real in-process backend (real
-tiny model) is exercised in `tests/train/serving/test_local_backend_chat.py`.
+returns scripted completions and records what it received (user resolution and retries have
+their own modules beside this one). The real in-process backend (real tiny model) is exercised
+in `tests/train/serving/test_local_backend_chat.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from pathlib import Path
@@ -15,44 +15,17 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.runnables import RunnableConfig, RunnableLambda
 
-from langchain_fspo.backends._policy import RetryPolicy
-from langchain_fspo.backends.base import Backend, GenerationParams
+from langchain_fspo.backends.base import GenerationParams
 from langchain_fspo.chat_models import ChatFSPO
 from langchain_fspo.errors import (
     AdapterNotFoundError,
-    InferenceServerError,
-    InferenceTimeoutError,
     PromptFormatError,
 )
 from langchain_fspo.memory import PreferenceMemory
 from langchain_fspo.prompt_format import PromptFormat, RenderedPrompt
 from tests.recording import ScriptedBackend
-
-CHAT = PromptFormat(style="chat", num_shots=2, system_prompt="Be kind.")
-PAPER = PromptFormat(style="paper", num_shots=2)
-RAT = PromptFormat(style="chat", num_shots=2, rationale="user_description")
-
-
-@pytest.fixture
-def memory() -> PreferenceMemory:
-    memory = PreferenceMemory()
-    for i in range(3):
-        memory.add(
-            "ada", prompt=f"Ada question {i}?", chosen=f"ADA-CHOSEN-{i}", rejected=f"ADA-REJ-{i}"
-        )
-    memory.add("bob", prompt="Bob question?", chosen="BOB-CHOSEN", rejected="BOB-REJ")
-    return memory
-
-
-def _model(backend: Backend | None = None, **kwargs: Any) -> ChatFSPO:
-    defaults: dict[str, Any] = {
-        "backend": backend or ScriptedBackend(),
-        "prompt_format": CHAT,
-        "model": "alpha",
-    }
-    return ChatFSPO(**{**defaults, **kwargs})
+from tests.unit_tests.chat_models.scripted import PAPER, RAT, scripted_model
 
 
 def _fspo_text(prompt: RenderedPrompt) -> str:
@@ -64,39 +37,27 @@ def _fspo_text(prompt: RenderedPrompt) -> str:
 
 def test_every_declared_parameter_reaches_the_backend() -> None:
     backend = ScriptedBackend()
-    model = _model(
-        backend,
-        temperature=0.3,
-        max_tokens=17,
-        top_p=0.8,
-        top_k=12,
-        seed=5,
-        stop=["END"],
-        frequency_penalty=0.1,
-        presence_penalty=0.2,
-        repetition_penalty=1.1,
-        model_kwargs={"min_p": 0.05},
-    )
+    declared: dict[str, Any] = {
+        "temperature": 0.3,
+        "max_tokens": 17,
+        "top_p": 0.8,
+        "top_k": 12,
+        "seed": 5,
+        "stop": ["END"],
+        "frequency_penalty": 0.1,
+        "presence_penalty": 0.2,
+        "repetition_penalty": 1.1,
+    }
+    model = scripted_model(backend, **declared, model_kwargs={"min_p": 0.05})
     model.invoke("Hi")
     (_, adapter, params) = backend.calls[0]
     assert adapter == "alpha"
-    assert params == GenerationParams(
-        temperature=0.3,
-        max_tokens=17,
-        top_p=0.8,
-        top_k=12,
-        seed=5,
-        stop=["END"],
-        frequency_penalty=0.1,
-        presence_penalty=0.2,
-        repetition_penalty=1.1,
-        extra={"min_p": 0.05},
-    )
+    assert params == GenerationParams(**declared, extra={"min_p": 0.05})
 
 
 def test_call_kwargs_override_fields() -> None:
     backend = ScriptedBackend()
-    model = _model(backend, temperature=0.3, max_tokens=17, stop=["END"], seed=1)
+    model = scripted_model(backend, temperature=0.3, max_tokens=17, stop=["END"], seed=1)
     model.invoke(
         "Hi",
         temperature=0.9,
@@ -119,13 +80,13 @@ def test_call_kwargs_override_fields() -> None:
 
 def test_unknown_init_arguments_become_model_kwargs(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
-        model = _model(typical_p=0.4)
+        model = scripted_model(typical_p=0.4)
     assert model.model_kwargs == {"typical_p": 0.4}
     assert "typical_p" in caplog.text
 
 
 def test_ls_params_follow_the_model_override() -> None:
-    model = _model(temperature=0.2, max_tokens=9, stop=["x"])
+    model = scripted_model(temperature=0.2, max_tokens=9, stop=["x"])
     params = model._get_ls_params()
     assert params == {
         "ls_provider": "fspo",
@@ -140,147 +101,11 @@ def test_ls_params_follow_the_model_override() -> None:
     assert model._identifying_params["model_name"] == "alpha"
 
 
-# ---------------------------------------------------------------- users
-
-
-def _users_seen(backend: ScriptedBackend) -> list[str]:
-    """Which user's examples each recorded prompt holds (by the canary in the text)."""
-    seen = []
-    for prompt, _, _ in backend.calls:
-        owners = {name for name in ("ADA", "BOB") if f"{name}-CHOSEN" in prompt.text}
-        seen.append(",".join(sorted(owners)) or "none")
-    return seen
-
-
-def test_user_resolution_order(memory: PreferenceMemory) -> None:
-    backend = ScriptedBackend()
-    model = _model(backend, memory=memory, user_id="ada")
-    config = {"configurable": {"user_id": "bob"}}
-    results = [
-        model.invoke("Q?"),  # the field
-        model.invoke("Q?", config=config),  # config beats the field
-        model.invoke("Q?", config=config, user_id="ada"),  # the call beats config
-        model.with_config(configurable={"user_id": "bob"}).invoke("Q?"),
-        (RunnableLambda(lambda x: x) | model).invoke("Q?", config=config),  # inside a chain
-        # a bound keyword is the call's keyword: it beats config, also inside a chain
-        model.bind(user_id="ada").invoke("Q?", config=config),
-        (RunnableLambda(lambda x: x) | model.bind(user_id="ada")).invoke("Q?", config=config),
-    ]
-    expected = ["ada", "bob", "ada", "bob", "bob", "ada", "ada"]
-    assert [r.response_metadata["user_id"] for r in results] == expected
-    assert _users_seen(backend) == [user.upper() for user in expected]
-
-
-def test_a_bound_user_beats_config_in_a_chain_on_every_entry_point(
-    memory: PreferenceMemory,
-) -> None:
-    backend = ScriptedBackend()
-    chain = RunnableLambda(lambda x: x) | _model(backend, memory=memory).bind(user_id="ada")
-    config: RunnableConfig = {"configurable": {"user_id": "bob"}}
-
-    async def run_async() -> list[Any]:
-        return [
-            await chain.ainvoke("Q?", config=config),
-            [c async for c in chain.astream("Q?", config=config)][-1],
-            *(await chain.abatch(["Q?"], config=config)),
-        ]
-
-    results = [
-        list(chain.stream("Q?", config=config))[-1],
-        *chain.batch(["Q?"], config=config),
-        *asyncio.run(run_async()),
-    ]
-    assert [r.response_metadata["user_id"] for r in results] == ["ada"] * 5
-    assert _users_seen(backend) == ["ADA"] * 5
-
-
-def test_user_from_config_reaches_stream_batch_and_async(memory: PreferenceMemory) -> None:
-    backend = ScriptedBackend()
-    model = _model(backend, memory=memory)
-    cfg: RunnableConfig = {"configurable": {"user_id": "bob"}}
-    chunks = list(model.stream("Q?", config=cfg))
-    assert chunks[-1].response_metadata["user_id"] == "bob"
-    batch = model.batch(["Q?", "Q?"], config=[cfg, RunnableConfig(configurable={"user_id": "ada"})])
-    assert [m.response_metadata["user_id"] for m in batch] == ["bob", "ada"]
-
-    async def run() -> list[str | None]:
-        one = await model.ainvoke("Q?", config=cfg)
-        streamed = [c async for c in model.astream("Q?", config=cfg)]
-        many = await model.abatch(
-            ["Q?", "Q?"], config=[RunnableConfig(configurable={"user_id": "ada"}), cfg]
-        )
-        return [
-            one.response_metadata["user_id"],
-            streamed[-1].response_metadata["user_id"],
-            *(m.response_metadata["user_id"] for m in many),
-        ]
-
-    assert asyncio.run(run()) == ["bob", "bob", "ada", "bob"]
-
-    async def events() -> list[Any]:
-        return [
-            e["data"]["output"].response_metadata["user_id"]
-            async for e in model.astream_events("Q?", config=cfg, version="v2")
-            if e["event"] == "on_chat_model_end"
-        ]
-
-    assert asyncio.run(events()) == ["bob"]
-    assert _users_seen(backend) == ["BOB", "BOB", "ADA", "BOB", "BOB", "ADA", "BOB", "BOB"]
-
-
-@pytest.mark.parametrize("user_id", [None, "nobody"])
-def test_unknown_or_absent_user_is_zero_shot(memory: PreferenceMemory, user_id: str | None) -> None:
-    backend = ScriptedBackend()
-    model = _model(backend, memory=memory)
-    message = model.invoke("Q?", user_id=user_id)
-    prompt = backend.calls[0][0]
-    assert prompt.shots == []
-    assert "Generate a response to the following question." in prompt.text
-    assert "# Example" not in prompt.text
-    assert message.response_metadata["example_ids"] == []
-    assert message.response_metadata["user_id"] == user_id
-
-
-def test_no_memory_is_zero_shot() -> None:
-    prompt = _model(user_id="ada").build_prompt("Q?")
-    assert prompt.shots == []
-    assert prompt.text.startswith("# Task\n")
-
-
-def test_memory_selection_uses_k_and_the_newest_examples(memory: PreferenceMemory) -> None:
-    backend = ScriptedBackend()
-    model = _model(backend, memory=memory)
-    message = model.invoke("Q?", user_id="ada")
-    prompt = backend.calls[0][0]
-    ids = [ex.id for ex in memory.list("ada")]
-    assert message.response_metadata["example_ids"] == ids[-2:] == prompt.example_ids
-    assert "ADA-CHOSEN-0" not in prompt.text
-    assert prompt.text.index("ADA-CHOSEN-1") < prompt.text.index("ADA-CHOSEN-2")
-
-
-def test_build_prompt_is_what_the_backend_receives(memory: PreferenceMemory) -> None:
-    backend = ScriptedBackend()
-    model = _model(backend, memory=memory)
-    expected = model.build_prompt("Q?", config={"configurable": {"user_id": "ada"}})
-    model.invoke("Q?", user_id="ada")
-    assert backend.calls[0][0] == expected
-    assert asyncio.run(model.abuild_prompt("Q?", user_id="ada")) == expected
-
-
-def test_token_budget_uses_the_backend_counter(memory: PreferenceMemory) -> None:
-    fmt = PromptFormat(style="paper", num_shots=3, max_prompt_tokens=40)
-    prompt = _model(prompt_format=fmt, memory=memory).build_prompt("Q?", user_id="ada")
-    assert 0 < len(prompt.shots) < 3
-    assert prompt.dropped == 3 - len(prompt.shots)
-    assert prompt.num_tokens == len(prompt.text.split())
-    assert prompt.num_tokens <= 40
-
-
 # ---------------------------------------------------------------- styles
 
 
 def test_chat_style_keeps_turns_and_merges_system_messages(memory: PreferenceMemory) -> None:
-    model = _model(memory=memory)
+    model = scripted_model(memory=memory)
     messages = [
         SystemMessage("Answer in English."),
         HumanMessage("Earlier question"),
@@ -301,7 +126,7 @@ def test_chat_style_keeps_turns_and_merges_system_messages(memory: PreferenceMem
 
 
 def test_paper_style_uses_only_the_last_human_message(memory: PreferenceMemory) -> None:
-    model = _model(prompt_format=PAPER, memory=memory)
+    model = scripted_model(prompt_format=PAPER, memory=memory)
     messages = [
         SystemMessage("sys"),
         HumanMessage("old"),
@@ -317,7 +142,7 @@ def test_paper_style_uses_only_the_last_human_message(memory: PreferenceMemory) 
 
 def test_a_conversation_without_a_human_message_is_an_error() -> None:
     with pytest.raises(ValueError, match="needs a human message"):
-        _model().invoke([SystemMessage("only a system message")])
+        scripted_model().invoke([SystemMessage("only a system message")])
 
 
 # ---------------------------------------------------------------- parsing
@@ -325,7 +150,7 @@ def test_a_conversation_without_a_human_message_is_an_error() -> None:
 
 def test_rat_completion_is_split_into_description_and_answer() -> None:
     reply = "## User Description\nLikes cats.\n## Preferred Response \nGet a cat.\n"
-    model = _model(ScriptedBackend(reply, chunk_size=2), prompt_format=RAT)
+    model = scripted_model(ScriptedBackend(reply, chunk_size=2), prompt_format=RAT)
     message = model.invoke("Pet?")
     assert message.content == "Get a cat."
     assert message.response_metadata["user_description"] == "Likes cats."
@@ -338,13 +163,13 @@ def test_rat_completion_is_split_into_description_and_answer() -> None:
 
 def test_paper_headers_are_stripped_and_runaway_blocks_cut() -> None:
     reply = "## Preferred Response \nA short answer.\n# Example 9\n## Question \nmore"
-    model = _model(ScriptedBackend(reply, chunk_size=1), prompt_format=PAPER)
+    model = scripted_model(ScriptedBackend(reply, chunk_size=1), prompt_format=PAPER)
     assert model.invoke("Q?").content == "A short answer."
     assert "".join(str(c.content) for c in model.stream("Q?")) == "A short answer."
 
 
 def test_stream_last_chunk_carries_metadata_and_usage() -> None:
-    model = _model(ScriptedBackend("Hello there, friend."), user_id="ada")
+    model = scripted_model(ScriptedBackend("Hello there, friend."), user_id="ada")
     chunks = list(model.stream("Q?"))
     assert len(chunks) >= 6
     assert all(c.chunk_position is None for c in chunks[:-1])
@@ -369,91 +194,12 @@ def test_streaming_field_routes_invoke_through_stream() -> None:
         def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:
             tokens.append(str(token))
 
-    message = _model(backend, streaming=True).invoke("Q?", config={"callbacks": [Collect()]})
+    message = scripted_model(backend, streaming=True).invoke(
+        "Q?", config={"callbacks": [Collect()]}
+    )
     assert message.content == "Streamed."
     assert "".join(tokens) == "Streamed."
     assert len(tokens) >= 3
-
-
-# ---------------------------------------------------------------- errors, retries, timeouts
-
-
-def test_unknown_adapter_raises() -> None:
-    with pytest.raises(AdapterNotFoundError, match="'gamma'"):
-        _model().invoke("Q?", model="gamma")
-
-
-def test_server_errors_are_retried_then_raised(caplog: pytest.LogCaptureFixture) -> None:
-    flaky = ScriptedBackend(fail_times=1)
-    with caplog.at_level(logging.WARNING):
-        assert _model(flaky, max_retries=1).invoke("Q?").content == "Fine answer."
-    assert len(flaky.calls) == 2
-    assert "retry 1/1" in caplog.text
-    broken = ScriptedBackend(fail_times=5)
-    with pytest.raises(InferenceServerError, match="503"):
-        _model(broken, max_retries=0).invoke("Q?")
-    assert len(broken.calls) == 1
-    streaming = ScriptedBackend(fail_times=1)
-    assert (
-        "".join(str(c.content) for c in _model(streaming, max_retries=1).stream("Q?"))
-        == "Fine answer."
-    )
-
-
-class _OutOfMemoryError(RuntimeError):
-    """Named like torch's `torch.OutOfMemoryError` (a `RuntimeError`), which it stands for."""
-
-
-class _OutOfMemoryBackend(ScriptedBackend):
-    def generate(self, prompt: RenderedPrompt, *, adapter: str | None, params: GenerationParams):
-        self._record(prompt, adapter, params)
-        try:
-            raise _OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        except _OutOfMemoryError as e:
-            msg = f"LocalBackend generation failed for adapter {adapter!r}: {e}"
-            raise InferenceServerError(msg) from e  # as LocalBackend raises it
-
-
-def test_out_of_memory_is_not_retried() -> None:
-    backend = _OutOfMemoryBackend()
-    with pytest.raises(InferenceServerError, match="out of memory"):
-        _model(backend, max_retries=3).invoke("Q?")
-    assert len(backend.calls) == 1
-
-
-def test_max_retries_and_timeout_configure_the_backends_layer() -> None:
-    backend = ScriptedBackend(fail_times=5)
-    backend.retry = RetryPolicy(max_retries=3, backoff_factor=0.001)
-    with pytest.raises(InferenceServerError, match="gave up after 3 retries"):
-        _model(backend).invoke("Q?")  # not given: the backend's own policy
-    assert len(backend.calls) == 4
-    backend.calls.clear()
-    with pytest.raises(InferenceServerError, match="503"):
-        _model(backend, max_retries=0).invoke("Q?")  # given: it wins
-    assert len(backend.calls) == 1
-    assert backend.retry.max_retries == 3  # the shared backend itself is left as it was
-    model = _model(backend, max_retries=1, timeout=2.5)
-    assert model._backend().retry == RetryPolicy(max_retries=1, backoff_factor=0.001, timeout=2.5)
-    assert model._backend() is model._backend()  # configured once
-    copy = model.model_copy(update={"max_retries": 0})
-    assert copy._backend().retry.max_retries == 0
-
-
-def test_timeout_applies_to_sync_and_async_calls_and_streams() -> None:
-    slow = _model(ScriptedBackend(delay=0.5), timeout=0.05, max_retries=0)
-    with pytest.raises(InferenceTimeoutError, match=r"within 0\.05s"):
-        slow.invoke("Q?")
-    with pytest.raises(InferenceTimeoutError, match=r"within 0\.05s"):
-        asyncio.run(slow.ainvoke("Q?"))
-    with pytest.raises(InferenceTimeoutError, match=r"no stream event within 0\.05s"):
-        list(slow.stream("Q?"))
-
-    async def astream() -> None:
-        async for _ in slow.astream("Q?"):
-            pass
-
-    with pytest.raises(InferenceTimeoutError, match=r"no stream event within 0\.05s"):
-        asyncio.run(astream())
 
 
 # ---------------------------------------------------------------- from_pretrained

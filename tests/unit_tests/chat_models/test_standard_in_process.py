@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from tests.recording import ScriptedBackend
-from tests.standard_suite import FSPOUnitTests
+from tests.standard_suite import FSPOUnitTests, NoToolsNoSchema
 
 
-class TestChatFSPOStandard(FSPOUnitTests):
+class TestChatFSPOStandard(NoToolsNoSchema, FSPOUnitTests):
     @property
     def backend_params(self) -> dict[str, Any]:
         return {"backend": ScriptedBackend(), "model": "alpha"}
@@ -18,11 +18,3 @@ class TestChatFSPOStandard(FSPOUnitTests):
         params = super().standard_chat_model_params
         params.pop("api_key", None)  # the backend holds credentials, not the chat model
         return params
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return False
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False

@@ -16,7 +16,7 @@ from langchain_fspo.selection import (
     mmr_select,
     normalize,
 )
-from tests.memory_stores import HashingEmbeddings
+from tests.memory_stores import INDEX_DIMS, HashingEmbeddings
 
 TOPICS = [
     "How should I bake sourdough bread at home?",
@@ -225,6 +225,63 @@ def test_hashing_embeddings_are_deterministic() -> None:
 # ----------------------------------------------------------------------------- PostgreSQL
 
 
+@pytest.mark.parametrize(
+    ("count", "estimate", "total", "hnsw"),
+    [
+        (2_000, 2_000.0, 2_000.0, False),  # small users: always exact
+        (2_001, None, 114_010.0, True),  # not in the planner's statistics: HNSW
+        (2_001, 10_154.0, 114_010.0, False),  # 9 % of the table: the exact scan is cheaper
+        (2_001, 99_751.0, 114_010.0, True),  # most of the table: HNSW
+        (2_001, 50_000.0, 10_000_000.0, False),  # 0.5 % of a large table
+    ],
+)
+def test_postgres_picks_hnsw_by_the_users_share_of_the_table(
+    count: int, estimate: float | None, total: float, hnsw: bool
+) -> None:
+    from langchain_fspo.memory._engine_postgres import _approximate
+
+    assert _approximate(count, estimate, total) is hnsw
+
+
+def test_postgres_count_estimates_are_asked_once_then_cached() -> None:
+    from langchain_fspo.memory._engine_postgres import PostgresEngine
+
+    engine = PostgresEngine.__new__(PostgresEngine)  # no store: only the cache is exercised
+    engine._estimates = {}
+    steps = engine._estimate("fspo.u.examples")
+    sql = next(steps)
+    assert "pg_stats" in sql.statements[0][0]
+    assert sql.statements[0][1] == ("fspo.u.examples",)
+    with pytest.raises(StopIteration) as stop:
+        steps.send([{"estimate": 10_154.0, "total": 114_010.0}])
+    assert stop.value.value == (10_154.0, 114_010.0)
+    with pytest.raises(StopIteration) as again:  # answered from the cache: no SQL
+        next(engine._estimate("fspo.u.examples"))
+    assert again.value.value == (10_154.0, 114_010.0)
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_postgres_count_estimate_reads_the_planners_statistics(indexed_postgres_store) -> None:
+    """The estimate's SQL runs on a real server: after ANALYZE, the table's size is known."""
+    from langchain_fspo.memory._engine_postgres import _ESTIMATE
+    from langchain_fspo.memory._engines import Forget
+
+    root = ("fspo-tests", "estimate")
+    memory = PreferenceMemory(indexed_postgres_store, namespace=root)
+    try:
+        populate(memory, "big")
+        engine = memory._driver.engine
+        with engine._connection() as conn:
+            conn.execute("ANALYZE store_vectors")
+            prefix = ".".join(memory.namespaces("big").examples)
+            row = conn.execute(_ESTIMATE, (prefix,)).fetchone()
+        assert row["total"] >= len(TOPICS)
+        assert row["estimate"] is None or 0 < row["estimate"] <= row["total"]
+    finally:
+        memory._driver.engine.run(Forget(root))
+
+
 @pytest.mark.postgres
 @pytest.mark.integration
 def test_postgres_large_users_go_through_the_hnsw_index(
@@ -245,6 +302,7 @@ def test_postgres_large_users_go_through_the_hnsw_index(
             assert "exact scan" in caplog.text
             caplog.clear()
             monkeypatch.setattr(_engine_postgres, "EXACT_SEARCH_MAX", 3)
+            monkeypatch.setattr(_engine_postgres, "HNSW_EXACT_RATIO", 0)  # whatever the stats say
             approximate = memory.select("big", query, k=3, strategy="relevant")
             assert "HNSW" in caplog.text
         assert approximate[0].prompt == "What is a good beginner houseplant?"
@@ -252,3 +310,36 @@ def test_postgres_large_users_go_through_the_hnsw_index(
         assert all(e.chosen.startswith("answer") for e in approximate)
     finally:
         memory._driver.engine.run(Forget(root))
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+async def test_postgres_async_hnsw_search_is_pipelined_like_the_sync_one(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled store runs the HNSW search natively, as one pipeline, and agrees with sync.
+
+    The pipeline holds the settings, the search and the commit; checked for `relevant` and
+    `diverse`.
+    """
+    from langchain_fspo.memory import _engine_postgres
+
+    index = {"dims": INDEX_DIMS, "embed": HashingEmbeddings(INDEX_DIMS), "fields": ["prompt"]}
+    monkeypatch.setattr(_engine_postgres, "EXACT_SEARCH_MAX", 3)
+    monkeypatch.setattr(_engine_postgres, "HNSW_EXACT_RATIO", 0)
+    async with PreferenceMemory.postgres(postgres_url, index=index, max_connections=2) as memory:
+        assert memory._driver.engine.async_mode == "native"
+        user = "hnsw-async"
+        memory.forget(user)
+        try:
+            populate(memory, user)
+            query = "houseplant for a beginner"
+            for strategy in ("relevant", "diverse"):
+                sync = memory.select(user, query, k=3, strategy=strategy)
+                native = await memory.aselect(user, query, k=3, strategy=strategy)
+                assert [e.id for e in native] == [e.id for e in sync]
+                assert len(native) == 3
+            (hit,) = await memory.aselect(user, query, k=1, strategy="relevant")
+            assert hit.prompt == "What is a good beginner houseplant?"
+        finally:
+            memory.forget(user)
