@@ -182,19 +182,19 @@ class JsonHttp:
 
     def close(self) -> None:
         """Close the sync client and every loop's async connections (reopened on use)."""
-        with self._lock:
-            sync, self._sync = self._sync, None
-        if sync is not None:
-            sync.close()
+        self._close_sync()
         self._async_clients.close()
 
     async def aclose(self) -> None:
         """`close`, awaiting the running event loop's connections."""
+        self._close_sync()
+        await self._async_clients.aclose()
+
+    def _close_sync(self) -> None:
         with self._lock:
             sync, self._sync = self._sync, None
         if sync is not None:
             sync.close()
-        await self._async_clients.aclose()
 
 
 def _read_body(response: httpx.Response) -> bytes:

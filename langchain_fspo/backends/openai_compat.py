@@ -17,21 +17,19 @@ from pydantic import SecretStr
 from langchain_fspo.backends._event_stream import achunks, chunks
 from langchain_fspo.backends._http import (
     CallContext,
-    normalize_base_url,
     resolve_api_key,
     safe_url,
 )
-from langchain_fspo.backends._json_http import JsonHttp
 from langchain_fspo.backends._openai_models import Flavor, ServedModels
 from langchain_fspo.backends._openai_wire import CompletionStream, parse_completion
 from langchain_fspo.backends._retry import (
-    RetryPolicy,
     acall_with_retries,
     astream_with_retries,
     call_with_retries,
     stream_with_retries,
 )
-from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
+from langchain_fspo.backends._server import ServerBackend
+from langchain_fspo.backends.base import Generation, GenerationChunk, GenerationParams
 from langchain_fspo.backends.runtime_lora import (
     missing_adapter_is_typed,
 )
@@ -42,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["OpenAICompatibleBackend"]
 
 
-class OpenAICompatibleBackend(ServedModels, Backend):
+class OpenAICompatibleBackend(ServedModels, ServerBackend):
     """Sends FSPO prompts to an OpenAI-compatible server (vLLM, SGLang), adapter per call.
 
     `style="chat"` prompts go to `/v1/chat/completions`, `style="paper"` prompts as raw text
@@ -72,7 +70,6 @@ class OpenAICompatibleBackend(ServedModels, Backend):
     """
 
     name: ClassVar[str] = "openai"
-    retries_inside: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -109,20 +106,19 @@ class OpenAICompatibleBackend(ServedModels, Backend):
         if flavor not in {"vllm", "sglang"}:
             msg = f"`flavor` must be 'vllm' or 'sglang', got {flavor!r}."
             raise ValueError(msg)
-        self.base_url = normalize_base_url(base_url)
-        self.model = model
-        self.flavor: Flavor = flavor
-        self.adapters: list[str] | None = list(adapters) if adapters is not None else None
-        self.api_key = resolve_api_key(api_key, "OPENAI_API_KEY")
-        self.retry = RetryPolicy(
+        self._connect(
+            base_url,
+            resolve_api_key(api_key, "OPENAI_API_KEY"),
+            headers,
             max_retries=max_retries,
             backoff_factor=backoff_factor,
             backoff_max=backoff_max,
             timeout=timeout,
             stream_timeout=stream_timeout,
         )
-        self.headers = dict(headers or {})
-        self._http = JsonHttp(self.base_url, headers=self.headers, api_key=self.api_key)
+        self.model = model
+        self.flavor: Flavor = flavor
+        self.adapters: list[str] | None = list(adapters) if adapters is not None else None
         self._served: list[str] | None = None
 
     def __repr__(self) -> str:
@@ -133,16 +129,6 @@ class OpenAICompatibleBackend(ServedModels, Backend):
             f"timeout={self.timeout}, max_retries={self.retry.max_retries})"
         )
 
-    @property
-    def timeout(self) -> float | None:
-        """Seconds one attempt may take (`retry.timeout`); also the client's read timeout."""
-        return self.retry.timeout
-
-    @property
-    def supports_tools(self) -> bool:
-        """`tools` / `tool_choice` reach the server on the chat route."""
-        return True
-
     # ------------------------------------------------------------------ HTTP
 
     def _request_headers(self) -> dict[str, str]:
@@ -150,14 +136,6 @@ class OpenAICompatibleBackend(ServedModels, Backend):
 
     def _client(self) -> httpx.Client:
         return self._http.client(self.timeout)
-
-    def close(self) -> None:
-        """Close the pooled HTTP connections, sync and async (the backend stays usable)."""
-        self._http.close()
-
-    async def aclose(self) -> None:
-        """`close`, awaiting the running event loop's connections."""
-        await self._http.aclose()
 
     def _context(self, adapter: str | None, route: str) -> CallContext:
         return CallContext(backend=self.flavor, url=self.base_url, adapter=adapter, route=route)

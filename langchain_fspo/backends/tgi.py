@@ -36,20 +36,18 @@ from langchain_fspo.backends._event_stream import achunks, chunks
 from langchain_fspo.backends._http import (
     CallContext,
     MalformedResponseError,
-    normalize_base_url,
     resolve_api_key,
     safe_url,
 )
-from langchain_fspo.backends._json_http import JsonHttp
 from langchain_fspo.backends._retry import (
-    RetryPolicy,
     acall_with_retries,
     astream_with_retries,
     call_with_retries,
     stream_with_retries,
 )
+from langchain_fspo.backends._server import ServerBackend
 from langchain_fspo.backends._tgi_routes import route_for
-from langchain_fspo.backends.base import Backend, Generation, GenerationChunk, GenerationParams
+from langchain_fspo.backends.base import Generation, GenerationChunk, GenerationParams
 from langchain_fspo.errors import AdapterNotFoundError
 
 if TYPE_CHECKING:
@@ -87,7 +85,7 @@ def parse_lora_adapters(spec: str | Iterable[str]) -> list[str]:
     return ids
 
 
-class TGIBackend(Backend):
+class TGIBackend(ServerBackend):
     """Sends FSPO prompts to a TGI server, with the adapter chosen per call.
 
     `style="chat"` prompts go to `/v1/chat/completions` with the adapter as `model` (TGI's
@@ -128,7 +126,6 @@ class TGIBackend(Backend):
     """
 
     name: ClassVar[str] = "tgi"
-    retries_inside: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -166,26 +163,26 @@ class TGIBackend(Backend):
                 tokenizer), so that `PromptFormat.max_prompt_tokens` is enforced. Counts are
                 cached (1024 texts); False: `count_tokens` returns None (no budget).
         """
-        self.base_url = normalize_base_url(base_url)
-        self.adapters: list[str] | None = (
-            parse_lora_adapters(adapters) if adapters is not None else None
-        )
-        self.api_key = resolve_api_key(api_key, "HF_TOKEN")
-        if api_key is None and self.api_key is None:
-            self.api_key = resolve_api_key(_hub_token(), "HF_TOKEN")
-        self.retry = RetryPolicy(
+        key = resolve_api_key(api_key, "HF_TOKEN")
+        if api_key is None and key is None:
+            key = resolve_api_key(_hub_token(), "HF_TOKEN")
+        self._connect(
+            base_url,
+            key,
+            headers,
             max_retries=max_retries,
             backoff_factor=backoff_factor,
             backoff_max=backoff_max,
             timeout=timeout,
             stream_timeout=stream_timeout,
         )
-        self.headers = dict(headers or {})
+        self.adapters: list[str] | None = (
+            parse_lora_adapters(adapters) if adapters is not None else None
+        )
         self._warned_unchecked: set[str] = set()
         self.remote_token_count = remote_token_count
         self._token_counts: OrderedDict[str, int | None] = OrderedDict()
         self._token_lock = threading.Lock()
-        self._http = JsonHttp(self.base_url, headers=self.headers, api_key=self.api_key)
 
     def __repr__(self) -> str:
         adapters = self.adapters if self.adapters is not None else "unchecked"
@@ -194,16 +191,6 @@ class TGIBackend(Backend):
             f"api_key={'**********' if self.api_key else None}, timeout={self.timeout}, "
             f"max_retries={self.retry.max_retries})"
         )
-
-    @property
-    def timeout(self) -> float | None:
-        """Seconds one attempt may take (`retry.timeout`); also the client's read timeout."""
-        return self.retry.timeout
-
-    @property
-    def supports_tools(self) -> bool:
-        """`tools` / `tool_choice` reach TGI on the chat route (TGI turns them into a grammar)."""
-        return True
 
     # ------------------------------------------------------------------ adapters
 
@@ -276,14 +263,6 @@ class TGIBackend(Backend):
         return call_with_retries(call, self._context(None, "/tokenize"), self.retry)
 
     # ------------------------------------------------------------------ clients
-
-    def close(self) -> None:
-        """Close the pooled HTTP connections, sync and async (the backend stays usable)."""
-        self._http.close()
-
-    async def aclose(self) -> None:
-        """`close`, awaiting the running event loop's connections."""
-        await self._http.aclose()
 
     def _context(self, adapter: str | None, route: str) -> CallContext:
         return CallContext(backend="TGI", url=self.base_url, adapter=adapter, route=route)

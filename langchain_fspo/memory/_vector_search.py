@@ -85,9 +85,6 @@ class VectorSearch:
         return max(self.probe, candidates)
 
 
-EXACT = VectorSearch(mode="exact")
-
-
 class SignCodes:
     """1-bit codes: the signs of unit rows minus a fixed centre, packed 64 dimensions a word."""
 
