@@ -7,6 +7,10 @@ body several times faster than `json`. Its decode error is a `json.JSONDecodeErr
 Example:
     >>> dumps({"a": [1, "b"]}), loads(b'{"a": 1}')
     (b'{"a":[1,"b"]}', {'a': 1})
+    >>> dumps({"temperature": float("nan")})
+    Traceback (most recent call last):
+    ...
+    ValueError: Out of range float values are not JSON compliant: nan
 """
 
 from __future__ import annotations
@@ -32,10 +36,15 @@ except ImportError:  # pragma: no cover - orjson comes with langsmith on CPython
 else:
 
     def dumps(value: Any) -> bytes:
-        """`value` as compact UTF-8 JSON (orjson; `json` for what orjson refuses)."""
+        """`value` as compact UTF-8 JSON (orjson; `json` for what orjson refuses or rewrites).
+
+        orjson writes NaN and infinities as `null`; a body with `null` in it is encoded again
+        by `json`, which refuses them (`ValueError`), so a bad number is never sent as "unset".
+        """
         try:
-            return orjson.dumps(value)
+            data = orjson.dumps(value)
         except TypeError:  # non-str keys, ints over 64 bits, ...: `json` decides
             return _std_dumps(value)
+        return _std_dumps(value) if b"null" in data else data
 
     loads = orjson.loads

@@ -238,6 +238,14 @@ def test_json_bodies_use_json_for_what_orjson_refuses() -> None:
         loads(b'{"a": ')
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_number_is_refused_not_sent_as_null(bad: float) -> None:
+    from langchain_fspo.backends._json import dumps
+
+    with pytest.raises(ValueError, match="JSON compliant"):
+        dumps({"temperature": bad, "messages": [{"role": "user", "content": "hi"}]})
+
+
 def test_request_headers_are_built_once_with_the_callers_winning() -> None:
     from langchain_fspo.backends._json_http import JsonHttp
 
