@@ -185,21 +185,26 @@ def mmr_indices(
     """
     import numpy as np  # numpy only here: a pure-Python MMR over 32 x 384 takes ~15 ms
 
-    matrix = np.array(vectors, dtype=np.float64).reshape(len(vectors), -1)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    unit = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
-    relevance = np.zeros(len(vectors))
+    n = len(vectors)
+    matrix = np.array(vectors, dtype=np.float64).reshape(n, -1)
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+    unit = matrix / np.where(norms > 0, norms, 1.0)[:, None]  # a zero row stays zero
+    weighted = np.zeros(n)
     if query_vector is not None:
-        relevance = unit @ np.asarray(normalize(query_vector), dtype=np.float64)
+        query = np.asarray(query_vector, dtype=np.float64).reshape(-1)
+        length = float(np.linalg.norm(query))
+        if length > 0.0:
+            weighted = lambda_mult * (unit @ (query / length))
+    similarity = unit @ unit.T  # pairwise, once
+    penalty = 1.0 - lambda_mult
+    closest = np.zeros(n)  # max similarity to anything picked so far (0 before the first pick)
+    score = np.empty(n)
     picked: list[int] = []
-    closest = np.full(len(vectors), -math.inf)  # max similarity to anything picked so far
-    remaining = np.ones(len(vectors), dtype=bool)
-    while remaining.any() and len(picked) < k:
-        redundancy = closest if picked else np.zeros(len(vectors))
-        score = lambda_mult * relevance - (1.0 - lambda_mult) * redundancy
-        score = np.where(remaining, score, -np.inf)
-        best = len(vectors) - 1 - int(np.argmax(score[::-1]))  # newest first wins ties
+    for _ in range(min(k, n)):
+        np.subtract(weighted, np.multiply(closest, penalty, out=score), out=score)
+        best = n - 1 - int(np.argmax(score[::-1]))  # newest first wins ties
         picked.append(best)
-        remaining[best] = False
-        closest = np.maximum(closest, unit @ unit[best])
+        weighted[best] = -np.inf  # never picked twice
+        row = similarity[best]
+        closest = row.copy() if len(picked) == 1 else np.maximum(closest, row, out=closest)
     return sorted(picked)

@@ -84,7 +84,7 @@ def _value(raw: Any) -> dict[str, Any]:
 
 def _vector_literal(vector: Any) -> str:
     """Pgvector's text form `[x,y,...]` (sent as text: far cheaper than a float8[] parameter)."""
-    return "[" + ",".join(map(repr, q.finite(vector))) + "]"
+    return "[" + ",".join(map(repr, q.finite(vector).tolist())) + "]"
 
 
 def _vector_from_binary(data: bytes) -> Any:

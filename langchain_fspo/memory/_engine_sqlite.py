@@ -182,7 +182,7 @@ class SqliteEngine:
             if key in values
         ]
 
-    def _nearest_scan(self, query: q.Nearest, prefix: str, target: list[float]) -> list[q.Row]:
+    def _nearest_scan(self, query: q.Nearest, prefix: str, target: Any) -> list[q.Row]:
         """`_nearest` by sqlite-vec's distance functions over every stored vector (linear)."""
         import sqlite_vec
 

@@ -20,13 +20,16 @@ Writes always go through the store's own `batch`, so its index config embeds wha
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
+import numpy as np
 from langgraph.store.base import BaseStore, Item, Op, PutOp, Result, SearchOp
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = [
     "AsyncMode",
@@ -247,10 +250,14 @@ def distance_type(store: BaseStore) -> str:
     return kind if kind in ("cosine", "l2", "inner_product") else "cosine"
 
 
-def finite(vector: Sequence[float]) -> list[float]:
-    """`vector` as floats, checked finite (a NaN would make every distance NaN)."""
-    values = [float(x) for x in vector]
-    if not all(math.isfinite(x) for x in values):
+def finite(vector: Sequence[float]) -> NDArray[np.float64]:
+    """`vector` as a float64 array, checked finite (a NaN would make every distance NaN)."""
+    try:
+        values = np.asarray(vector, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as e:
+        msg = f"The query embedding must be a sequence of numbers, got {vector!r:.80}."
+        raise ValueError(msg) from e
+    if not np.isfinite(values).all():
         msg = "The query embedding holds a NaN or infinity."
         raise ValueError(msg)
     return values

@@ -170,7 +170,7 @@ class SqliteVectorIndex:
         self,
         prefix: str,
         field: str,
-        vector: Sequence[float],
+        vector: Sequence[float] | np.ndarray,
         limit: int,
         metric: str,
         search: VectorSearch | None = None,

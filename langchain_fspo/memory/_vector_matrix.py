@@ -140,7 +140,7 @@ class VectorMatrix:
 
     def nearest(
         self,
-        target: Sequence[float],
+        target: Sequence[float] | NDArray[Any],
         limit: int,
         *,
         metric: str = "cosine",

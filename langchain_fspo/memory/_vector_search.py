@@ -18,7 +18,7 @@ bench/results/memory_select.md), 384-dim vectors, defaults: 1.00 at 20k, 0.965-0
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -33,6 +33,7 @@ __all__ = ["SignCodes", "VectorSearch"]
 DEFAULT_THRESHOLD = 20_000
 DEFAULT_RERANK = 512
 DEFAULT_PROBE = 16384
+DEFAULT_POOL_PROBE = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,8 @@ class VectorSearch:
         rerank: how many rows are ranked exactly (at least 8 per result).
         probe: how many rows are read from the nearest coarse lists (at least `rerank`); a
             search that would read every row is exact.
+        pool_probe: `probe` for the candidate pool of `diverse` (`pool()`): MMR weighs every
+            candidate's relevance again, so its pool is drawn from fewer rows.
 
     Example:
         >>> from langchain_fspo.memory import PreferenceMemory, VectorSearch
@@ -56,18 +59,21 @@ class VectorSearch:
         16384
         >>> VectorSearch().candidates(5_000, 8) is None  # below the threshold: exact
         True
+        >>> VectorSearch().pool().probe  # rows `diverse` reads for its candidate pool
+        2048
     """
 
     mode: Literal["auto", "exact"] = "auto"
     threshold: int = DEFAULT_THRESHOLD
     rerank: int = DEFAULT_RERANK
     probe: int = DEFAULT_PROBE
+    pool_probe: int = DEFAULT_POOL_PROBE
 
     def __post_init__(self) -> None:
         if self.mode not in ("auto", "exact"):
             msg = f"VectorSearch.mode must be 'auto' or 'exact', got {self.mode!r}."
             raise MemoryConfigError(msg)
-        for name in ("threshold", "rerank", "probe"):
+        for name in ("threshold", "rerank", "probe", "pool_probe"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"VectorSearch.{name} must be a positive int, got {value!r}."
@@ -79,6 +85,15 @@ class VectorSearch:
             return None
         wanted = max(self.rerank, 8 * limit)
         return wanted if self.probed(wanted) < rows else None
+
+    def pool(self) -> VectorSearch:
+        """The search `diverse` draws its candidate pool with: `probe` set to `pool_probe`.
+
+        MMR then ranks the pool by its exact relevance and diversity, so a candidate missed
+        only lets the next-nearest in (bench/results/memory_select.md measures the picks'
+        relevance against an exact pool).
+        """
+        return replace(self, probe=min(self.probe, self.pool_probe))
 
     def probed(self, candidates: int) -> int:
         """How many rows a search reads from the nearest coarse lists for `candidates`."""
