@@ -25,6 +25,7 @@ import shutil
 import sys
 import textwrap
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,22 @@ def _side_by_side(left: str, right: str, titles: tuple[str, str], width: int = 4
     return "\n".join(rows)
 
 
-def _serve(out: Path, adapter: Path, domain: Any, users: list[str], seed: int) -> dict[str, Any]:
+def _serve(
+    out: Path,
+    adapter: Path,
+    domain: Any,
+    users: list[str],
+    seed: int,
+    *,
+    shots_from: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Serve `adapter` to `users` from a fresh SQLite memory; return their reviews and summary.
+
+    Each user's memory holds `LABELLED_PER_USER` of their own labelled pairs, or those of
+    `shots_from[user]` (another of `users`): with every user given the same pairs, greedy
+    decoding gives them the same reviews (the control of the pipeline test's personalisation
+    check).
+    """
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
     from langchain_core.runnables import RunnableConfig
@@ -90,9 +106,12 @@ def _serve(out: Path, adapter: Path, domain: Any, users: list[str], seed: int) -
     memory = PreferenceMemory.sqlite(memory_path)
     records = build_records(domain, [domain.user(u) for u in users], split="train", seed=seed)
     rng = random.Random(seed)  # noqa: S311 - seeded sampling, not secrets
+    labelled = {
+        user_id: rng.sample([r for r in records if r.user_id == user_id], LABELLED_PER_USER)
+        for user_id in users
+    }
     for user_id in users:
-        mine = [r for r in records if r.user_id == user_id]
-        for record in rng.sample(mine, LABELLED_PER_USER):
+        for record in labelled[(shots_from or {}).get(user_id, user_id)]:
             memory.add(
                 user_id, prompt=record.question, chosen=record.chosen, rejected=record.rejected
             )
