@@ -74,6 +74,10 @@ def relevant_plan(
     return chronological(examples_of(rows))
 
 
+def _prompts(rows: list[Row]) -> list[str]:
+    return [str(r.value.get("prompt", "")) for r in rows]
+
+
 def _oldest_first(rows: list[Row]) -> list[Row]:
     """Rows in `chronological` order (their stamp, then key), without building examples."""
     return sorted(rows, key=lambda r: (str(r.value.get("created_at") or ""), r.key))
@@ -108,21 +112,24 @@ def diverse_plan(
     rows = _oldest_first(rows)
     if len(rows) <= k:
         return examples_of(rows)
-    prompts = [str(r.value.get("prompt", "")) for r in rows]
     if not has_index:
-        lexical = lexical_vectors([*prompts, query or ""])
+        lexical = lexical_vectors([*_prompts(rows), query or ""])
         vectors: Any = lexical[:-1]
         query_vector = lexical[-1] if query else None
+    elif by_vector and all(r.vector is not None for r in rows):  # the search handed them out
+        vectors = [r.vector for r in rows]
+        if query and query_vector is None:
+            _, query_vector = yield Embed([], query)
     else:
         stored = {r.key: r.vector for r in rows if r.vector is not None}
-        if by_vector and len(stored) < len(rows):
+        if by_vector:
             stored.update((yield from vectors_plan(ns, field, [r.key for r in rows])))
         if by_vector and all(r.key in stored for r in rows):
             vectors = [stored[r.key] for r in rows]
             if query and query_vector is None:
                 _, query_vector = yield Embed([], query)
         else:  # the store cannot hand out its vectors (or lacks some): embed the pool here
-            vectors, query_vector = yield Embed(prompts, query or None)
+            vectors, query_vector = yield Embed(_prompts(rows), query or None)
     picked = mmr_indices(vectors, query_vector, k, lambda_mult=lambda_mult)
     return examples_of([rows[i] for i in picked])
 

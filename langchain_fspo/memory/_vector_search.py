@@ -34,6 +34,8 @@ DEFAULT_THRESHOLD = 20_000
 DEFAULT_RERANK = 512
 DEFAULT_PROBE = 16384
 DEFAULT_POOL_PROBE = 2048
+POOL_THRESHOLD_FACTOR = 4
+"""`pool()` approximates from this many times its probe (a quarter of the rows read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class VectorSearch:
         True
         >>> VectorSearch().pool().probe  # rows `diverse` reads for its candidate pool
         2048
+        >>> VectorSearch().pool().threshold  # and from how many vectors it approximates
+        8192
     """
 
     mode: Literal["auto", "exact"] = "auto"
@@ -87,13 +91,17 @@ class VectorSearch:
         return wanted if self.probed(wanted) < rows else None
 
     def pool(self) -> VectorSearch:
-        """The search `diverse` draws its candidate pool with: `probe` set to `pool_probe`.
+        """The search `diverse` draws its candidate pool with.
 
-        MMR then ranks the pool by its exact relevance and diversity, so a candidate missed
-        only lets the next-nearest in (bench/results/memory_select.md measures the picks'
-        relevance against an exact pool).
+        `probe` is `pool_probe`, and the search approximates from `POOL_THRESHOLD_FACTOR` times
+        that many vectors (or `threshold`, if lower). MMR then weighs the pool by its exact
+        relevance and diversity, so a candidate missed only lets the next-nearest in
+        (bench/results/memory_select.md measures the picks' relevance against an exact pool).
         """
-        return replace(self, probe=min(self.probe, self.pool_probe))
+        probe = min(self.probe, self.pool_probe)
+        return replace(
+            self, probe=probe, threshold=min(self.threshold, POOL_THRESHOLD_FACTOR * probe)
+        )
 
     def probed(self, candidates: int) -> int:
         """How many rows a search reads from the nearest coarse lists for `candidates`."""

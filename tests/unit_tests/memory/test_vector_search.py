@@ -123,6 +123,7 @@ def test_diverse_pool_reads_fewer_rows_and_keeps_the_picks_relevant() -> None:
     assert float(np.mean(recalls)) >= RECALL_AT_8_BOUND, recalls
     assert min(ratios) >= 0.99, ratios
     assert VectorSearch(probe=1_000).pool().probe == 1_000  # never more than `probe`
+    assert VectorSearch().pool().threshold == 8_192  # 4 x its probe
 
 
 def test_recall_holds_after_removals_replacements_and_moves() -> None:
