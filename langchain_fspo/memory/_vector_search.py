@@ -14,6 +14,8 @@ history grows. Measured recall@8 against exact (bench/results/vector_search.md,
 bench/results/memory_select.md), 384-dim vectors, defaults: 1.00 at 20k, 0.965-0.982 at 100k,
 0.87-0.93 at 200k (a search: 0.6 to 1.0 ms over that range; the exact scan 1.2 to 21 ms); raise
 `probe` (unclustered embeddings) or `rerank` (tight clusters) for more, at more cost.
+`diverse` searches for its candidate pool with `pool()`: `pool_probe` rows (fewer), approximating
+from 4x that many vectors, since its MMR re-weighs every candidate's exact relevance anyway.
 """
 
 from __future__ import annotations
