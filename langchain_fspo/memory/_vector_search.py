@@ -95,14 +95,18 @@ class VectorSearch:
     def pool(self) -> VectorSearch:
         """The search `diverse` draws its candidate pool with.
 
-        `probe` is `pool_probe`, and the search approximates from `POOL_THRESHOLD_FACTOR` times
-        that many vectors (or `threshold`, if lower). MMR then weighs the pool by its exact
+        `probe` is `pool_probe`, `rerank` an eighth of it (at least 8 per candidate still), and
+        the search approximates from `POOL_THRESHOLD_FACTOR` times that many vectors (or
+        `threshold`, if lower). MMR then weighs the pool by its exact
         relevance and diversity, so a candidate missed only lets the next-nearest in
         (bench/results/memory_select.md measures the picks' relevance against an exact pool).
         """
         probe = min(self.probe, self.pool_probe)
         return replace(
-            self, probe=probe, threshold=min(self.threshold, POOL_THRESHOLD_FACTOR * probe)
+            self,
+            probe=probe,
+            rerank=max(8, min(self.rerank, probe // 8)),
+            threshold=min(self.threshold, POOL_THRESHOLD_FACTOR * probe),
         )
 
     def probed(self, candidates: int) -> int:

@@ -109,7 +109,7 @@ def test_diverse_pool_reads_fewer_rows_and_keeps_the_picks_relevant() -> None:
     matrix = VectorMatrix.build([str(i) for i in range(30_000)], vectors[:30_000])
     pool = VectorSearch().pool()
     assert (pool.probe, VectorSearch().probe) == (2_048, 16_384)
-    assert pool.candidates(len(matrix), 32) == 512  # still approximate, same rerank
+    assert pool.candidates(len(matrix), 32) == 256  # approximate; reranks 8 per candidate
 
     def picks_relevance(candidates: list[int], query: np.ndarray) -> float:
         picks = [candidates[i] for i in mmr_indices(matrix.vectors(candidates), query, 8)]
