@@ -48,7 +48,9 @@ EXPANSIONS = (32, 64, 128)
 Search = Callable[[np.ndarray, int], list[int]]
 
 
-def measure(search: Search, queries: np.ndarray, truth: dict[int, list[set[int]]]) -> dict:
+def measure(
+    search: Search, queries: np.ndarray, truth: dict[int, list[set[int]]]
+) -> dict[str, float]:
     """p50 ms and mean recall of `search` at k=8 and k=32."""
     out: dict[str, float] = {}
     for k in (8, 32):
@@ -64,7 +66,7 @@ def measure(search: Search, queries: np.ndarray, truth: dict[int, list[set[int]]
 
 
 def run(kind: str, n: int, seed: int) -> dict[str, Any]:
-    from usearch.index import Index
+    from usearch.index import Index  # type: ignore[import-not-found]  # not a dependency
 
     rng = np.random.default_rng(seed)
     rows, queries = (clustered if kind == "clustered" else bags)(rng, n, QUERIES)
@@ -74,9 +76,11 @@ def run(kind: str, n: int, seed: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for probe in PROBES:
         search = VectorSearch(probe=probe, rerank=min(512, probe // 4))
-        results[f"ivf probe={probe}"] = measure(
-            lambda q, k, s=search: matrix.nearest(q, k, search=s), queries, truth
-        )
+
+        def ivf(q: np.ndarray, k: int, search: VectorSearch = search) -> list[int]:
+            return matrix.nearest(q, k, search=search)
+
+        results[f"ivf probe={probe}"] = measure(ivf, queries, truth)
         print(kind, f"ivf probe={probe}", results[f"ivf probe={probe}"], flush=True)
     unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
     for dtype in ("f32", "f16"):
