@@ -97,9 +97,9 @@ class VectorSearch:
 
         `probe` is `pool_probe`, `rerank` an eighth of it (at least 8 per candidate still), and
         the search approximates from `POOL_THRESHOLD_FACTOR` times that many vectors (or
-        `threshold`, if lower). MMR then weighs the pool by its exact
-        relevance and diversity, so a candidate missed only lets the next-nearest in
-        (bench/results/memory_select.md measures the picks' relevance against an exact pool).
+        `threshold`, if lower). MMR then weighs the pool by its exact relevance and diversity,
+        so a candidate missed only lets the next-nearest in (bench/results/memory_select.md
+        measures the picks' relevance against an exact pool). `mode="exact"` stays exact.
         """
         probe = min(self.probe, self.pool_probe)
         return replace(
