@@ -59,14 +59,20 @@ def wilson_interval(scores: Sequence[float], z: float = Z_95) -> tuple[float, fl
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def seed_interval(values: Sequence[float]) -> tuple[float, float, float]:
+def seed_interval(
+    values: Sequence[float], bounds: tuple[float, float] | None = None
+) -> tuple[float, float, float]:
     """(mean, low, high): the mean of one value per seed with its 95% Student-t interval.
 
-    One seed has no spread: its interval is the value itself (the report says so).
+    One seed has no spread: its interval is the value itself (the report says so). `bounds`
+    clips the interval to the values' range (a percentage cannot exceed 100, however few
+    the seeds and wide their spread).
 
     Example:
         >>> seed_interval([70.0, 74.0, 72.0])
         (72.0, 67.0313, 76.9687)
+        >>> seed_interval([60.0, 100.0, 95.0], bounds=(0.0, 100.0))  # unbounded: up to 139.1
+        (85.0, 30.8551, 100.0)
     """
     n = len(values)
     if not n:
@@ -77,4 +83,7 @@ def seed_interval(values: Sequence[float]) -> tuple[float, float, float]:
         return mean, mean, mean
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = t_quantile_95(n - 1) * sd / math.sqrt(n)
-    return mean, round(mean - half, 4), round(mean + half, 4)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return mean, round(low, 4), round(high, 4)

@@ -41,6 +41,9 @@ from fspo_train.reviews_mini.report import markdown_table
 
 __all__ = ["combine_seeds"]
 
+PERCENT = (0.0, 100.0)
+"""Every combined number is a percentage (win rate, accuracy): intervals stay inside it."""
+
 
 def _combine(
     per_seed: Sequence[dict[str, float]],
@@ -50,7 +53,7 @@ def _combine(
     means, intervals, values = {}, {}, {}
     for key in keys:
         seen = [float(v[key]) for v in per_seed]
-        mean, low, high = seed_interval(seen)
+        mean, low, high = seed_interval(seen, bounds=PERCENT)
         means[key], intervals[key], values[key] = round(mean, 2), [low, high], seen
     return means, intervals, values
 

@@ -158,3 +158,6 @@ def test_seeds_combine_into_means_with_t_intervals() -> None:
         "| FSPO | 72.0 (67.0-77.0) | 62.0 (57.0-67.0) | 77.0 (72.0-82.0) | - |"
         in (combined["table_markdown"])
     )
+    # Three seeds far apart: the t interval of a percentage is clipped to [0, 100].
+    spread = combine_seeds([one(0, 60.0), one(1, 100.0), one(2, 95.0)])
+    assert spread["methods"]["fspo"]["win_rate_ci"]["trained"] == [30.8551, 100.0]
