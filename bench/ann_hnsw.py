@@ -19,7 +19,6 @@ usearch is not a dependency of this project; install it beside it to run this:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -38,7 +37,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from bench.memory_select import machine  # noqa: E402
 from bench.recorded import recorded_command  # noqa: E402
-from bench.vector_search import QUERIES, bags, clustered  # noqa: E402
+from bench.vector_search import (  # noqa: E402
+    QUERIES,
+    bags,
+    clustered,
+    provenance,
+    write_report,
+)
 from langchain_fspo.memory import VectorSearch  # noqa: E402
 from langchain_fspo.memory._vector_matrix import VectorMatrix  # noqa: E402
 
@@ -105,14 +110,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# A compiled HNSW index (usearch) against VectorSearch's IVF, same vectors",
         "",
-        (
-            f"Command: `{report['command']}`. Date {report['date']}; {report['machine']['cpu']}, "
-            f"{report['machine']['cpus']} CPUs, shared with other jobs (load average "
-            f"{report['load_average_1m']['before']:.1f} before, "
-            f"{report['load_average_1m']['after']:.1f} after). numpy "
-            f"{report['versions']['numpy']}, usearch {report['usearch']}, git_commit "
-            f"{report['versions']['git_commit']}."
-        ),
+        provenance(report, f", usearch {report['usearch']}"),
         (
             f"{report['rows']:,} rows; each cell: p50 ms over {QUERIES} queries, recall against "
             "the exact scan (mean). IVF rows: `VectorSearch(probe=...)` (the default is 16,384; "
@@ -154,9 +152,7 @@ def main() -> None:
         **machine(),
         "load_average_1m": {"before": before, "after": os.getloadavg()[0]},
     }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(report, args.out, markdown)
 
 
 if __name__ == "__main__":

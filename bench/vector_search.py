@@ -25,6 +25,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,17 +101,31 @@ def run(kind: str, n: int, seed: int) -> dict[str, Any]:
     }
 
 
+def provenance(report: dict[str, Any], versions: str = "") -> str:
+    """The result file's line on how, when and where it was measured."""
+    return (
+        f"Command: `{report['command']}`. Date {report['date']}; {report['machine']['cpu']}, "
+        f"{report['machine']['cpus']} CPUs, shared with other jobs (load average "
+        f"{report['load_average_1m']['before']:.1f} before, "
+        f"{report['load_average_1m']['after']:.1f} after). numpy "
+        f"{report['versions']['numpy']}{versions}, git_commit {report['versions']['git_commit']}."
+    )
+
+
+def write_report(
+    report: dict[str, Any], out: Path, render: Callable[[dict[str, Any]], str]
+) -> None:
+    """`out` (JSON) and its Markdown twin beside it; the Markdown printed too."""
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(render(report))
+    print(render(report))
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# VectorSearch: coarse lists against the exact scan, as a user's history grows",
         "",
-        (
-            f"Command: `{report['command']}`. Date {report['date']}; {report['machine']['cpu']}, "
-            f"{report['machine']['cpus']} CPUs, shared with other jobs (load average "
-            f"{report['load_average_1m']['before']:.1f} before, "
-            f"{report['load_average_1m']['after']:.1f} after). numpy "
-            f"{report['versions']['numpy']}, git_commit {report['versions']['git_commit']}."
-        ),
+        provenance(report),
         (
             f"Each cell: p50 ms over {QUERIES} queries of `VectorMatrix.nearest`, exact and "
             "default `VectorSearch()` alternating; recall@8 of the default against exact "
@@ -159,9 +174,7 @@ def main() -> None:
         **machine(),
         "load_average_1m": {"before": before, "after": os.getloadavg()[0]},
     }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(report, args.out, markdown)
 
 
 if __name__ == "__main__":
