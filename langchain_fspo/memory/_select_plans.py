@@ -74,6 +74,15 @@ def relevant_plan(
     return chronological(examples_of(rows))
 
 
+def _stored_vectors(ns: UserNamespaces, field: str, rows: list[Row]) -> Plan[list[Any] | None]:
+    """The rows' stored vectors: as the search handed them out, else read; None if any lacks one."""
+    if all(r.vector is not None for r in rows):
+        return [r.vector for r in rows]
+    stored = {r.key: r.vector for r in rows if r.vector is not None}
+    stored.update((yield from vectors_plan(ns, field, [r.key for r in rows])))
+    return [stored[r.key] for r in rows] if all(r.key in stored for r in rows) else None
+
+
 def _prompts(rows: list[Row]) -> list[str]:
     return [str(r.value.get("prompt", "")) for r in rows]
 
@@ -112,24 +121,17 @@ def diverse_plan(
     rows = _oldest_first(rows)
     if len(rows) <= k:
         return examples_of(rows)
+    vectors: Any
     if not has_index:
         lexical = lexical_vectors([*_prompts(rows), query or ""])
-        vectors: Any = lexical[:-1]
+        vectors = lexical[:-1]
         query_vector = lexical[-1] if query else None
-    elif by_vector and all(r.vector is not None for r in rows):  # the search handed them out
-        vectors = [r.vector for r in rows]
-        if query and query_vector is None:
-            _, query_vector = yield Embed([], query)
     else:
-        stored = {r.key: r.vector for r in rows if r.vector is not None}
-        if by_vector:
-            stored.update((yield from vectors_plan(ns, field, [r.key for r in rows])))
-        if by_vector and all(r.key in stored for r in rows):
-            vectors = [stored[r.key] for r in rows]
-            if query and query_vector is None:
-                _, query_vector = yield Embed([], query)
-        else:  # the store cannot hand out its vectors (or lacks some): embed the pool here
+        vectors = (yield from _stored_vectors(ns, field, rows)) if by_vector else None
+        if vectors is None:  # the store cannot hand out its vectors (or lacks some): embed here
             vectors, query_vector = yield Embed(_prompts(rows), query or None)
+        elif query and query_vector is None:
+            _, query_vector = yield Embed([], query)
     picked = mmr_indices(vectors, query_vector, k, lambda_mult=lambda_mult)
     return examples_of([rows[i] for i in picked])
 
