@@ -99,6 +99,8 @@ class CoarseLists:
         self.sizes: NDArray[np.intp] = np.zeros(lists, dtype=np.intp)
         self.members: list[NDArray[np.intp]] = [np.empty(0, dtype=np.intp)] * lists
         self.codes: list[NDArray[np.uint64]] = [np.empty((signs.words, 0), np.uint64)] * lists
+        self._held = 0
+        """Bytes of `members` and `codes`, kept by whoever replaces an array (`nbytes` is O(1))."""
 
     @classmethod
     def build(cls, unit: NDArray[np.float32], capacity: int, seed: int = 0) -> CoarseLists:
@@ -120,14 +122,14 @@ class CoarseLists:
             lists.codes[c] = np.empty((signs.words, room), dtype=np.uint64)
             lists.codes[c][:, :size] = codes[rows].T
             lists.slot[rows] = np.arange(size)
+            lists._held += lists.members[c].nbytes + lists.codes[c].nbytes
         lists.sizes[:] = counts
         lists.home[:n] = homes
         return lists
 
     @property
     def nbytes(self) -> int:
-        held = sum(int(m.nbytes) for m in self.members) + sum(int(c.nbytes) for c in self.codes)
-        return int(self.centroids.nbytes + self.home.nbytes + self.slot.nbytes + held)
+        return int(self.centroids.nbytes + self.home.nbytes + self.slot.nbytes + self._held)
 
     def _join(self, row: int, home: int, code: NDArray[np.uint64]) -> None:
         size = int(self.sizes[home])
@@ -136,6 +138,8 @@ class CoarseLists:
             members[:size] = self.members[home][:size]
             codes = np.empty((self.signs.words, len(members)), dtype=np.uint64)
             codes[:, :size] = self.codes[home][:, :size]
+            self._held += members.nbytes + codes.nbytes
+            self._held -= self.members[home].nbytes + self.codes[home].nbytes
             self.members[home], self.codes[home] = members, codes
         self.members[home][size] = row
         self.codes[home][:, size] = code

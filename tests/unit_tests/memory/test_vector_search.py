@@ -53,6 +53,9 @@ def assert_lists_in_step(matrix: VectorMatrix) -> None:
         assert home == homes[row]
         assert lists.members[home][slot] == row
         assert np.array_equal(lists.codes[home][:, slot], codes[row])
+    # The byte count kept on every array swap matches the arrays held.
+    held = sum(m.nbytes for m in lists.members) + sum(c.nbytes for c in lists.codes)
+    assert lists.nbytes == lists.centroids.nbytes + lists.home.nbytes + lists.slot.nbytes + held
 
 
 def test_below_the_threshold_the_search_is_exact() -> None:
