@@ -127,6 +127,12 @@ class VectorMatrix:
         vectors: NDArray[np.float32] = self._unit[picked] * self._norms[picked, None]
         return vectors
 
+    def stored(self, keys: Sequence[str]) -> dict[str, NDArray[np.float32]]:
+        """The stored vectors of those `keys` that have a row (one gather)."""
+        held = [key for key in keys if key in self._row]
+        rows = [self._row[key] for key in held]
+        return dict(zip(held, self.vectors(rows), strict=True)) if rows else {}
+
     def lists(self) -> CoarseLists:
         """The rows' coarse lists, built now if they were not or the rows outgrew them.
 

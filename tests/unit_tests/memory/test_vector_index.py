@@ -209,6 +209,38 @@ def test_in_memory_matrix_follows_writes_exactly() -> None:
     assert [e.prompt for e in memory.select("u", "z", k=1, strategy="relevant")] == ["z"]
 
 
+def test_in_memory_stored_vectors_come_from_the_matrix_only_while_it_is_in_step() -> None:
+    from langgraph.store.memory import InMemoryStore
+
+    from langchain_fspo.memory._engines import Vectors
+
+    store = InMemoryStore(index=_index())
+    memory = PreferenceMemory(store)
+    added = memory.add_many("u", [{"prompt": f"v{i}", "chosen": "c"} for i in range(40)])
+    engine = memory._driver.engine
+    examples = memory.namespaces("u").examples
+    keys = (*(str(e.id) for e in added[:5]), "absent")
+
+    def vectors() -> dict[str, list[float]]:
+        found = engine.run(Vectors(examples, "prompt", (*keys, "direct")))
+        return {key: np.asarray(v, dtype=np.float64).tolist() for key, v in found.items()}
+
+    from_lists = vectors()  # no search yet: no matrix, the store's own lists
+    assert engine._cached(examples, "prompt", store._vectors[examples]) is None
+    no_query = memory.select("u", None, k=5, strategy="diverse")
+    memory.select("u", "v3", k=1, strategy="relevant")  # builds the matrix
+    assert engine._cached(examples, "prompt", store._vectors[examples]) is not None
+    from_matrix = vectors()
+    assert sorted(from_matrix) == sorted(from_lists) == sorted(keys[:5])
+    for key in from_lists:
+        np.testing.assert_allclose(from_matrix[key], from_lists[key], rtol=1e-6, atol=1e-6)
+    assert memory.select("u", None, k=5, strategy="diverse") == no_query
+    # A write behind the engine's back: the matrix is stale, the lists answer (new key too).
+    store.put(examples, "direct", {"prompt": "v1", "chosen": "c"}, index=["prompt"])
+    assert engine._cached(examples, "prompt", store._vectors[examples]) is None
+    assert "direct" in vectors()
+
+
 def test_a_full_cache_evicts_and_reloads_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
