@@ -116,6 +116,7 @@ def test_trained_adapter_serves_through_a_langchain_chain(
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
 
+    from fspo_train.reviews_mini import BenchConfig
     from fspo_train.reviews_mini.data import build_records
     from fspo_train.reviews_mini.reviews import ReviewsMini
     from langchain_fspo import ChatFSPO, PreferenceMemory
@@ -123,14 +124,16 @@ def test_trained_adapter_serves_through_a_langchain_chain(
 
     adapter = Path(runs[SEED]["adapters"]["fspo"])
     assert PromptFormat.from_pretrained(adapter).num_shots == 4
-    domain = ReviewsMini(seed=0)
-    records = build_records(domain, [domain.user("positive")], seed=0)[:4]
+    config = BenchConfig.tiny(SEED)
+    domain = ReviewsMini(seed=SEED, num_questions=config.num_questions)  # the run's titles
+    records = build_records(domain, [domain.user("positive")], seed=SEED)[:4]
     with PreferenceMemory.sqlite(tmp_path / "memory.sqlite") as memory:
         for r in records:
             memory.add("ada", prompt=r.question, chosen=r.chosen, rejected=r.rejected)
         chat = ChatFSPO.from_pretrained(adapter, backend="local", memory=memory, max_tokens=40)
         chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | chat | StrOutputParser()
         question = domain.questions("test")[0].text
+        assert question not in {q.text for q in domain.questions("train")}  # unseen in training
         answer = chain.invoke({"q": question}, config={"configurable": {"user_id": "ada"}})
         prompt = chat.build_prompt([("human", question)], user_id="ada")
     assert isinstance(answer, str)
