@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import statistics
 import sys
@@ -36,10 +37,22 @@ from bench.memory_select import (  # noqa: E402
     machine,
     open_memory,
     postgres_versions,
+    words,
 )
 from bench.recorded import recorded_command  # noqa: E402
 
 USER = "add-probe"
+
+
+def probe_prompt(tag: str, i: int) -> str:
+    """A prompt drawn like the stored ones (8 of the benchmark's words), distinct per `tag`, i.
+
+    Its vector lands among the stored ones, as a real user's next prompt would. Short prompts
+    of words the vocabulary mostly lacks ("probe 7 tone brief", this script's runs before
+    2026-12-06T12:00) land apart from them, and their HNSW inserts are cheaper: `add` 1.44 ms
+    then against 4.02 ms with these, on the same database and machine.
+    """
+    return f"{tag} {i} " + words(random.Random(f"{tag}-{i}"), 8)
 
 
 def p50(samples: list[float]) -> float:
@@ -81,13 +94,13 @@ def client_side(url: str, plain_url: str | None, calls: int, repeats: int) -> di
             for values in samples.values():
                 values.append([])
             for i in range(calls):
-                prompt = f"probe {i} tone brief"
-                for name, memory in memories.items():
+                for name, memory in memories.items():  # each its own prompts: no duplicates
+                    prompt = probe_prompt(name, i)
                     start = time.perf_counter_ns()
                     memory.add(USER, prompt=prompt, chosen="y")
                     samples[name][-1].append((time.perf_counter_ns() - start) / 1e6)
                 start = time.perf_counter_ns()
-                embed.embed_documents([prompt])
+                embed.embed_documents([probe_prompt("embed", i)])
                 samples["embed"][-1].append((time.perf_counter_ns() - start) / 1e6)
     finally:
         for memory in memories.values():
@@ -129,7 +142,9 @@ def server_side(url: str, calls: int) -> dict[str, Any]:
             wal: dict[str, Any] = {}
             for i in range(calls):
                 key = f"k{i}"
-                vector = "[" + ",".join(map(repr, embed.embed_query(f"probe {i} tone"))) + "]"
+                vector = (
+                    "[" + ",".join(map(repr, embed.embed_query(probe_prompt("probe", i)))) + "]"
+                )
                 with conn.transaction(force_rollback=True):
                     if variant == "without_hnsw":
                         cur.execute("DROP INDEX IF EXISTS store_vectors_embedding_idx")
@@ -161,7 +176,7 @@ def _commits(conn: Any, cur: Any, prefix: str, calls: int) -> list[float]:
     samples = []
     try:
         for i in range(calls):
-            vector = "[" + ",".join(map(repr, embed.embed_query(f"commit {i} tone"))) + "]"
+            vector = "[" + ",".join(map(repr, embed.embed_query(probe_prompt("commit", i)))) + "]"
             cur.execute("BEGIN")
             cur.execute(
                 "INSERT INTO store (prefix, key, value) VALUES (%s, %s, '{}')", (prefix, f"c{i}")
@@ -200,7 +215,7 @@ def server_log(url: str, admin_url: str, log_path: Path, calls: int) -> dict[str
     try:
         for i in range(calls):
             begin = time.perf_counter_ns()
-            memory.add(USER, prompt=f"logged {i} tone brief", chosen="y")
+            memory.add(USER, prompt=probe_prompt("logged", i), chosen="y")
             client.append((time.perf_counter_ns() - begin) / 1e6)
     finally:
         memory.forget(USER)
