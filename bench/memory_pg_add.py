@@ -316,9 +316,9 @@ def verdict(report: dict[str, Any]) -> str:
         f"before the client's embedding ({embed:.2f}) and the round trip. The engine already "
         "sends both INSERTs as one message, one round trip "
         f"({client['add']['p50_ms']:.2f} ms against {client['add_via_store_batch']['p50_ms']:.2f}"
-        " through `PostgresStore.batch`). Under 1 ms here: a store without the ANN index "
-        "(exact scans for `relevant`), or a cheaper graph insert (a lower `ef_construction` in "
-        "the index config, at some recall)."
+        " through `PostgresStore.batch`). Under 1 ms here: only a store without the ANN index "
+        "(exact scans for `relevant`); cheaper graph settings lower the insert's cost and the "
+        "search's recall, measured in bench/results/memory_pg_hnsw.md."
     )
 
 
