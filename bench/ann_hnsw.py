@@ -36,13 +36,12 @@ import numpy as np  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from bench.memory_select import machine  # noqa: E402
-from bench.recorded import recorded_command  # noqa: E402
+from bench.recorded import recorded_command, write_report  # noqa: E402
 from bench.vector_search import (  # noqa: E402
     QUERIES,
     bags,
     clustered,
     provenance,
-    write_report,
 )
 from langchain_fspo.memory import VectorSearch  # noqa: E402
 from langchain_fspo.memory._vector_matrix import VectorMatrix  # noqa: E402

@@ -23,7 +23,6 @@ Results: bench/results/memory_pg_hnsw.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -42,7 +41,7 @@ from bench.memory_select import (  # noqa: E402
     postgres_versions,
     words,
 )
-from bench.recorded import recorded_command  # noqa: E402
+from bench.recorded import recorded_command, write_report  # noqa: E402
 
 USER = "size100000"
 PROBE_USER = "hnsw-probe"
@@ -224,9 +223,7 @@ def main() -> None:
         **machine(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(report, args.out, markdown)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ from langchain_core.embeddings import Embeddings  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-from bench.recorded import recorded_command  # noqa: E402
+from bench.recorded import recorded_command, write_report  # noqa: E402
 from langchain_fspo.memory import PreferenceMemory, VectorSearch  # noqa: E402
 from langchain_fspo.preference import PreferenceExample  # noqa: E402
 
@@ -694,9 +694,7 @@ def main() -> None:
         ]
         report["postgres"] = report["postgres"] or earlier.get("postgres")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(report, args.out, markdown)
 
 
 if __name__ == "__main__":

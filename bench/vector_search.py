@@ -20,12 +20,10 @@ approximate alternate query by query in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ import numpy as np  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from bench.memory_select import machine  # noqa: E402
-from bench.recorded import recorded_command  # noqa: E402
+from bench.recorded import recorded_command, write_report  # noqa: E402
 from langchain_fspo.memory import VectorSearch  # noqa: E402
 from langchain_fspo.memory._vector_matrix import VectorMatrix  # noqa: E402
 
@@ -110,15 +108,6 @@ def provenance(report: dict[str, Any], versions: str = "") -> str:
         f"{report['load_average_1m']['after']:.1f} after). numpy "
         f"{report['versions']['numpy']}{versions}, git_commit {report['versions']['git_commit']}."
     )
-
-
-def write_report(
-    report: dict[str, Any], out: Path, render: Callable[[dict[str, Any]], str]
-) -> None:
-    """`out` (JSON) and its Markdown twin beside it; the Markdown printed too."""
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(report))
-    print(render(report))
 
 
 def markdown(report: dict[str, Any]) -> str:
