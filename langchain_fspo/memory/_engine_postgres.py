@@ -277,6 +277,9 @@ class PostgresEngine:
         """The SQL of `query`, step by step; returns its answer."""
         if isinstance(query, q.Forget):
             text = _text(query.prefix)
+            for cached in list(self._estimates):  # a copy: other threads may add meanwhile
+                if cached == text or cached.startswith(text + "."):
+                    self._estimates.pop(cached, None)
             removed = yield _one(
                 "DELETE FROM store WHERE prefix = %s OR prefix LIKE %s ESCAPE '\\'",
                 (text, _like_literal(text) + ".%"),
@@ -327,6 +330,18 @@ class PostgresEngine:
         self._estimates[prefix] = (now, row["estimate"], row["total"])
         return row["estimate"], row["total"]
 
+    def _known_large(self, prefix: str) -> int | None:
+        """A count above `EXACT_SEARCH_MAX` for a prefix found above it within `ESTIMATE_TTL_S`.
+
+        Such a prefix has a fresh cached estimate; skipping its count saves a round trip (0.6
+        ms for a 100k-vector user). A user that shrank meanwhile still gets a correct search:
+        one through the index, the exact scan where that returns too few.
+        """
+        cached = self._estimates.get(prefix)
+        if cached is not None and time.monotonic() - cached[0] < ESTIMATE_TTL_S:
+            return EXACT_SEARCH_MAX + 1
+        return None
+
     def _nearest(self, query: q.Nearest, prefix: str) -> _Steps:
         if query.vector is None or query.limit <= 0:
             return []
@@ -356,8 +371,10 @@ class PostgresEngine:
             f"ORDER BY embedding {op} {target} LIMIT %(k)s"
         )
         count = f"SELECT count(*) AS n FROM (SELECT 1 {where} LIMIT %(cap)s) AS mine"  # noqa: S608
-        (row,) = yield _one(count, params)
-        size = int(row["n"])
+        size = self._known_large(prefix)
+        if size is None:
+            (row,) = yield _one(count, params)
+            size = int(row["n"])
         estimate: tuple[float | None, float | None] = (None, None)
         if size > EXACT_SEARCH_MAX:
             estimate = yield from self._estimate(prefix)

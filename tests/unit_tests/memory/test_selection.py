@@ -260,6 +260,35 @@ def test_postgres_count_estimates_are_asked_once_then_cached() -> None:
     assert again.value.value == (10_154.0, 114_010.0)
 
 
+def test_postgres_skips_the_count_of_a_user_known_to_be_large() -> None:
+    """A prefix with a fresh estimate (counted above the cap) goes straight to the search."""
+    import time
+    from types import SimpleNamespace
+
+    from langchain_fspo.memory._engine_postgres import ESTIMATE_TTL_S, PostgresEngine
+    from langchain_fspo.memory._engines import Forget, Nearest
+
+    engine = PostgresEngine.__new__(PostgresEngine)  # no server: only the SQL asked is read
+    engine.store = SimpleNamespace(index_config={"dims": 3})
+    prefix = "fspo.u.examples"
+    query = Nearest(("fspo", "u", "examples"), "prompt", 8, vector=[1.0, 0.0, 0.0])
+
+    def first_sql() -> str:
+        return str(next(engine._nearest(query, prefix)).statements[0][0])
+
+    engine._estimates = {}
+    assert "count(*)" in first_sql()  # unknown: counted
+    engine._estimates[prefix] = (time.monotonic(), 99_751.0, 114_010.0)
+    assert "hnsw.iterative_scan" in first_sql()  # known large: no count
+    engine._estimates[prefix] = (time.monotonic() - ESTIMATE_TTL_S - 1, 99_751.0, 114_010.0)
+    assert "count(*)" in first_sql()  # stale: counted again
+    engine._estimates[prefix] = (time.monotonic(), 99_751.0, 114_010.0)
+    engine._estimates["fspo.uv.examples"] = (time.monotonic(), 5_000.0, 114_010.0)
+    next(engine._steps(Forget(("fspo", "u"))))  # forgetting the user drops its entry only
+    assert list(engine._estimates) == ["fspo.uv.examples"]
+    assert "count(*)" in first_sql()
+
+
 @pytest.mark.postgres
 @pytest.mark.integration
 def test_postgres_count_estimate_reads_the_planners_statistics(indexed_postgres_store) -> None:
