@@ -106,7 +106,10 @@ class Nearest:
     with_vectors: bool = False
     """Also answer each row's stored vector (`Row.vector`)."""
     search: Any = None
-    """A `VectorSearch` for engines that rank in process (None: exact)."""
+    """The caller's `VectorSearch` (None: exact); PostgreSQL reads only its `mode`."""
+    pool: bool = False
+    """A candidate pool the caller ranks again (MMR): an ANN engine may search it with less
+    effort (PostgreSQL: pgvector's default `ef_search`)."""
 
 
 @dataclass(frozen=True, slots=True)

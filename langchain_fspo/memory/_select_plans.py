@@ -39,12 +39,19 @@ def _nearest_rows(
     by_vector: bool,
     with_vectors: bool = False,
     search: Any = None,
+    pool: bool = False,
 ) -> Plan[tuple[list[Row], Any]]:
     """The `limit` rows nearest `query` and the query's vector (None when the store embeds it)."""
     if by_vector:
         _, vector = yield Embed([], query)
         rows: list[Row] = yield Nearest(
-            ns.examples, field, limit, vector=vector, with_vectors=with_vectors, search=search
+            ns.examples,
+            field,
+            limit,
+            vector=vector,
+            with_vectors=with_vectors,
+            search=search,
+            pool=pool,
         )
         return rows, vector
     rows = yield Nearest(ns.examples, field, limit, query=query)
@@ -114,7 +121,14 @@ def diverse_plan(
     query_vector: Any = None
     if has_index and query:
         rows, query_vector = yield from _nearest_rows(
-            ns, query, field, pool_size, by_vector=by_vector, with_vectors=True, search=search
+            ns,
+            query,
+            field,
+            pool_size,
+            by_vector=by_vector,
+            with_vectors=True,
+            search=search,
+            pool=True,
         )
     else:
         rows = yield Newest(ns.examples, pool_size)

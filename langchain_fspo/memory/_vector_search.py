@@ -44,6 +44,9 @@ POOL_THRESHOLD_FACTOR = 4
 class VectorSearch:
     """How in-process vector search (in-memory and SQLite stores) ranks a user's vectors.
 
+    On PostgreSQL only `mode` applies: "exact" makes every search an exact scan in the
+    database (the HNSW index is not asked); "auto" keeps the engine's own choice.
+
     Args:
         mode: "auto": exact below `threshold` vectors per user, the coarse lists, sign-code
             filter and exact rerank at or above it; "exact": always an exact scan.

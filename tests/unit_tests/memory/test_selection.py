@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from langchain_fspo.errors import MemoryConfigError
-from langchain_fspo.memory import PreferenceMemory
+from langchain_fspo.memory import PreferenceMemory, VectorSearch
 from langchain_fspo.preference import PreferenceExample
 from langchain_fspo.selection import (
     chronological,
@@ -269,7 +269,7 @@ def test_postgres_skips_the_count_of_a_user_known_to_be_large() -> None:
     from langchain_fspo.memory._engines import Forget, Nearest
 
     engine = PostgresEngine.__new__(PostgresEngine)  # no server: only the SQL asked is read
-    engine.store = SimpleNamespace(index_config={"dims": 3})
+    engine.store = SimpleNamespace(index_config={"dims": 3})  # type: ignore[assignment]
     prefix = "fspo.u.examples"
     query = Nearest(("fspo", "u", "examples"), "prompt", 8, vector=[1.0, 0.0, 0.0])
 
@@ -287,6 +287,34 @@ def test_postgres_skips_the_count_of_a_user_known_to_be_large() -> None:
     next(engine._steps(Forget(("fspo", "u"))))  # forgetting the user drops its entry only
     assert list(engine._estimates) == ["fspo.uv.examples"]
     assert "count(*)" in first_sql()
+
+
+def test_postgres_pool_searches_use_the_default_effort_and_exact_mode_skips_the_index() -> None:
+    """`diverse`'s pool asks HNSW with `POOL_EF_SEARCH`; `VectorSearch(mode="exact")` scans."""
+    import time
+    from types import SimpleNamespace
+
+    from langchain_fspo.memory._engine_postgres import POOL_EF_SEARCH, PostgresEngine
+    from langchain_fspo.memory._engines import Nearest
+
+    engine = PostgresEngine.__new__(PostgresEngine)  # no server: only the SQL asked is read
+    engine.store = SimpleNamespace(index_config={"dims": 3})  # type: ignore[assignment]
+    prefix = "fspo.u.examples"
+    engine._estimates = {prefix: (time.monotonic(), None, 114_010.0)}  # large: HNSW
+
+    def first(**kwargs: object) -> tuple[tuple[str, object], ...]:
+        query = Nearest(("fspo", "u", "examples"), "prompt", 32, vector=[1.0, 0, 0], **kwargs)
+        return next(engine._nearest(query, prefix)).statements
+
+    (settings, ef), (search, _) = first()
+    assert "hnsw.ef_search" in settings
+    assert ef == ("64",)
+    assert "ORDER BY embedding <=>" in search
+    (_, ef), _ = first(pool=True, search=VectorSearch().pool())
+    assert ef == (str(POOL_EF_SEARCH),)
+    ((exact, _),) = first(search=VectorSearch(mode="exact"))
+    assert "+ 0" in exact
+    assert "hnsw" not in exact
 
 
 @pytest.mark.postgres
@@ -334,8 +362,13 @@ def test_postgres_large_users_go_through_the_hnsw_index(
             monkeypatch.setattr(_engine_postgres, "HNSW_EXACT_RATIO", 0)  # whatever the stats say
             approximate = memory.select("big", query, k=3, strategy="relevant")
             assert "HNSW" in caplog.text
+            caplog.clear()
+            memory._vector_search = VectorSearch(mode="exact")  # the index is not asked
+            forced = memory.select("big", query, k=3, strategy="relevant")
+            assert "mode 'exact'" in caplog.text
+            assert "HNSW" not in caplog.text
         assert approximate[0].prompt == "What is a good beginner houseplant?"
-        assert {e.id for e in approximate} == {e.id for e in exact}
+        assert {e.id for e in approximate} == {e.id for e in exact} == {e.id for e in forced}
         assert all(e.chosen.startswith("answer") for e in approximate)
     finally:
         memory._driver.engine.run(Forget(root))
