@@ -260,8 +260,8 @@ def test_postgres_count_estimates_are_asked_once_then_cached() -> None:
     assert again.value.value == (10_154.0, 114_010.0)
 
 
-def test_postgres_skips_the_count_of_a_user_known_to_be_large() -> None:
-    """A prefix with a fresh estimate (counted above the cap) goes straight to the search."""
+def test_postgres_counts_a_user_once_per_ttl() -> None:
+    """A prefix counted within the TTL goes straight to its search; forget drops the count."""
     import time
     from types import SimpleNamespace
 
@@ -270,22 +270,28 @@ def test_postgres_skips_the_count_of_a_user_known_to_be_large() -> None:
 
     engine = PostgresEngine.__new__(PostgresEngine)  # no server: only the SQL asked is read
     engine.store = SimpleNamespace(index_config={"dims": 3})  # type: ignore[assignment]
+    engine._estimates, engine._counts = {}, {}
     prefix = "fspo.u.examples"
     query = Nearest(("fspo", "u", "examples"), "prompt", 8, vector=[1.0, 0.0, 0.0])
 
     def first_sql() -> str:
         return str(next(engine._nearest(query, prefix)).statements[0][0])
 
-    engine._estimates = {}
-    assert "count(*)" in first_sql()  # unknown: counted
+    steps = engine._nearest(query, prefix)
+    assert "count(*)" in next(steps).statements[0][0]  # unknown: counted
+    assert "+ 0" in steps.send([{"n": 12}]).statements[0][0]  # small: the exact scan
+    assert engine._counts[prefix][1] == 12
+    assert "+ 0" in first_sql()  # counted just now: straight to the exact scan
+    engine._counts[prefix] = (time.monotonic(), 2_001)
     engine._estimates[prefix] = (time.monotonic(), 99_751.0, 114_010.0)
-    assert "hnsw.iterative_scan" in first_sql()  # known large: no count
-    engine._estimates[prefix] = (time.monotonic() - ESTIMATE_TTL_S - 1, 99_751.0, 114_010.0)
+    assert "hnsw.iterative_scan" in first_sql()  # known large: straight to HNSW
+    engine._counts[prefix] = (time.monotonic() - ESTIMATE_TTL_S - 1, 2_001)
     assert "count(*)" in first_sql()  # stale: counted again
-    engine._estimates[prefix] = (time.monotonic(), 99_751.0, 114_010.0)
-    engine._estimates["fspo.uv.examples"] = (time.monotonic(), 5_000.0, 114_010.0)
-    next(engine._steps(Forget(("fspo", "u"))))  # forgetting the user drops its entry only
-    assert list(engine._estimates) == ["fspo.uv.examples"]
+    engine._counts[prefix] = (time.monotonic(), 2_001)
+    engine._counts["fspo.uv.examples"] = (time.monotonic(), 5)
+    next(engine._steps(Forget(("fspo", "u"))))  # forgetting the user drops its entries only
+    assert list(engine._counts) == ["fspo.uv.examples"]
+    assert prefix not in engine._estimates
     assert "count(*)" in first_sql()
 
 
@@ -301,6 +307,7 @@ def test_postgres_pool_searches_use_the_default_effort_and_exact_mode_skips_the_
     engine.store = SimpleNamespace(index_config={"dims": 3})  # type: ignore[assignment]
     prefix = "fspo.u.examples"
     engine._estimates = {prefix: (time.monotonic(), None, 114_010.0)}  # large: HNSW
+    engine._counts = {prefix: (time.monotonic(), 2_001)}
 
     def first(**kwargs: object) -> tuple[tuple[str, object], ...]:
         query = Nearest(("fspo", "u", "examples"), "prompt", 32, vector=[1.0, 0, 0], **kwargs)
