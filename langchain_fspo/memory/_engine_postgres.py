@@ -61,10 +61,10 @@ ESTIMATE_TTL_S = 60.0
 seldom; a stale one only picks the slower of two correct searches)."""
 
 POOL_EF_SEARCH = 40
-"""`hnsw.ef_search` for a candidate pool (`Nearest.pool`: `diverse`'s 32), pgvector's default.
-Measured on bench/memory_select.py's database (100k-vector user, 64 queries): the pool's
-recall@32 0.89 against 0.94 at the 64 a plain search of 32 asks for, the 8 MMR picks' mean
-cosine to the query 0.7507 against 0.7517 (exact pool: 0.7519), about 1 ms less per search."""
+"""`hnsw.ef_search` for a candidate pool (`Nearest.pool`: `diverse`'s 32), pgvector's default
+(a plain search asks twice its limit). MMR weighs every candidate again: on
+bench/memory_select.py's 100k-vector user the 8 picks' mean cosine to the query is 0.751
+against 0.752 from an exact pool (bench/results/memory_select.md)."""
 
 HNSW_EXACT_RATIO = 4_000
 """An unfiltered HNSW search costs about as much as an exact scan of this many vectors (pgvector
