@@ -16,7 +16,10 @@ on bench/memory_select.py's database: a 10k-vector user in a 114k-vector table 2
 ms for the exact scan of those 10k; the 100k user 3 ms against 100 ms). So a user the planner's
 statistics show to hold n of the table's N vectors gets the exact scan while
 n^2 <= `HNSW_EXACT_RATIO` * N (its cost n * c_exact below c_hnsw * N / n); a user absent from
-the statistics gets HNSW. The search and its settings go in one pipelined round trip.
+the statistics gets HNSW. The search and its settings go in one pipelined round trip. A user's
+count (up to `EXACT_SEARCH_MAX + 1`) and estimate are remembered for `ESTIMATE_TTL_S`, so a
+repeated search is one round trip; `diverse`'s candidate pool (`Nearest.pool`) asks HNSW with
+`POOL_EF_SEARCH`; `VectorSearch(mode="exact")` always takes the exact scan.
 """
 
 from __future__ import annotations
@@ -146,9 +149,9 @@ class PostgresEngine:
         )
         self.async_mode: q.AsyncMode = "native" if self._async else "thread"
         self._estimates: dict[str, tuple[float, float | None, float | None]] = {}
+        """Per prefix: when, and the planner's estimates of its and the table's counts."""
         self._counts: dict[str, tuple[float, int]] = {}
         """Per prefix: when, and its vector count up to `EXACT_SEARCH_MAX + 1` (`_known_count`)."""
-        """Per prefix: when, and the planner's estimates of its and the table's counts."""
 
     def batch(self, ops: list[Op]) -> list[Result]:
         """The store's `batch`; writes to an indexed store as one pipelined transaction."""
