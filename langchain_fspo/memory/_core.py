@@ -222,7 +222,7 @@ class MemoryCore:
                 has_index=self.has_index,
                 by_vector=by_vector,
                 lambda_mult=lambda_mult,
-                search=self._vector_search.pool(),
+                search=self._vector_search,
             )
         msg = (
             f"Unknown selection strategy {strategy!r}; use one of {list(STRATEGY_NAMES)} "

@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import orjson
 import psycopg
@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_V = TypeVar("_V")
 
 EXACT_SEARCH_MAX = 2_000
 """Users with at most this many vectors get an exact nearest-neighbour scan."""
@@ -148,10 +150,10 @@ class PostgresEngine:
             else None
         )
         self.async_mode: q.AsyncMode = "native" if self._async else "thread"
-        self._estimates: dict[str, tuple[float, float | None, float | None]] = {}
-        """Per prefix: when, and the planner's estimates of its and the table's counts."""
-        self._counts: dict[str, tuple[float, int]] = {}
-        """Per prefix: when, and its vector count up to `EXACT_SEARCH_MAX + 1` (`_known_count`)."""
+        self._estimates = _Recent[tuple[float | None, float | None]]()
+        """Per prefix: the planner's estimates of its and the table's vector counts."""
+        self._counts = _Recent[int]()
+        """Per prefix: its vector count, up to `EXACT_SEARCH_MAX + 1`."""
 
     def batch(self, ops: list[Op]) -> list[Result]:
         """The store's `batch`; writes to an indexed store as one pipelined transaction."""
@@ -294,10 +296,8 @@ class PostgresEngine:
         """The SQL of `query`, step by step; returns its answer."""
         if isinstance(query, q.Forget):
             text = _text(query.prefix)
-            for cache in (self._estimates, self._counts):
-                for cached in list(cache):  # a copy: other threads may add meanwhile
-                    if cached == text or cached.startswith(text + "."):
-                        cache.pop(cached, None)
+            self._estimates.drop(text)
+            self._counts.drop(text)
             removed = yield _one(
                 "DELETE FROM store WHERE prefix = %s OR prefix LIKE %s ESCAPE '\\'",
                 (text, _like_literal(text) + ".%"),
@@ -338,32 +338,13 @@ class PostgresEngine:
 
     def _estimate(self, prefix: str) -> _Steps:
         """The planner's estimates of `prefix`'s and the table's vector counts (`_ESTIMATE`)."""
-        now = time.monotonic()
         cached = self._estimates.get(prefix)
-        if cached is not None and now - cached[0] < ESTIMATE_TTL_S:
-            return cached[1:]
+        if cached is not None:
+            return cached
         (row,) = yield _one(_ESTIMATE, (prefix,))
-        if len(self._estimates) >= _ESTIMATES_MAX:
-            self._estimates.clear()
-        self._estimates[prefix] = (now, row["estimate"], row["total"])
-        return row["estimate"], row["total"]
-
-    def _known_count(self, prefix: str) -> int | None:
-        """The prefix's vector count (capped) if counted within `ESTIMATE_TTL_S`, else None.
-
-        Skipping the count saves a round trip per search (0.3 ms for a small user, 0.6 for a
-        100k-vector one). A count that went stale meanwhile still gives a correct search: the
-        exact scan for any size, or the index with the exact scan where it returns too few.
-        """
-        cached = self._counts.get(prefix)
-        if cached is not None and time.monotonic() - cached[0] < ESTIMATE_TTL_S:
-            return cached[1]
-        return None
-
-    def _remember_count(self, prefix: str, size: int) -> None:
-        if len(self._counts) >= _ESTIMATES_MAX:
-            self._counts.clear()
-        self._counts[prefix] = (time.monotonic(), size)
+        estimate = (row["estimate"], row["total"])
+        self._estimates.put(prefix, estimate)
+        return estimate
 
     def _nearest(self, query: q.Nearest, prefix: str) -> _Steps:
         if query.vector is None or query.limit <= 0:
@@ -397,11 +378,14 @@ class PostgresEngine:
             logger.debug("q.Nearest: exact scan of the vectors of %s (mode 'exact').", prefix)
             return _rows((yield _one(exact, params, binary=True)))
         count = f"SELECT count(*) AS n FROM (SELECT 1 {where} LIMIT %(cap)s) AS mine"  # noqa: S608
-        size = self._known_count(prefix)
+        # A count remembered from an earlier search saves this round trip; one gone stale
+        # still gives a correct search (the exact scan for any size; the index, with the exact
+        # scan where it returns too few).
+        size = self._counts.get(prefix)
         if size is None:
             (row,) = yield _one(count, params)
             size = int(row["n"])
-            self._remember_count(prefix, size)
+            self._counts.put(prefix, size)
         estimate: tuple[float | None, float | None] = (None, None)
         if size > EXACT_SEARCH_MAX:
             estimate = yield from self._estimate(prefix)
@@ -426,6 +410,33 @@ class PostgresEngine:
 
 
 _ESTIMATES_MAX = 10_000
+
+
+class _Recent(Generic[_V]):
+    """Values per prefix, each good for `ESTIMATE_TTL_S`; past `_ESTIMATES_MAX`, all dropped."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[float, _V]] = {}
+        """Per prefix: when the value was put, and the value."""
+
+    def get(self, prefix: str) -> _V | None:
+        """The value of `prefix` if put within the TTL, else None."""
+        cached = self.held.get(prefix)
+        if cached is None or time.monotonic() - cached[0] >= ESTIMATE_TTL_S:
+            return None
+        return cached[1]
+
+    def put(self, prefix: str, value: _V) -> None:
+        if len(self.held) >= _ESTIMATES_MAX:
+            self.held.clear()
+        self.held[prefix] = (time.monotonic(), value)
+
+    def drop(self, root: str) -> None:
+        """Forget `root` and the prefixes under it (`forget` of a user or namespace)."""
+        for prefix in list(self.held):  # a copy: other threads may add meanwhile
+            if prefix == root or prefix.startswith(root + "."):
+                self.held.pop(prefix, None)
+
 
 _ESTIMATE = (
     "SELECT (SELECT u.f * c.reltuples FROM pg_class AS c, pg_stats AS s, "

@@ -171,7 +171,7 @@ class SqliteEngine:
             conn.execute("BEGIN")
             try:
                 hits = self._index.search(
-                    prefix, query.field, target, query.limit, metric, query.search
+                    prefix, query.field, target, query.limit, metric, query.ranking
                 )
                 values = _values_of(conn, prefix, [key for key, _ in hits])
             finally:

@@ -106,10 +106,15 @@ class Nearest:
     with_vectors: bool = False
     """Also answer each row's stored vector (`Row.vector`)."""
     search: Any = None
-    """The caller's `VectorSearch` (None: exact); PostgreSQL reads only its `mode`."""
+    """The memory's `VectorSearch` (None: exact); PostgreSQL reads only its `mode`."""
     pool: bool = False
-    """A candidate pool the caller ranks again (MMR): an ANN engine may search it with less
-    effort (PostgreSQL: pgvector's default `ef_search`)."""
+    """A candidate pool the caller ranks again (MMR): searched with less effort (in process
+    `ranking`; PostgreSQL pgvector's default `ef_search`)."""
+
+    @property
+    def ranking(self) -> Any:
+        """The `VectorSearch` an in-process engine ranks with: `search`, or its `pool()`."""
+        return self.search.pool() if self.pool and self.search is not None else self.search
 
 
 @dataclass(frozen=True, slots=True)

@@ -244,10 +244,10 @@ def test_postgres_picks_hnsw_by_the_users_share_of_the_table(
 
 
 def test_postgres_count_estimates_are_asked_once_then_cached() -> None:
-    from langchain_fspo.memory._engine_postgres import PostgresEngine
+    from langchain_fspo.memory._engine_postgres import PostgresEngine, _Recent
 
     engine = PostgresEngine.__new__(PostgresEngine)  # no store: only the cache is exercised
-    engine._estimates = {}
+    engine._estimates = _Recent()
     steps = engine._estimate("fspo.u.examples")
     sql = next(steps)
     assert "pg_stats" in sql.statements[0][0]
@@ -265,12 +265,12 @@ def test_postgres_counts_a_user_once_per_ttl() -> None:
     import time
     from types import SimpleNamespace
 
-    from langchain_fspo.memory._engine_postgres import ESTIMATE_TTL_S, PostgresEngine
+    from langchain_fspo.memory._engine_postgres import ESTIMATE_TTL_S, PostgresEngine, _Recent
     from langchain_fspo.memory._engines import Forget, Nearest
 
     engine = PostgresEngine.__new__(PostgresEngine)  # no server: only the SQL asked is read
     engine.store = SimpleNamespace(index_config={"dims": 3})  # type: ignore[assignment]
-    engine._estimates, engine._counts = {}, {}
+    engine._estimates, engine._counts = _Recent(), _Recent()
     prefix = "fspo.u.examples"
     query = Nearest(("fspo", "u", "examples"), "prompt", 8, vector=[1.0, 0.0, 0.0])
 
@@ -280,34 +280,34 @@ def test_postgres_counts_a_user_once_per_ttl() -> None:
     steps = engine._nearest(query, prefix)
     assert "count(*)" in next(steps).statements[0][0]  # unknown: counted
     assert "+ 0" in steps.send([{"n": 12}]).statements[0][0]  # small: the exact scan
-    assert engine._counts[prefix][1] == 12
+    assert engine._counts.get(prefix) == 12
     assert "+ 0" in first_sql()  # counted just now: straight to the exact scan
-    engine._counts[prefix] = (time.monotonic(), 2_001)
-    engine._estimates[prefix] = (time.monotonic(), 99_751.0, 114_010.0)
+    engine._counts.put(prefix, 2_001)
+    engine._estimates.put(prefix, (99_751.0, 114_010.0))
     assert "hnsw.iterative_scan" in first_sql()  # known large: straight to HNSW
-    engine._counts[prefix] = (time.monotonic() - ESTIMATE_TTL_S - 1, 2_001)
+    engine._counts.held[prefix] = (time.monotonic() - ESTIMATE_TTL_S - 1, 2_001)
     assert "count(*)" in first_sql()  # stale: counted again
-    engine._counts[prefix] = (time.monotonic(), 2_001)
-    engine._counts["fspo.uv.examples"] = (time.monotonic(), 5)
+    engine._counts.put(prefix, 2_001)
+    engine._counts.put("fspo.uv.examples", 5)
     next(engine._steps(Forget(("fspo", "u"))))  # forgetting the user drops its entries only
-    assert list(engine._counts) == ["fspo.uv.examples"]
-    assert prefix not in engine._estimates
+    assert list(engine._counts.held) == ["fspo.uv.examples"]
+    assert prefix not in engine._estimates.held
     assert "count(*)" in first_sql()
 
 
 def test_postgres_pool_searches_use_the_default_effort_and_exact_mode_skips_the_index() -> None:
     """`diverse`'s pool asks HNSW with `POOL_EF_SEARCH`; `VectorSearch(mode="exact")` scans."""
-    import time
     from types import SimpleNamespace
 
-    from langchain_fspo.memory._engine_postgres import POOL_EF_SEARCH, PostgresEngine
+    from langchain_fspo.memory._engine_postgres import POOL_EF_SEARCH, PostgresEngine, _Recent
     from langchain_fspo.memory._engines import Nearest
 
     engine = PostgresEngine.__new__(PostgresEngine)  # no server: only the SQL asked is read
     engine.store = SimpleNamespace(index_config={"dims": 3})  # type: ignore[assignment]
     prefix = "fspo.u.examples"
-    engine._estimates = {prefix: (time.monotonic(), None, 114_010.0)}  # large: HNSW
-    engine._counts = {prefix: (time.monotonic(), 2_001)}
+    engine._estimates, engine._counts = _Recent(), _Recent()
+    engine._estimates.put(prefix, (None, 114_010.0))  # large: HNSW
+    engine._counts.put(prefix, 2_001)
 
     def first(**kwargs: object) -> tuple[tuple[str, object], ...]:
         query = Nearest(("fspo", "u", "examples"), "prompt", 32, vector=[1.0, 0, 0], **kwargs)
@@ -317,7 +317,7 @@ def test_postgres_pool_searches_use_the_default_effort_and_exact_mode_skips_the_
     assert "hnsw.ef_search" in settings
     assert ef == ("64",)
     assert "ORDER BY embedding <=>" in search
-    (_, ef), _ = first(pool=True, search=VectorSearch().pool())
+    (_, ef), _ = first(pool=True, search=VectorSearch())
     assert ef == (str(POOL_EF_SEARCH),)
     ((exact, _),) = first(search=VectorSearch(mode="exact"))
     assert "+ 0" in exact
