@@ -7,17 +7,17 @@ The engine adds one index for it, `store_prefix_created_at_key_idx ON store (pre
 user are an O(k) index walk.
 
 `Nearest` on `store_vectors` (pgvector): a user with at most `EXACT_SEARCH_MAX` vectors gets an
-exact scan of their own rows (found through the primary key); a larger one gets pgvector's HNSW
-index (the store's `ann_index_config`, HNSW by default) with iterative scans, so that the filter
-on the user cannot starve the result: approximate and sub-linear. Were that to return fewer than
-asked, the exact scan answers instead. The HNSW index holds every user's vectors, so its filtered
-scan costs about its unfiltered cost divided by the user's share of the table (EXPLAIN ANALYZE
-on bench/memory_select.py's database: a 10k-vector user in a 114k-vector table 24 ms, against 6
-ms for the exact scan of those 10k; the 100k user 3 ms against 100 ms). So a user the planner's
-statistics show to hold n of the table's N vectors gets the exact scan while
-n^2 <= `HNSW_EXACT_RATIO` * N (its cost n * c_exact below c_hnsw * N / n); a user absent from
-the statistics gets HNSW. The search and its settings go in one pipelined round trip. A user's
-count (up to `EXACT_SEARCH_MAX + 1`) and estimate are remembered for `ESTIMATE_TTL_S`, so a
+exact scan of their own rows (found through the primary key); a larger one gets pgvector's ANN index
+(the store's `ann_index_config`: HNSW by default, or IVFFlat, searched with `ivfflat_probes` of its
+lists) with iterative scans, so that the filter on the user cannot starve the result: approximate
+and sub-linear. Were that to return fewer than asked, the exact scan answers instead. The HNSW index
+holds every user's vectors, so its filtered scan costs about its unfiltered cost divided by the
+user's share of the table (EXPLAIN ANALYZE on bench/memory_select.py's database: a 10k-vector user
+in a 114k-vector table 24 ms, against 6 ms for the exact scan of those 10k; the 100k user 3 ms
+against 100 ms). So a user the planner's statistics show to hold n of the table's N vectors gets the
+exact scan while n^2 <= `HNSW_EXACT_RATIO` * N (its cost n * c_exact below c_hnsw * N / n); a user
+absent from the statistics gets HNSW. The search and its settings go in one pipelined round trip. A
+user's count (up to `EXACT_SEARCH_MAX + 1`) and estimate are remembered for `ESTIMATE_TTL_S`, so a
 repeated search is one round trip; `diverse`'s candidate pool (`Nearest.pool`) asks HNSW with
 `POOL_EF_SEARCH`; `VectorSearch(mode="exact")` always takes the exact scan.
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 import time
 import weakref
@@ -49,9 +50,11 @@ if TYPE_CHECKING:
 __all__ = [
     "EXACT_SEARCH_MAX",
     "HNSW_EXACT_RATIO",
+    "IVFFLAT_DEFAULT_LISTS",
     "ORDER_INDEX",
     "POOL_EF_SEARCH",
     "PostgresEngine",
+    "ivfflat_probes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,10 +74,17 @@ POOL_EF_SEARCH = 40
 bench/memory_select.py's 100k-vector user the 8 picks' mean cosine to the query is 0.751
 against 0.752 from an exact pool (bench/results/memory_select.md)."""
 
+IVFFLAT_DEFAULT_LISTS = 100
+"""pgvector's `lists` when the index config names none."""
+
 HNSW_EXACT_RATIO = 4_000
 """An unfiltered HNSW search costs about as much as an exact scan of this many vectors (pgvector
 0.8.2, 384 dims, measured: about 2.5 ms against 0.6 us per vector)."""
 
+_SETTINGS = (
+    "SELECT set_config('{index}.iterative_scan', 'relaxed_order', true), "
+    "set_config('{index}.{effort}', %s, true)"
+)
 ORDER_INDEX = "store_prefix_created_at_key_idx"
 _ORDER = "created_at {d}, (value ->> 'created_at') {d}, key {d}"
 _NEWEST_FIRST = _ORDER.format(d="DESC")
@@ -391,18 +401,28 @@ class PostgresEngine:
             estimate = yield from self._estimate(prefix)
         rows: list[Any] = []
         if _approximate(size, *estimate):
-            logger.debug("q.Nearest: HNSW index with iterative scan for %s.", prefix)
-            effort = POOL_EF_SEARCH if query.pool else min(max(40, 2 * query.limit), 1000)
-            ef_search = str(effort)
-            settings = (
-                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                "set_config('hnsw.ef_search', %s, true)"
-            )
-            rows = yield _Sql(((settings, (ef_search,)), (approximate, params)), binary=True)
+            settings = self._search_settings(query, prefix)
+            rows = yield _Sql((settings, (approximate, params)), binary=True)
         if len(rows) < query.limit:
             logger.debug("q.Nearest: exact scan of the vectors of %s.", prefix)
             rows = yield _one(exact, params, binary=True)
         return _rows(rows)
+
+    def _search_settings(self, query: q.Nearest, prefix: str) -> tuple[str, tuple[str, ...]]:
+        """The statement that sets the store's ANN index's search effort for this transaction.
+
+        HNSW: `ef_search` twice the limit (at least 40; `POOL_EF_SEARCH` for a pool). IVFFlat:
+        `ivfflat_probes` of its lists. Both with iterative scans, so the filter on the user
+        cannot starve the result.
+        """
+        ann: dict[str, Any] = dict((self.store.index_config or {}).get("ann_index_config") or {})
+        kind = "IVFFlat" if ann.get("kind") == "ivfflat" else "HNSW"
+        logger.debug("q.Nearest: %s index with iterative scan for %s.", kind, prefix)
+        if kind == "IVFFlat":
+            lists = int(ann.get("lists") or ann.get("nlist") or IVFFLAT_DEFAULT_LISTS)
+            return _SETTINGS.format(index="ivfflat", effort="probes"), (str(ivfflat_probes(lists)),)
+        effort = POOL_EF_SEARCH if query.pool else min(max(40, 2 * query.limit), 1000)
+        return _SETTINGS.format(index="hnsw", effort="ef_search"), (str(effort),)
 
     def scrub(self, prefix: tuple[str, ...]) -> None:
         """Nothing to scrub: PostgreSQL's VACUUM reclaims the deleted rows' space."""
@@ -456,6 +476,19 @@ def _rows(rows: list[Any]) -> list[q.Row]:
         q.Row(r["key"], _value(r["value"]), r["vector"] and _vector_from_binary(r["vector"]))
         for r in rows
     ]
+
+
+def ivfflat_probes(lists: int) -> int:
+    """How many of an IVFFlat index's `lists` a search reads: twice pgvector's sqrt(lists).
+
+    On bench/memory_select.py's database (340 lists, a 100k-vector user) 40 probes give
+    recall@8 0.957 and 20 give 0.869 (bench/results/memory_pg_index_kinds.md). With lists
+    about sqrt(rows), as pgvector suggests, a search reads about rows^(3/4) vectors.
+
+    >>> ivfflat_probes(340), ivfflat_probes(100), ivfflat_probes(1)
+    (37, 20, 1)
+    """
+    return min(lists, math.ceil(2 * math.sqrt(lists)))
 
 
 def _approximate(count: int, estimate: float | None, total: float | None) -> bool:

@@ -324,6 +324,37 @@ def test_postgres_pool_searches_use_the_default_effort_and_exact_mode_skips_the_
     assert "hnsw" not in exact
 
 
+@pytest.mark.parametrize(
+    ("ann", "probes"),
+    [({"kind": "ivfflat", "nlist": 340}, "37"), ({"kind": "ivfflat"}, "20")],
+)
+def test_postgres_ivfflat_stores_search_with_probes_not_hnsw_settings(
+    ann: dict[str, object], probes: str
+) -> None:
+    """An IVFFlat index config gets `ivfflat.probes` (pgvector's default reads one list)."""
+    from types import SimpleNamespace
+
+    from langchain_fspo.memory._engine_postgres import PostgresEngine, _Recent
+    from langchain_fspo.memory._engines import Nearest
+
+    engine = PostgresEngine.__new__(PostgresEngine)  # no server: only the SQL asked is read
+    engine.store = SimpleNamespace(  # type: ignore[assignment]
+        index_config={"dims": 3, "ann_index_config": ann}
+    )
+    prefix = "fspo.u.examples"
+    engine._estimates, engine._counts = _Recent(), _Recent()
+    engine._estimates.put(prefix, (None, 114_010.0))  # large: the ANN index
+    engine._counts.put(prefix, 2_001)
+    for pool in (False, True):
+        query = Nearest(("fspo", "u", "examples"), "prompt", 32, vector=[1.0, 0, 0], pool=pool)
+        (settings, asked), (search, _) = next(engine._nearest(query, prefix)).statements
+        assert "ivfflat.iterative_scan" in settings
+        assert "ivfflat.probes" in settings
+        assert "hnsw" not in settings
+        assert asked == (probes,)
+        assert "ORDER BY embedding <=>" in search
+
+
 @pytest.mark.postgres
 @pytest.mark.integration
 def test_postgres_count_estimate_reads_the_planners_statistics(indexed_postgres_store) -> None:
@@ -379,6 +410,65 @@ def test_postgres_large_users_go_through_the_hnsw_index(
         assert all(e.chosen.startswith("answer") for e in approximate)
     finally:
         memory._driver.engine.run(Forget(root))
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_postgres_ivfflat_index_config_is_searched_with_probes(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store whose index config asks for IVFFlat: its settings run, its answers are exact's.
+
+    In a schema of its own (the index kind is fixed when the store's tables are created),
+    rebuilt once the data is in, as docs/serving.md tells users of IVFFlat to do.
+    """
+    import uuid
+
+    import psycopg
+    from langgraph.store.postgres import PostgresStore
+
+    from langchain_fspo.memory import _engine_postgres
+
+    schema = f"fspo_ivfflat_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    conninfo = psycopg.conninfo.make_conninfo(
+        postgres_url, options=f"-c search_path={schema},public"
+    )
+    index = {
+        "dims": INDEX_DIMS,
+        "embed": HashingEmbeddings(INDEX_DIMS),
+        "fields": ["prompt"],
+        "ann_index_config": {"kind": "ivfflat", "nlist": 4},
+    }
+    try:
+        with PostgresStore.from_conn_string(conninfo, index=index) as store:
+            store.setup()
+            memory = PreferenceMemory(store)
+            populate(memory, "big")
+            with psycopg.connect(conninfo, autocommit=True) as conn:  # lists from the data
+                conn.execute("REINDEX INDEX store_vectors_embedding_idx")
+                (indexdef,) = conn.execute(
+                    "SELECT indexdef FROM pg_indexes WHERE schemaname = %s "
+                    "AND indexname = 'store_vectors_embedding_idx'",
+                    (schema,),
+                ).fetchone() or ("",)
+            assert "ivfflat" in indexdef
+            query = "houseplant for a beginner"
+            exact = memory.select("big", query, k=3, strategy="relevant")
+            monkeypatch.setattr(_engine_postgres, "EXACT_SEARCH_MAX", 3)
+            monkeypatch.setattr(_engine_postgres, "HNSW_EXACT_RATIO", 0)
+            with caplog.at_level("DEBUG", logger=_engine_postgres.__name__):
+                approximate = memory.select("big", query, k=3, strategy="relevant")
+            assert "IVFFlat index" in caplog.text
+            assert "exact scan" not in caplog.text  # the index answered: no fallback
+            pool = memory.select("big", query, k=3, strategy="diverse")
+            assert [e.id for e in approximate] == [e.id for e in exact]
+            assert approximate[0].prompt == "What is a good beginner houseplant?"
+            assert len(pool) == 3
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.mark.postgres
