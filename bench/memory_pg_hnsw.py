@@ -50,22 +50,68 @@ DEFAULT = (16, 64)
 SETTINGS = [DEFAULT, (16, 32), (8, 32), (8, 16)]
 
 
-def build_index(url: str, m: int, ef_construction: int) -> dict[str, Any]:
-    """Replace the HNSW index with one of these settings; its build time and size."""
+def replace_index(url: str, index: str | None) -> dict[str, Any]:
+    """Drop the store's ANN index and build `index` (`USING ...`) under its name.
+
+    Its build time and size. The store's setup leaves an index of that name be, whatever its
+    kind; None leaves the table without one.
+    """
     postgres_admin(url, f"DROP INDEX IF EXISTS {INDEX}")
     start = time.perf_counter()
-    postgres_admin(
-        url,
-        f"CREATE INDEX {INDEX} ON store_vectors USING hnsw (embedding vector_cosine_ops) "
-        f"WITH (m = {m}, ef_construction = {ef_construction})",
-    )
+    if index is not None:
+        postgres_admin(url, f"CREATE INDEX {INDEX} ON store_vectors {index}")
     seconds = time.perf_counter() - start
     postgres_admin(url, "VACUUM ANALYZE store_vectors")
     import psycopg
 
     with psycopg.connect(url) as conn:
-        row = conn.execute(f"SELECT pg_relation_size('{INDEX}')").fetchone()
+        row = conn.execute(
+            "SELECT pg_relation_size(oid) FROM pg_class WHERE relname = %s", (INDEX,)
+        ).fetchone()
     return {"build_s": round(seconds, 1), "index_mb": round((row[0] if row else 0) / 2**20, 1)}
+
+
+def hnsw_index(m: int, ef_construction: int) -> str:
+    return (
+        "USING hnsw (embedding vector_cosine_ops) "
+        f"WITH (m = {m}, ef_construction = {ef_construction})"
+    )
+
+
+def build_index(url: str, m: int, ef_construction: int) -> dict[str, Any]:
+    """Replace the HNSW index with one of these settings; its build time and size."""
+    return replace_index(url, hnsw_index(m, ef_construction))
+
+
+def arguments(description: str, out: str) -> argparse.Namespace:
+    """The options these index benchmarks share; results to bench/results/`out`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--postgres-url", required=True)
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--queries", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results" / out)
+    return parser.parse_args()
+
+
+def history_prefix(url: str) -> str:
+    """The namespace prefix of the 100k-example user (memory_select's history database)."""
+    probe = open_memory("postgres", url, indexed=True)
+    try:
+        vectors = probe.count(USER)
+        assert vectors >= 100_000, f"{USER} holds {vectors} examples: run memory_select first"
+        return ".".join(probe.namespaces(USER).examples)
+    finally:
+        probe.close()
+
+
+def vector_total(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        total = conn.execute("SELECT count(*) FROM store_vectors").fetchone()
+    return int(total[0]) if total else 0
 
 
 def exact_neighbours(url: str, prefix: str, queries: list[str], k: int) -> list[set[str]]:
@@ -170,23 +216,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--postgres-url", required=True)
-    parser.add_argument("--calls", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--queries", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/memory_pg_hnsw.json")
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0], "memory_pg_hnsw.json")
     rng = random.Random(args.seed)
     queries = [words(rng, 8) for _ in range(args.queries)]
-    probe = open_memory("postgres", args.postgres_url, indexed=True)
-    try:
-        prefix = ".".join(probe.namespaces(USER).examples)
-        vectors = probe.count(USER)
-        assert vectors >= 100_000, f"{USER} holds {vectors} examples: run memory_select first"
-    finally:
-        probe.close()
+    prefix = history_prefix(args.postgres_url)
     exact = exact_neighbours(args.postgres_url, prefix, queries, 8)
     rows = []
     try:
@@ -207,17 +240,13 @@ def main() -> None:
             print(row, flush=True)
     finally:
         build_index(args.postgres_url, *DEFAULT)
-    import psycopg
-
-    with psycopg.connect(args.postgres_url) as conn:
-        total = conn.execute("SELECT count(*) FROM store_vectors").fetchone()
     report = {
         "benchmark": "pgvector HNSW build settings: add cost against relevant recall",
         "command": recorded_command("bench/memory_pg_hnsw.py"),
         "calls": args.calls,
         "repeats": args.repeats,
         "queries": args.queries,
-        "vectors": int(total[0]) if total else 0,
+        "vectors": vector_total(args.postgres_url),
         "settings": rows,
         "postgres": postgres_versions(args.postgres_url),
         **machine(),

@@ -25,7 +25,6 @@ Results: bench/results/memory_pg_index_kinds.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import sys
@@ -38,17 +37,19 @@ sys.path.insert(0, str(REPO_ROOT))
 from bench.memory_pg_add import probe_prompt  # noqa: E402
 from bench.memory_pg_hnsw import (  # noqa: E402
     DEFAULT,
-    INDEX,
-    USER,
+    arguments,
     build_index,
     exact_neighbours,
+    history_prefix,
+    hnsw_index,
     p50_ms,
+    replace_index,
+    vector_total,
 )
 from bench.memory_select import (  # noqa: E402
     EMBED,
     machine,
     open_memory,
-    postgres_admin,
     postgres_versions,
     words,
 )
@@ -77,8 +78,7 @@ def kinds(dims: int) -> list[dict[str, Any]]:
     return [
         {
             "kind": "hnsw",
-            "index": "USING hnsw (embedding vector_cosine_ops) "
-            f"WITH (m = {DEFAULT[0]}, ef_construction = {DEFAULT[1]})",
+            "index": hnsw_index(*DEFAULT),
             "searches": [
                 {
                     "setting": "ef_search 40",
@@ -121,23 +121,6 @@ def kinds(dims: int) -> list[dict[str, Any]]:
             "searches": [{"setting": "exact scan", "set": [], "sql": cosine}],
         },
     ]
-
-
-def replace_index(url: str, index: str | None) -> dict[str, Any]:
-    """Drop the store's ANN index and build `index` under its name; build time and size."""
-    postgres_admin(url, f"DROP INDEX IF EXISTS {INDEX}")
-    start = time.perf_counter()
-    if index is not None:
-        postgres_admin(url, f"CREATE INDEX {INDEX} ON store_vectors {index}")
-    seconds = time.perf_counter() - start
-    postgres_admin(url, "VACUUM ANALYZE store_vectors")
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT pg_relation_size(oid) FROM pg_class WHERE relname = %s", (INDEX,)
-        ).fetchone()
-    return {"build_s": round(seconds, 1), "index_mb": round((row[0] if row else 0) / 2**20, 1)}
 
 
 def measure_add(url: str, calls: int, repeats: int, tag: str) -> dict[str, Any]:
@@ -236,27 +219,12 @@ READING = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--postgres-url", required=True)
-    parser.add_argument("--calls", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--queries", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--out", type=Path, default=REPO_ROOT / "bench/results/memory_pg_index_kinds.json"
-    )
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0], "memory_pg_index_kinds.json")
     rng = random.Random(args.seed)
     queries = [words(rng, 8) for _ in range(args.queries)]
     literals = ["[" + ",".join(map(repr, EMBED.embed_query(q))) + "]" for q in queries]
     dims = literals[0].count(",") + 1
-    probe = open_memory("postgres", args.postgres_url, indexed=True)
-    try:
-        prefix = ".".join(probe.namespaces(USER).examples)
-        vectors = probe.count(USER)
-        assert vectors >= 100_000, f"{USER} holds {vectors} examples: run memory_select first"
-    finally:
-        probe.close()
+    prefix = history_prefix(args.postgres_url)
     exact = exact_neighbours(args.postgres_url, prefix, queries, 8)
     rows = []
     try:
@@ -272,17 +240,13 @@ def main() -> None:
             print(row, flush=True)
     finally:
         build_index(args.postgres_url, *DEFAULT)
-    import psycopg
-
-    with psycopg.connect(args.postgres_url) as conn:
-        total = conn.execute("SELECT count(*) FROM store_vectors").fetchone()
     report = {
         "benchmark": "pgvector index kinds: add cost against nearest-8 search",
         "command": recorded_command("bench/memory_pg_index_kinds.py"),
         "calls": args.calls,
         "repeats": args.repeats,
         "queries": args.queries,
-        "vectors": int(total[0]) if total else 0,
+        "vectors": vector_total(args.postgres_url),
         "kinds": rows,
         "reading": READING,
         "postgres": postgres_versions(args.postgres_url),
