@@ -289,8 +289,11 @@ class PostgresEngine:
                 return
             try:
                 with self._connection() as conn:
+                    # The index of this store's table (`store` as the search path finds it),
+                    # not one of that name on a `store` in another schema.
                     exists = conn.execute(
-                        "SELECT 1 FROM pg_indexes WHERE tablename = 'store' AND indexname = %s",
+                        "SELECT 1 FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid "
+                        "WHERE x.indrelid = 'store'::regclass AND i.relname = %s",
                         (ORDER_INDEX,),
                     ).fetchone()
                     if not exists:

@@ -415,12 +415,16 @@ def test_postgres_large_users_go_through_the_hnsw_index(
 @pytest.mark.postgres
 @pytest.mark.integration
 def test_postgres_ivfflat_index_config_is_searched_with_probes(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    postgres_url: str,
+    indexed_postgres_store,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A store whose index config asks for IVFFlat: its settings run, its answers are exact's.
 
     In a schema of its own (the index kind is fixed when the store's tables are created),
-    rebuilt once the data is in, as docs/serving.md tells users of IVFFlat to do.
+    rebuilt once the data is in, as docs/serving.md tells users of IVFFlat to do. The engine's
+    ordering index is made there too, though another schema's `store` already has one.
     """
     import uuid
 
@@ -428,7 +432,12 @@ def test_postgres_ivfflat_index_config_is_searched_with_probes(
     from langgraph.store.postgres import PostgresStore
 
     from langchain_fspo.memory import _engine_postgres
+    from langchain_fspo.memory._engine_postgres import ORDER_INDEX
 
+    PreferenceMemory(indexed_postgres_store).count("nobody")  # the default schema's store
+    with indexed_postgres_store._cursor() as cur:  # has its ordering index
+        cur.execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", (ORDER_INDEX,))
+        assert cur.fetchone() is not None
     schema = f"fspo_ivfflat_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_url, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")
@@ -463,6 +472,12 @@ def test_postgres_ivfflat_index_config_is_searched_with_probes(
             assert "IVFFlat index" in caplog.text
             assert "exact scan" not in caplog.text  # the index answered: no fallback
             pool = memory.select("big", query, k=3, strategy="diverse")
+            with psycopg.connect(conninfo) as conn:  # `recent`'s index, in this schema too
+                (indexes,) = conn.execute(
+                    "SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
+                    (schema, ORDER_INDEX),
+                ).fetchone() or (0,)
+            assert indexes == 1
             assert [e.id for e in approximate] == [e.id for e in exact]
             assert approximate[0].prompt == "What is a good beginner houseplant?"
             assert len(pool) == 3
