@@ -485,8 +485,9 @@ def ivfflat_probes(lists: int) -> int:
     """How many of an IVFFlat index's `lists` a search reads: twice pgvector's sqrt(lists).
 
     On bench/memory_select.py's database (340 lists, a 100k-vector user) 40 probes give
-    recall@8 0.957 and 20 give 0.869 (bench/results/memory_pg_index_kinds.md). With lists
-    about sqrt(rows), as pgvector suggests, a search reads about rows^(3/4) vectors.
+    recall@8 0.957 and 20 give 0.869 (bench/results/memory_pg_index_kinds.md). A search reads
+    2 sqrt(lists) x rows / lists vectors: sub-linear while the lists grow with the table
+    (pgvector suggests rows / 1000 lists up to 1M rows, sqrt(rows) above).
 
     >>> ivfflat_probes(340), ivfflat_probes(100), ivfflat_probes(1)
     (37, 20, 1)
