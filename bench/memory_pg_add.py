@@ -36,6 +36,7 @@ from bench.memory_select import (  # noqa: E402
     BenchEmbeddings,
     machine,
     open_memory,
+    pg_vector,
     postgres_versions,
     words,
 )
@@ -142,9 +143,7 @@ def server_side(url: str, calls: int) -> dict[str, Any]:
             wal: dict[str, Any] = {}
             for i in range(calls):
                 key = f"k{i}"
-                vector = (
-                    "[" + ",".join(map(repr, embed.embed_query(probe_prompt("probe", i)))) + "]"
-                )
+                vector = pg_vector(embed.embed_query(probe_prompt("probe", i)))
                 with conn.transaction(force_rollback=True):
                     if variant == "without_hnsw":
                         cur.execute("DROP INDEX IF EXISTS store_vectors_embedding_idx")
@@ -176,7 +175,7 @@ def _commits(conn: Any, cur: Any, prefix: str, calls: int) -> list[float]:
     samples = []
     try:
         for i in range(calls):
-            vector = "[" + ",".join(map(repr, embed.embed_query(probe_prompt("commit", i)))) + "]"
+            vector = pg_vector(embed.embed_query(probe_prompt("commit", i)))
             cur.execute("BEGIN")
             cur.execute(
                 "INSERT INTO store (prefix, key, value) VALUES (%s, %s, '{}')", (prefix, f"c{i}")

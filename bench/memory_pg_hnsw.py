@@ -37,6 +37,7 @@ from bench.memory_select import (  # noqa: E402
     EMBED,
     machine,
     open_memory,
+    pg_vector,
     postgres_admin,
     postgres_versions,
     words,
@@ -121,7 +122,7 @@ def exact_neighbours(url: str, prefix: str, queries: list[str], k: int) -> list[
     out = []
     with psycopg.connect(url) as conn:
         for query in queries:
-            literal = "[" + ",".join(map(repr, EMBED.embed_query(query))) + "]"
+            literal = pg_vector(EMBED.embed_query(query))
             rows = conn.execute(
                 "SELECT key FROM store_vectors WHERE prefix = %s AND field_name = 'prompt' "
                 "ORDER BY (embedding <=> %s::vector) + 0 LIMIT %s",

@@ -50,6 +50,7 @@ from bench.memory_select import (  # noqa: E402
     EMBED,
     machine,
     open_memory,
+    pg_vector,
     postgres_versions,
     words,
 )
@@ -222,7 +223,7 @@ def main() -> None:
     args = arguments(__doc__.splitlines()[0], "memory_pg_index_kinds.json")
     rng = random.Random(args.seed)
     queries = [words(rng, 8) for _ in range(args.queries)]
-    literals = ["[" + ",".join(map(repr, EMBED.embed_query(q))) + "]" for q in queries]
+    literals = [pg_vector(EMBED.embed_query(q)) for q in queries]
     dims = literals[0].count(",") + 1
     prefix = history_prefix(args.postgres_url)
     exact = exact_neighbours(args.postgres_url, prefix, queries, 8)

@@ -146,6 +146,11 @@ def index_config() -> dict[str, Any]:
     return {"dims": DIMS, "embed": EMBED, "fields": ["prompt"]}
 
 
+def pg_vector(vector: Sequence[float]) -> str:
+    """`vector` as pgvector's text literal, for SQL the benchmarks send themselves."""
+    return "[" + ",".join(map(repr, vector)) + "]"
+
+
 def words(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n))
 

@@ -344,9 +344,12 @@ class PostgresEngine:
             return {r["key"]: _vector_from_binary(r["vector"]) for r in rows}
         return (yield from self._nearest(query, prefix))
 
+    def _ann_config(self) -> dict[str, Any]:
+        """The store's `ann_index_config` (empty: LangGraph's default, HNSW over `vector`)."""
+        return dict((self.store.index_config or {}).get("ann_index_config") or {})
+
     def _vector_cast(self) -> str:
-        config: dict[str, Any] = dict(self.store.index_config or {})
-        kind = (config.get("ann_index_config") or {}).get("vector_type", "vector")
+        kind = self._ann_config().get("vector_type", "vector")
         return "halfvec" if kind == "halfvec" else "vector"
 
     def _estimate(self, prefix: str) -> _Steps:
@@ -418,7 +421,7 @@ class PostgresEngine:
         `ivfflat_probes` of its lists. Both with iterative scans, so the filter on the user
         cannot starve the result.
         """
-        ann: dict[str, Any] = dict((self.store.index_config or {}).get("ann_index_config") or {})
+        ann = self._ann_config()
         kind = "IVFFlat" if ann.get("kind") == "ivfflat" else "HNSW"
         logger.debug("q.Nearest: %s index with iterative scan for %s.", kind, prefix)
         if kind == "IVFFlat":

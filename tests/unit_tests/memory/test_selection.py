@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -225,6 +226,31 @@ def test_hashing_embeddings_are_deterministic() -> None:
 # ----------------------------------------------------------------------------- PostgreSQL
 
 
+PREFIX = "fspo.u.examples"
+
+
+def sql_only_engine(ann: dict[str, object] | None = None, *, large: bool = False) -> Any:
+    """A `PostgresEngine` without a server: its steps are read, never run.
+
+    `ann`: the store's `ann_index_config`; `large`: `PREFIX` already counted and estimated
+    large enough for the ANN index (its next search asks no count).
+    """
+    from types import SimpleNamespace
+
+    from langchain_fspo.memory._engine_postgres import PostgresEngine, _Recent
+
+    engine = PostgresEngine.__new__(PostgresEngine)
+    config: dict[str, object] = {"dims": 3}
+    if ann is not None:
+        config["ann_index_config"] = ann
+    engine.store = SimpleNamespace(index_config=config)  # type: ignore[assignment]
+    engine._estimates, engine._counts = _Recent(), _Recent()
+    if large:
+        engine._estimates.put(PREFIX, (None, 114_010.0))  # not in the statistics: the index
+        engine._counts.put(PREFIX, 2_001)
+    return engine
+
+
 @pytest.mark.parametrize(
     ("count", "estimate", "total", "hnsw"),
     [
@@ -244,74 +270,60 @@ def test_postgres_picks_hnsw_by_the_users_share_of_the_table(
 
 
 def test_postgres_count_estimates_are_asked_once_then_cached() -> None:
-    from langchain_fspo.memory._engine_postgres import PostgresEngine, _Recent
-
-    engine = PostgresEngine.__new__(PostgresEngine)  # no store: only the cache is exercised
-    engine._estimates = _Recent()
-    steps = engine._estimate("fspo.u.examples")
+    engine = sql_only_engine()
+    steps = engine._estimate(PREFIX)
     sql = next(steps)
     assert "pg_stats" in sql.statements[0][0]
-    assert sql.statements[0][1] == ("fspo.u.examples",)
+    assert sql.statements[0][1] == (PREFIX,)
     with pytest.raises(StopIteration) as stop:
         steps.send([{"estimate": 10_154.0, "total": 114_010.0}])
     assert stop.value.value == (10_154.0, 114_010.0)
     with pytest.raises(StopIteration) as again:  # answered from the cache: no SQL
-        next(engine._estimate("fspo.u.examples"))
+        next(engine._estimate(PREFIX))
     assert again.value.value == (10_154.0, 114_010.0)
 
 
 def test_postgres_counts_a_user_once_per_ttl() -> None:
     """A prefix counted within the TTL goes straight to its search; forget drops the count."""
     import time
-    from types import SimpleNamespace
 
-    from langchain_fspo.memory._engine_postgres import ESTIMATE_TTL_S, PostgresEngine, _Recent
+    from langchain_fspo.memory._engine_postgres import ESTIMATE_TTL_S
     from langchain_fspo.memory._engines import Forget, Nearest
 
-    engine = PostgresEngine.__new__(PostgresEngine)  # no server: only the SQL asked is read
-    engine.store = SimpleNamespace(index_config={"dims": 3})  # type: ignore[assignment]
-    engine._estimates, engine._counts = _Recent(), _Recent()
-    prefix = "fspo.u.examples"
+    engine = sql_only_engine()
     query = Nearest(("fspo", "u", "examples"), "prompt", 8, vector=[1.0, 0.0, 0.0])
 
     def first_sql() -> str:
-        return str(next(engine._nearest(query, prefix)).statements[0][0])
+        return str(next(engine._nearest(query, PREFIX)).statements[0][0])
 
-    steps = engine._nearest(query, prefix)
+    steps = engine._nearest(query, PREFIX)
     assert "count(*)" in next(steps).statements[0][0]  # unknown: counted
     assert "+ 0" in steps.send([{"n": 12}]).statements[0][0]  # small: the exact scan
-    assert engine._counts.get(prefix) == 12
+    assert engine._counts.get(PREFIX) == 12
     assert "+ 0" in first_sql()  # counted just now: straight to the exact scan
-    engine._counts.put(prefix, 2_001)
-    engine._estimates.put(prefix, (99_751.0, 114_010.0))
+    engine._counts.put(PREFIX, 2_001)
+    engine._estimates.put(PREFIX, (99_751.0, 114_010.0))
     assert "hnsw.iterative_scan" in first_sql()  # known large: straight to HNSW
-    engine._counts.held[prefix] = (time.monotonic() - ESTIMATE_TTL_S - 1, 2_001)
+    engine._counts.held[PREFIX] = (time.monotonic() - ESTIMATE_TTL_S - 1, 2_001)
     assert "count(*)" in first_sql()  # stale: counted again
-    engine._counts.put(prefix, 2_001)
+    engine._counts.put(PREFIX, 2_001)
     engine._counts.put("fspo.uv.examples", 5)
     next(engine._steps(Forget(("fspo", "u"))))  # forgetting the user drops its entries only
     assert list(engine._counts.held) == ["fspo.uv.examples"]
-    assert prefix not in engine._estimates.held
+    assert PREFIX not in engine._estimates.held
     assert "count(*)" in first_sql()
 
 
 def test_postgres_pool_searches_use_the_default_effort_and_exact_mode_skips_the_index() -> None:
     """`diverse`'s pool asks HNSW with `POOL_EF_SEARCH`; `VectorSearch(mode="exact")` scans."""
-    from types import SimpleNamespace
-
-    from langchain_fspo.memory._engine_postgres import POOL_EF_SEARCH, PostgresEngine, _Recent
+    from langchain_fspo.memory._engine_postgres import POOL_EF_SEARCH
     from langchain_fspo.memory._engines import Nearest
 
-    engine = PostgresEngine.__new__(PostgresEngine)  # no server: only the SQL asked is read
-    engine.store = SimpleNamespace(index_config={"dims": 3})  # type: ignore[assignment]
-    prefix = "fspo.u.examples"
-    engine._estimates, engine._counts = _Recent(), _Recent()
-    engine._estimates.put(prefix, (None, 114_010.0))  # large: HNSW
-    engine._counts.put(prefix, 2_001)
+    engine = sql_only_engine(large=True)
 
     def first(**kwargs: object) -> tuple[tuple[str, object], ...]:
         query = Nearest(("fspo", "u", "examples"), "prompt", 32, vector=[1.0, 0, 0], **kwargs)
-        return next(engine._nearest(query, prefix)).statements
+        return next(engine._nearest(query, PREFIX)).statements
 
     (settings, ef), (search, _) = first()
     assert "hnsw.ef_search" in settings
@@ -332,22 +344,12 @@ def test_postgres_ivfflat_stores_search_with_probes_not_hnsw_settings(
     ann: dict[str, object], probes: str
 ) -> None:
     """An IVFFlat index config gets `ivfflat.probes` (pgvector's default reads one list)."""
-    from types import SimpleNamespace
-
-    from langchain_fspo.memory._engine_postgres import PostgresEngine, _Recent
     from langchain_fspo.memory._engines import Nearest
 
-    engine = PostgresEngine.__new__(PostgresEngine)  # no server: only the SQL asked is read
-    engine.store = SimpleNamespace(  # type: ignore[assignment]
-        index_config={"dims": 3, "ann_index_config": ann}
-    )
-    prefix = "fspo.u.examples"
-    engine._estimates, engine._counts = _Recent(), _Recent()
-    engine._estimates.put(prefix, (None, 114_010.0))  # large: the ANN index
-    engine._counts.put(prefix, 2_001)
+    engine = sql_only_engine(ann, large=True)
     for pool in (False, True):
         query = Nearest(("fspo", "u", "examples"), "prompt", 32, vector=[1.0, 0, 0], pool=pool)
-        (settings, asked), (search, _) = next(engine._nearest(query, prefix)).statements
+        (settings, asked), (search, _) = next(engine._nearest(query, PREFIX)).statements
         assert "ivfflat.iterative_scan" in settings
         assert "ivfflat.probes" in settings
         assert "hnsw" not in settings
