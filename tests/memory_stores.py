@@ -25,6 +25,7 @@ from langchain_fspo.memory import PreferenceMemory
 __all__ = [
     "DEFAULT_POSTGRES_URL",
     "INDEX_DIMS",
+    "RUN_PREFIX",
     "STORE_KINDS",
     "HashingEmbeddings",
     "indexed_memory",

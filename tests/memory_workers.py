@@ -16,9 +16,24 @@ from langchain_fspo.memory import PreferenceMemory
 
 
 def open_memory(target: dict[str, str]) -> PreferenceMemory:
-    """The memory a worker writes through: `{"sqlite": path}` or `{"postgres": url}`."""
+    """The memory a worker writes through: `{"sqlite": path}` or `{"postgres": url}`.
+
+    With `"deferred": "1"` beside the URL: an embedding index over `prompt` whose inserts are
+    deferred (`defer_indexing=True`).
+    """
     if "sqlite" in target:
         return PreferenceMemory.sqlite(target["sqlite"])
+    if target.get("deferred") == "1":
+        from tests.memory_stores import INDEX_DIMS, HashingEmbeddings
+
+        index: Any = {
+            "dims": INDEX_DIMS,
+            "embed": HashingEmbeddings(INDEX_DIMS),
+            "fields": ["prompt"],
+        }
+        return PreferenceMemory.postgres(
+            target["postgres"], index=index, max_connections=2, defer_indexing=True
+        )
     return PreferenceMemory.postgres(target["postgres"], max_connections=2)
 
 
@@ -79,7 +94,10 @@ def forgetter(
 def reader(
     name: str, target: dict[str, str], user: str, tag: str, queue: Any, barrier: Any, rounds: int
 ) -> None:
-    """Select `user`'s newest shots while the writers run; report every anomaly seen."""
+    """Select `user`'s shots while the writers run; report every anomaly seen.
+
+    The newest `k`; with an index, every fifth select the 8 most relevant.
+    """
     memory = open_memory(target)
 
     def body() -> dict[str, Any]:
@@ -88,7 +106,11 @@ def reader(
         selects = 0
         for i in range(rounds):
             k = 1 + (i * 37) % 64
-            shots = memory.select(user, k=k)
+            if memory.has_index and i % 5 == 4:  # vectors indexed or still pending
+                shots = memory.select(user, f"{tag}{i % 4} question {i}", k=8, strategy="relevant")
+                k = 8
+            else:
+                shots = memory.select(user, k=k)
             selects += 1
             ids = [str(e.id) for e in shots]
             seen.update(ids)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import threading
@@ -39,8 +40,17 @@ import psycopg
 from langgraph.store.base import PutOp
 from psycopg.rows import dict_row
 
+from langchain_fspo.errors import MemoryConfigError
 from langchain_fspo.memory import _engines as q
 from langchain_fspo.memory._pg_async import AsyncConnections
+from langchain_fspo.memory._pg_pending import (
+    CREATE_PENDING,
+    PENDING_TABLE,
+    PendingMover,
+    VectorRow,
+    pending_upsert,
+    without_vectors,
+)
 
 if TYPE_CHECKING:
     from langgraph.store.base import Op, Result
@@ -90,7 +100,26 @@ _ORDER = "created_at {d}, (value ->> 'created_at') {d}, key {d}"
 _NEWEST_FIRST = _ORDER.format(d="DESC")
 _OLDEST_FIRST = _ORDER.format(d="ASC")
 _OPERATOR = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
-_ensured: weakref.WeakSet[Any] = weakref.WeakSet()
+PENDING_RECHECK_S = 60.0
+"""How often an indexed store without the pending vector table looks for it again (another
+process may turn deferred indexing on; until this one sees the table, its searches miss the
+vectors still pending there, and nothing else)."""
+
+
+@dataclasses.dataclass
+class _Schema:
+    """What this process knows of a store's schema (after `_ensure_schema`)."""
+
+    pending: bool = False
+    """Whether the pending vector table exists (searches read it; writes keep it in step)."""
+    checked: float = 0.0
+    """When `pending` was last looked up (`time.monotonic`)."""
+
+    def stale(self, indexed: bool) -> bool:
+        return indexed and not self.pending and time.monotonic() - self.checked >= PENDING_RECHECK_S
+
+
+_schemas: weakref.WeakKeyDictionary[Any, _Schema] = weakref.WeakKeyDictionary()
 _ensure_lock = threading.Lock()
 
 
@@ -164,33 +193,81 @@ class PostgresEngine:
         """Per prefix: the planner's estimates of its and the table's vector counts."""
         self._counts = _Recent[int]()
         """Per prefix: its vector count, up to `EXACT_SEARCH_MAX + 1`."""
+        self._mover: PendingMover | None = None
+        """Set by `defer_indexing`: writes go to the pending table, this moves them."""
 
     def batch(self, ops: list[Op]) -> list[Result]:
         """The store's `batch`; writes to an indexed store as one pipelined transaction."""
         if not self._own_write(ops):
             return self.store.batch(ops)
+        self._ensure_schema()
         queries, request = self._put_queries(ops)
         if request is not None:
             embed = self._embeddings()
-            queries.append(_with_vectors(request, embed.embed_documents(_texts(request))))
+            queries += self._vector_writes(request, embed.embed_documents(_texts(request)))
         sql, params = _one_message(queries)
         with self._connection() as conn, psycopg.ClientCursor(conn) as cur:
             cur.execute(sql, params)
+        if request is not None and self._mover is not None:
+            self._mover.wake()
         return [None] * len(ops)
 
     async def abatch(self, ops: list[Op]) -> list[Result]:
         """Async `batch` (on this loop's connections when the store has a pool)."""
         if self._async is None or not self._own_write(ops):
             return await self.store.abatch(ops)
+        if self._schema_stale():
+            await asyncio.to_thread(self._ensure_schema)
         queries, request = self._put_queries(ops)
         if request is not None:
             embed = self._embeddings()
             vectors = await embed.aembed_documents(_texts(request))
-            queries.append(_with_vectors(request, vectors))
+            queries += self._vector_writes(request, vectors)
         sql, params = _one_message(queries)
         async with self._async.connection() as conn, psycopg.AsyncClientCursor(conn) as cur:
             await cur.execute(sql, params)
+        if request is not None and self._mover is not None:
+            self._mover.wake()
         return [None] * len(ops)
+
+    def _vector_writes(self, request: Any, vectors: list[list[float]]) -> list[tuple[str, Any]]:
+        """The statements that write `request`'s vectors (`_pg_pending` explains the order)."""
+        rows = _vector_rows(request, vectors)
+        if self._mover is not None:  # deferred: pending, then out of the indexed table
+            return [pending_upsert(rows), without_vectors("store_vectors", rows)]
+        direct = (request[0], [v for row in rows for v in row])
+        if not self._has_pending():
+            return [direct]
+        return [without_vectors(PENDING_TABLE, rows), direct]
+
+    def defer_indexing(self) -> PendingMover:
+        """Write vectors to the pending table from now on, moved in the background (`_pg_pending`).
+
+        Returns the mover: close it before the store's pool.
+        """
+        from psycopg_pool import ConnectionPool
+
+        if not (self.store.index_config and isinstance(self.store.conn, ConnectionPool)):
+            msg = (
+                "Deferred indexing needs a PostgresStore with an embedding index on a "
+                "connection pool: PreferenceMemory.postgres(url, index=..., defer_indexing=True)."
+            )
+            raise MemoryConfigError(msg)
+        self._ensure_schema()
+        try:
+            # A concurrent engine may create it first.
+            with self._connection() as conn, contextlib.suppress(psycopg.errors.UniqueViolation):
+                conn.execute(CREATE_PENDING)
+        except psycopg.Error as e:
+            msg = (
+                f"Deferred indexing needs the table {PENDING_TABLE}, which could not be created "
+                f"({e}); create it as the store's owner, or drop defer_indexing=True."
+            )
+            raise MemoryConfigError(msg) from e
+        _schemas[self.store].pending = True
+        self._mover = PendingMover(self.store.conn)
+        self._mover.wake()  # vectors a crashed writer left pending
+        return self._mover
 
     def _own_write(self, ops: list[Op]) -> bool:
         """Whether `ops` are puts to a store with an embedding index (written by `batch`)."""
@@ -232,7 +309,7 @@ class PostgresEngine:
 
     def run(self, query: q.Query) -> Any:
         """Answer `query` on the store's connections."""
-        self._ensure_order_index()
+        self._ensure_schema()
         steps = self._steps(query)
         with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             answer: Any = None
@@ -255,8 +332,8 @@ class PostgresEngine:
     async def arun(self, query: q.Query) -> Any:
         """Answer `query` on asyncio connections (the loop waits on the socket, no thread)."""
         assert self._async is not None  # noqa: S101 - only "native" engines are asked
-        if self.store not in _ensured:
-            await asyncio.to_thread(self._ensure_order_index)
+        if self._schema_stale():
+            await asyncio.to_thread(self._ensure_schema)
         steps = self._steps(query)
         async with self._async.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             answer: Any = None
@@ -280,30 +357,56 @@ class PostgresEngine:
         if self._async is not None:
             await self._async.aclose()
 
-    def _ensure_order_index(self) -> None:
-        """Create the ordering index once per store (no-op if present)."""
-        if self.store in _ensured:
+    def _schema_stale(self) -> bool:
+        schema = _schemas.get(self.store)
+        return schema is None or schema.stale(bool(self.store.index_config))
+
+    def _has_pending(self) -> bool:
+        schema = _schemas.get(self.store)
+        return schema is not None and schema.pending
+
+    def _ensure_schema(self) -> None:
+        """Check the store's schema: once, the ordering index; while absent, the pending table.
+
+        An indexed store looks for the pending table again every `PENDING_RECHECK_S`.
+        """
+        if not self._schema_stale():
             return
         with _ensure_lock:
-            if self.store in _ensured:
-                return
-            try:
-                with self._connection() as conn:
-                    # The index of this store's table (`store` as the search path finds it),
-                    # not one of that name on a `store` in another schema.
-                    exists = conn.execute(
-                        "SELECT 1 FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid "
-                        "WHERE x.indrelid = 'store'::regclass AND i.relname = %s",
-                        (ORDER_INDEX,),
-                    ).fetchone()
-                    if not exists:
-                        conn.execute(
-                            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {ORDER_INDEX} "
-                            "ON store (prefix, created_at, (value ->> 'created_at'), key)"
-                        )
-            except psycopg.Error:  # a concurrent creator, or no rights: reads stay correct
-                logger.warning("Could not create index %s; reads by age scan.", ORDER_INDEX)
-            _ensured.add(self.store)
+            schema = _schemas.get(self.store)
+            if schema is None:
+                self._ensure_order_index()
+                schema = _schemas[self.store] = _Schema()
+            if schema.stale(bool(self.store.index_config)):
+                schema.pending = self._pending_table_exists()
+                schema.checked = time.monotonic()
+
+    def _ensure_order_index(self) -> None:
+        """Create the ordering index (no-op if present)."""
+        try:
+            with self._connection() as conn:
+                # The index of this store's table (`store` as the search path finds it),
+                # not one of that name on a `store` in another schema.
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid "
+                    "WHERE x.indrelid = 'store'::regclass AND i.relname = %s",
+                    (ORDER_INDEX,),
+                ).fetchone()
+                if not exists:
+                    conn.execute(
+                        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {ORDER_INDEX} "
+                        "ON store (prefix, created_at, (value ->> 'created_at'), key)"
+                    )
+        except psycopg.Error:  # a concurrent creator, or no rights: reads stay correct
+            logger.warning("Could not create index %s; reads by age scan.", ORDER_INDEX)
+
+    def _pending_table_exists(self) -> bool:
+        try:
+            with self._connection() as conn:
+                found = conn.execute("SELECT 1 WHERE to_regclass(%s) IS NOT NULL", (PENDING_TABLE,))
+                return found.fetchone() is not None
+        except psycopg.Error:
+            return False
 
     def _steps(self, query: q.Query) -> _Steps:
         """The SQL of `query`, step by step; returns its answer."""
@@ -335,14 +438,22 @@ class PostgresEngine:
             (row,) = yield _one(f"SELECT ({count}) AS n, ({newest}) AS newest", {"p": prefix})
             return [int(row["n"]), row["newest"]]
         if isinstance(query, q.Vectors):
+            tables = self._vector_tables()
             rows = yield _one(
-                "SELECT key, embedding AS vector FROM store_vectors "
-                "WHERE prefix = %s AND field_name = %s AND key = ANY(%s)",
-                (prefix, query.field, list(query.keys)),
+                " UNION ALL ".join(
+                    f"SELECT key, embedding AS vector FROM {t} "  # noqa: S608
+                    "WHERE prefix = %(p)s AND field_name = %(f)s AND key = ANY(%(k)s)"
+                    for t in tables
+                ),
+                {"p": prefix, "f": query.field, "k": list(query.keys)},
                 binary=True,
             )
             return {r["key"]: _vector_from_binary(r["vector"]) for r in rows}
         return (yield from self._nearest(query, prefix))
+
+    def _vector_tables(self) -> tuple[str, ...]:
+        """The tables holding this store's vectors: `store_vectors` and, if made, the pending."""
+        return ("store_vectors", PENDING_TABLE) if self._has_pending() else ("store_vectors",)
 
     def _ann_config(self) -> dict[str, Any]:
         """The store's `ann_index_config` (empty: LangGraph's default, HNSW over `vector`)."""
@@ -380,16 +491,21 @@ class PostgresEngine:
             "FROM ({inner}) AS top JOIN store AS s ON s.prefix = %(p)s AND s.key = top.key "
             "ORDER BY top.d, top.key"
         )
-        where = "FROM store_vectors WHERE prefix = %(p)s AND field_name = %(f)s"
+        mine = "WHERE prefix = %(p)s AND field_name = %(f)s"
+        where = f"FROM store_vectors {mine}"
         # `+ 0` keeps the planner off the ANN index: this scan is exact.
-        exact = select.format(
-            inner=f"SELECT key, embedding, (embedding {op} {target}) + 0 AS d {where} "
-            "ORDER BY d LIMIT %(k)s"
-        )
-        approximate = select.format(
-            inner=f"SELECT key, embedding, embedding {op} {target} AS d {where} "
+        scans = [
+            f"SELECT key, embedding, (embedding {op} {target}) + 0 AS d FROM {t} {mine}"  # noqa: S608
+            for t in self._vector_tables()
+        ]
+        exact = select.format(inner=" UNION ALL ".join(scans) + " ORDER BY d LIMIT %(k)s")
+        ann = (
+            f"SELECT key, embedding, embedding {op} {target} AS d {where} "
             f"ORDER BY embedding {op} {target} LIMIT %(k)s"
         )
+        if len(scans) > 1:  # the pending vectors, exactly, beside the index's
+            ann = f"({ann}) UNION ALL ({scans[1]} ORDER BY d LIMIT %(k)s) ORDER BY d LIMIT %(k)s"
+        approximate = select.format(inner=ann)
         if getattr(query.search, "mode", "auto") == "exact":  # VectorSearch(mode="exact")
             logger.debug("q.Nearest: exact scan of the vectors of %s (mode 'exact').", prefix)
             return _rows((yield _one(exact, params, binary=True)))
@@ -477,11 +593,17 @@ above `EXACT_SEARCH_MAX`, and cached for `ESTIMATE_TTL_S`)."""
 
 
 def _rows(rows: list[Any]) -> list[q.Row]:
-    """Engine rows from a nearest query's result (vectors in pgvector's binary format)."""
-    return [
-        q.Row(r["key"], _value(r["value"]), r["vector"] and _vector_from_binary(r["vector"]))
-        for r in rows
-    ]
+    """Engine rows from a nearest query's result (vectors in pgvector's binary format).
+
+    A key appears once, at its nearest: only a write that bypassed the engine (LangGraph's own
+    `put` of a key with a pending vector) can leave it in both vector tables.
+    """
+    found: dict[str, q.Row] = {}
+    for r in rows:
+        if r["key"] not in found:
+            vector = r["vector"] and _vector_from_binary(r["vector"])
+            found[r["key"]] = q.Row(r["key"], _value(r["value"]), vector)
+    return list(found.values())
 
 
 def ivfflat_probes(lists: int) -> int:
@@ -521,15 +643,12 @@ def _texts(request: Any) -> list[str]:
     return [str(row[-1]) for row in request[1]]
 
 
-def _with_vectors(request: Any, vectors: list[list[float]]) -> tuple[str, list[Any]]:
-    """The vector INSERT of `request` with `vectors` as pgvector text (cheaper than a list)."""
-    sql, rows = request
-    params = [
-        value
-        for (namespace, key, path, _), vector in zip(rows, vectors, strict=True)
-        for value in (namespace, key, path, _vector_literal(vector))
+def _vector_rows(request: Any, vectors: list[list[float]]) -> list[VectorRow]:
+    """`request`'s rows with `vectors` as pgvector text (cheaper to send than a list)."""
+    return [
+        (namespace, key, path, _vector_literal(vector))
+        for (namespace, key, path, _), vector in zip(request[1], vectors, strict=True)
     ]
-    return sql, params
 
 
 def _one(sql: str, params: Any, *, binary: bool = False) -> _Sql:

@@ -7,7 +7,7 @@ from os import PathLike
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from langchain_fspo.errors import MemoryWriteError
+from langchain_fspo.errors import MemoryConfigError, MemoryWriteError
 from langchain_fspo.memory import _plans as plans
 from langchain_fspo.memory._amemory import AsyncMemoryAPI
 from langchain_fspo.memory._backends import open_postgres_store, open_sqlite_store
@@ -111,20 +111,40 @@ class PreferenceMemory(AsyncMemoryAPI):
         index: IndexConfig | None = None,
         namespace: tuple[str, ...] = DEFAULT_ROOT,
         max_connections: int = 8,
+        defer_indexing: bool = False,
     ) -> PreferenceMemory:
         """A memory in PostgreSQL (runs the store's migrations; needs `[postgres]`).
 
         Uses a connection pool of up to `max_connections`; close it with `close()` or a `with`
         block. An `index` needs the `pgvector` extension in the database.
 
+        With `defer_indexing=True` (needs `index`) an `add` writes its vector beside the ANN
+        index and a background thread inserts it there: the index's insert (most of an `add`'s
+        time) leaves the request's path; searches find the example at once either way.
+        docs/serving.md has the trade-offs.
+
         Example:
             >>> memory = PreferenceMemory.postgres(
             ...     "postgresql://fspo:fspo@127.0.0.1:5432/fspo"
             ... )  # doctest: +SKIP
         """
+        if defer_indexing and index is None:
+            msg = "`defer_indexing=True` defers the embedding index's inserts: it needs `index=`."
+            raise MemoryConfigError(msg)
         store, resources = open_postgres_store(conn_string, index, max_connections)
         memory = cls(store, namespace=namespace)
         memory._resources.push(resources)
+        if defer_indexing:
+            from langchain_fspo.memory._engine_postgres import PostgresEngine
+
+            engine = memory._driver.engine
+            assert isinstance(engine, PostgresEngine)  # noqa: S101 - PostgresStore's engine
+            try:
+                mover = engine.defer_indexing()
+            except BaseException:
+                memory.close()
+                raise
+            memory._resources.callback(mover.close)  # before the pool closes
         return memory
 
     def __enter__(self) -> Self:

@@ -1,7 +1,8 @@
 """Several writers on one store: processes, threads, and two `PreferenceMemory` objects.
 
-The multi-process test runs on SQLite and on PostgreSQL (CI starts a server; elsewhere the
-PostgreSQL case skips). Its processes start together at a barrier:
+The multi-process test runs on SQLite, on PostgreSQL, and on PostgreSQL with an embedding index
+whose inserts are deferred (`defer_indexing=True`: vectors pending, moved in the background; CI
+starts a server, elsewhere the PostgreSQL cases skip). Its processes start together at a barrier:
 
 - 4 writers add 200 examples each to one user (one `add` call per example);
 - 1 reader selects that user's newest shots all along;
@@ -12,7 +13,8 @@ Each process reports what it did (ids, and when each call started and was acknow
 the machine's monotonic clock). The assertions hold whatever the interleaving, so the test
 cannot flake: afterwards `count`, `list`, `export` and `select(k)` for every k agree with the
 acknowledged writes; the reader never saw an unknown or foreign example; everything
-acknowledged before `forget` began is gone, everything started after it returned is there.
+acknowledged before `forget` began is gone, everything started after it returned is there;
+with an index, each example left has one vector (indexed or pending) and is found by its prompt.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from langgraph.store.memory import InMemoryStore
 
 from langchain_fspo.memory import PreferenceMemory
 from tests import memory_workers
+from tests.memory_stores import INDEX_DIMS, HashingEmbeddings
 
 Users = Callable[[str], str]
 
@@ -47,14 +50,43 @@ def spawner() -> Any:
     return ctx
 
 
-@pytest.fixture(params=["sqlite", _postgres])
+_deferred = pytest.param("postgres-deferred", marks=[pytest.mark.postgres, pytest.mark.integration])
+
+
+@pytest.fixture(params=["sqlite", _postgres, _deferred])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
     if request.param == "sqlite":
         path = tmp_path / "shared.db"
         PreferenceMemory.sqlite(path).close()  # create the tables before the race
         yield {"sqlite": str(path)}
-    else:
+    elif request.param == "postgres":
         yield {"postgres": request.getfixturevalue("postgres_url")}
+    else:  # writers with an index whose inserts are deferred (`defer_indexing=True`)
+        target = {"postgres": request.getfixturevalue("postgres_url"), "deferred": "1"}
+        memory_workers.open_memory(target).close()  # migrate before the race
+        yield target
+
+
+def _check_vectors(memory: PreferenceMemory, user: str, ids: list[str]) -> None:
+    """With an index: each listed example has one vector (indexed or pending), found by prompt."""
+    if not memory.has_index:
+        return
+    engine: Any = memory._driver.engine
+    prefix = ".".join(memory.namespaces(user).examples)
+    with engine.store.conn.connection() as conn:
+        keys = [
+            r["key"]
+            for r in conn.execute(
+                "SELECT key FROM store_vectors WHERE prefix = %(p)s UNION ALL "
+                "SELECT key FROM fspo_pending_vectors WHERE prefix = %(p)s",
+                {"p": prefix},
+            )
+        ]
+    assert sorted(keys) == sorted(ids), "one vector per stored example, none of another"
+    for example in memory.list(user)[:: max(1, len(ids) // 8)]:
+        (found,) = memory.select(user, example.prompt, k=1, strategy="relevant")
+        embed = HashingEmbeddings(INDEX_DIMS).embed_query  # prompts may collide in its dims
+        assert embed(found.prompt) == embed(example.prompt), (found.prompt, example.prompt)
 
 
 def _check_consistent(memory: PreferenceMemory, user: str) -> list[str]:
@@ -118,6 +150,7 @@ def test_processes_racing_on_one_user_stay_exact(
         acked = {ack[0] for i in range(WRITERS) for ack in got[f"w{i}"]}
         assert len(acked) == WRITERS * PER_WRITER
         assert set(_check_consistent(memory, busy)) == acked
+        _check_vectors(memory, busy, sorted(acked))
         assert got["reader"]["anomalies"] == []
         assert set(got["reader"]["ids_seen"]) <= acked, "the reader saw only stored examples"
 
@@ -130,6 +163,7 @@ def test_processes_racing_on_one_user_stay_exact(
         assert not survivors & before, "forget left something written before it began"
         assert after <= survivors, "an add after forget returned was lost"
         assert survivors <= {i for i, _, _ in late}
+        _check_vectors(memory, raced, sorted(survivors))
     finally:
         for user in (busy, raced):
             memory.forget(user)

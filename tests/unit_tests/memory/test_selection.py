@@ -235,15 +235,17 @@ def sql_only_engine(ann: dict[str, object] | None = None, *, large: bool = False
     `ann`: the store's `ann_index_config`; `large`: `PREFIX` already counted and estimated
     large enough for the ANN index (its next search asks no count).
     """
-    from types import SimpleNamespace
-
     from langchain_fspo.memory._engine_postgres import PostgresEngine, _Recent
+
+    class StandInStore:  # weak-referenceable, as the engine's per-store schema facts need
+        def __init__(self, index_config: dict[str, object]) -> None:
+            self.index_config = index_config
 
     engine = PostgresEngine.__new__(PostgresEngine)
     config: dict[str, object] = {"dims": 3}
     if ann is not None:
         config["ann_index_config"] = ann
-    engine.store = SimpleNamespace(index_config=config)  # type: ignore[assignment]
+    engine.store = StandInStore(config)  # type: ignore[assignment]
     engine._estimates, engine._counts = _Recent(), _Recent()
     if large:
         engine._estimates.put(PREFIX, (None, 114_010.0))  # not in the statistics: the index
@@ -312,6 +314,31 @@ def test_postgres_counts_a_user_once_per_ttl() -> None:
     assert list(engine._counts.held) == ["fspo.uv.examples"]
     assert PREFIX not in engine._estimates.held
     assert "count(*)" in first_sql()
+
+
+def test_postgres_searches_read_pending_vectors_beside_the_index() -> None:
+    """With the pending table (deferred indexing), both searches and the vector read union it."""
+    from langchain_fspo.memory._engine_postgres import _Schema, _schemas
+    from langchain_fspo.memory._engines import Nearest, Vectors
+
+    engine = sql_only_engine(large=True)
+    query = Nearest(("fspo", "u", "examples"), "prompt", 8, vector=[1.0, 0.0, 0.0])
+    plain = next(engine._nearest(query, PREFIX)).statements[-1][0]
+    assert "fspo_pending_vectors" not in plain
+    _schemas[engine.store] = _Schema(pending=True)
+    steps = engine._nearest(query, PREFIX)
+    approximate = next(steps).statements[-1][0]
+    index_part, pending_part = approximate.split("UNION ALL")
+    assert "FROM store_vectors" in index_part
+    assert "ORDER BY embedding <=>" in index_part  # the ANN index's ordering
+    assert "FROM fspo_pending_vectors" in pending_part
+    assert "+ 0" in pending_part  # the pending rows exactly
+    exact = steps.send([]).statements[0][0]  # the index found too few: the exact scan
+    assert "+ 0 AS d FROM store_vectors" in exact
+    assert "+ 0 AS d FROM fspo_pending_vectors" in exact
+    read = next(engine._steps(Vectors(("fspo", "u", "examples"), "prompt", ("k1",))))
+    assert "UNION ALL" in read.statements[0][0]
+    assert "fspo_pending_vectors" in read.statements[0][0]
 
 
 def test_postgres_pool_searches_use_the_default_effort_and_exact_mode_skips_the_index() -> None:

@@ -1,0 +1,197 @@
+"""Deferred vector indexing on PostgreSQL: an `add` without the ANN index's insert on its path.
+
+The insert into pgvector's HNSW graph is most of a PostgreSQL `add` (bench/results/
+memory_pg_add.md). With `PreferenceMemory.postgres(..., defer_indexing=True)` an `add` writes its
+vector to `PENDING_TABLE` (same columns as LangGraph's `store_vectors`, no ANN index) in the
+transaction that writes the example, and a thread of the writing process (`PendingMover`) moves
+pending vectors into `store_vectors`, so into the index, `MOVE_BATCH` at a time. Searches read
+both tables (the pending rows by an exact scan): an acknowledged example is never missing from
+`relevant` or `diverse`. `close()` lets the mover finish the backlog (for up to 10 s); a crash
+leaves rows pending, where searches still find them, and the next deferring memory on the
+database moves them when it starts.
+
+At every commit an example's field has its vector in at most one of the two tables. The
+statements' order keeps it without deadlocks (each waits at most for the other's commit):
+
+- a deferred write: the example row (LangGraph's upsert), the pending upsert, then the delete of
+  the field's vector from `store_vectors`;
+- a direct write (an engine without deferral): the example row, the delete of the pending row,
+  then LangGraph's `store_vectors` upsert;
+- the mover, one statement: locks up to `MOVE_BATCH` pending rows and their examples' rows
+  (`FOR KEY SHARE`; both `SKIP LOCKED`: rows a writer or a delete holds wait for the next
+  batch), deletes them from the pending table and upserts them into `store_vectors`.
+
+Deleting an example (or `forget`) cascades to its pending row as it does to `store_vectors`.
+LangGraph's own `PostgresStore.search` reads `store_vectors` alone: it sees a deferred vector
+once it has been moved.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+__all__ = [
+    "CREATE_PENDING",
+    "MOVE_BATCH",
+    "PENDING_TABLE",
+    "PendingMover",
+    "VectorRow",
+    "move_pending",
+    "pending_upsert",
+    "without_vectors",
+]
+
+logger = logging.getLogger(__name__)
+
+PENDING_TABLE = "fspo_pending_vectors"
+
+CREATE_PENDING = (
+    f"CREATE TABLE IF NOT EXISTS {PENDING_TABLE} (LIKE store_vectors INCLUDING DEFAULTS, "
+    "PRIMARY KEY (prefix, key, field_name), "
+    "FOREIGN KEY (prefix, key) REFERENCES store (prefix, key) ON DELETE CASCADE)"
+)
+"""The pending table: `store_vectors`' columns (its vector type and dimensions), no ANN index."""
+
+MOVE_BATCH = 8
+"""Vectors moved per statement: small, so that a writer re-putting one of them waits little
+(each costs an HNSW insert, about 4-5 ms at 100k vectors)."""
+
+RETRY_S = 1.0
+"""How long the mover waits after a failed batch before it tries again."""
+
+VectorRow = tuple[str, str, str, str]
+"""(prefix, key, field name, vector in pgvector's text form)."""
+
+_MOVE = f"""
+WITH batch AS (
+    SELECT p.prefix, p.key, p.field_name FROM {PENDING_TABLE} AS p
+    JOIN store AS s ON s.prefix = p.prefix AND s.key = p.key
+    ORDER BY p.updated_at LIMIT %s
+    FOR UPDATE OF p SKIP LOCKED FOR KEY SHARE OF s SKIP LOCKED
+), moved AS (
+    DELETE FROM {PENDING_TABLE} AS p USING batch AS b
+    WHERE p.prefix = b.prefix AND p.key = b.key AND p.field_name = b.field_name
+    RETURNING p.prefix, p.key, p.field_name, p.embedding, p.created_at
+)
+INSERT INTO store_vectors (prefix, key, field_name, embedding, created_at, updated_at)
+SELECT prefix, key, field_name, embedding, created_at, clock_timestamp() FROM moved
+ON CONFLICT (prefix, key, field_name) DO UPDATE
+SET embedding = EXCLUDED.embedding, updated_at = EXCLUDED.updated_at
+"""  # noqa: S608 - constant table name
+
+
+def _triples(rows: list[VectorRow]) -> tuple[str, list[str]]:
+    """`(prefix, key, field_name) IN (...)` for `rows`, and its parameters."""
+    marks = ",".join(["(%s, %s, %s)"] * len(rows))
+    return f"(prefix, key, field_name) IN ({marks})", [v for r in rows for v in r[:3]]
+
+
+def pending_upsert(rows: list[VectorRow]) -> tuple[str, list[str]]:
+    """The statement that writes `rows` to the pending table (a re-put replaces the vector)."""
+    marks = ",".join(["(%s, %s, %s, %s, clock_timestamp(), clock_timestamp())"] * len(rows))
+    sql = (
+        f"INSERT INTO {PENDING_TABLE} "  # noqa: S608 - constant table name
+        f"(prefix, key, field_name, embedding, created_at, updated_at) VALUES {marks} "
+        "ON CONFLICT (prefix, key, field_name) DO UPDATE "
+        "SET embedding = EXCLUDED.embedding, updated_at = EXCLUDED.updated_at"
+    )
+    return sql, [v for r in rows for v in r]
+
+
+def without_vectors(table: str, rows: list[VectorRow]) -> tuple[str, list[str]]:
+    """The statement that deletes the vectors of `rows`' fields from `table`."""
+    where, params = _triples(rows)
+    return f"DELETE FROM {table} WHERE {where}", params  # noqa: S608 - our table names
+
+
+def move_pending(pool: ConnectionPool[Any], batch: int = MOVE_BATCH) -> int:
+    """Move up to `batch` pending vectors into `store_vectors`; how many moved."""
+    with pool.connection() as conn:
+        return int(conn.execute(_MOVE, (batch,)).rowcount)
+
+
+class PendingMover:
+    """A daemon thread that moves pending vectors whenever it is woken (after each write).
+
+    `close` lets it finish the backlog for up to `timeout` seconds, then stops it between
+    batches; what is left stays pending (searched) until a deferring memory moves it.
+    """
+
+    def __init__(self, pool: ConnectionPool[Any]) -> None:
+        self.pool = pool
+        self.moved = 0
+        """Vectors this mover has moved (for tests and logs)."""
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._closing = False
+        """Set by `close`: drain, then stop."""
+        self._closed = False
+        """Stop after the batch in flight."""
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        """Ask for a pass over the pending table (starts the thread on first use)."""
+        with self._lock:
+            if self._closing:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="fspo-pending-vectors", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            self.move_all()
+            if self._closing:
+                return
+
+    def move_all(self) -> int:
+        """Move batches until none is left (or the mover is closed); how many moved."""
+        total = 0
+        while not self._closed:
+            try:
+                n = move_pending(self.pool)
+            except psycopg.Error as e:  # the pool's closed and timeout errors too: retried
+                if self.stopping:
+                    break
+                logger.warning("Moving pending vectors failed (%s); retrying in %s s.", e, RETRY_S)
+                time.sleep(RETRY_S)
+                self._wake.set()
+                break
+            if n == 0:
+                break
+            total += n
+            self.moved += n
+        return total
+
+    @property
+    def stopping(self) -> bool:
+        """Whether `close` was called (a failed batch is then not retried)."""
+        return self._closing
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Finish the backlog for up to `timeout` seconds, then stop; idempotent."""
+        with self._lock:
+            self._closing = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout)
+            self._closed = True  # past the timeout: stop after the batch in flight
+            self._wake.set()
+            thread.join()
+        self._closed = True

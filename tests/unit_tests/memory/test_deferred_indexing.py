@@ -1,0 +1,202 @@
+"""Deferred vector indexing on a real PostgreSQL (`PreferenceMemory.postgres(defer_indexing=True)`).
+
+A deferred `add` writes its vector to the pending table; a background thread moves it into
+`store_vectors` (under the ANN index). These tests hold the mover where they need vectors to
+stay pending, and check the invariant the module `_pg_pending` states: one vector per example
+field across the two tables, the newest, found by the searches wherever it is.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from langgraph.store.base import PutOp
+
+from langchain_fspo.errors import MemoryConfigError
+from langchain_fspo.memory import PreferenceMemory
+from tests.memory_stores import INDEX_DIMS, RUN_PREFIX, HashingEmbeddings
+
+pytestmark = [pytest.mark.postgres, pytest.mark.integration]
+
+EMBED = HashingEmbeddings(INDEX_DIMS)
+
+
+def _index() -> Any:
+    return {"dims": INDEX_DIMS, "embed": HashingEmbeddings(INDEX_DIMS), "fields": ["prompt"]}
+
+
+@pytest.fixture
+def root() -> tuple[str, ...]:
+    return ("fspo-tests", RUN_PREFIX, f"deferred-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def deferred(postgres_url: str, root: tuple[str, ...]) -> Iterator[PreferenceMemory]:
+    memory = PreferenceMemory.postgres(
+        postgres_url, index=_index(), namespace=root, defer_indexing=True
+    )
+    try:
+        yield memory
+    finally:
+        memory.forget("u")
+        memory.close()
+
+
+def _engine(memory: PreferenceMemory) -> Any:
+    return memory._driver.engine
+
+
+def _vectors(memory: PreferenceMemory, user: str = "u") -> dict[str, list[tuple[str, Any]]]:
+    """Per table, the (key, vector) rows of `user`'s examples."""
+    prefix = ".".join(memory.namespaces(user).examples)
+    found: dict[str, list[tuple[str, Any]]] = {}
+    with _engine(memory).store.conn.connection() as conn:
+        for table in ("store_vectors", "fspo_pending_vectors"):
+            rows = conn.execute(
+                f"SELECT key, embedding::text AS v FROM {table} WHERE prefix = %s",
+                (prefix,),
+            ).fetchall()
+            found[table] = [(r["key"], [float(x) for x in r["v"][1:-1].split(",")]) for r in rows]
+    return found
+
+
+def _hold_mover(memory: PreferenceMemory) -> Any:
+    """Stop the memory's mover: its writes stay pending until the test moves them."""
+    mover = _engine(memory)._mover
+    mover.close()
+    return mover
+
+
+def _move_all(memory: PreferenceMemory) -> int:
+    from langchain_fspo.memory._pg_pending import PendingMover
+
+    return PendingMover(_engine(memory).store.conn).move_all()
+
+
+def _close(a: list[float], b: list[float]) -> bool:
+    return all(abs(x - y) < 1e-6 for x, y in zip(a, b, strict=True))
+
+
+def test_defer_indexing_needs_an_index() -> None:
+    with pytest.raises(MemoryConfigError, match="needs `index=`"):
+        PreferenceMemory.postgres("postgresql://nobody@127.0.0.1:1/none", defer_indexing=True)
+
+
+def test_pending_vectors_are_searched_then_moved(deferred: PreferenceMemory) -> None:
+    _hold_mover(deferred)
+    prompts = [f"topic{i} about {animal}" for i, animal in enumerate(["cats", "dogs", "owls"] * 4)]
+    for p in prompts:
+        deferred.add("u", prompt=p, chosen="yes")
+    held = _vectors(deferred)
+    assert held["store_vectors"] == []
+    assert len(held["fspo_pending_vectors"]) == len(prompts)
+    (best,) = deferred.select("u", "topic4 dogs", k=1, strategy="relevant")
+    assert best.prompt == "topic4 about dogs"  # the only prompt with both words
+    picks = deferred.select("u", "owls", k=4, strategy="diverse")
+    assert len(picks) == 4
+    assert {e.prompt for e in picks} <= set(prompts)
+
+    assert _move_all(deferred) == len(prompts)
+    moved = _vectors(deferred)
+    assert moved["fspo_pending_vectors"] == []
+    assert sorted(k for k, _ in moved["store_vectors"]) == sorted(
+        k for k, _ in held["fspo_pending_vectors"]
+    )
+    assert deferred.select("u", "topic4 dogs", k=1, strategy="relevant") == [best]
+
+
+def test_the_mover_moves_in_the_background(deferred: PreferenceMemory) -> None:
+    examples = [deferred.add("u", prompt=f"question {i}", chosen="a") for i in range(20)]
+    deadline = time.monotonic() + 60  # liveness, not speed: it moves within a second here
+    while _vectors(deferred)["fspo_pending_vectors"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    moved = _vectors(deferred)
+    assert moved["fspo_pending_vectors"] == []
+    assert sorted(k for k, _ in moved["store_vectors"]) == sorted(str(e.id) for e in examples)
+    assert _engine(deferred)._mover.moved == 20
+
+
+def _put(memory: PreferenceMemory, key: str, prompt: str) -> None:
+    """A re-put of `key` with a new prompt, through the memory's engine (as `add` writes)."""
+    ns = memory.namespaces("u").examples
+    value = {"prompt": prompt, "chosen": "yes", "created_at": "2026-01-01T00:00:00+00:00"}
+    _engine(memory).batch([PutOp(ns, key, value)])
+
+
+def test_a_re_put_keeps_one_vector_the_newest(
+    deferred: PreferenceMemory, postgres_url: str, root: tuple[str, ...]
+) -> None:
+    _hold_mover(deferred)
+    _put(deferred, "k1", "first words")
+    _put(deferred, "k1", "second words")  # pending replaced
+    assert _vectors(deferred)["store_vectors"] == []
+    ((key, vector),) = _vectors(deferred)["fspo_pending_vectors"]
+    assert key == "k1"
+    assert _close(vector, EMBED.embed_query("second words"))
+    _move_all(deferred)
+    _put(deferred, "k1", "third words")  # pending again, the indexed one deleted
+    held = _vectors(deferred)
+    assert held["store_vectors"] == []
+    assert _close(held["fspo_pending_vectors"][0][1], EMBED.embed_query("third words"))
+    # A memory that does not defer writes store_vectors and clears the pending vector.
+    with PreferenceMemory.postgres(postgres_url, index=_index(), namespace=root) as direct:
+        _put(direct, "k1", "fourth words")
+    held = _vectors(deferred)
+    assert held["fspo_pending_vectors"] == []
+    ((_, vector),) = held["store_vectors"]
+    assert _close(vector, EMBED.embed_query("fourth words"))
+    (found,) = deferred.select("u", "fourth words", k=1, strategy="relevant")
+    assert found.prompt == "fourth words"
+
+
+def test_writers_the_mover_and_deletes_racing_keep_one_vector_per_example(
+    deferred: PreferenceMemory, postgres_url: str, root: tuple[str, ...]
+) -> None:
+    """Deferred and direct writers re-put keys while the mover runs and keys are deleted.
+
+    No deadlock or error; afterwards each stored key has one vector, its own.
+    """
+    keys = [f"k{i}" for i in range(6)]
+    with PreferenceMemory.postgres(postgres_url, index=_index(), namespace=root) as direct:
+
+        def work(t: int) -> None:
+            memory = deferred if t % 2 else direct
+            for i in range(40):
+                key = keys[(t + i) % len(keys)]
+                if i % 13 == 12:
+                    memory.delete("u", key)
+                else:
+                    _put(memory, key, f"writer {t} round {i} {key}")
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(work, range(4)))
+        _engine(deferred)._mover.close()
+        _move_all(deferred)
+        stored = {str(e.id): e.prompt for e in deferred.list("u")}
+        vectors = _vectors(deferred)
+        assert vectors["fspo_pending_vectors"] == []
+        assert sorted(k for k, _ in vectors["store_vectors"]) == sorted(stored)
+        for key, vector in vectors["store_vectors"]:
+            assert _close(vector, EMBED.embed_query(stored[key])), key
+
+
+async def test_async_adds_defer_too(postgres_url: str, root: tuple[str, ...]) -> None:
+    memory = PreferenceMemory.postgres(
+        postgres_url, index=_index(), namespace=root, defer_indexing=True
+    )
+    try:
+        _hold_mover(memory)
+        await memory.aadd("u", prompt="an async question on rivers", chosen="yes")
+        await memory.aadd("u", prompt="an async question on mountains", chosen="yes")
+        assert len(_vectors(memory)["fspo_pending_vectors"]) == 2
+        (found,) = await memory.aselect("u", "mountains", k=1, strategy="relevant")
+        assert found.prompt == "an async question on mountains"
+        await memory.aforget("u")
+        assert _vectors(memory) == {"store_vectors": [], "fspo_pending_vectors": []}
+    finally:
+        await memory.aclose()
