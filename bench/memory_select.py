@@ -448,7 +448,47 @@ def history_sweep(
             size,
             {k: v["p50_ms"] for k, v in row.items() if isinstance(v, dict) and "p50_ms" in v},
         )
+    if kind == "postgres":  # last: the pending table it makes joins every later search
+        for size in sizes:
+            out[str(size)]["add_deferred"] = deferred_adds(memory, f"size{size}", calls, repeats)
     return out
+
+
+def deferred_adds(memory: PreferenceMemory, user: str, calls: int, repeats: int) -> dict[str, Any]:
+    """`add` on PostgreSQL with `defer_indexing=True` (its mover running), then deleted.
+
+    The pending table is dropped afterwards, once the mover has moved everything: the next
+    run measures the database as a store that never deferred.
+    """
+    import psycopg
+
+    url = memory.store.conn.conninfo  # type: ignore[attr-defined]
+    index: Any = index_config()
+    deferred = PreferenceMemory.postgres(url, index=index, defer_indexing=True)
+    added: list[str] = []
+    try:
+        result = measure(
+            lambda i: added.append(
+                str(
+                    deferred.add(
+                        user,
+                        prompt=f"deferred {i} {words(random.Random(i), 8)}",
+                        chosen="yes",
+                        rejected="no",
+                    ).id
+                )
+            ),
+            calls,
+            repeats,
+        )
+    finally:
+        deferred.close()  # moves what is left
+        for example_id in added:
+            memory.delete(user, example_id)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS fspo_pending_vectors")
+        vacuum(memory)
+    return result
 
 
 def users_sweep(memory: PreferenceMemory, users: int, calls: int, repeats: int) -> dict[str, Any]:
@@ -558,11 +598,16 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for kind, sweep in report["history"].items():
         lines += [f"## {kind}: examples per user (384-dim index on prompt)", ""]
+        deferred = all("add_deferred" in row for row in sweep.values())
         lines.append(
             "| examples | recent k=8 | recent k=256 | relevant k=8 | diverse k=8 | "
             "diverse k=8, no query | callable | aselect k=8 | async/sync | add |"
+            + (" add, deferred indexing |" if deferred else "")
         )
-        lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        lines.append(
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            + (" ---: |" if deferred else "")
+        )
         for size, row in sweep.items():
             cells = [
                 row[m]["p50_ms"]
@@ -580,7 +625,19 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {int(size):,} | "
                 + " | ".join(f"{c:.3f}" for c in cells)
                 + f" | {row['async_over_sync_recent']:.2f} | {row['add']['p50_ms']:.3f} |"
+                + (f" {row['add_deferred']['p50_ms']:.3f} |" if deferred else "")
             )
+        if deferred:
+            lines += [
+                "",
+                (
+                    "`add, deferred indexing`: `PreferenceMemory.postgres(..., "
+                    "defer_indexing=True)` (the vector written beside the HNSW index and moved "
+                    "into it by a background thread, running meanwhile on the same cores), "
+                    "measured after every other "
+                    "column; bench/results/memory_pg_deferred.md has its backlog and search cost."
+                ),
+            ]
         scans = {size: row for size, row in sweep.items() if "relevant_k8_sql_scan" in row}
         if scans:
             lines += [
