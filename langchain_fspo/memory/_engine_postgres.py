@@ -20,6 +20,10 @@ absent from the statistics gets HNSW. The search and its settings go in one pipe
 user's count (up to `EXACT_SEARCH_MAX + 1`) and estimate are remembered for `ESTIMATE_TTL_S`, so a
 repeated search is one round trip; `diverse`'s candidate pool (`Nearest.pool`) asks HNSW with
 `POOL_EF_SEARCH`; `VectorSearch(mode="exact")` always takes the exact scan.
+
+With deferred indexing (`defer_indexing`, module `_pg_pending`) vectors wait in a table of their
+own before they reach `store_vectors`; once that table exists every search and vector read also
+scans it (exactly), and writes keep one vector per example field across the two.
 """
 
 from __future__ import annotations
