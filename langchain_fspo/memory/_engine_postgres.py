@@ -290,9 +290,10 @@ class PostgresEngine:
             raise MemoryConfigError(msg)
         self._ensure_schema()
         try:
-            # A concurrent engine may create it first.
-            with self._connection() as conn, contextlib.suppress(psycopg.errors.UniqueViolation):
-                conn.execute(CREATE_PENDING)
+            with self._connection() as conn:
+                for statement in CREATE_PENDING:  # a concurrent engine may create either first
+                    with contextlib.suppress(psycopg.errors.UniqueViolation):
+                        conn.execute(statement)
         except psycopg.Error as e:
             msg = (
                 f"Deferred indexing needs the table {PENDING_TABLE}, which could not be created "
