@@ -200,3 +200,60 @@ async def test_async_adds_defer_too(postgres_url: str, root: tuple[str, ...]) ->
         assert _vectors(memory) == {"store_vectors": [], "fspo_pending_vectors": []}
     finally:
         await memory.aclose()
+
+
+def test_close_moves_the_backlog(postgres_url: str, root: tuple[str, ...]) -> None:
+    memory = PreferenceMemory.postgres(
+        postgres_url, index=_index(), namespace=root, defer_indexing=True
+    )
+    try:
+        ids = sorted(str(memory.add("u", prompt=f"q {i}", chosen="a").id) for i in range(30))
+    finally:
+        memory.close()  # lets the mover finish (up to 10 s; 30 vectors take well under one)
+    with PreferenceMemory.postgres(postgres_url, index=_index(), namespace=root) as reader:
+        left = _vectors(reader)
+        assert left["fspo_pending_vectors"] == []
+        assert sorted(k for k, _ in left["store_vectors"]) == ids
+        reader.forget("u")
+
+
+def test_vectors_a_stopped_writer_left_are_moved_by_the_next(deferred: PreferenceMemory) -> None:
+    """Vectors a writer left pending (stopped, as after a crash) are searched, then moved.
+
+    The next deferring memory moves them when it starts.
+    """
+    _hold_mover(deferred)
+    for i in range(5):
+        deferred.add("u", prompt=f"left behind {i}", chosen="a")
+    assert len(_vectors(deferred)["fspo_pending_vectors"]) == 5
+    (found,) = deferred.select("u", "left behind 3", k=1, strategy="relevant")
+    assert found.prompt == "left behind 3"
+    url = _engine(deferred).store.conn.conninfo
+    with PreferenceMemory.postgres(
+        url, index=_index(), namespace=deferred._root, defer_indexing=True
+    ) as successor:
+        deadline = time.monotonic() + 60  # liveness, not speed
+        while _vectors(successor)["fspo_pending_vectors"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _vectors(successor)["fspo_pending_vectors"] == []
+        assert len(_vectors(successor)["store_vectors"]) == 5
+
+
+def test_a_memory_that_does_not_defer_finds_the_pending_table_later(
+    postgres_url: str, root: tuple[str, ...]
+) -> None:
+    """An engine that saw no pending table looks again after `PENDING_RECHECK_S`."""
+    from langchain_fspo.memory._engine_postgres import PENDING_RECHECK_S, _Schema, _schemas
+
+    with PreferenceMemory.postgres(postgres_url, index=_index(), namespace=root) as memory:
+        engine = _engine(memory)
+        memory.count("u")  # the engine checks the schema on first use
+        _schemas[engine.store] = _Schema(pending=False, checked=time.monotonic())
+        PreferenceMemory.postgres(  # another memory turns deferral on: the table exists
+            postgres_url, index=_index(), namespace=root, defer_indexing=True
+        ).close()
+        memory.count("u")
+        assert not engine._has_pending()  # checked just now: not looked up again
+        _schemas[engine.store].checked = time.monotonic() - PENDING_RECHECK_S - 1
+        memory.count("u")
+        assert engine._has_pending()
