@@ -5,6 +5,7 @@ None of them blocks the event loop on the store (see `_driver`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
@@ -24,9 +25,13 @@ class AsyncMemoryAPI(MemoryCore):
     """Async twins of `PreferenceMemory`'s methods (documented on the sync ones)."""
 
     async def aclose(self) -> None:
-        """`close`, after closing the running loop's async connections (PostgreSQL)."""
+        """`close`, after closing the running loop's async connections (PostgreSQL).
+
+        `close` runs in a worker thread: closing a pool, or letting deferred indexing finish its
+        backlog (`defer_indexing=True`), would hold the loop.
+        """
         await self._driver.aclose()
-        self.close()
+        await asyncio.to_thread(self.close)
 
     async def __aenter__(self) -> Self:
         return self
