@@ -143,11 +143,15 @@ class PendingMover:
         self._thread: threading.Thread | None = None
 
     def wake(self) -> None:
-        """Ask for a pass over the pending table (starts the thread on first use)."""
+        """Ask for a pass over the pending table.
+
+        Starts the thread on first use, and again if it is gone: a forked child holds none, and
+        an unexpected error ends it (the vectors stay pending until the next pass).
+        """
         with self._lock:
             if self._closing:
                 return
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._loop, name="fspo-pending-vectors", daemon=True
                 )

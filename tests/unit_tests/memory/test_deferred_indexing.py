@@ -257,3 +257,21 @@ def test_a_memory_that_does_not_defer_finds_the_pending_table_later(
         _schemas[engine.store].checked = time.monotonic() - PENDING_RECHECK_S - 1
         memory.count("u")
         assert engine._has_pending()
+
+
+def test_a_mover_whose_thread_is_gone_starts_another(deferred: PreferenceMemory) -> None:
+    """As in a forked child (threads do not survive a fork) or after an unexpected error."""
+    import threading
+
+    mover = _engine(deferred)._mover
+    gone = threading.Thread(target=lambda: None)
+    gone.start()
+    gone.join()
+    mover._thread = gone
+    deferred.add("u", prompt="after the fork", chosen="a")
+    assert mover._thread is not gone
+    deadline = time.monotonic() + 60  # liveness, not speed
+    while _vectors(deferred)["fspo_pending_vectors"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [k for k, _ in _vectors(deferred)["store_vectors"]]
+    assert _vectors(deferred)["fspo_pending_vectors"] == []
