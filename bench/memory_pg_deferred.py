@@ -20,6 +20,7 @@ bench/results/memory_pg_deferred.{json,md}.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import time
@@ -161,8 +162,6 @@ def searches(url: str, queries: list[str], pending: int) -> dict[str, Any]:
 
 
 def words_for(i: int) -> str:
-    import random
-
     return words(random.Random(f"pending-{i}"), 8)
 
 
@@ -241,8 +240,6 @@ def main() -> None:
             f"{PENDING_TABLE} exists: the default would not be measured as a database without "
             f"deferred indexing. Let a deferring memory move its vectors, then DROP TABLE it."
         )
-    import random
-
     rng = random.Random(0)
     queries = [words(rng, 8) for _ in range(args.queries)]
     report: dict[str, Any] = {

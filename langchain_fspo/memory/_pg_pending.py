@@ -198,9 +198,9 @@ class PendingMover:
             self._closing = True
             thread = self._thread
         self._wake.set()
-        if thread is not None:
-            thread.join(timeout)
-            self._closed = True  # past the timeout: stop after the batch in flight
-            self._wake.set()
-            thread.join()
-        self._closed = True
+        if thread is None:
+            self._closed = True
+            return
+        thread.join(timeout)
+        self._closed = True  # past the timeout: stop after the batch in flight
+        thread.join()
