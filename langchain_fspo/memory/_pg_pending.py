@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -46,6 +45,7 @@ __all__ = [
     "VectorRow",
     "move_pending",
     "pending_upsert",
+    "retry_delay",
     "without_vectors",
 ]
 
@@ -70,7 +70,10 @@ MOVE_BATCH = 8
 (each costs an HNSW insert, about 4-5 ms at 100k vectors)."""
 
 RETRY_S = 1.0
-"""How long the mover waits after a failed batch before it tries again."""
+"""How long the mover waits after a first failed batch before it tries again."""
+
+RETRY_MAX_S = 30.0
+"""The longest wait between tries while batches keep failing (the database down, say)."""
 
 VectorRow = tuple[str, str, str, str]
 """(prefix, key, field name, vector in pgvector's text form)."""
@@ -117,6 +120,16 @@ def without_vectors(table: str, rows: list[VectorRow]) -> tuple[str, list[str]]:
     return f"DELETE FROM {table} WHERE {where}", params  # noqa: S608 - our table names
 
 
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after `failures` failed batches in a row: doubling from `RETRY_S`, capped.
+
+    Example:
+        >>> [retry_delay(n) for n in (1, 2, 3, 6, 50)]
+        [1.0, 2.0, 4.0, 30.0, 30.0]
+    """
+    return min(RETRY_MAX_S, RETRY_S * 2.0 ** min(failures - 1, 32))
+
+
 def move_pending(pool: ConnectionPool[Any], batch: int = MOVE_BATCH) -> int:
     """Move up to `batch` pending vectors into `store_vectors`; how many moved."""
     with pool.connection() as conn:
@@ -134,10 +147,12 @@ class PendingMover:
         self.pool = pool
         self.moved = 0
         """Vectors this mover has moved (for tests and logs)."""
+        self.failures = 0
+        """Failed batches in a row (0 after a batch that worked)."""
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._closing = False
-        """Set by `close`: drain, then stop."""
+        self._closing = threading.Event()
+        """Set by `close`: drain, then stop (it also cuts a wait between failed tries short)."""
         self._closed = False
         """Stop after the batch in flight."""
         self._thread: threading.Thread | None = None
@@ -149,7 +164,7 @@ class PendingMover:
         an unexpected error ends it (the vectors stay pending until the next pass).
         """
         with self._lock:
-            if self._closing:
+            if self._closing.is_set():
                 return
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -165,7 +180,7 @@ class PendingMover:
             if self._closed:
                 return
             self.move_all()
-            if self._closing:
+            if self._closing.is_set():
                 return
 
     def move_all(self) -> int:
@@ -177,10 +192,18 @@ class PendingMover:
             except psycopg.Error as e:  # the pool's closed and timeout errors too: retried
                 if self.stopping:
                     break
-                logger.warning("Moving pending vectors failed (%s); retrying in %s s.", e, RETRY_S)
-                time.sleep(RETRY_S)
+                self.failures += 1
+                delay = retry_delay(self.failures)
+                logger.warning(
+                    "Moving pending vectors failed (%s; %d in a row); retrying in %.0f s.",
+                    e,
+                    self.failures,
+                    delay,
+                )
+                self._closing.wait(delay)  # `close` ends the wait: one more try, then stop
                 self._wake.set()
                 break
+            self.failures = 0
             if n == 0:
                 break
             total += n
@@ -190,12 +213,12 @@ class PendingMover:
     @property
     def stopping(self) -> bool:
         """Whether `close` was called (a failed batch is then not retried)."""
-        return self._closing
+        return self._closing.is_set()
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish the backlog for up to `timeout` seconds, then stop; idempotent."""
         with self._lock:
-            self._closing = True
+            self._closing.set()
             thread = self._thread
         self._wake.set()
         if thread is None:

@@ -275,3 +275,53 @@ def test_a_mover_whose_thread_is_gone_starts_another(deferred: PreferenceMemory)
         time.sleep(0.05)
     assert [k for k, _ in _vectors(deferred)["store_vectors"]]
     assert _vectors(deferred)["fspo_pending_vectors"] == []
+
+
+def test_a_failing_mover_backs_off_and_close_cuts_its_wait_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database unreachable: waits double between tries; `close` ends a wait at once."""
+    import socket
+    import threading
+
+    from psycopg_pool import ConnectionPool
+
+    from langchain_fspo.memory import _pg_pending
+    from langchain_fspo.memory._pg_pending import PendingMover, retry_delay
+
+    assert [retry_delay(n) for n in range(1, 8)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    with socket.socket() as probe:  # a port nothing listens on once this socket is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(_pg_pending, "RETRY_S", 600.0)
+    monkeypatch.setattr(_pg_pending, "RETRY_MAX_S", 600.0)
+    pool: ConnectionPool[Any] = ConnectionPool(
+        f"postgresql://nobody@127.0.0.1:{port}/nothing", min_size=1, timeout=0.2, open=False
+    )
+    pool.open(wait=False)
+    try:
+        mover = PendingMover(pool)
+        mover.wake()
+        deadline = time.monotonic() + 60  # liveness, not speed
+        while mover.failures < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert mover.failures == 1  # one failed try, now in a 600 s wait
+        closing = threading.Thread(target=mover.close)
+        closing.start()
+        closing.join(120)  # far below the wait it cut short
+        assert not closing.is_alive()
+        assert mover._thread is not None
+        assert not mover._thread.is_alive()
+        assert mover.failures == 1  # the last try, while closing, is not counted nor retried
+    finally:
+        pool.close()
+
+
+def test_a_batch_that_works_resets_the_failure_count(deferred: PreferenceMemory) -> None:
+    mover = _engine(deferred)._mover
+    mover.failures = 3  # as after an outage
+    deferred.add("u", prompt="the database is back", chosen="a")
+    deadline = time.monotonic() + 60  # liveness, not speed
+    while mover.failures and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mover.failures == 0
