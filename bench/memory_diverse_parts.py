@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,22 +37,21 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from bench.memory_select import (  # noqa: E402
-    _CACHE,
     BACKGROUND_USERS,
     EMBED,
+    HISTORY_SIZES,
     built_store,
+    history_queries,
     machine,
     measure,
     postgres_versions,
-    words,
+    use_cache_dir,
 )
 from bench.recorded import recorded_command, write_report  # noqa: E402
 from langchain_fspo.memory import PreferenceMemory  # noqa: E402
 from langchain_fspo.memory._engines import Nearest, Row  # noqa: E402
 from langchain_fspo.selection import mmr_indices  # noqa: E402
 
-HISTORY_SIZES = [10, 1_000, 10_000, 100_000]
-"""The measured users of memory_select's history store (its shape, so its cache is reused)."""
 MEASURED = [10, 100_000]
 POOL = 32
 K = 8
@@ -166,9 +164,8 @@ def main() -> None:
         "--out", type=Path, default=REPO_ROOT / "bench/results/memory_diverse_parts.json"
     )
     args = parser.parse_args()
-    _CACHE["dir"] = args.cache
-    rng = random.Random(args.seed + 7)  # memory_select's queries
-    queries = [f"{words(rng, 8)}?" for _ in range(64)]
+    use_cache_dir(args.cache)
+    queries = history_queries(args.seed)
     load_before = os.getloadavg()
     stores: dict[str, Any] = {}
     for kind in args.stores:

@@ -65,6 +65,8 @@ from langchain_fspo.preference import PreferenceExample  # noqa: E402
 
 DIMS = 384
 BACKGROUND_USERS = 1_000
+HISTORY_SIZES = [10, 1_000, 10_000, 100_000]
+"""Examples of the history store's measured users (`size{n}`)."""
 WORDS = [
     *[
         "answer",
@@ -238,6 +240,11 @@ def built_store(kind: str, where: str, shape: dict[str, Any], seed: int) -> Pref
 
 
 _CACHE = {"dir": "/tmp/fspo-bench"}
+
+
+def use_cache_dir(path: str) -> None:
+    """Keep the stores' shape markers (and the SQLite files) under `path` from now on."""
+    _CACHE["dir"] = path
 
 
 def args_cache_dir() -> str:
@@ -433,11 +440,16 @@ def vacuum(memory: PreferenceMemory) -> None:
             conn.autocommit = before
 
 
+def history_queries(seed: int) -> list[str]:
+    """The 64 queries the history sweep asks (drawn like the stored prompts)."""
+    rng = random.Random(seed + 7)
+    return [f"{words(rng, 8)}?" for _ in range(64)]
+
+
 def history_sweep(
     kind: str, memory: PreferenceMemory, sizes: list[int], calls: int, repeats: int, seed: int
 ) -> dict[str, Any]:
-    rng = random.Random(seed + 7)
-    queries = [f"{words(rng, 8)}?" for _ in range(64)]
+    queries = history_queries(seed)
     out: dict[str, Any] = {}
     vacuum(memory)  # every run starts from a vacuumed index
     for size in sizes:
@@ -710,7 +722,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1_000, 10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=HISTORY_SIZES)
     parser.add_argument("--users", type=int, nargs="+", default=[1_000, 100_000])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
@@ -731,7 +743,7 @@ def main() -> None:
         "--merge", action="store_true", help="update --out with the stores run, keep the rest"
     )
     args = parser.parse_args()
-    _CACHE["dir"] = args.cache
+    use_cache_dir(args.cache)
     Path(args.cache).mkdir(parents=True, exist_ok=True)
 
     load_before = os.getloadavg()

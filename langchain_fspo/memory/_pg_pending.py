@@ -164,7 +164,7 @@ class PendingMover:
         an unexpected error ends it (the vectors stay pending until the next pass).
         """
         with self._lock:
-            if self._closing.is_set():
+            if self.stopping:
                 return
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -180,7 +180,7 @@ class PendingMover:
             if self._closed:
                 return
             self.move_all()
-            if self._closing.is_set():
+            if self.stopping:
                 return
 
     def move_all(self) -> int:
